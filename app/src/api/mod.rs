@@ -1,0 +1,63 @@
+//! Server functions, one file per area, `verb_noun` names.
+//!
+//! Each one: who is calling ([`caller`] / [`admin`]) → validate → call the
+//! [`Backend`] the server provides through context → map the error. The HTTP
+//! status of a failure is set in one place, [`respond`].
+
+mod auth;
+#[cfg(feature = "ssr")]
+mod backend;
+
+pub use auth::*;
+#[cfg(feature = "ssr")]
+pub use backend::{Backend, SESSION_COOKIE, SharedBackend};
+
+#[cfg(feature = "ssr")]
+use crate::domain::{AppError, CurrentUser};
+
+/// Sets the response status for a failed call and hands the result back.
+#[cfg(feature = "ssr")]
+pub(crate) fn respond<T>(result: Result<T, AppError>) -> Result<T, AppError> {
+    if let Err(error) = &result {
+        if let Some(options) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
+            if let Ok(status) = http::StatusCode::from_u16(error.status()) {
+                options.set_status(status);
+            }
+        }
+    }
+    result
+}
+
+#[cfg(feature = "ssr")]
+pub(crate) fn backend() -> Result<SharedBackend, AppError> {
+    leptos::prelude::use_context::<SharedBackend>().ok_or(AppError::Internal)
+}
+
+/// The session token sent with this request, if any.
+#[cfg(feature = "ssr")]
+pub(crate) fn session_token() -> Option<String> {
+    let parts = leptos::prelude::use_context::<http::request::Parts>()?;
+    backend::token_from_headers(&parts.headers)
+}
+
+/// The logged-in caller, or `Unauthorized`.
+#[cfg(feature = "ssr")]
+pub(crate) async fn caller() -> Result<CurrentUser, AppError> {
+    let token = session_token().ok_or(AppError::Unauthorized)?;
+    backend()?
+        .session_user(&token)
+        .await?
+        .ok_or(AppError::Unauthorized)
+}
+
+/// The logged-in caller if an admin: `Unauthorized` or `Forbidden` otherwise.
+#[cfg(feature = "ssr")]
+#[allow(dead_code)]
+pub(crate) async fn admin() -> Result<CurrentUser, AppError> {
+    let user = caller().await?;
+    if user.is_admin() {
+        Ok(user)
+    } else {
+        Err(AppError::Forbidden)
+    }
+}

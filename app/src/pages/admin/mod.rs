@@ -1,0 +1,5 @@
+//! Pages for cluster administrators only.
+
+mod queues;
+
+pub use queues::QueueManagerPage;

@@ -1,0 +1,13 @@
+//! One page per file.
+
+mod admin;
+mod catalog;
+mod forbidden;
+mod login;
+mod not_found;
+
+pub use admin::QueueManagerPage;
+pub use catalog::CatalogPage;
+pub use forbidden::ForbiddenPage;
+pub use login::LoginPage;
+pub use not_found::NotFoundPage;

@@ -1,0 +1,64 @@
+//! The app root: routes, and the session every page reads.
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use leptos_router::{
+    components::{Redirect, Route, Router, Routes},
+    path,
+};
+
+use crate::api::fetch_current_user;
+use crate::components::Protected;
+use crate::domain::CurrentUser;
+use crate::pages::{CatalogPage, LoginPage, NotFoundPage, QueueManagerPage};
+
+/// Who is logged in, shared through context.
+#[derive(Clone, Copy)]
+pub struct Session {
+    /// `None` until the server has answered who is logged in.
+    pub user: RwSignal<Option<Option<CurrentUser>>>,
+    /// Set when the server could not be asked.
+    pub error: RwSignal<Option<String>>,
+}
+
+impl Session {
+    pub fn current() -> Self {
+        expect_context::<Session>()
+    }
+
+    pub fn set_user(&self, user: Option<CurrentUser>) {
+        self.user.set(Some(user));
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    let session = Session {
+        user: RwSignal::new(None),
+        error: RwSignal::new(None),
+    };
+    provide_context(session);
+    spawn_local(async move {
+        match fetch_current_user().await {
+            Ok(user) => session.set_user(user),
+            Err(error) => session.error.set(Some(error.to_string())),
+        }
+    });
+
+    view! {
+        <Router>
+            <Routes fallback=|| view! { <NotFoundPage /> }>
+                <Route path=path!("/") view=|| view! { <Redirect path="/catalog" /> } />
+                <Route path=path!("/login") view=LoginPage />
+                <Route
+                    path=path!("/catalog")
+                    view=|| view! { <Protected admin_only=false><CatalogPage /></Protected> }
+                />
+                <Route
+                    path=path!("/admin/queues")
+                    view=|| view! { <Protected admin_only=true><QueueManagerPage /></Protected> }
+                />
+            </Routes>
+        </Router>
+    }
+}

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs what building, running and testing Event Flows needs, skipping
+# whatever is already present at the right version. Safe to run repeatedly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TRUNK_VERSION=0.21.14
+WASM_BINDGEN_VERSION=0.2.130
+TANSU_VERSION=0.6.0
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+need_apt=()
+for pkg in build-essential pkg-config zlib1g-dev libssl-dev libpq-dev ${EVENTFLOWS_SETUP_BROWSER:+chromium}; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  log "installing Debian packages: ${need_apt[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  log "adding the wasm32-unknown-unknown target"
+  rustup target add wasm32-unknown-unknown
+fi
+
+installed() { cargo install --list | grep -qx "$1 v$2:"; }
+if ! installed trunk "$TRUNK_VERSION"; then
+  log "installing trunk $TRUNK_VERSION (once per machine, several minutes)"
+  cargo install "trunk@$TRUNK_VERSION" --locked
+fi
+if ! installed wasm-bindgen-cli "$WASM_BINDGEN_VERSION"; then
+  log "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION"
+  cargo install "wasm-bindgen-cli@$WASM_BINDGEN_VERSION"
+fi
+if ! installed tansu "$TANSU_VERSION"; then
+  log "installing the tansu broker $TANSU_VERSION (once per machine, about 15 minutes)"
+  cargo install "tansu@$TANSU_VERSION" --locked --features dynostore,libsql
+fi
+
+if [ ! -f node_modules/.package-lock.json ] || [ package.json -nt node_modules/.package-lock.json ]; then
+  log "installing npm packages (Tailwind CSS, binaryen, Playwright)"
+  npm install --no-audit --no-fund --loglevel=error
+fi

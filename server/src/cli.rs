@@ -1,0 +1,236 @@
+//! The `eventflows` command line: one binary for serving and for managing
+//! users, organizations and algorithms. Errors go to stderr with exit status 1.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+use app::domain::{AppError, Role};
+
+use crate::config::Settings;
+use crate::db::Db;
+use crate::services::Services;
+
+#[derive(Parser)]
+#[command(
+    name = "eventflows",
+    version,
+    about = "Event Flows: event-driven ML pipelines on Kafka"
+)]
+struct Cli {
+    /// Optional TOML settings file; EVENTFLOWS_* variables override it.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the web UI, the server functions and the REST routes.
+    Serve,
+    /// Runs pending database migrations and exits.
+    Migrate,
+    /// Manages users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manages organizations and their members.
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Manages algorithms and their versions.
+    #[command(subcommand)]
+    Algorithm(AlgorithmCommand),
+    /// Seeds the demo users, organizations and algorithms (safe to repeat)
+    /// and prints the logins.
+    Demo,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Creates a user; the password is read from standard input.
+    Add {
+        name: String,
+        /// Makes the user a cluster administrator.
+        #[arg(long)]
+        admin: bool,
+        /// Read the password from standard input (its first line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum OrgCommand {
+    /// Creates an organization.
+    Add { org: String },
+    /// Makes a user a member of an organization.
+    AddMember { org: String, user: String },
+}
+
+#[derive(Subcommand)]
+enum AlgorithmCommand {
+    /// Adds an algorithm, or one more version of it.
+    Add {
+        /// ORG/NAME
+        algorithm: String,
+        /// Semantic version, MAJOR.MINOR.PATCH.
+        #[arg(long)]
+        version: String,
+        /// builtin:ID or http:URL
+        #[arg(long)]
+        runtime: String,
+        /// What the algorithm does (used when the algorithm is new).
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = Settings::load(cli.config.as_deref(), |name| std::env::var(name).ok())?;
+    let serving = matches!(cli.command, Command::Serve);
+    init_tracing(if serving { "info" } else { "warn" });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("could not start the async runtime")?;
+    runtime.block_on(async move {
+        let services = open(&settings).await?;
+        match cli.command {
+            Command::Serve => serve(services, settings).await,
+            Command::Migrate => {
+                println!("The database is up to date.");
+                Ok(())
+            }
+            Command::User(UserCommand::Add { name, admin, .. }) => {
+                let password = read_password()?;
+                let role = if admin { Role::Admin } else { Role::Member };
+                services.add_user(&name, &password, role).await?;
+                println!("Created {} '{}'.", role.as_str(), name.trim());
+                Ok(())
+            }
+            Command::Org(OrgCommand::Add { org }) => {
+                services.add_organization(&org).await?;
+                println!("Created organization '{}'.", org.trim());
+                Ok(())
+            }
+            Command::Org(OrgCommand::AddMember { org, user }) => {
+                if services.add_member(&org, &user).await? {
+                    println!("'{}' is now a member of '{}'.", user.trim(), org.trim());
+                } else {
+                    println!(
+                        "'{}' was already a member of '{}'.",
+                        user.trim(),
+                        org.trim()
+                    );
+                }
+                Ok(())
+            }
+            Command::Algorithm(AlgorithmCommand::Add {
+                algorithm,
+                version,
+                runtime,
+                description,
+            }) => {
+                services
+                    .add_algorithm_version(&algorithm, &version, &runtime, &description)
+                    .await?;
+                println!("Added {} version {}.", algorithm.trim(), version.trim());
+                Ok(())
+            }
+            Command::Demo => crate::demo::seed(&services).await,
+        }
+    })
+}
+
+fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn open(settings: &Settings) -> anyhow::Result<Services> {
+    std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+        format!(
+            "could not create the data directory {}",
+            settings.data_dir.display()
+        )
+    })?;
+    let url = settings.database_url.clone();
+    let db = tokio::task::spawn_blocking(move || Db::open(&url))
+        .await
+        .context("opening the database was interrupted")??;
+    Ok(Services::new(db, settings.secure_cookies))
+}
+
+fn read_password() -> anyhow::Result<String> {
+    let mut input = String::new();
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .context("could not read the password from standard input")?;
+    let password = input.lines().next().unwrap_or("").to_owned();
+    if password.is_empty() {
+        bail!(
+            "no password on standard input: pipe it in, for example `echo \"$PASSWORD\" | eventflows user add NAME --password-stdin`"
+        );
+    }
+    Ok(password)
+}
+
+async fn serve(services: Services, settings: Settings) -> anyhow::Result<()> {
+    let app = crate::http::router(services, &settings.dist_dir);
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("could not listen on {}", settings.listen))?;
+    tracing::info!(settings = ?settings, "Event Flows is listening on http://{}", settings.listen);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("the web server stopped with an error")
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
+
+/// Errors that a repeated `demo` run expects and skips.
+pub(crate) fn already_there(result: Result<(), AppError>) -> Result<(), AppError> {
+    match result {
+        Err(AppError::Conflict { .. }) => Ok(()),
+        other => other,
+    }
+}

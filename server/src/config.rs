@@ -1,0 +1,179 @@
+//! Layered settings: defaults, then the optional TOML file given by
+//! `--config`, then `EVENTFLOWS_*` environment variables.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+#[derive(Clone)]
+pub struct Settings {
+    /// Address the web server listens on.
+    pub listen: SocketAddr,
+    /// `postgres://…` for PostgreSQL; anything else is a SQLite file.
+    pub database_url: String,
+    pub data_dir: PathBuf,
+    /// The built UI (Trunk's output).
+    pub dist_dir: PathBuf,
+    /// Base64 of 32 bytes; when unset a key file in the data directory is used.
+    pub secret_key: Option<String>,
+    /// Adds `Secure` to the session cookie (when served over HTTPS).
+    pub secure_cookies: bool,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("listen", &self.listen)
+            .field("database", &redact_url(&self.database_url))
+            .field("data_dir", &self.data_dir)
+            .field("dist_dir", &self.dist_dir)
+            .field("secret_key", &self.secret_key.as_ref().map(|_| "set"))
+            .field("secure_cookies", &self.secure_cookies)
+            .finish()
+    }
+}
+
+/// The settings file: every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    listen: Option<String>,
+    database_url: Option<String>,
+    data_dir: Option<PathBuf>,
+    dist_dir: Option<PathBuf>,
+    secret_key: Option<String>,
+    secure_cookies: Option<bool>,
+}
+
+impl Settings {
+    /// Reads the settings; `env` looks up an environment variable (a parameter
+    /// so that tests need not touch the process environment).
+    pub fn load(
+        config_file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Self> {
+        let file = match config_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| {
+                    format!("could not read the settings file {}", path.display())
+                })?;
+                toml::from_str::<FileSettings>(&text)
+                    .with_context(|| format!("the settings file {} is not valid", path.display()))?
+            }
+            None => FileSettings::default(),
+        };
+        let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+
+        let listen_text = env("EVENTFLOWS_LISTEN")
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:3000".to_owned());
+        let listen = listen_text.parse().with_context(|| {
+            format!("EVENTFLOWS_LISTEN '{listen_text}' is not an address like 127.0.0.1:3000")
+        })?;
+        let data_dir = env("EVENTFLOWS_DATA_DIR")
+            .map(PathBuf::from)
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./data"));
+        let dist_dir = env("EVENTFLOWS_DIST_DIR")
+            .map(PathBuf::from)
+            .or(file.dist_dir)
+            .unwrap_or_else(|| PathBuf::from("./dist"));
+        let database_url = env("EVENTFLOWS_DATABASE_URL")
+            .or(file.database_url)
+            .unwrap_or_else(|| {
+                data_dir
+                    .join("eventflows.db")
+                    .to_string_lossy()
+                    .into_owned()
+            });
+        let secret_key = env("EVENTFLOWS_SECRET_KEY").or(file.secret_key);
+        let secure_cookies = match env("EVENTFLOWS_SECURE_COOKIES") {
+            Some(v) => match v.as_str() {
+                "1" | "true" | "yes" => true,
+                "0" | "false" | "no" => false,
+                other => bail!("EVENTFLOWS_SECURE_COOKIES '{other}' is not true or false"),
+            },
+            None => file.secure_cookies.unwrap_or(false),
+        };
+        Ok(Self {
+            listen,
+            database_url,
+            data_dir,
+            dist_dir,
+            secret_key,
+            secure_cookies,
+        })
+    }
+}
+
+/// A database URL without its password, for logs and messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_apply_without_file_or_environment() {
+        let s = Settings::load(None, |_| None).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:3000");
+        assert_eq!(s.data_dir, PathBuf::from("./data"));
+        assert!(s.database_url.ends_with("eventflows.db"));
+        assert_eq!(s.dist_dir, PathBuf::from("./dist"));
+        assert!(!s.secure_cookies);
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = std::env::temp_dir().join(format!("ef-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("eventflows.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:4000\"\ndata_dir = \"/srv/ef\"\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&file), |name| {
+            (name == "EVENTFLOWS_LISTEN").then(|| "0.0.0.0:5000".to_owned())
+        })
+        .unwrap();
+        assert_eq!(s.listen.to_string(), "0.0.0.0:5000");
+        assert_eq!(s.data_dir, PathBuf::from("/srv/ef"));
+        assert_eq!(s.database_url, "/srv/ef/eventflows.db");
+    }
+
+    #[test]
+    fn bad_values_are_named_in_the_error() {
+        let err = Settings::load(None, |n| {
+            (n == "EVENTFLOWS_LISTEN").then(|| "nowhere".into())
+        })
+        .err()
+        .unwrap();
+        assert!(err.to_string().contains("EVENTFLOWS_LISTEN 'nowhere'"));
+        let dir = std::env::temp_dir().join(format!("ef-config-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("bad.toml");
+        std::fs::write(&file, "colour = \"red\"\n").unwrap();
+        assert!(Settings::load(Some(&file), |_| None).is_err());
+    }
+
+    #[test]
+    fn passwords_in_database_urls_are_hidden() {
+        assert_eq!(
+            redact_url("postgres://ef:secret@db:5432/ef"),
+            "postgres://ef:***@db:5432/ef"
+        );
+        assert_eq!(redact_url("data/eventflows.db"), "data/eventflows.db");
+    }
+}

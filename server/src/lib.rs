@@ -1,0 +1,8 @@
+//! The Event Flows server: configuration, storage, services and the HTTP app.
+
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod demo;
+pub mod http;
+pub mod services;

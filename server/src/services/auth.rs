@@ -1,0 +1,188 @@
+//! Passwords and sessions.
+//!
+//! Passwords are hashed with argon2id. A session token is 32 random bytes;
+//! only its SHA-256 is stored, so a copy of the database opens no session.
+//! Every login starts a new session (and ends the one it came with).
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use async_trait::async_trait;
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+use app::api::{Backend, SESSION_COOKIE};
+use app::domain::{AppError, CurrentUser, Role};
+
+use super::{Services, internal};
+use crate::db::{now_ms, users};
+
+/// How long a session lasts.
+pub const SESSION_LIFETIME_MS: i64 = 14 * 24 * 60 * 60 * 1000;
+
+/// The shortest password accepted for a new user.
+pub const MIN_PASSWORD_LEN: usize = 8;
+
+pub fn hash_password(password: &str) -> Result<String, AppError> {
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|_| AppError::Internal)?;
+    let salt = SaltString::encode_b64(&salt).map_err(|_| AppError::Internal)?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|_| AppError::Internal)
+}
+
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+fn new_token() -> Result<String, AppError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|_| AppError::Internal)?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+pub fn token_hash(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A hash to verify against when the user does not exist, so that an
+/// unknown name takes as long as a wrong password.
+fn dummy_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| hash_password("not a real password").unwrap_or_default())
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, AppError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|_| AppError::Internal)
+}
+
+impl Services {
+    async fn user_view(&self, user: users::UserRow) -> Result<CurrentUser, AppError> {
+        let id = user.id.clone();
+        let organizations = self
+            .db
+            .run(move |c| users::organizations_of(c, &id))
+            .await
+            .map_err(internal)?;
+        Ok(CurrentUser {
+            username: user.username,
+            role: Role::parse(&user.role).unwrap_or(Role::Member),
+            organizations,
+        })
+    }
+}
+
+#[async_trait]
+impl Backend for Services {
+    async fn session_user(&self, token: &str) -> Result<Option<CurrentUser>, AppError> {
+        let hash = token_hash(token);
+        let user = self
+            .db
+            .run(move |c| users::session_user(c, &hash))
+            .await
+            .map_err(internal)?;
+        match user {
+            Some(user) => Ok(Some(self.user_view(user).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn log_in(
+        &self,
+        username: &str,
+        password: &str,
+        previous: Option<&str>,
+    ) -> Result<(CurrentUser, String), AppError> {
+        let name = username.to_owned();
+        let user = self
+            .db
+            .run(move |c| users::find_user(c, &name))
+            .await
+            .map_err(internal)?;
+        let stored = user
+            .as_ref()
+            .map(|u| u.password_hash.clone())
+            .unwrap_or_else(|| dummy_hash().to_owned());
+        let password = password.to_owned();
+        let matches = blocking(move || verify_password(&password, &stored)).await?;
+        let Some(user) = user.filter(|_| matches) else {
+            tracing::info!(username, "login refused");
+            return Err(AppError::Unauthorized);
+        };
+
+        let token = new_token()?;
+        let hash = token_hash(&token);
+        let previous = previous.map(token_hash);
+        let user_id = user.id.clone();
+        self.db
+            .run(move |c| {
+                if let Some(previous) = previous {
+                    users::delete_session(c, &previous)?;
+                }
+                users::delete_expired_sessions(c)?;
+                users::insert_session(c, &hash, &user_id, now_ms() + SESSION_LIFETIME_MS)
+            })
+            .await
+            .map_err(internal)?;
+        tracing::info!(username = %user.username, "logged in");
+        Ok((self.user_view(user).await?, token))
+    }
+
+    async fn log_out(&self, token: &str) -> Result<(), AppError> {
+        let hash = token_hash(token);
+        self.db
+            .run(move |c| users::delete_session(c, &hash))
+            .await
+            .map_err(internal)?;
+        Ok(())
+    }
+
+    fn session_cookie(&self, token: Option<&str>) -> String {
+        let secure = if self.secure_cookies { "; Secure" } else { "" };
+        match token {
+            Some(token) => format!(
+                "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
+                SESSION_LIFETIME_MS / 1000
+            ),
+            None => format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_hashes_are_argon2id_and_verify() {
+        let hash = hash_password("correct horse").unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse", &hash));
+        assert!(!verify_password("wrong horse", &hash));
+        assert!(!verify_password("correct horse", "not a hash"));
+        assert_ne!(hash, hash_password("correct horse").unwrap(), "salted");
+    }
+
+    #[test]
+    fn tokens_are_random_and_stored_only_as_hashes() {
+        let (a, b) = (new_token().unwrap(), new_token().unwrap());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 43);
+        assert_eq!(token_hash(&a).len(), 64);
+        assert_ne!(token_hash(&a), a);
+    }
+}

@@ -1,0 +1,145 @@
+//! Users, organizations, memberships and algorithms: what the command line
+//! manages.
+
+use diesel::Connection;
+
+use app::domain::{AlgorithmPath, AppError, OrgName, Role, Runtime, Username, Version};
+
+use super::auth::{MIN_PASSWORD_LEN, hash_password};
+use super::{Services, internal};
+use crate::db::{DbError, directory, users};
+
+fn conflict_or_internal(error: DbError, message: String) -> AppError {
+    if error.is_unique_violation() {
+        AppError::conflict(message)
+    } else {
+        internal(error)
+    }
+}
+
+impl Services {
+    pub async fn add_user(
+        &self,
+        username: &str,
+        password: &str,
+        role: Role,
+    ) -> Result<(), AppError> {
+        let username = Username::parse(username)?;
+        if password.chars().count() < MIN_PASSWORD_LEN {
+            return Err(AppError::validation(
+                "password",
+                format!("A password needs at least {MIN_PASSWORD_LEN} characters."),
+            ));
+        }
+        let password = password.to_owned();
+        let hash = tokio::task::spawn_blocking(move || hash_password(&password))
+            .await
+            .map_err(|_| AppError::Internal)??;
+        let name = username.as_str().to_owned();
+        self.db
+            .run(move |c| users::insert_user(c, &name, &hash, role.as_str()))
+            .await
+            .map_err(|e| {
+                conflict_or_internal(e, format!("The user '{username}' already exists."))
+            })?;
+        Ok(())
+    }
+
+    pub async fn add_organization(&self, name: &str) -> Result<(), AppError> {
+        let org = OrgName::parse(name)?;
+        let name = org.as_str().to_owned();
+        self.db
+            .run(move |c| directory::insert_organization(c, &name))
+            .await
+            .map_err(|e| {
+                conflict_or_internal(e, format!("The organization '{org}' already exists."))
+            })?;
+        Ok(())
+    }
+
+    /// Makes `username` a member of `org`; false when already a member.
+    pub async fn add_member(&self, org: &str, username: &str) -> Result<bool, AppError> {
+        let org = OrgName::parse(org)?;
+        let username = Username::parse(username)?;
+        let (o, u) = (org.as_str().to_owned(), username.as_str().to_owned());
+        let found = self
+            .db
+            .run(move |c| {
+                Ok((
+                    directory::find_organization(c, &o)?,
+                    users::find_user(c, &u)?,
+                ))
+            })
+            .await
+            .map_err(internal)?;
+        let org_id = found
+            .0
+            .ok_or_else(|| AppError::not_found(format!("The organization '{org}'")))?;
+        let user = found
+            .1
+            .ok_or_else(|| AppError::not_found(format!("The user '{username}'")))?;
+        self.db
+            .run(move |c| directory::insert_membership(c, &org_id, &user.id))
+            .await
+            .map_err(internal)
+    }
+
+    /// Adds a version to an algorithm, creating the algorithm if it is new.
+    pub async fn add_algorithm_version(
+        &self,
+        path: &str,
+        version: &str,
+        runtime: &str,
+        description: &str,
+    ) -> Result<(), AppError> {
+        let path = AlgorithmPath::parse(path)?;
+        let version = Version::parse(version)?;
+        let runtime = Runtime::parse(runtime)?;
+        let (org, name, text) = (
+            path.org.as_str().to_owned(),
+            path.name.as_str().to_owned(),
+            version.to_string(),
+        );
+        let (runtime_text, description) = (runtime.to_string(), description.to_owned());
+        let outcome = self
+            .db
+            .run(move |c| {
+                c.transaction(|c| {
+                    let Some(org_id) = directory::find_organization(c, &org)? else {
+                        return Ok(Err("organization"));
+                    };
+                    let algorithm_id = match directory::find_algorithm(c, &org_id, &name)? {
+                        Some(id) => id,
+                        None => directory::insert_algorithm(c, &org_id, &name, &description)?,
+                    };
+                    if directory::version_exists(c, &algorithm_id, &text)? {
+                        return Ok(Err("version"));
+                    }
+                    directory::insert_version(
+                        c,
+                        &directory::NewVersion {
+                            algorithm_id: &algorithm_id,
+                            version: &text,
+                            major: version.major.into(),
+                            minor: version.minor.into(),
+                            patch: version.patch.into(),
+                            runtime: &runtime_text,
+                        },
+                    )?;
+                    Ok(Ok(()))
+                })
+            })
+            .await
+            .map_err(internal)?;
+        match outcome {
+            Ok(()) => Ok(()),
+            Err("organization") => Err(AppError::not_found(format!(
+                "The organization '{}'",
+                path.org
+            ))),
+            Err(_) => Err(AppError::conflict(format!(
+                "{path} already has a version {version}."
+            ))),
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! What the server functions, the REST routes and the command line call.
+//! The domain rules live here once; SQL lives in `db`.
+
+pub mod auth;
+pub mod directory;
+
+use app::domain::AppError;
+
+use crate::db::{Db, DbError};
+
+/// Logs a storage failure and answers with the detail-free `Internal` error.
+pub(crate) fn internal(error: DbError) -> AppError {
+    tracing::error!(%error, "database call failed");
+    AppError::Internal
+}
+
+/// The services of one server instance, shared by every request.
+#[derive(Clone)]
+pub struct Services {
+    pub db: Db,
+    pub secure_cookies: bool,
+}
+
+impl Services {
+    pub fn new(db: Db, secure_cookies: bool) -> Self {
+        Self { db, secure_cookies }
+    }
+}

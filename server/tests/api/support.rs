@@ -1,0 +1,182 @@
+//! Fresh databases, the app under test, and small HTTP helpers.
+
+use std::path::PathBuf;
+
+use axum::{
+    Router,
+    body::Body,
+    http::{HeaderMap, Request, StatusCode, header},
+};
+use diesel::{Connection, PgConnection, RunQueryDsl};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+use app::domain::Role;
+use server::{db::Db, services::Services};
+
+/// A database that exists only for one test.
+pub struct TestDb {
+    pub url: String,
+    pub dir: PathBuf,
+    postgres: Option<(String, String)>,
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}_{}", server::db::new_id())
+}
+
+impl TestDb {
+    pub fn fresh() -> Self {
+        let dir = std::env::temp_dir().join(unique("eventflows_test"));
+        std::fs::create_dir_all(&dir).unwrap();
+        match std::env::var("EVENTFLOWS_TEST_DATABASE").as_deref() {
+            Ok("postgres") => {
+                let admin = std::env::var("EVENTFLOWS_TEST_POSTGRES_URL")
+                    .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+                let name = unique("ef_test");
+                let mut conn = PgConnection::establish(&admin)
+                    .expect("PostgreSQL must listen on 127.0.0.1:5432 for these tests");
+                diesel::sql_query(format!("CREATE DATABASE {name}"))
+                    .execute(&mut conn)
+                    .unwrap();
+                let base = admin.rsplit_once('/').unwrap().0;
+                TestDb {
+                    url: format!("{base}/{name}"),
+                    dir,
+                    postgres: Some((admin, name)),
+                }
+            }
+            _ => TestDb {
+                url: dir.join("eventflows.db").to_string_lossy().into_owned(),
+                dir,
+                postgres: None,
+            },
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((admin, name)) = &self.postgres
+            && let Ok(mut conn) = PgConnection::establish(admin)
+        {
+            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut conn);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The app on a fresh database, with a tiny built UI.
+pub struct TestApp {
+    pub db: TestDb,
+    pub services: Services,
+    pub router: Router,
+}
+
+pub const INDEX_HTML: &str =
+    "<!DOCTYPE html><html><head><title>Event Flows</title></head><body></body></html>";
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        let db = TestDb::fresh();
+        let url = db.url.clone();
+        let pool = tokio::task::spawn_blocking(move || Db::open(&url))
+            .await
+            .unwrap()
+            .unwrap();
+        let services = Services::new(pool, false);
+        let dist = db.dir.join("dist");
+        std::fs::create_dir_all(&dist).unwrap();
+        std::fs::write(dist.join("index.html"), INDEX_HTML).unwrap();
+        std::fs::write(
+            dist.join("app.js"),
+            "console.log('event flows');\n".repeat(200),
+        )
+        .unwrap();
+        let router = server::http::router(services.clone(), &dist);
+        TestApp {
+            db,
+            services,
+            router,
+        }
+    }
+
+    pub async fn with_user(self, name: &str, password: &str, role: Role) -> Self {
+        self.services.add_user(name, password, role).await.unwrap();
+        self
+    }
+
+    pub async fn request(&self, request: Request<Body>) -> Reply {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        Reply {
+            status,
+            headers,
+            body: bytes.to_vec(),
+        }
+    }
+
+    /// Calls a server function with JSON arguments, optionally with a session cookie.
+    pub async fn call(&self, endpoint: &str, args: Value, session: Option<&str>) -> Reply {
+        let mut builder = Request::post(format!("/api/{endpoint}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, "application/json");
+        if let Some(token) = session {
+            builder = builder.header(header::COOKIE, format!("eventflows_session={token}"));
+        }
+        self.request(builder.body(Body::from(args.to_string())).unwrap())
+            .await
+    }
+
+    /// Logs in and returns the session token from the cookie.
+    pub async fn login(&self, name: &str, password: &str) -> String {
+        let reply = self
+            .call(
+                "login",
+                serde_json::json!({"username": name, "password": password}),
+                None,
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        reply
+            .session_token()
+            .expect("login sets the session cookie")
+    }
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+
+    pub fn set_cookie(&self) -> Option<String> {
+        self.headers
+            .get(header::SET_COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    }
+
+    pub fn session_token(&self) -> Option<String> {
+        let cookie = self.set_cookie()?;
+        let value = cookie
+            .strip_prefix("eventflows_session=")?
+            .split(';')
+            .next()?;
+        (!value.is_empty()).then(|| value.to_owned())
+    }
+}
