@@ -10,7 +10,10 @@ use leptos_router::{
 use crate::api::fetch_current_user;
 use crate::components::Protected;
 use crate::domain::CurrentUser;
-use crate::pages::{CatalogPage, LoginPage, NotFoundPage, QueueManagerPage};
+use crate::pages::{
+    CatalogPage, ConnectQueuePage, ConnectionDetailsPage, LoginPage, NotFoundPage,
+    QueueManagerPage, TopicEditPage,
+};
 
 /// Who is logged in, shared through context.
 #[derive(Clone, Copy)]
@@ -57,6 +60,18 @@ pub fn App() -> impl IntoView {
                 <Route
                     path=path!("/admin/queues")
                     view=|| view! { <Protected admin_only=true><QueueManagerPage /></Protected> }
+                />
+                <Route
+                    path=path!("/admin/queues/new")
+                    view=|| view! { <Protected admin_only=true><ConnectQueuePage /></Protected> }
+                />
+                <Route
+                    path=path!("/admin/queues/:id")
+                    view=|| view! { <Protected admin_only=true><ConnectionDetailsPage /></Protected> }
+                />
+                <Route
+                    path=path!("/admin/queues/:id/topics/:topic/edit")
+                    view=|| view! { <Protected admin_only=true><TopicEditPage /></Protected> }
                 />
             </Routes>
         </Router>

@@ -176,7 +176,9 @@ async fn open(settings: &Settings) -> anyhow::Result<Services> {
     let db = tokio::task::spawn_blocking(move || Db::open(&url))
         .await
         .context("opening the database was interrupted")??;
-    Ok(Services::new(db, settings.secure_cookies))
+    let secrets =
+        crate::secrets::SecretBox::load(settings.secret_key.as_deref(), &settings.data_dir)?;
+    Ok(Services::new(db, secrets, settings.secure_cookies))
 }
 
 fn read_password() -> anyhow::Result<String> {

@@ -5,4 +5,6 @@ pub mod config;
 pub mod db;
 pub mod demo;
 pub mod http;
+pub mod kafka;
+pub mod secrets;
 pub mod services;

@@ -5,7 +5,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::domain::{AppError, CurrentUser};
+use crate::domain::{
+    AppError, BrokerConnectionDetails, BrokerConnectionSummary, CurrentUser, NewBrokerConnection,
+    TopicDetails, TopicGrant, TopicName,
+};
 
 /// Name of the HttpOnly cookie that carries the session token.
 pub const SESSION_COOKIE: &str = "eventflows_session";
@@ -29,6 +32,40 @@ pub trait Backend: Send + Sync + 'static {
 
     /// The `Set-Cookie` value that stores `token` (or clears the cookie when `None`).
     fn session_cookie(&self, token: Option<&str>) -> String;
+
+    /// Every broker connection with its live status.
+    async fn list_broker_connections(&self) -> Result<Vec<BrokerConnectionSummary>, AppError>;
+
+    /// Tests the connection for real and saves it only when the broker answers.
+    /// Returns the new connection's id.
+    async fn connect_broker(&self, new: NewBrokerConnection) -> Result<String, AppError>;
+
+    /// Settings (secrets only as "set"), live status, topics and flows.
+    async fn broker_connection(&self, id: &str) -> Result<BrokerConnectionDetails, AppError>;
+
+    /// Deletes the connection, its topic grants and its flows.
+    async fn delete_broker_connection(&self, id: &str) -> Result<(), AppError>;
+
+    async fn create_topic(
+        &self,
+        id: &str,
+        topic: &TopicName,
+        partitions: u32,
+    ) -> Result<(), AppError>;
+
+    /// A topic with the algorithms that have access to it.
+    async fn topic_details(&self, id: &str, topic: &TopicName) -> Result<TopicDetails, AppError>;
+
+    /// Replaces every grant on the topic with `grants`, all at once.
+    async fn save_topic_grants(
+        &self,
+        id: &str,
+        topic: &TopicName,
+        grants: Vec<TopicGrant>,
+    ) -> Result<(), AppError>;
+
+    /// Every algorithm of every organization, as `org/name`.
+    async fn algorithm_names(&self) -> Result<Vec<String>, AppError>;
 }
 
 pub type SharedBackend = Arc<dyn Backend>;

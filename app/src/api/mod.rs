@@ -7,10 +7,12 @@
 mod auth;
 #[cfg(feature = "ssr")]
 mod backend;
+mod brokers;
 
 pub use auth::*;
 #[cfg(feature = "ssr")]
 pub use backend::{Backend, SESSION_COOKIE, SharedBackend};
+pub use brokers::*;
 
 #[cfg(feature = "ssr")]
 use crate::domain::{AppError, CurrentUser};
@@ -52,7 +54,6 @@ pub(crate) async fn caller() -> Result<CurrentUser, AppError> {
 
 /// The logged-in caller if an admin: `Unauthorized` or `Forbidden` otherwise.
 #[cfg(feature = "ssr")]
-#[allow(dead_code)]
 pub(crate) async fn admin() -> Result<CurrentUser, AppError> {
     let user = caller().await?;
     if user.is_admin() {

@@ -1,9 +1,15 @@
 //! Building blocks shared by the pages.
 
 mod admin_menu;
+mod dialog;
+mod notice;
 mod protected;
+mod status;
 mod top_bar;
 
 pub use admin_menu::AdminMenu;
+pub use dialog::Dialog;
+pub use notice::{ErrorNotice, Loading, SuccessNotice};
 pub use protected::Protected;
+pub use status::StatusBadge;
 pub use top_bar::TopBar;

@@ -1,10 +1,16 @@
 //! Types shared by the browser and the server. Nothing here may depend on
 //! the database, the async runtime or Kafka: this module compiles to wasm.
 
+mod broker;
 mod error;
 mod names;
 mod user;
 
+pub use broker::{
+    Access, BootstrapServers, BrokerConnectionDetails, BrokerConnectionSummary, ConnectionStatus,
+    NewBrokerConnection, SaslMechanism, SecurityProtocol, TopicDetails, TopicGrant, TopicInfo,
+    TopicName,
+};
 pub use error::AppError;
 pub use names::{
     AlgorithmName, AlgorithmPath, BUILTIN_ALGORITHMS, OrgName, Runtime, Username, Version,

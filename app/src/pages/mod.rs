@@ -6,7 +6,7 @@ mod forbidden;
 mod login;
 mod not_found;
 
-pub use admin::QueueManagerPage;
+pub use admin::{ConnectQueuePage, ConnectionDetailsPage, QueueManagerPage, TopicEditPage};
 pub use catalog::CatalogPage;
 pub use forbidden::ForbiddenPage;
 pub use login::LoginPage;

@@ -64,6 +64,51 @@ diesel::joinable!(algorithms -> organizations (organization_id));
 diesel::joinable!(algorithm_versions -> algorithms (algorithm_id));
 diesel::joinable!(sessions -> users (user_id));
 
+diesel::table! {
+    broker_connections (id) {
+        id -> Text,
+        name -> Text,
+        bootstrap_servers -> Text,
+        security_protocol -> Text,
+        sasl_mechanism -> Nullable<Text>,
+        username -> Nullable<Text>,
+        password_encrypted -> Nullable<Text>,
+        ca_pem_encrypted -> Nullable<Text>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    topic_grants (connection_id, topic, algorithm_id) {
+        connection_id -> Text,
+        topic -> Text,
+        algorithm_id -> Text,
+        can_subscribe -> Bool,
+        can_publish -> Bool,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    flows (id) {
+        id -> Text,
+        algorithm_id -> Text,
+        connection_id -> Text,
+        topic -> Text,
+        direction -> Text,
+        version -> Text,
+        dlq_topic -> Nullable<Text>,
+        enabled -> Bool,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::joinable!(topic_grants -> broker_connections (connection_id));
+diesel::joinable!(topic_grants -> algorithms (algorithm_id));
+diesel::joinable!(flows -> broker_connections (connection_id));
+diesel::joinable!(flows -> algorithms (algorithm_id));
+
 diesel::allow_tables_to_appear_in_same_query!(
     users,
     organizations,
@@ -71,4 +116,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     algorithms,
     algorithm_versions,
     sessions,
+    broker_connections,
+    topic_grants,
+    flows,
 );

@@ -6,11 +6,10 @@
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use async_trait::async_trait;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
-use app::api::{Backend, SESSION_COOKIE};
+use app::api::SESSION_COOKIE;
 use app::domain::{AppError, CurrentUser, Role};
 
 use super::{Services, internal};
@@ -86,9 +85,8 @@ impl Services {
     }
 }
 
-#[async_trait]
-impl Backend for Services {
-    async fn session_user(&self, token: &str) -> Result<Option<CurrentUser>, AppError> {
+impl Services {
+    pub async fn session_user(&self, token: &str) -> Result<Option<CurrentUser>, AppError> {
         let hash = token_hash(token);
         let user = self
             .db
@@ -101,7 +99,7 @@ impl Backend for Services {
         }
     }
 
-    async fn log_in(
+    pub async fn log_in(
         &self,
         username: &str,
         password: &str,
@@ -142,7 +140,7 @@ impl Backend for Services {
         Ok((self.user_view(user).await?, token))
     }
 
-    async fn log_out(&self, token: &str) -> Result<(), AppError> {
+    pub async fn log_out(&self, token: &str) -> Result<(), AppError> {
         let hash = token_hash(token);
         self.db
             .run(move |c| users::delete_session(c, &hash))
@@ -151,7 +149,7 @@ impl Backend for Services {
         Ok(())
     }
 
-    fn session_cookie(&self, token: Option<&str>) -> String {
+    pub fn session_cookie(&self, token: Option<&str>) -> String {
         let secure = if self.secure_cookies { "; Secure" } else { "" };
         match token {
             Some(token) => format!(

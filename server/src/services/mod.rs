@@ -2,11 +2,15 @@
 //! The domain rules live here once; SQL lives in `db`.
 
 pub mod auth;
+mod backend;
+pub mod brokers;
 pub mod directory;
 
 use app::domain::AppError;
 
 use crate::db::{Db, DbError};
+use crate::kafka::Clients;
+use crate::secrets::SecretBox;
 
 /// Logs a storage failure and answers with the detail-free `Internal` error.
 pub(crate) fn internal(error: DbError) -> AppError {
@@ -18,11 +22,18 @@ pub(crate) fn internal(error: DbError) -> AppError {
 #[derive(Clone)]
 pub struct Services {
     pub db: Db,
+    pub secrets: SecretBox,
+    pub clients: Clients,
     pub secure_cookies: bool,
 }
 
 impl Services {
-    pub fn new(db: Db, secure_cookies: bool) -> Self {
-        Self { db, secure_cookies }
+    pub fn new(db: Db, secrets: SecretBox, secure_cookies: bool) -> Self {
+        Self {
+            db,
+            secrets,
+            clients: Clients::default(),
+            secure_cookies,
+        }
     }
 }

@@ -1,7 +1,12 @@
 //! Integration tests: each test gets a fresh database (SQLite, or PostgreSQL
-//! when EVENTFLOWS_TEST_DATABASE=postgres) and talks to the real router.
+//! when EVENTFLOWS_TEST_DATABASE=postgres), talks to the real router, and
+//! where Kafka is involved, to a real tansu broker.
 
 mod auth;
+mod brokers;
 mod cli;
+mod kafka;
+mod roles;
+mod secrets;
 mod support;
 mod web;

@@ -1,10 +1,81 @@
 use leptos::prelude::*;
+use leptos_router::components::A;
+
+use crate::api::list_broker_connections;
+use crate::components::{ErrorNotice, Loading, StatusBadge};
+use crate::domain::BrokerConnectionSummary;
 
 /// Admin → System actions → **Queue manager**: the broker connections.
 #[component]
 pub fn QueueManagerPage() -> impl IntoView {
+    let connections = LocalResource::new(list_broker_connections);
+
     view! {
-        <h1 class="text-2xl font-semibold">"Queue manager"</h1>
-        <p class="mt-2 text-slate-600">"Broker connections of this cluster."</p>
+        <div class="flex items-center justify-between">
+            <h1 class="text-2xl font-semibold">"Queue manager"</h1>
+            <A
+                href="/admin/queues/new"
+                attr:class="rounded bg-blue-700 px-4 py-2 text-sm font-medium text-white hover:bg-blue-800"
+            >
+                "Connect queue"
+            </A>
+        </div>
+        <p class="mt-1 text-slate-600">"Broker connections of this cluster."</p>
+        <section class="mt-6" aria-label="Broker connections">
+            {move || match connections.get() {
+                None => view! { <Loading what="broker connections" /> }.into_any(),
+                Some(Err(e)) => view! { <ErrorNotice message=e.to_string() /> }.into_any(),
+                Some(Ok(list)) if list.is_empty() => view! {
+                    <div class="rounded-lg border border-dashed border-slate-300 p-8 text-center">
+                        <p class="font-medium">"No broker connections yet."</p>
+                        <p class="mt-1 text-slate-600">
+                            "Use Connect queue to connect a Kafka cluster; its topics can then be opened to algorithms."
+                        </p>
+                    </div>
+                }
+                .into_any(),
+                Some(Ok(list)) => view! { <ConnectionTable list=list /> }.into_any(),
+            }}
+        </section>
+    }
+}
+
+#[component]
+fn ConnectionTable(list: Vec<BrokerConnectionSummary>) -> impl IntoView {
+    view! {
+        <table class="w-full overflow-hidden rounded-lg bg-white text-left text-sm shadow">
+            <thead class="bg-slate-100 text-slate-600">
+                <tr>
+                    <th scope="col" class="px-4 py-2">"Name"</th>
+                    <th scope="col" class="px-4 py-2">"Type"</th>
+                    <th scope="col" class="px-4 py-2">"Bootstrap servers"</th>
+                    <th scope="col" class="px-4 py-2">"Status"</th>
+                    <th scope="col" class="px-4 py-2 text-right">"Topics"</th>
+                    <th scope="col" class="px-4 py-2 text-right">"Flows"</th>
+                </tr>
+            </thead>
+            <tbody>
+                {list
+                    .into_iter()
+                    .map(|c| {
+                        let href = format!("/admin/queues/{}", c.id);
+                        view! {
+                            <tr class="border-t border-slate-100">
+                                <td class="px-4 py-2 font-medium">
+                                    <A href=href attr:class="text-blue-700 hover:underline">{c.name}</A>
+                                </td>
+                                <td class="px-4 py-2">{c.kind}</td>
+                                <td class="px-4 py-2 font-mono text-xs">{c.bootstrap_servers}</td>
+                                <td class="px-4 py-2"><StatusBadge status=c.status /></td>
+                                <td class="px-4 py-2 text-right">
+                                    {c.topic_count.map(|n| n.to_string()).unwrap_or_else(|| "–".into())}
+                                </td>
+                                <td class="px-4 py-2 text-right">{c.flow_count}</td>
+                            </tr>
+                        }
+                    })
+                    .collect_view()}
+            </tbody>
+        </table>
     }
 }

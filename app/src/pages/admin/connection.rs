@@ -1,0 +1,322 @@
+use leptos::prelude::*;
+use leptos_router::{
+    NavigateOptions,
+    components::A,
+    hooks::{use_navigate, use_params_map, use_query_map},
+};
+
+use crate::api::{MAX_PARTITIONS, create_topic, delete_broker_connection, get_broker_connection};
+use crate::components::{Dialog, ErrorNotice, Loading, StatusBadge, SuccessNotice};
+use crate::domain::{AppError, BrokerConnectionDetails, TopicInfo};
+use crate::pages::admin::TopicSidesheet;
+
+/// A broker connection's details page: settings, status, topics, the topic
+/// sidesheet (`?topic=NAME`), Create topic and Delete.
+#[component]
+pub fn ConnectionDetailsPage() -> impl IntoView {
+    let params = use_params_map();
+    let id = Memo::new(move |_| params.read().get("id").unwrap_or_default());
+    let details = LocalResource::new(move || get_broker_connection(id.get()));
+
+    view! {
+        <A href="/admin/queues" attr:class="text-sm text-blue-700 hover:underline">"← Queue manager"</A>
+        {move || match details.get() {
+            None => view! { <Loading what="the broker connection" /> }.into_any(),
+            Some(Err(AppError::NotFound { .. })) => view! {
+                <h1 class="mt-2 text-2xl font-semibold">"Broker connection not found"</h1>
+                <p class="mt-2">"It may have been deleted."</p>
+            }
+            .into_any(),
+            Some(Err(e)) => view! { <ErrorNotice message=e.to_string() /> }.into_any(),
+            Some(Ok(d)) => view! { <Details details=d reload=Callback::new(move |_| details.refetch()) /> }.into_any(),
+        }}
+    }
+}
+
+#[component]
+fn Details(details: BrokerConnectionDetails, reload: Callback<()>) -> impl IntoView {
+    let query = use_query_map();
+    let selected = Memo::new(move |_| query.read().get("topic"));
+    let confirm_delete = RwSignal::new(false);
+    let id = details.id.clone();
+    let topics = details.topics.clone();
+    let flows = details.flows.clone();
+    let name = details.name.clone();
+
+    view! {
+        <div class="mt-2 flex items-start justify-between gap-4">
+            <div>
+                <h1 class="text-2xl font-semibold">{details.name.clone()}</h1>
+                <div class="mt-1"><StatusBadge status=details.status.clone() /></div>
+            </div>
+            <button
+                type="button"
+                class="rounded border border-red-300 px-4 py-2 text-sm font-medium text-red-700 hover:bg-red-50"
+                on:click=move |_| confirm_delete.set(true)
+            >
+                "Delete"
+            </button>
+        </div>
+        <Settings details=details.clone() />
+        <TopicsSection connection_id=id.clone() topics=topics reload=reload selected=selected />
+        {move || {
+            selected
+                .get()
+                .map(|topic| view! { <TopicSidesheet connection_id=id.clone() topic=topic /> })
+        }}
+        <Show when=move || confirm_delete.get()>
+            <DeleteDialog
+                id=details.id.clone()
+                name=name.clone()
+                flows=flows.clone()
+                on_close=Callback::new(move |_| confirm_delete.set(false))
+            />
+        </Show>
+    }
+}
+
+#[component]
+fn Settings(details: BrokerConnectionDetails) -> impl IntoView {
+    let row = |term: &'static str, value: String| {
+        view! {
+            <div class="flex gap-4 py-1">
+                <dt class="w-48 shrink-0 text-slate-500">{term}</dt>
+                <dd class="break-all">{value}</dd>
+            </div>
+        }
+    };
+    let set = |b: bool| {
+        if b {
+            "set".to_owned()
+        } else {
+            "not set".to_owned()
+        }
+    };
+    view! {
+        <section aria-labelledby="settings-title" class="mt-6 rounded-lg bg-white p-6 shadow">
+            <h2 id="settings-title" class="text-lg font-semibold">"Settings"</h2>
+            <dl class="mt-2 text-sm">
+                {row("Type", details.kind.clone())}
+                {row("Bootstrap servers", details.bootstrap_servers.clone())}
+                {row("Security protocol", details.security_protocol.clone())}
+                {details.sasl_mechanism.clone().map(|m| row("SASL mechanism", m))}
+                {details.username.clone().map(|u| row("Username", u))}
+                {details.password_set.then(|| row("Password", set(true)))}
+                {row("CA certificate", set(details.ca_certificate_set))}
+            </dl>
+            <p class="mt-3 text-sm text-slate-500">
+                "A broker connection cannot be edited. To change it, connect a new queue and delete this one."
+            </p>
+        </section>
+    }
+}
+
+#[component]
+fn TopicsSection(
+    connection_id: String,
+    topics: Vec<TopicInfo>,
+    reload: Callback<()>,
+    selected: Memo<Option<String>>,
+) -> impl IntoView {
+    let creating = RwSignal::new(false);
+    let created = RwSignal::new(None::<String>);
+    let empty = topics.is_empty();
+    let rows = topics
+        .into_iter()
+        .map(|t| {
+            let href = format!("/admin/queues/{connection_id}?topic={}", t.name);
+            let name = t.name.clone();
+            let current = Memo::new(move |_| selected.get().as_deref() == Some(name.as_str()));
+            view! {
+                <tr class="border-t border-slate-100" class:bg-blue-50=move || current.get()>
+                    <td class="px-4 py-2 font-medium">
+                        <A href=href attr:class="text-blue-700 hover:underline" attr:aria-current=move || current.get().then_some("true")>
+                            {t.name.clone()}
+                        </A>
+                    </td>
+                    <td class="px-4 py-2 text-right">{t.partitions}</td>
+                    <td class="px-4 py-2 text-right">{t.replication_factor}</td>
+                    <td class="px-4 py-2 text-right">{t.message_count}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+
+    view! {
+        <section aria-labelledby="topics-title" class="mt-6">
+            <div class="flex items-center justify-between">
+                <h2 id="topics-title" class="text-lg font-semibold">"Topics"</h2>
+                <button
+                    type="button"
+                    class="rounded border border-slate-300 bg-white px-3 py-1.5 text-sm hover:bg-slate-50"
+                    aria-expanded=move || creating.get().to_string()
+                    on:click=move |_| creating.update(|c| *c = !*c)
+                >
+                    "Create topic"
+                </button>
+            </div>
+            {move || created.get().map(|m| view! { <div class="mt-2"><SuccessNotice message=m /></div> })}
+            <Show when=move || creating.get()>
+                <CreateTopicForm
+                    connection_id=connection_id.clone()
+                    on_created=Callback::new(move |name: String| {
+                        creating.set(false);
+                        created.set(Some(format!("Topic '{name}' created.")));
+                        reload.run(());
+                    })
+                />
+            </Show>
+            {if empty {
+                view! {
+                    <p class="mt-3 rounded-lg border border-dashed border-slate-300 p-6 text-center text-slate-600">
+                        "This broker has no topics yet (or it could not be reached). Use Create topic to add one."
+                    </p>
+                }
+                .into_any()
+            } else {
+                view! {
+                    <table class="mt-3 w-full overflow-hidden rounded-lg bg-white text-left text-sm shadow">
+                        <thead class="bg-slate-100 text-slate-600">
+                            <tr>
+                                <th scope="col" class="px-4 py-2">"Topic"</th>
+                                <th scope="col" class="px-4 py-2 text-right">"Partitions"</th>
+                                <th scope="col" class="px-4 py-2 text-right">"Replication factor"</th>
+                                <th scope="col" class="px-4 py-2 text-right">"Messages"</th>
+                            </tr>
+                        </thead>
+                        <tbody>{rows}</tbody>
+                    </table>
+                }
+                .into_any()
+            }}
+        </section>
+    }
+}
+
+#[component]
+fn CreateTopicForm(connection_id: String, on_created: Callback<String>) -> impl IntoView {
+    let name = RwSignal::new(String::new());
+    let partitions = RwSignal::new("3".to_owned());
+    let error = RwSignal::new(None::<AppError>);
+    let action = Action::new_local(move |(name, partitions): &(String, u32)| {
+        create_topic(connection_id.clone(), name.clone(), *partitions)
+    });
+    let pending = action.pending();
+    Effect::new(move |_| match action.value().get() {
+        Some(Ok(())) => on_created.run(name.get_untracked()),
+        Some(Err(e)) => error.set(Some(e)),
+        None => {}
+    });
+    let on_submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        error.set(None);
+        match partitions.get_untracked().trim().parse::<u32>() {
+            Ok(n) if (1..=MAX_PARTITIONS).contains(&n) => {
+                action.dispatch_local((name.get_untracked(), n));
+            }
+            _ => error.set(Some(AppError::validation(
+                "partitions",
+                format!("A topic needs between 1 and {MAX_PARTITIONS} partitions."),
+            ))),
+        }
+    };
+    let field_error = move |field: &'static str| {
+        move || {
+            error
+                .get()
+                .filter(|e| e.field() == Some(field))
+                .map(|e| view! { <p class="mt-1 text-sm text-red-700">{e.to_string()}</p> })
+        }
+    };
+    view! {
+        <form on:submit=on_submit aria-label="Create topic" class="mt-3 flex flex-wrap items-start gap-4 rounded-lg bg-white p-4 shadow" novalidate>
+            <div>
+                <label for="topic-name" class="block text-sm font-medium">"Topic name"</label>
+                <input id="topic-name" class="mt-1 rounded border border-slate-300 px-3 py-1.5" bind:value=name />
+                {field_error("topic")}
+            </div>
+            <div>
+                <label for="topic-partitions" class="block text-sm font-medium">"Partitions"</label>
+                <input
+                    id="topic-partitions"
+                    type="number"
+                    min="1"
+                    class="mt-1 w-28 rounded border border-slate-300 px-3 py-1.5"
+                    bind:value=partitions
+                />
+                {field_error("partitions")}
+            </div>
+            <button
+                type="submit"
+                class="mt-6 rounded bg-blue-700 px-4 py-1.5 text-sm font-medium text-white hover:bg-blue-800 disabled:opacity-60"
+                disabled=move || pending.get()
+            >
+                {move || if pending.get() { "Creating…" } else { "Create" }}
+            </button>
+            {move || {
+                error
+                    .get()
+                    .filter(|e| e.field().is_none())
+                    .map(|e| view! { <div class="w-full"><ErrorNotice message=e.to_string() /></div> })
+            }}
+        </form>
+    }
+}
+
+#[component]
+fn DeleteDialog(
+    id: String,
+    name: String,
+    flows: Vec<String>,
+    on_close: Callback<()>,
+) -> impl IntoView {
+    let navigate = use_navigate();
+    let error = RwSignal::new(None::<String>);
+    let action = Action::new_local(move |_: &()| delete_broker_connection(id.clone()));
+    let pending = action.pending();
+    Effect::new(move |_| match action.value().get() {
+        Some(Ok(())) => navigate("/admin/queues", NavigateOptions::default()),
+        Some(Err(e)) => error.set(Some(e.to_string())),
+        None => {}
+    });
+    let no_flows = flows.is_empty();
+    view! {
+        <Dialog title="Delete broker connection?".to_owned() on_close=on_close>
+            <p>
+                "The broker connection " <strong>{name}</strong>
+                " will be removed and can no longer be used by algorithms. Its topic access list is removed too."
+            </p>
+            {if no_flows {
+                view! { <p class="mt-2 text-slate-600">"No flows use this connection."</p> }.into_any()
+            } else {
+                view! {
+                    <p class="mt-2">"These flows will stop:"</p>
+                    <ul class="mt-1 list-disc pl-6">
+                        {flows.into_iter().map(|f| view! { <li>{f}</li> }).collect_view()}
+                    </ul>
+                }
+                .into_any()
+            }}
+            {move || error.get().map(|e| view! { <div class="mt-3"><ErrorNotice message=e /></div> })}
+            <div class="mt-6 flex justify-end gap-3">
+                <button
+                    type="button"
+                    class="rounded border border-slate-300 px-4 py-2 text-sm"
+                    on:click=move |_| on_close.run(())
+                >
+                    "Cancel"
+                </button>
+                <button
+                    type="button"
+                    class="rounded bg-red-700 px-4 py-2 text-sm font-medium text-white hover:bg-red-800 disabled:opacity-60"
+                    disabled=move || pending.get()
+                    on:click=move |_| {
+                        action.dispatch_local(());
+                    }
+                >
+                    {move || if pending.get() { "Deleting…" } else { "Delete" }}
+                </button>
+            </div>
+        </Dialog>
+    }
+}

@@ -1,0 +1,3 @@
+DROP TABLE flows;
+DROP TABLE topic_grants;
+DROP TABLE broker_connections;

@@ -1,0 +1,419 @@
+//! Broker connections, topics and topic grants (the Queue manager).
+//!
+//! A connection is saved only after the broker answered; its password and CA
+//! certificate are sealed with the server's secret key before they reach the
+//! database and are opened only to configure the Kafka client.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel::Connection;
+
+use app::domain::{
+    AlgorithmPath, AppError, BootstrapServers, BrokerConnectionDetails, BrokerConnectionSummary,
+    ConnectionStatus, NewBrokerConnection, SaslMechanism, SecurityProtocol, TopicDetails,
+    TopicGrant, TopicName,
+};
+
+use super::{Services, internal};
+use crate::db::brokers::{self as queries, ConnectionRow};
+use crate::db::{new_id, now_ms};
+use crate::kafka::{BrokerClient, BrokerSettings, check_ca_pem};
+
+/// How long the connection test and the details page wait for the broker.
+const DETAILS_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the list waits for each broker's status.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(3);
+
+const MAX_NAME_LEN: usize = 100;
+
+fn sealed_context(id: &str, field: &str) -> String {
+    format!("broker_connection/{id}/{field}")
+}
+
+fn optional(value: &str) -> Option<String> {
+    let value = value.trim();
+    (!value.is_empty()).then(|| value.to_owned())
+}
+
+/// Checks the form and turns it into settings (nothing is contacted yet).
+pub fn validate(new: &NewBrokerConnection) -> Result<(String, BrokerSettings), AppError> {
+    let name = new.name.trim().to_owned();
+    if name.is_empty() {
+        return Err(AppError::validation(
+            "name",
+            "Enter a name for the connection.",
+        ));
+    }
+    if name.chars().count() > MAX_NAME_LEN {
+        return Err(AppError::validation(
+            "name",
+            format!("A name has at most {MAX_NAME_LEN} characters."),
+        ));
+    }
+    let bootstrap_servers = BootstrapServers::parse(&new.bootstrap_servers)?;
+    let security_protocol =
+        SecurityProtocol::parse(new.security_protocol.trim()).ok_or_else(|| {
+            AppError::validation(
+                "security_protocol",
+                "Choose PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.",
+            )
+        })?;
+    let (mut sasl_mechanism, mut username, mut password) = (None, None, None);
+    if security_protocol.uses_sasl() {
+        sasl_mechanism = Some(SaslMechanism::parse(new.sasl_mechanism.trim()).ok_or_else(
+            || {
+                AppError::validation(
+                    "sasl_mechanism",
+                    "Choose PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.",
+                )
+            },
+        )?);
+        username = Some(optional(&new.username).ok_or_else(|| {
+            AppError::validation("username", "Enter the username the broker expects.")
+        })?);
+        if new.password.is_empty() {
+            return Err(AppError::validation("password", "Enter the password."));
+        }
+        password = Some(new.password.clone());
+    }
+    let mut ca_pem = None;
+    if security_protocol.uses_tls()
+        && let Some(pem) = optional(&new.ca_pem)
+    {
+        check_ca_pem(&pem)?;
+        ca_pem = Some(pem);
+    }
+    Ok((
+        name,
+        BrokerSettings {
+            bootstrap_servers,
+            security_protocol,
+            sasl_mechanism,
+            username,
+            password,
+            ca_pem,
+        },
+    ))
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, AppError> + Send + 'static,
+) -> Result<T, AppError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|_| AppError::Internal)?
+}
+
+impl Services {
+    async fn connection_row(&self, id: &str) -> Result<ConnectionRow, AppError> {
+        let key = id.to_owned();
+        self.db
+            .run(move |c| queries::find_connection(c, &key))
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| AppError::not_found("The broker connection"))
+    }
+
+    fn settings_of(&self, row: &ConnectionRow) -> Result<BrokerSettings, AppError> {
+        let open = |sealed: &Option<String>, field: &str| -> Result<Option<String>, AppError> {
+            sealed
+                .as_deref()
+                .map(|s| self.secrets.open(s, &sealed_context(&row.id, field)))
+                .transpose()
+                .map_err(|error| {
+                    tracing::error!(connection = %row.id, %error, "a broker secret could not be opened");
+                    AppError::Internal
+                })
+        };
+        Ok(BrokerSettings {
+            bootstrap_servers: BootstrapServers::parse(&row.bootstrap_servers)?,
+            security_protocol: SecurityProtocol::parse(&row.security_protocol)
+                .ok_or(AppError::Internal)?,
+            sasl_mechanism: row.sasl_mechanism.as_deref().and_then(SaslMechanism::parse),
+            username: row.username.clone(),
+            password: open(&row.password_encrypted, "password")?,
+            ca_pem: open(&row.ca_pem_encrypted, "ca_pem")?,
+        })
+    }
+
+    /// The shared client of a connection.
+    pub fn broker_client(&self, row: &ConnectionRow) -> Result<Arc<BrokerClient>, AppError> {
+        self.clients
+            .get_or_try_insert(&row.id, || BrokerClient::new(&self.settings_of(row)?))
+    }
+
+    async fn live_topics(
+        &self,
+        row: &ConnectionRow,
+    ) -> Result<Vec<app::domain::TopicInfo>, AppError> {
+        let client = self.broker_client(row)?;
+        blocking(move || client.topics(DETAILS_TIMEOUT)).await
+    }
+}
+
+impl Services {
+    pub async fn list_connections(&self) -> Result<Vec<BrokerConnectionSummary>, AppError> {
+        let (rows, counts) = self
+            .db
+            .run(|c| Ok((queries::list_connections(c)?, queries::flow_counts(c)?)))
+            .await
+            .map_err(internal)?;
+        let counts: HashMap<String, i64> = counts.into_iter().collect();
+        // Every broker is asked at once, on the blocking pool.
+        let checks: Vec<_> = rows
+            .iter()
+            .map(|row| {
+                self.broker_client(row)
+                    .map(|client| tokio::task::spawn_blocking(move || client.check(STATUS_TIMEOUT)))
+            })
+            .collect();
+        let mut statuses = Vec::with_capacity(checks.len());
+        for check in checks {
+            statuses.push(match check {
+                Ok(handle) => handle.await.map_err(|_| AppError::Internal).and_then(|r| r),
+                Err(e) => Err(e),
+            });
+        }
+        Ok(rows
+            .into_iter()
+            .zip(statuses)
+            .map(|(row, status)| BrokerConnectionSummary {
+                flow_count: counts.get(&row.id).copied().unwrap_or(0) as u32,
+                kind: "Kafka".into(),
+                bootstrap_servers: row.bootstrap_servers,
+                name: row.name,
+                id: row.id,
+                topic_count: status.as_ref().ok().copied(),
+                status: match status {
+                    Ok(_) => ConnectionStatus::Reachable,
+                    Err(e) => ConnectionStatus::Unreachable(e.to_string()),
+                },
+            })
+            .collect())
+    }
+
+    pub async fn connect_broker(&self, new: NewBrokerConnection) -> Result<String, AppError> {
+        let (name, settings) = validate(&new)?;
+        let taken_name = name.clone();
+        if self
+            .db
+            .run(move |c| queries::connection_name_taken(c, &taken_name))
+            .await
+            .map_err(internal)?
+        {
+            return Err(AppError::validation(
+                "name",
+                format!("A broker connection named '{name}' already exists."),
+            ));
+        }
+        let client = BrokerClient::new(&settings)?;
+        let client = blocking(move || client.check(DETAILS_TIMEOUT).map(|_| client)).await?;
+
+        let id = new_id();
+        let seal = |value: &Option<String>, field: &str| -> Result<Option<String>, AppError> {
+            value
+                .as_deref()
+                .map(|v| self.secrets.seal(v, &sealed_context(&id, field)))
+                .transpose()
+                .map_err(|error| {
+                    tracing::error!(%error, "could not seal a broker secret");
+                    AppError::Internal
+                })
+        };
+        let row = ConnectionRow {
+            id: id.clone(),
+            name: name.clone(),
+            bootstrap_servers: settings.bootstrap_servers.to_string(),
+            security_protocol: settings.security_protocol.as_str().to_owned(),
+            sasl_mechanism: settings.sasl_mechanism.map(|m| m.as_str().to_owned()),
+            username: settings.username.clone(),
+            password_encrypted: seal(&settings.password, "password")?,
+            ca_pem_encrypted: seal(&settings.ca_pem, "ca_pem")?,
+            created_at: now_ms(),
+        };
+        self.db
+            .run(move |c| queries::insert_connection(c, &row))
+            .await
+            .map_err(|e| {
+                if e.is_unique_violation() {
+                    AppError::validation(
+                        "name",
+                        format!("A broker connection named '{name}' already exists."),
+                    )
+                } else {
+                    internal(e)
+                }
+            })?;
+        self.clients.get_or_try_insert(&id, || Ok(client))?;
+        tracing::info!(connection = %id, bootstrap = %settings.bootstrap_servers, "broker connection created");
+        Ok(id)
+    }
+
+    pub async fn connection_details(&self, id: &str) -> Result<BrokerConnectionDetails, AppError> {
+        let row = self.connection_row(id).await?;
+        let key = row.id.clone();
+        let flows = self
+            .db
+            .run(move |c| queries::enabled_flows(c, &key))
+            .await
+            .map_err(internal)?;
+        let (status, topics) = match self.live_topics(&row).await {
+            Ok(topics) => (ConnectionStatus::Reachable, topics),
+            Err(e) => (ConnectionStatus::Unreachable(e.to_string()), Vec::new()),
+        };
+        Ok(BrokerConnectionDetails {
+            kind: "Kafka".into(),
+            password_set: row.password_encrypted.is_some(),
+            ca_certificate_set: row.ca_pem_encrypted.is_some(),
+            flows: flows
+                .into_iter()
+                .map(|(org, name, topic, direction)| {
+                    format!("{org}/{name} ({direction}) on {topic}")
+                })
+                .collect(),
+            id: row.id,
+            name: row.name,
+            bootstrap_servers: row.bootstrap_servers,
+            security_protocol: row.security_protocol,
+            sasl_mechanism: row.sasl_mechanism,
+            username: row.username,
+            created_at_ms: row.created_at,
+            status,
+            topics,
+        })
+    }
+
+    pub async fn delete_connection(&self, id: &str) -> Result<(), AppError> {
+        let key = id.to_owned();
+        let existed = self
+            .db
+            .run(move |c| queries::delete_connection(c, &key))
+            .await
+            .map_err(internal)?;
+        if !existed {
+            return Err(AppError::not_found("The broker connection"));
+        }
+        self.clients.remove(id);
+        tracing::info!(connection = %id, "broker connection deleted");
+        Ok(())
+    }
+
+    pub async fn create_topic(
+        &self,
+        id: &str,
+        topic: &TopicName,
+        partitions: u32,
+    ) -> Result<(), AppError> {
+        let row = self.connection_row(id).await?;
+        self.broker_client(&row)?
+            .create_topic(topic, partitions)
+            .await
+    }
+
+    pub async fn topic_details(
+        &self,
+        id: &str,
+        topic: &TopicName,
+    ) -> Result<TopicDetails, AppError> {
+        let row = self.connection_row(id).await?;
+        let info = self
+            .live_topics(&row)
+            .await?
+            .into_iter()
+            .find(|t| t.name == topic.as_str())
+            .ok_or_else(|| AppError::not_found(format!("The topic '{topic}'")))?;
+        let (key, name) = (row.id.clone(), topic.to_string());
+        let grants = self
+            .db
+            .run(move |c| queries::topic_grants(c, &key, &name))
+            .await
+            .map_err(internal)?;
+        Ok(TopicDetails {
+            connection_id: row.id,
+            connection_name: row.name,
+            topic: info,
+            grants: grants
+                .into_iter()
+                .map(|(org, name, subscribe, publish)| TopicGrant {
+                    algorithm: format!("{org}/{name}"),
+                    access: app::domain::Access { subscribe, publish },
+                })
+                .collect(),
+        })
+    }
+
+    pub async fn save_topic_grants(
+        &self,
+        id: &str,
+        topic: &TopicName,
+        grants: Vec<TopicGrant>,
+    ) -> Result<(), AppError> {
+        let row = self.connection_row(id).await?;
+        let mut seen = HashSet::new();
+        for grant in &grants {
+            let path = AlgorithmPath::parse(&grant.algorithm)?;
+            if !seen.insert(path.to_string()) {
+                return Err(AppError::validation(
+                    "grants",
+                    format!("{path} is listed twice."),
+                ));
+            }
+            if !grant.access.subscribe && !grant.access.publish {
+                return Err(AppError::validation(
+                    "grants",
+                    format!("Choose Subscribe, Publish or both for {path}, or remove it."),
+                ));
+            }
+        }
+        if !self
+            .live_topics(&row)
+            .await?
+            .iter()
+            .any(|t| t.name == topic.as_str())
+        {
+            return Err(AppError::not_found(format!("The topic '{topic}'")));
+        }
+        let (key, name) = (row.id.clone(), topic.to_string());
+        let outcome = self
+            .db
+            .run(move |c| {
+                c.transaction(|c| {
+                    let ids: HashMap<String, String> = queries::all_algorithms(c)?
+                        .into_iter()
+                        .map(|(id, org, name)| (format!("{org}/{name}"), id))
+                        .collect();
+                    let mut resolved = Vec::new();
+                    for grant in &grants {
+                        match ids.get(grant.algorithm.trim()) {
+                            Some(id) => resolved.push((
+                                id.clone(),
+                                grant.access.subscribe,
+                                grant.access.publish,
+                            )),
+                            None => return Ok(Err(grant.algorithm.clone())),
+                        }
+                    }
+                    queries::replace_topic_grants(c, &key, &name, &resolved)?;
+                    Ok(Ok(()))
+                })
+            })
+            .await
+            .map_err(internal)?;
+        outcome
+            .map_err(|unknown| AppError::not_found(format!("The algorithm '{}'", unknown.trim())))
+    }
+
+    pub async fn algorithm_names(&self) -> Result<Vec<String>, AppError> {
+        let all = self
+            .db
+            .run(queries::all_algorithms)
+            .await
+            .map_err(internal)?;
+        Ok(all
+            .into_iter()
+            .map(|(_, org, name)| format!("{org}/{name}"))
+            .collect())
+    }
+}

@@ -1,0 +1,71 @@
+//! Every server function checks the caller on the server.
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use app::domain::Role;
+
+use crate::support::TestApp;
+
+/// Every admin-only server function, with well-formed arguments.
+fn admin_calls() -> Vec<(&'static str, Value)> {
+    let conn = json!({"name": "x", "bootstrap_servers": "127.0.0.1:9", "security_protocol": "PLAINTEXT",
+        "sasl_mechanism": "", "username": "", "password": "", "ca_pem": ""});
+    vec![
+        ("list_broker_connections", json!({})),
+        ("connect_broker", json!({"connection": conn})),
+        ("get_broker_connection", json!({"id": "some-id"})),
+        ("delete_broker_connection", json!({"id": "some-id"})),
+        (
+            "create_topic",
+            json!({"id": "some-id", "topic": "t", "partitions": 1}),
+        ),
+        ("get_topic", json!({"id": "some-id", "topic": "t"})),
+        (
+            "save_topic_grants",
+            json!({"id": "some-id", "topic": "t", "grants": []}),
+        ),
+        ("list_algorithm_names", json!({})),
+    ]
+}
+
+#[tokio::test]
+async fn admin_server_functions_refuse_members_with_403_and_anonymous_callers_with_401() {
+    let app = TestApp::spawn()
+        .await
+        .with_user("ana", "ana-password", Role::Member)
+        .await;
+    let member = app.login("ana", "ana-password").await;
+    for (endpoint, args) in admin_calls() {
+        let anonymous = app.call(endpoint, args.clone(), None).await;
+        assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED, "{endpoint}");
+        assert_eq!(anonymous.json()["kind"], "unauthorized", "{endpoint}");
+        let forged = app.call(endpoint, args.clone(), Some("forged")).await;
+        assert_eq!(forged.status, StatusCode::UNAUTHORIZED, "{endpoint}");
+        let refused = app.call(endpoint, args, Some(&member)).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{endpoint}");
+        assert_eq!(refused.json()["kind"], "forbidden", "{endpoint}");
+    }
+}
+
+#[tokio::test]
+async fn an_admin_passes_the_check() {
+    let app = TestApp::spawn()
+        .await
+        .with_user("root", "root-password", Role::Admin)
+        .await;
+    let admin = app.login("root", "root-password").await;
+    let reply = app
+        .call("list_broker_connections", json!({}), Some(&admin))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.json(), json!([]));
+    let reply = app
+        .call(
+            "get_broker_connection",
+            json!({"id": "some-id"}),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+}
