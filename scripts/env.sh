@@ -23,14 +23,15 @@ wait_for_port() {
   done
 }
 
-# Starts a tansu broker on 127.0.0.1:$1 with storage $2 (sqlite://FILE or memory://tansu/),
-# logging to $3. Sets TANSU_PID.
+# Starts a tansu broker on 127.0.0.1:$1 with storage $2 (memory://tansu/, or
+# sqlite://FILE where FILE is relative to the directory $4), logging to $3.
+# Sets TANSU_PID.
 start_tansu() {
-  local port=$1 storage=$2 logfile=$3
-  tansu broker \
+  local port=$1 storage=$2 logfile=$3 dir=${4:-.}
+  (cd "$dir" && exec tansu broker \
     --listener-url "tcp://127.0.0.1:$port" \
     --advertised-listener-url "tcp://127.0.0.1:$port" \
-    --storage-engine "$storage" >"$logfile" 2>&1 &
+    --storage-engine "$storage") >"$logfile" 2>&1 &
   TANSU_PID=$!
   if ! wait_for_port "$port" 60; then
     echo "the tansu broker did not start; its log:" >&2

@@ -31,7 +31,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 log "starting the tansu broker on 127.0.0.1:$KAFKA_PORT"
-start_tansu "$KAFKA_PORT" "sqlite://$EVENTFLOWS_DATA_DIR/tansu.db" "$EVENTFLOWS_DATA_DIR/tansu.log"
+start_tansu "$KAFKA_PORT" "sqlite://tansu.db" "$EVENTFLOWS_DATA_DIR/tansu.log" "$EVENTFLOWS_DATA_DIR"
 
 log "seeding the demo"
 "$eventflows" demo

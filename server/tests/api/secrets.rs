@@ -7,25 +7,33 @@ use serde_json::json;
 use server::db::schema::broker_connections;
 
 use crate::brokers::admin_app;
-use crate::kafka::{bootstrap, unique_topic};
+use crate::kafka::{sasl_broker, unique_topic};
 use crate::support::{capture_logs, captured_logs};
-
-const CANARY: &str = "canary-pw-7f3a9c";
 
 #[tokio::test]
 async fn a_saved_broker_password_never_leaves_the_server() {
     capture_logs();
     let (app, token) = admin_app().await;
-    let form = json!({"connection": {
-        "name": "with secret", "bootstrap_servers": bootstrap(), "security_protocol": "SASL_PLAINTEXT",
-        "sasl_mechanism": "PLAIN", "username": "svc", "password": CANARY, "ca_pem": ""
+    let (servers, user, canary) = sasl_broker();
+    let canary = canary.as_str();
+    let mut form = json!({"connection": {
+        "name": "with secret", "bootstrap_servers": servers, "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": "SCRAM-SHA-512", "username": user, "password": "wrong-password", "ca_pem": ""
     }});
+    let refused = app.call("connect_broker", form.clone(), Some(&token)).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::BAD_GATEWAY,
+        "{}",
+        refused.text()
+    );
+    form["connection"]["password"] = json!(canary);
     let created = app.call("connect_broker", form, Some(&token)).await;
     assert_eq!(created.status, StatusCode::OK, "{}", created.text());
     let id = created.json().as_str().unwrap().to_owned();
     let topic = unique_topic("secret");
 
-    let mut replies = vec![created];
+    let mut replies = vec![refused, created];
     replies.push(
         app.call("list_broker_connections", json!({}), Some(&token))
             .await,
@@ -52,12 +60,12 @@ async fn a_saved_broker_password_never_leaves_the_server() {
     );
     for reply in &replies {
         assert!(
-            !reply.text().contains(CANARY),
+            !reply.text().contains(canary),
             "leaked in a response: {}",
             reply.text()
         );
     }
-    let details = replies[2].json();
+    let details = replies[3].json();
     assert_eq!(details["password_set"], true);
     assert_eq!(details["username"], "svc");
 
@@ -73,14 +81,14 @@ async fn a_saved_broker_password_never_leaves_the_server() {
         .await
         .unwrap();
     let stored = stored.unwrap();
-    assert!(stored.starts_with("v1:") && !stored.contains(CANARY));
+    assert!(stored.starts_with("v1:") && !stored.contains(canary));
     if server::db::Backend::of(&app.db.url) == server::db::Backend::Sqlite {
         for file in std::fs::read_dir(&app.db.dir).unwrap() {
             let path = file.unwrap().path();
             if path.is_file() {
                 let bytes = std::fs::read(&path).unwrap();
                 assert!(
-                    !bytes.windows(CANARY.len()).any(|w| w == CANARY.as_bytes()),
+                    !bytes.windows(canary.len()).any(|w| w == canary.as_bytes()),
                     "{} holds the password in plain text",
                     path.display()
                 );
@@ -94,5 +102,5 @@ async fn a_saved_broker_password_never_leaves_the_server() {
         logs.contains("broker connection created"),
         "logs were captured"
     );
-    assert!(!logs.contains(CANARY), "leaked in the logs");
+    assert!(!logs.contains(canary), "leaked in the logs");
 }

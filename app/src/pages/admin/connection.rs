@@ -17,6 +17,8 @@ pub fn ConnectionDetailsPage() -> impl IntoView {
     let params = use_params_map();
     let id = Memo::new(move |_| params.read().get("id").unwrap_or_default());
     let details = LocalResource::new(move || get_broker_connection(id.get()));
+    // Lives here so that it survives the reload of the details.
+    let notice = RwSignal::new(None::<String>);
 
     view! {
         <A href="/admin/queues" attr:class="text-sm text-blue-700 hover:underline">"← Queue manager"</A>
@@ -28,13 +30,20 @@ pub fn ConnectionDetailsPage() -> impl IntoView {
             }
             .into_any(),
             Some(Err(e)) => view! { <ErrorNotice message=e.to_string() /> }.into_any(),
-            Some(Ok(d)) => view! { <Details details=d reload=Callback::new(move |_| details.refetch()) /> }.into_any(),
+            Some(Ok(d)) => view! {
+                <Details details=d notice=notice reload=Callback::new(move |_| details.refetch()) />
+            }
+            .into_any(),
         }}
     }
 }
 
 #[component]
-fn Details(details: BrokerConnectionDetails, reload: Callback<()>) -> impl IntoView {
+fn Details(
+    details: BrokerConnectionDetails,
+    notice: RwSignal<Option<String>>,
+    reload: Callback<()>,
+) -> impl IntoView {
     let query = use_query_map();
     let selected = Memo::new(move |_| query.read().get("topic"));
     let confirm_delete = RwSignal::new(false);
@@ -58,7 +67,13 @@ fn Details(details: BrokerConnectionDetails, reload: Callback<()>) -> impl IntoV
             </button>
         </div>
         <Settings details=details.clone() />
-        <TopicsSection connection_id=id.clone() topics=topics reload=reload selected=selected />
+        <TopicsSection
+            connection_id=id.clone()
+            topics=topics
+            reload=reload
+            selected=selected
+            created=notice
+        />
         {move || {
             selected
                 .get()
@@ -117,9 +132,9 @@ fn TopicsSection(
     topics: Vec<TopicInfo>,
     reload: Callback<()>,
     selected: Memo<Option<String>>,
+    created: RwSignal<Option<String>>,
 ) -> impl IntoView {
     let creating = RwSignal::new(false);
-    let created = RwSignal::new(None::<String>);
     let empty = topics.is_empty();
     let rows = topics
         .into_iter()

@@ -1,0 +1,228 @@
+//! Running one algorithm version on one input.
+//!
+//! Every input is JSON (at most [`MAX_INPUT_BYTES`]). A failure is either
+//! bad input (permanent: never retried) or transient (retried with backoff).
+//! Built-in algorithms run on the blocking pool, guarded against panics and
+//! bounded in time; HTTP runtimes POST the input to a model server.
+
+use std::time::Duration;
+
+use app::domain::Runtime;
+use serde_json::{Value, json};
+
+/// The largest message a flow accepts as input.
+pub const MAX_INPUT_BYTES: usize = 1024 * 1024;
+/// How long one run may take before it counts as failed (transient).
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunError {
+    /// The input can never succeed: not JSON, wrong shape, refused by the model.
+    BadInput(String),
+    /// Worth another try: the model server is down, slow or failing.
+    Transient(String),
+}
+
+impl RunError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RunError::BadInput(_) => "bad-input",
+            RunError::Transient(_) => "transient",
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            RunError::BadInput(m) | RunError::Transient(m) => m,
+        }
+    }
+}
+
+/// Runs algorithms; holds the HTTP client shared by every `http:` runtime.
+#[derive(Clone)]
+pub struct Executor {
+    http: reqwest::Client,
+}
+
+impl Executor {
+    pub fn new() -> anyhow::Result<Self> {
+        Ok(Self {
+            http: reqwest::Client::builder()
+                .timeout(RUN_TIMEOUT)
+                .connect_timeout(Duration::from_secs(5))
+                .build()?,
+        })
+    }
+
+    pub async fn run(&self, runtime: &Runtime, input: &[u8]) -> Result<Vec<u8>, RunError> {
+        if input.len() > MAX_INPUT_BYTES {
+            return Err(RunError::BadInput(format!(
+                "the message has {} bytes; at most {MAX_INPUT_BYTES} are accepted",
+                input.len()
+            )));
+        }
+        let value: Value = serde_json::from_slice(input)
+            .map_err(|e| RunError::BadInput(format!("the message is not JSON: {e}")))?;
+        let output = match runtime {
+            Runtime::Builtin(id) => self.run_builtin(id.clone(), value).await?,
+            Runtime::Http(url) => self.run_http(url, &value).await?,
+        };
+        serde_json::to_vec(&output).map_err(|e| RunError::BadInput(e.to_string()))
+    }
+
+    async fn run_builtin(&self, id: String, input: Value) -> Result<Value, RunError> {
+        let task = tokio::task::spawn_blocking(move || builtin(&id, input));
+        match tokio::time::timeout(RUN_TIMEOUT, task).await {
+            Err(_) => Err(RunError::Transient(format!(
+                "the algorithm did not finish within {} seconds",
+                RUN_TIMEOUT.as_secs()
+            ))),
+            Ok(Err(join)) if join.is_panic() => {
+                Err(RunError::BadInput("the algorithm crashed on this input".into()))
+            }
+            Ok(Err(_)) => Err(RunError::Transient("the run was cancelled".into())),
+            Ok(Ok(result)) => result,
+        }
+    }
+
+    async fn run_http(&self, url: &str, input: &Value) -> Result<Value, RunError> {
+        let response = self.http.post(url).json(input).send().await.map_err(|e| {
+            RunError::Transient(if e.is_timeout() {
+                format!("the model server at {url} did not answer in time")
+            } else {
+                format!("the model server at {url} could not be reached")
+            })
+        })?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|_| RunError::Transient(format!("the model server at {url} broke off its reply")))?;
+        let excerpt = || String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+        if status.is_client_error() {
+            return Err(RunError::BadInput(format!(
+                "the model server refused the input ({status}): {}",
+                excerpt()
+            )));
+        }
+        if !status.is_success() {
+            return Err(RunError::Transient(format!(
+                "the model server failed ({status}): {}",
+                excerpt()
+            )));
+        }
+        serde_json::from_slice(&body).map_err(|_| {
+            RunError::Transient(format!("the model server's reply is not JSON: {}", excerpt()))
+        })
+    }
+}
+
+fn text_of(input: &Value) -> Result<&str, RunError> {
+    match input {
+        Value::String(s) => Ok(s),
+        Value::Object(map) => map.get("text").and_then(Value::as_str).ok_or_else(|| {
+            RunError::BadInput("expected a JSON object with a string field \"text\"".into())
+        }),
+        _ => Err(RunError::BadInput(
+            "expected a JSON object with a string field \"text\"".into(),
+        )),
+    }
+}
+
+const POSITIVE: &[&str] = &[
+    "good", "great", "excellent", "love", "happy", "nice", "wonderful", "best", "fantastic", "like",
+    "amazing", "pleased", "glad", "awesome",
+];
+const NEGATIVE: &[&str] = &[
+    "bad", "terrible", "awful", "hate", "sad", "poor", "worst", "horrible", "angry", "broken",
+    "disappointed", "slow", "wrong", "ugly",
+];
+
+/// The algorithms shipped with the product.
+pub fn builtin(id: &str, input: Value) -> Result<Value, RunError> {
+    match id {
+        "echo" => Ok(input),
+        "sentiment" => {
+            let Value::Object(_) = input else {
+                return Err(RunError::BadInput(
+                    "expected a JSON object with a string field \"text\"".into(),
+                ));
+            };
+            let text = text_of(&input)?.to_lowercase();
+            let words: Vec<&str> = text
+                .split(|c: char| !c.is_alphanumeric())
+                .filter(|w| !w.is_empty())
+                .collect();
+            let pos = words.iter().filter(|w| POSITIVE.contains(w)).count() as f64;
+            let neg = words.iter().filter(|w| NEGATIVE.contains(w)).count() as f64;
+            let score = if pos + neg == 0.0 { 0.0 } else { (pos - neg) / (pos + neg) };
+            let label = if score > 0.0 {
+                "positive"
+            } else if score < 0.0 {
+                "negative"
+            } else {
+                "neutral"
+            };
+            Ok(json!({"label": label, "score": score}))
+        }
+        "word-count" => {
+            let words = text_of(&input)?.split_whitespace().count();
+            Ok(json!({"words": words}))
+        }
+        "json-validate" => match input {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                Ok(json!({"valid": true, "keys": keys}))
+            }
+            _ => Err(RunError::BadInput("expected a JSON object".into())),
+        },
+        other => Err(RunError::BadInput(format!("there is no built-in algorithm '{other}'"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sentiment_labels_text_and_refuses_other_shapes() {
+        let out = builtin("sentiment", json!({"text": "I love this, it is great"})).unwrap();
+        assert_eq!(out["label"], "positive");
+        assert_eq!(out["score"], 1.0);
+        assert_eq!(builtin("sentiment", json!({"text": "awful and slow"})).unwrap()["label"], "negative");
+        assert_eq!(builtin("sentiment", json!({"text": "a table"})).unwrap()["label"], "neutral");
+        assert!(matches!(builtin("sentiment", json!({"txt": "x"})), Err(RunError::BadInput(_))));
+        assert!(matches!(builtin("sentiment", json!([1, 2])), Err(RunError::BadInput(_))));
+    }
+
+    #[test]
+    fn echo_word_count_and_validation() {
+        assert_eq!(builtin("echo", json!({"a": [1]})).unwrap(), json!({"a": [1]}));
+        assert_eq!(builtin("word-count", json!({"text": "one two  three"})).unwrap(), json!({"words": 3}));
+        assert_eq!(builtin("word-count", json!("a b")).unwrap(), json!({"words": 2}));
+        assert_eq!(
+            builtin("json-validate", json!({"b": 1, "a": 2})).unwrap(),
+            json!({"valid": true, "keys": ["a", "b"]})
+        );
+        assert!(builtin("json-validate", json!(3)).is_err());
+    }
+
+    #[tokio::test]
+    async fn inputs_must_be_json_and_not_oversized() {
+        let exec = Executor::new().unwrap();
+        let echo = Runtime::Builtin("echo".into());
+        assert_eq!(exec.run(&echo, br#"{"x":1}"#).await.unwrap(), br#"{"x":1}"#.to_vec());
+        assert!(matches!(exec.run(&echo, b"not json").await, Err(RunError::BadInput(_))));
+        let big = format!("\"{}\"", "x".repeat(MAX_INPUT_BYTES));
+        assert!(matches!(exec.run(&echo, big.as_bytes()).await, Err(RunError::BadInput(m)) if m.contains("bytes")));
+    }
+
+    #[tokio::test]
+    async fn an_http_model_that_is_down_is_a_transient_failure() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let exec = Executor::new().unwrap();
+        let runtime = Runtime::Http(format!("http://127.0.0.1:{port}/predict"));
+        assert!(matches!(exec.run(&runtime, b"{}").await, Err(RunError::Transient(_))));
+    }
+}
