@@ -178,7 +178,7 @@ async fn open(settings: &Settings) -> anyhow::Result<Services> {
         .context("opening the database was interrupted")??;
     let secrets =
         crate::secrets::SecretBox::load(settings.secret_key.as_deref(), &settings.data_dir)?;
-    Ok(Services::new(db, secrets, settings.secure_cookies))
+    Services::new(db, secrets, settings.secure_cookies)
 }
 
 fn read_password() -> anyhow::Result<String> {
@@ -196,15 +196,20 @@ fn read_password() -> anyhow::Result<String> {
 }
 
 async fn serve(services: Services, settings: Settings) -> anyhow::Result<()> {
+    let runner = services.runner.clone();
+    let supervisor = runner.start();
     let app = crate::http::router(services, &settings.dist_dir);
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("could not listen on {}", settings.listen))?;
     tracing::info!(settings = ?settings, "Event Flows is listening on http://{}", settings.listen);
-    axum::serve(listener, app)
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
-        .context("the web server stopped with an error")
+        .context("the web server stopped with an error");
+    supervisor.abort();
+    runner.shutdown().await;
+    served
 }
 
 async fn shutdown_signal() {

@@ -6,5 +6,6 @@ pub mod db;
 pub mod demo;
 pub mod http;
 pub mod kafka;
+pub mod runner;
 pub mod secrets;
 pub mod services;

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::domain::{
-    AppError, BrokerConnectionDetails, BrokerConnectionSummary, CurrentUser, NewBrokerConnection,
-    TopicDetails, TopicGrant, TopicName,
+    AlgorithmDetails, AlgorithmSummary, AppError, BrokerConnectionDetails, BrokerConnectionSummary,
+    CurrentUser, Direction, EventRow, FlowRequest, FlowStats, NewBrokerConnection, TopicDetails,
+    TopicGrant, TopicName,
 };
 
 /// Name of the HttpOnly cookie that carries the session token.
@@ -66,6 +67,51 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Every algorithm of every organization, as `org/name`.
     async fn algorithm_names(&self) -> Result<Vec<String>, AppError>;
+
+    // Members: each call is checked against `caller`'s role and organizations.
+
+    /// The algorithms `caller` can see (all of them for an admin).
+    async fn catalog(&self, caller: &CurrentUser) -> Result<Vec<AlgorithmSummary>, AppError>;
+
+    async fn algorithm(
+        &self,
+        caller: &CurrentUser,
+        org: &str,
+        name: &str,
+    ) -> Result<AlgorithmDetails, AppError>;
+
+    async fn add_version(
+        &self,
+        caller: &CurrentUser,
+        org: &str,
+        name: &str,
+        version: &str,
+        runtime: &str,
+    ) -> Result<(), AppError>;
+
+    /// The Events tab: one row per granted topic and direction.
+    async fn events(
+        &self,
+        caller: &CurrentUser,
+        org: &str,
+        name: &str,
+    ) -> Result<Vec<EventRow>, AppError>;
+
+    /// Enables a flow, or changes an enabled one (version, Dead Letter Queue).
+    async fn save_flow(&self, caller: &CurrentUser, request: FlowRequest) -> Result<(), AppError>;
+
+    /// Disables a flow: in-flight work drains and its offsets are committed.
+    async fn disable_flow(
+        &self,
+        caller: &CurrentUser,
+        org: &str,
+        name: &str,
+        connection_id: &str,
+        topic: &str,
+        direction: Direction,
+    ) -> Result<(), AppError>;
+
+    async fn flow_stats(&self, caller: &CurrentUser, flow_id: &str) -> Result<FlowStats, AppError>;
 }
 
 pub type SharedBackend = Arc<dyn Backend>;

@@ -8,11 +8,13 @@ mod auth;
 #[cfg(feature = "ssr")]
 mod backend;
 mod brokers;
+mod catalog;
 
 pub use auth::*;
 #[cfg(feature = "ssr")]
 pub use backend::{Backend, SESSION_COOKIE, SharedBackend};
 pub use brokers::*;
+pub use catalog::*;
 
 #[cfg(feature = "ssr")]
 use crate::domain::{AppError, CurrentUser};

@@ -3,6 +3,7 @@
 
 mod broker;
 mod error;
+mod flow;
 mod names;
 mod user;
 
@@ -12,6 +13,10 @@ pub use broker::{
     TopicName,
 };
 pub use error::AppError;
+pub use flow::{
+    AlgorithmDetails, AlgorithmSummary, Direction, EventRow, FlowError, FlowRequest, FlowState,
+    FlowStats, RunRecord, VersionInfo,
+};
 pub use names::{
     AlgorithmName, AlgorithmPath, BUILTIN_ALGORITHMS, OrgName, Runtime, Username, Version,
 };

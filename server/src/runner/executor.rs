@@ -77,9 +77,9 @@ impl Executor {
                 "the algorithm did not finish within {} seconds",
                 RUN_TIMEOUT.as_secs()
             ))),
-            Ok(Err(join)) if join.is_panic() => {
-                Err(RunError::BadInput("the algorithm crashed on this input".into()))
-            }
+            Ok(Err(join)) if join.is_panic() => Err(RunError::BadInput(
+                "the algorithm crashed on this input".into(),
+            )),
             Ok(Err(_)) => Err(RunError::Transient("the run was cancelled".into())),
             Ok(Ok(result)) => result,
         }
@@ -94,10 +94,9 @@ impl Executor {
             })
         })?;
         let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|_| RunError::Transient(format!("the model server at {url} broke off its reply")))?;
+        let body = response.bytes().await.map_err(|_| {
+            RunError::Transient(format!("the model server at {url} broke off its reply"))
+        })?;
         let excerpt = || String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
         if status.is_client_error() {
             return Err(RunError::BadInput(format!(
@@ -112,7 +111,10 @@ impl Executor {
             )));
         }
         serde_json::from_slice(&body).map_err(|_| {
-            RunError::Transient(format!("the model server's reply is not JSON: {}", excerpt()))
+            RunError::Transient(format!(
+                "the model server's reply is not JSON: {}",
+                excerpt()
+            ))
         })
     }
 }
@@ -130,12 +132,36 @@ fn text_of(input: &Value) -> Result<&str, RunError> {
 }
 
 const POSITIVE: &[&str] = &[
-    "good", "great", "excellent", "love", "happy", "nice", "wonderful", "best", "fantastic", "like",
-    "amazing", "pleased", "glad", "awesome",
+    "good",
+    "great",
+    "excellent",
+    "love",
+    "happy",
+    "nice",
+    "wonderful",
+    "best",
+    "fantastic",
+    "like",
+    "amazing",
+    "pleased",
+    "glad",
+    "awesome",
 ];
 const NEGATIVE: &[&str] = &[
-    "bad", "terrible", "awful", "hate", "sad", "poor", "worst", "horrible", "angry", "broken",
-    "disappointed", "slow", "wrong", "ugly",
+    "bad",
+    "terrible",
+    "awful",
+    "hate",
+    "sad",
+    "poor",
+    "worst",
+    "horrible",
+    "angry",
+    "broken",
+    "disappointed",
+    "slow",
+    "wrong",
+    "ugly",
 ];
 
 /// The algorithms shipped with the product.
@@ -155,7 +181,11 @@ pub fn builtin(id: &str, input: Value) -> Result<Value, RunError> {
                 .collect();
             let pos = words.iter().filter(|w| POSITIVE.contains(w)).count() as f64;
             let neg = words.iter().filter(|w| NEGATIVE.contains(w)).count() as f64;
-            let score = if pos + neg == 0.0 { 0.0 } else { (pos - neg) / (pos + neg) };
+            let score = if pos + neg == 0.0 {
+                0.0
+            } else {
+                (pos - neg) / (pos + neg)
+            };
             let label = if score > 0.0 {
                 "positive"
             } else if score < 0.0 {
@@ -177,7 +207,9 @@ pub fn builtin(id: &str, input: Value) -> Result<Value, RunError> {
             }
             _ => Err(RunError::BadInput("expected a JSON object".into())),
         },
-        other => Err(RunError::BadInput(format!("there is no built-in algorithm '{other}'"))),
+        other => Err(RunError::BadInput(format!(
+            "there is no built-in algorithm '{other}'"
+        ))),
     }
 }
 
@@ -190,17 +222,38 @@ mod tests {
         let out = builtin("sentiment", json!({"text": "I love this, it is great"})).unwrap();
         assert_eq!(out["label"], "positive");
         assert_eq!(out["score"], 1.0);
-        assert_eq!(builtin("sentiment", json!({"text": "awful and slow"})).unwrap()["label"], "negative");
-        assert_eq!(builtin("sentiment", json!({"text": "a table"})).unwrap()["label"], "neutral");
-        assert!(matches!(builtin("sentiment", json!({"txt": "x"})), Err(RunError::BadInput(_))));
-        assert!(matches!(builtin("sentiment", json!([1, 2])), Err(RunError::BadInput(_))));
+        assert_eq!(
+            builtin("sentiment", json!({"text": "awful and slow"})).unwrap()["label"],
+            "negative"
+        );
+        assert_eq!(
+            builtin("sentiment", json!({"text": "a table"})).unwrap()["label"],
+            "neutral"
+        );
+        assert!(matches!(
+            builtin("sentiment", json!({"txt": "x"})),
+            Err(RunError::BadInput(_))
+        ));
+        assert!(matches!(
+            builtin("sentiment", json!([1, 2])),
+            Err(RunError::BadInput(_))
+        ));
     }
 
     #[test]
     fn echo_word_count_and_validation() {
-        assert_eq!(builtin("echo", json!({"a": [1]})).unwrap(), json!({"a": [1]}));
-        assert_eq!(builtin("word-count", json!({"text": "one two  three"})).unwrap(), json!({"words": 3}));
-        assert_eq!(builtin("word-count", json!("a b")).unwrap(), json!({"words": 2}));
+        assert_eq!(
+            builtin("echo", json!({"a": [1]})).unwrap(),
+            json!({"a": [1]})
+        );
+        assert_eq!(
+            builtin("word-count", json!({"text": "one two  three"})).unwrap(),
+            json!({"words": 3})
+        );
+        assert_eq!(
+            builtin("word-count", json!("a b")).unwrap(),
+            json!({"words": 2})
+        );
         assert_eq!(
             builtin("json-validate", json!({"b": 1, "a": 2})).unwrap(),
             json!({"valid": true, "keys": ["a", "b"]})
@@ -212,17 +265,32 @@ mod tests {
     async fn inputs_must_be_json_and_not_oversized() {
         let exec = Executor::new().unwrap();
         let echo = Runtime::Builtin("echo".into());
-        assert_eq!(exec.run(&echo, br#"{"x":1}"#).await.unwrap(), br#"{"x":1}"#.to_vec());
-        assert!(matches!(exec.run(&echo, b"not json").await, Err(RunError::BadInput(_))));
+        assert_eq!(
+            exec.run(&echo, br#"{"x":1}"#).await.unwrap(),
+            br#"{"x":1}"#.to_vec()
+        );
+        assert!(matches!(
+            exec.run(&echo, b"not json").await,
+            Err(RunError::BadInput(_))
+        ));
         let big = format!("\"{}\"", "x".repeat(MAX_INPUT_BYTES));
-        assert!(matches!(exec.run(&echo, big.as_bytes()).await, Err(RunError::BadInput(m)) if m.contains("bytes")));
+        assert!(
+            matches!(exec.run(&echo, big.as_bytes()).await, Err(RunError::BadInput(m)) if m.contains("bytes"))
+        );
     }
 
     #[tokio::test]
     async fn an_http_model_that_is_down_is_a_transient_failure() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let exec = Executor::new().unwrap();
         let runtime = Runtime::Http(format!("http://127.0.0.1:{port}/predict"));
-        assert!(matches!(exec.run(&runtime, b"{}").await, Err(RunError::Transient(_))));
+        assert!(matches!(
+            exec.run(&runtime, b"{}").await,
+            Err(RunError::Transient(_))
+        ));
     }
 }

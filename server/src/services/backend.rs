@@ -5,8 +5,9 @@ use async_trait::async_trait;
 
 use app::api::Backend;
 use app::domain::{
-    AppError, BrokerConnectionDetails, BrokerConnectionSummary, CurrentUser, NewBrokerConnection,
-    TopicDetails, TopicGrant, TopicName,
+    AlgorithmDetails, AlgorithmSummary, AppError, BrokerConnectionDetails, BrokerConnectionSummary,
+    CurrentUser, Direction, EventRow, FlowRequest, FlowStats, NewBrokerConnection, TopicDetails,
+    TopicGrant, TopicName,
 };
 
 use super::Services;
@@ -74,5 +75,59 @@ impl Backend for Services {
 
     async fn algorithm_names(&self) -> Result<Vec<String>, AppError> {
         Services::algorithm_names(self).await
+    }
+
+    async fn catalog(&self, caller: &CurrentUser) -> Result<Vec<AlgorithmSummary>, AppError> {
+        Services::catalog(self, caller).await
+    }
+
+    async fn algorithm(
+        &self,
+        caller: &CurrentUser,
+        org: &str,
+        name: &str,
+    ) -> Result<AlgorithmDetails, AppError> {
+        Services::algorithm(self, caller, org, name).await
+    }
+
+    async fn add_version(
+        &self,
+        caller: &CurrentUser,
+        org: &str,
+        name: &str,
+        version: &str,
+        runtime: &str,
+    ) -> Result<(), AppError> {
+        self.add_version_as(caller, org, name, version, runtime)
+            .await
+    }
+
+    async fn events(
+        &self,
+        caller: &CurrentUser,
+        org: &str,
+        name: &str,
+    ) -> Result<Vec<EventRow>, AppError> {
+        Services::events(self, caller, org, name).await
+    }
+
+    async fn save_flow(&self, caller: &CurrentUser, request: FlowRequest) -> Result<(), AppError> {
+        Services::save_flow(self, caller, request).await
+    }
+
+    async fn disable_flow(
+        &self,
+        caller: &CurrentUser,
+        org: &str,
+        name: &str,
+        connection_id: &str,
+        topic: &str,
+        direction: Direction,
+    ) -> Result<(), AppError> {
+        Services::disable_flow(self, caller, org, name, connection_id, topic, direction).await
+    }
+
+    async fn flow_stats(&self, caller: &CurrentUser, flow_id: &str) -> Result<FlowStats, AppError> {
+        Services::flow_stats(self, caller, flow_id).await
     }
 }

@@ -20,6 +20,7 @@ use super::{Services, internal};
 use crate::db::brokers::{self as queries, ConnectionRow};
 use crate::db::{new_id, now_ms};
 use crate::kafka::{BrokerClient, BrokerSettings, check_ca_pem};
+use crate::secrets::SecretBox;
 
 /// How long the connection test and the details page wait for the broker.
 const DETAILS_TIMEOUT: Duration = Duration::from_secs(5);
@@ -98,6 +99,32 @@ pub fn validate(new: &NewBrokerConnection) -> Result<(String, BrokerSettings), A
     ))
 }
 
+/// The client settings of a stored connection, its secrets opened.
+pub fn broker_settings(
+    row: &ConnectionRow,
+    secrets: &SecretBox,
+) -> Result<BrokerSettings, AppError> {
+    let open = |sealed: &Option<String>, field: &str| -> Result<Option<String>, AppError> {
+        sealed
+            .as_deref()
+            .map(|s| secrets.open(s, &sealed_context(&row.id, field)))
+            .transpose()
+            .map_err(|error| {
+                tracing::error!(connection = %row.id, %error, "a broker secret could not be opened");
+                AppError::Internal
+            })
+    };
+    Ok(BrokerSettings {
+        bootstrap_servers: BootstrapServers::parse(&row.bootstrap_servers)?,
+        security_protocol: SecurityProtocol::parse(&row.security_protocol)
+            .ok_or(AppError::Internal)?,
+        sasl_mechanism: row.sasl_mechanism.as_deref().and_then(SaslMechanism::parse),
+        username: row.username.clone(),
+        password: open(&row.password_encrypted, "password")?,
+        ca_pem: open(&row.ca_pem_encrypted, "ca_pem")?,
+    })
+}
+
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, AppError> + Send + 'static,
 ) -> Result<T, AppError> {
@@ -117,25 +144,7 @@ impl Services {
     }
 
     fn settings_of(&self, row: &ConnectionRow) -> Result<BrokerSettings, AppError> {
-        let open = |sealed: &Option<String>, field: &str| -> Result<Option<String>, AppError> {
-            sealed
-                .as_deref()
-                .map(|s| self.secrets.open(s, &sealed_context(&row.id, field)))
-                .transpose()
-                .map_err(|error| {
-                    tracing::error!(connection = %row.id, %error, "a broker secret could not be opened");
-                    AppError::Internal
-                })
-        };
-        Ok(BrokerSettings {
-            bootstrap_servers: BootstrapServers::parse(&row.bootstrap_servers)?,
-            security_protocol: SecurityProtocol::parse(&row.security_protocol)
-                .ok_or(AppError::Internal)?,
-            sasl_mechanism: row.sasl_mechanism.as_deref().and_then(SaslMechanism::parse),
-            username: row.username.clone(),
-            password: open(&row.password_encrypted, "password")?,
-            ca_pem: open(&row.ca_pem_encrypted, "ca_pem")?,
-        })
+        broker_settings(row, &self.secrets)
     }
 
     /// The shared client of a connection.
@@ -296,6 +305,8 @@ impl Services {
             return Err(AppError::not_found("The broker connection"));
         }
         self.clients.remove(id);
+        self.runner.reconcile().await?;
+        self.runner.drop_producer(id);
         tracing::info!(connection = %id, "broker connection deleted");
         Ok(())
     }
@@ -396,6 +407,7 @@ impl Services {
                         }
                     }
                     queries::replace_topic_grants(c, &key, &name, &resolved)?;
+                    crate::db::flows::delete_ungranted_flows(c, &key, &name)?;
                     Ok(Ok(()))
                 })
             })

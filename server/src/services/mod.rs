@@ -4,16 +4,18 @@
 pub mod auth;
 mod backend;
 pub mod brokers;
+pub mod catalog;
 pub mod directory;
 
 use app::domain::AppError;
 
 use crate::db::{Db, DbError};
 use crate::kafka::Clients;
+use crate::runner::Runner;
 use crate::secrets::SecretBox;
 
 /// Logs a storage failure and answers with the detail-free `Internal` error.
-pub(crate) fn internal(error: DbError) -> AppError {
+pub fn internal(error: DbError) -> AppError {
     tracing::error!(%error, "database call failed");
     AppError::Internal
 }
@@ -24,16 +26,18 @@ pub struct Services {
     pub db: Db,
     pub secrets: SecretBox,
     pub clients: Clients,
+    pub runner: Runner,
     pub secure_cookies: bool,
 }
 
 impl Services {
-    pub fn new(db: Db, secrets: SecretBox, secure_cookies: bool) -> Self {
-        Self {
+    pub fn new(db: Db, secrets: SecretBox, secure_cookies: bool) -> anyhow::Result<Self> {
+        Ok(Self {
+            runner: Runner::new(db.clone(), secrets.clone())?,
             db,
             secrets,
             clients: Clients::default(),
             secure_cookies,
-        }
+        })
     }
 }

@@ -86,7 +86,8 @@ impl TestApp {
             .await
             .unwrap()
             .unwrap();
-        let services = Services::new(pool, server::secrets::SecretBox::random().unwrap(), false);
+        let services =
+            Services::new(pool, server::secrets::SecretBox::random().unwrap(), false).unwrap();
         let dist = db.dir.join("dist");
         std::fs::create_dir_all(&dist).unwrap();
         std::fs::write(dist.join("index.html"), INDEX_HTML).unwrap();

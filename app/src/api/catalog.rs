@@ -1,0 +1,105 @@
+//! The ML service catalog, algorithm pages and the Events tab. Any logged-in
+//! user may call these; the server checks organization membership.
+
+use leptos::prelude::*;
+use leptos::server_fn::codec::Json;
+
+use crate::domain::{
+    AlgorithmDetails, AlgorithmSummary, AppError, Direction, EventRow, FlowRequest, FlowStats,
+};
+
+#[server(endpoint = "list_catalog", input = Json)]
+pub async fn list_catalog() -> Result<Vec<AlgorithmSummary>, AppError> {
+    super::respond(
+        async {
+            let user = super::caller().await?;
+            super::backend()?.catalog(&user).await
+        }
+        .await,
+    )
+}
+
+#[server(endpoint = "get_algorithm", input = Json)]
+pub async fn get_algorithm(org: String, name: String) -> Result<AlgorithmDetails, AppError> {
+    super::respond(
+        async {
+            let user = super::caller().await?;
+            super::backend()?.algorithm(&user, &org, &name).await
+        }
+        .await,
+    )
+}
+
+/// Adds a version (semver, runtime `builtin:…` or `http:…`) to an algorithm.
+#[server(endpoint = "add_version", input = Json)]
+pub async fn add_version(
+    org: String,
+    name: String,
+    version: String,
+    runtime: String,
+) -> Result<(), AppError> {
+    super::respond(
+        async {
+            let user = super::caller().await?;
+            super::backend()?
+                .add_version(&user, &org, &name, &version, &runtime)
+                .await
+        }
+        .await,
+    )
+}
+
+#[server(endpoint = "list_events", input = Json)]
+pub async fn list_events(org: String, name: String) -> Result<Vec<EventRow>, AppError> {
+    super::respond(
+        async {
+            let user = super::caller().await?;
+            super::backend()?.events(&user, &org, &name).await
+        }
+        .await,
+    )
+}
+
+/// **Enable Listener** / **Save Changes**.
+#[server(endpoint = "save_flow", input = Json)]
+pub async fn save_flow(request: FlowRequest) -> Result<(), AppError> {
+    super::respond(
+        async {
+            let user = super::caller().await?;
+            super::backend()?.save_flow(&user, request).await
+        }
+        .await,
+    )
+}
+
+/// **Disable**, after the confirmation dialog.
+#[server(endpoint = "disable_flow", input = Json)]
+pub async fn disable_flow(
+    org: String,
+    name: String,
+    connection_id: String,
+    topic: String,
+    direction: Direction,
+) -> Result<(), AppError> {
+    super::respond(
+        async {
+            let user = super::caller().await?;
+            super::backend()?
+                .disable_flow(&user, &org, &name, &connection_id, &topic, direction)
+                .await
+        }
+        .await,
+    )
+}
+
+/// The live numbers of a flow, for the debugging view.
+#[server(endpoint = "get_flow_stats", input = Json)]
+pub async fn get_flow_stats(flow_id: String) -> Result<FlowStats, AppError> {
+    super::respond(
+        async {
+            let user = super::caller().await?;
+            super::backend()?.flow_stats(&user, &flow_id).await
+        }
+        .await,
+    )
+}

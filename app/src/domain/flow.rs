@@ -1,0 +1,146 @@
+//! Algorithms in the catalog, their Events rows, flows and flow statistics.
+
+use serde::{Deserialize, Serialize};
+
+/// One card of the ML service catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlgorithmSummary {
+    pub org: String,
+    pub name: String,
+    pub description: String,
+    pub latest_version: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionInfo {
+    pub version: String,
+    pub runtime: String,
+    pub created_at_ms: i64,
+}
+
+/// The algorithm page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlgorithmDetails {
+    pub org: String,
+    pub name: String,
+    pub description: String,
+    /// Newest first.
+    pub versions: Vec<VersionInfo>,
+    /// Whether the caller may add versions and change flows.
+    pub can_manage: bool,
+}
+
+/// Which way data moves between an algorithm and a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Direction {
+    /// Every message on the topic is an input to the algorithm.
+    Subscribe,
+    /// Every successful run of the algorithm is written to the topic.
+    Publish,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Subscribe => "subscribe",
+            Direction::Publish => "publish",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "subscribe" => Some(Direction::Subscribe),
+            "publish" => Some(Direction::Publish),
+            _ => None,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Direction::Subscribe => "Subscribe",
+            Direction::Publish => "Publish",
+        }
+    }
+}
+
+/// A flow as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowState {
+    pub id: String,
+    pub enabled: bool,
+    pub version: String,
+    pub dlq_topic: Option<String>,
+}
+
+/// One row of the **Events** tab: a topic the algorithm has a grant on, in
+/// one direction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRow {
+    pub connection_id: String,
+    pub connection_name: String,
+    pub topic: String,
+    pub direction: Direction,
+    pub flow: Option<FlowState>,
+    /// Topics that may serve as this row's Dead Letter Queue: same broker
+    /// connection, publish access, never the source topic.
+    pub dlq_options: Vec<String>,
+}
+
+impl EventRow {
+    pub fn enabled(&self) -> bool {
+        self.flow.as_ref().is_some_and(|f| f.enabled)
+    }
+}
+
+/// What **Enable Listener** and **Save Changes** send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowRequest {
+    pub org: String,
+    pub name: String,
+    pub connection_id: String,
+    pub topic: String,
+    pub direction: Direction,
+    pub version: String,
+    pub dlq_topic: Option<String>,
+}
+
+/// A failure the debugging view shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowError {
+    pub at_ms: i64,
+    pub partition: i32,
+    pub offset: i64,
+    pub kind: String,
+    pub message: String,
+    pub dead_lettered: bool,
+}
+
+/// One run of the flow's algorithm.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub at_ms: i64,
+    pub partition: i32,
+    pub offset: i64,
+    pub version: String,
+    /// "succeeded", "failed" or "dead-lettered".
+    pub outcome: String,
+    pub latency_ms: u64,
+}
+
+/// The live numbers of one flow.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowStats {
+    /// "running", "stopped", or what keeps it from running.
+    pub state: String,
+    pub consumed: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub dead_lettered: u64,
+    pub retries: u64,
+    /// Partition assignments seen since the flow started.
+    pub assignments: u64,
+    /// Messages on the topic not yet processed, when known.
+    pub lag: Option<u64>,
+    pub last_errors: Vec<FlowError>,
+    pub recent_runs: Vec<RunRecord>,
+}

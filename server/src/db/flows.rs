@@ -1,0 +1,278 @@
+//! Algorithms as the catalog shows them, and flows.
+
+use diesel::prelude::*;
+
+use super::schema::{
+    algorithm_versions, algorithms, broker_connections, flows, memberships, organizations,
+    topic_grants, users,
+};
+use super::{AnyConnection, new_id, now_ms};
+
+/// (algorithm id, org, name, description)
+pub type AlgorithmRow = (String, String, String, String);
+
+pub fn algorithms(conn: &mut AnyConnection) -> QueryResult<Vec<AlgorithmRow>> {
+    algorithms::table
+        .inner_join(organizations::table)
+        .select((
+            algorithms::id,
+            organizations::name,
+            algorithms::name,
+            algorithms::description,
+        ))
+        .order((organizations::name, algorithms::name))
+        .load(conn)
+}
+
+pub fn find_algorithm(
+    conn: &mut AnyConnection,
+    org: &str,
+    name: &str,
+) -> QueryResult<Option<AlgorithmRow>> {
+    algorithms::table
+        .inner_join(organizations::table)
+        .filter(organizations::name.eq(org))
+        .filter(algorithms::name.eq(name))
+        .select((
+            algorithms::id,
+            organizations::name,
+            algorithms::name,
+            algorithms::description,
+        ))
+        .first(conn)
+        .optional()
+}
+
+/// (algorithm id, version, runtime, created_at), newest version first.
+pub fn versions(
+    conn: &mut AnyConnection,
+    algorithm_ids: &[String],
+) -> QueryResult<Vec<(String, String, String, i64)>> {
+    algorithm_versions::table
+        .filter(algorithm_versions::algorithm_id.eq_any(algorithm_ids))
+        .order((
+            algorithm_versions::major.desc(),
+            algorithm_versions::minor.desc(),
+            algorithm_versions::patch.desc(),
+        ))
+        .select((
+            algorithm_versions::algorithm_id,
+            algorithm_versions::version,
+            algorithm_versions::runtime,
+            algorithm_versions::created_at,
+        ))
+        .load(conn)
+}
+
+pub fn is_member(conn: &mut AnyConnection, username: &str, org: &str) -> QueryResult<bool> {
+    let n: i64 = memberships::table
+        .inner_join(users::table)
+        .inner_join(organizations::table)
+        .filter(users::username.eq(username))
+        .filter(organizations::name.eq(org))
+        .count()
+        .get_result(conn)?;
+    Ok(n > 0)
+}
+
+/// Grants of an algorithm: (connection id, connection name, topic, subscribe, publish).
+pub fn grants_of(
+    conn: &mut AnyConnection,
+    algorithm_id: &str,
+) -> QueryResult<Vec<(String, String, String, bool, bool)>> {
+    topic_grants::table
+        .inner_join(broker_connections::table)
+        .filter(topic_grants::algorithm_id.eq(algorithm_id))
+        .select((
+            broker_connections::id,
+            broker_connections::name,
+            topic_grants::topic,
+            topic_grants::can_subscribe,
+            topic_grants::can_publish,
+        ))
+        .order((broker_connections::name, topic_grants::topic))
+        .load(conn)
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = flows)]
+pub struct FlowRow {
+    pub id: String,
+    pub algorithm_id: String,
+    pub connection_id: String,
+    pub topic: String,
+    pub direction: String,
+    pub version: String,
+    pub dlq_topic: Option<String>,
+    pub enabled: bool,
+}
+
+pub fn flows_of(conn: &mut AnyConnection, algorithm_id: &str) -> QueryResult<Vec<FlowRow>> {
+    flows::table
+        .filter(flows::algorithm_id.eq(algorithm_id))
+        .select(FlowRow::as_select())
+        .load(conn)
+}
+
+pub fn find_flow(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<FlowRow>> {
+    flows::table
+        .find(id)
+        .select(FlowRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Creates or updates the flow of (algorithm, connection, topic, direction)
+/// and enables it; returns its id.
+pub fn upsert_flow(
+    conn: &mut AnyConnection,
+    algorithm_id: &str,
+    connection_id: &str,
+    topic: &str,
+    direction: &str,
+    version: &str,
+    dlq_topic: Option<&str>,
+) -> QueryResult<String> {
+    conn.transaction(|c| {
+        let existing: Option<String> = flows::table
+            .filter(flows::algorithm_id.eq(algorithm_id))
+            .filter(flows::connection_id.eq(connection_id))
+            .filter(flows::topic.eq(topic))
+            .filter(flows::direction.eq(direction))
+            .select(flows::id)
+            .first(c)
+            .optional()?;
+        let now = now_ms();
+        match existing {
+            Some(id) => {
+                diesel::update(flows::table.find(&id))
+                    .set((
+                        flows::version.eq(version),
+                        flows::dlq_topic.eq(dlq_topic),
+                        flows::enabled.eq(true),
+                        flows::updated_at.eq(now),
+                    ))
+                    .execute(c)?;
+                Ok(id)
+            }
+            None => {
+                let id = new_id();
+                diesel::insert_into(flows::table)
+                    .values((
+                        flows::id.eq(&id),
+                        flows::algorithm_id.eq(algorithm_id),
+                        flows::connection_id.eq(connection_id),
+                        flows::topic.eq(topic),
+                        flows::direction.eq(direction),
+                        flows::version.eq(version),
+                        flows::dlq_topic.eq(dlq_topic),
+                        flows::enabled.eq(true),
+                        flows::created_at.eq(now),
+                        flows::updated_at.eq(now),
+                    ))
+                    .execute(c)?;
+                Ok(id)
+            }
+        }
+    })
+}
+
+/// Disables a flow; returns whether an enabled one was found.
+pub fn disable_flow(
+    conn: &mut AnyConnection,
+    algorithm_id: &str,
+    connection_id: &str,
+    topic: &str,
+    direction: &str,
+) -> QueryResult<bool> {
+    let n = diesel::update(
+        flows::table
+            .filter(flows::algorithm_id.eq(algorithm_id))
+            .filter(flows::connection_id.eq(connection_id))
+            .filter(flows::topic.eq(topic))
+            .filter(flows::direction.eq(direction))
+            .filter(flows::enabled.eq(true)),
+    )
+    .set((flows::enabled.eq(false), flows::updated_at.eq(now_ms())))
+    .execute(conn)?;
+    Ok(n > 0)
+}
+
+/// Deletes the flows on a topic whose direction is no longer granted.
+pub fn delete_ungranted_flows(
+    conn: &mut AnyConnection,
+    connection_id: &str,
+    topic: &str,
+) -> QueryResult<usize> {
+    let on_topic: Vec<FlowRow> = flows::table
+        .filter(flows::connection_id.eq(connection_id))
+        .filter(flows::topic.eq(topic))
+        .select(FlowRow::as_select())
+        .load(conn)?;
+    let mut removed = 0;
+    for flow in on_topic {
+        let grant: Option<(bool, bool)> = topic_grants::table
+            .filter(topic_grants::connection_id.eq(connection_id))
+            .filter(topic_grants::topic.eq(topic))
+            .filter(topic_grants::algorithm_id.eq(&flow.algorithm_id))
+            .select((topic_grants::can_subscribe, topic_grants::can_publish))
+            .first(conn)
+            .optional()?;
+        let allowed = match (grant, flow.direction.as_str()) {
+            (Some((subscribe, _)), "subscribe") => subscribe,
+            (Some((_, publish)), "publish") => publish,
+            _ => false,
+        };
+        if !allowed {
+            removed += diesel::delete(flows::table.find(&flow.id)).execute(conn)?;
+        }
+    }
+    Ok(removed)
+}
+
+/// An enabled flow with what the runner needs to run it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveFlow {
+    pub id: String,
+    pub algorithm_id: String,
+    pub algorithm: String,
+    pub connection_id: String,
+    pub topic: String,
+    pub direction: String,
+    pub version: String,
+    pub runtime: String,
+    pub dlq_topic: Option<String>,
+}
+
+/// Every enabled flow whose version exists.
+pub fn active_flows(conn: &mut AnyConnection) -> QueryResult<Vec<ActiveFlow>> {
+    let rows: Vec<(FlowRow, String, String, String)> = flows::table
+        .inner_join(algorithms::table.inner_join(organizations::table))
+        .inner_join(
+            algorithm_versions::table.on(algorithm_versions::algorithm_id
+                .eq(flows::algorithm_id)
+                .and(algorithm_versions::version.eq(flows::version))),
+        )
+        .filter(flows::enabled.eq(true))
+        .select((
+            FlowRow::as_select(),
+            organizations::name,
+            algorithms::name,
+            algorithm_versions::runtime,
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(f, org, name, runtime)| ActiveFlow {
+            id: f.id,
+            algorithm_id: f.algorithm_id,
+            algorithm: format!("{org}/{name}"),
+            connection_id: f.connection_id,
+            topic: f.topic,
+            direction: f.direction,
+            version: f.version,
+            runtime,
+            dlq_topic: f.dlq_topic,
+        })
+        .collect())
+}

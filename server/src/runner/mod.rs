@@ -1,0 +1,296 @@
+//! The runner: one task per enabled subscribe flow, reconciled with the
+//! database after every change made through this instance and every few
+//! seconds (for changes made by another instance sharing the database).
+//!
+//! Guarantees (see `subscribe`): at-least-once; an offset is stored only after
+//! the output (or the dead-letter record) is acknowledged by the broker;
+//! order is kept per partition while partitions run in parallel; a version
+//! change applies from the next message without restarting the consumer;
+//! disabling drains in-flight work and commits before the consumer stops.
+
+mod executor;
+mod publish;
+mod stats;
+mod subscribe;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use app::domain::{AppError, FlowStats, Runtime};
+
+pub use executor::{Executor, MAX_INPUT_BYTES, RunError, builtin};
+pub use stats::Stats;
+
+use crate::db::flows::{ActiveFlow, active_flows};
+use crate::db::{Db, brokers::find_connection};
+use crate::kafka::BrokerSettings;
+use crate::secrets::SecretBox;
+use subscribe::FlowContext;
+
+/// How often the runner re-reads the database on its own.
+pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// What a running flow may change without restarting its consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowConfig {
+    pub version: String,
+    pub runtime: Runtime,
+    pub dlq_topic: Option<String>,
+}
+
+/// A topic outputs are written to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub connection_id: String,
+    pub topic: String,
+}
+
+struct Running {
+    spec: ActiveFlow,
+    config: watch::Sender<FlowConfig>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    consumer: Arc<StreamConsumer<FlowContext>>,
+}
+
+pub(crate) struct Inner {
+    db: Db,
+    secrets: SecretBox,
+    executor: Executor,
+    flows: tokio::sync::Mutex<HashMap<String, Running>>,
+    stats: Mutex<HashMap<String, Arc<Stats>>>,
+    /// (algorithm id, version) → where its outputs go.
+    publish: RwLock<HashMap<(String, String), Vec<Target>>>,
+    producers: publish::Producers,
+}
+
+/// The in-process flow supervisor. Cheap to clone.
+#[derive(Clone)]
+pub struct Runner {
+    inner: Arc<Inner>,
+}
+
+impl Runner {
+    pub fn new(db: Db, secrets: SecretBox) -> anyhow::Result<Self> {
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                secrets,
+                executor: Executor::new()?,
+                flows: tokio::sync::Mutex::new(HashMap::new()),
+                stats: Mutex::new(HashMap::new()),
+                publish: RwLock::new(HashMap::new()),
+                producers: publish::Producers::default(),
+            }),
+        })
+    }
+
+    /// Reconciles now, then every [`RECONCILE_INTERVAL`], until the process ends.
+    pub fn start(&self) -> JoinHandle<()> {
+        let runner = self.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(error) = runner.reconcile().await {
+                    tracing::warn!(%error, "could not reconcile the flows");
+                }
+                tokio::time::sleep(RECONCILE_INTERVAL).await;
+            }
+        })
+    }
+
+    /// Brings the running flows in line with the database.
+    pub async fn reconcile(&self) -> Result<(), AppError> {
+        let inner = &self.inner;
+        let mut running = inner.flows.lock().await;
+        let active = inner
+            .db
+            .run(active_flows)
+            .await
+            .map_err(crate::services::internal)?;
+
+        let mut publish: HashMap<(String, String), Vec<Target>> = HashMap::new();
+        let mut wanted: HashMap<String, ActiveFlow> = HashMap::new();
+        for flow in active {
+            if flow.direction == "publish" {
+                publish
+                    .entry((flow.algorithm_id.clone(), flow.version.clone()))
+                    .or_default()
+                    .push(Target {
+                        connection_id: flow.connection_id.clone(),
+                        topic: flow.topic.clone(),
+                    });
+            } else {
+                wanted.insert(flow.id.clone(), flow);
+            }
+        }
+        if let Ok(mut map) = inner.publish.write() {
+            *map = publish;
+        }
+
+        let gone: Vec<String> = running
+            .iter()
+            .filter(|(id, r)| {
+                wanted.get(*id).is_none_or(|w| {
+                    w.connection_id != r.spec.connection_id || w.topic != r.spec.topic
+                })
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in gone {
+            if let Some(flow) = running.remove(&id) {
+                stop(flow).await;
+            }
+        }
+        for (id, spec) in wanted {
+            let config = match Runtime::parse(&spec.runtime) {
+                Ok(runtime) => FlowConfig {
+                    version: spec.version.clone(),
+                    runtime,
+                    dlq_topic: spec.dlq_topic.clone(),
+                },
+                Err(e) => {
+                    self.stats_of(&id).set_state(format!("cannot run: {e}"));
+                    continue;
+                }
+            };
+            if let Some(flow) = running.get(&id) {
+                flow.config.send_if_modified(|current| {
+                    let changed = *current != config;
+                    *current = config.clone();
+                    changed
+                });
+                continue;
+            }
+            match self.start_flow(spec, config).await {
+                Ok(flow) => {
+                    running.insert(id, flow);
+                }
+                Err(e) => {
+                    tracing::warn!(flow = %id, error = %e, "could not start a flow");
+                    self.stats_of(&id).set_state(format!("cannot start: {e}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn start_flow(&self, spec: ActiveFlow, config: FlowConfig) -> Result<Running, AppError> {
+        let settings = self.settings(&spec.connection_id).await?;
+        let stats = self.stats_of(&spec.id);
+        let consumer = Arc::new(subscribe::consumer(&settings, &spec, stats.clone())?);
+        let (config_tx, config_rx) = watch::channel(config);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        stats.set_state("running");
+        let task = tokio::spawn(subscribe::run(
+            self.clone(),
+            spec.clone(),
+            consumer.clone(),
+            config_rx,
+            stop_rx,
+            stats,
+        ));
+        tracing::info!(flow = %spec.id, algorithm = %spec.algorithm, topic = %spec.topic, "flow started");
+        Ok(Running {
+            spec,
+            config: config_tx,
+            stop: stop_tx,
+            task,
+            consumer,
+        })
+    }
+
+    /// Stops every flow (draining and committing), for shutdown.
+    pub async fn shutdown(&self) {
+        let mut running = self.inner.flows.lock().await;
+        for (_, flow) in running.drain() {
+            stop(flow).await;
+        }
+    }
+
+    async fn settings(&self, connection_id: &str) -> Result<BrokerSettings, AppError> {
+        let id = connection_id.to_owned();
+        let row = self
+            .inner
+            .db
+            .run(move |c| find_connection(c, &id))
+            .await
+            .map_err(crate::services::internal)?
+            .ok_or_else(|| AppError::not_found("The broker connection"))?;
+        crate::services::brokers::broker_settings(&row, &self.inner.secrets)
+    }
+
+    pub(crate) fn stats_of(&self, flow_id: &str) -> Arc<Stats> {
+        let mut map = match self.inner.stats.lock() {
+            Ok(map) => map,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        map.entry(flow_id.to_owned()).or_default().clone()
+    }
+
+    /// The flow's counters, with its consumer lag when it is running.
+    pub async fn flow_stats(&self, flow_id: &str) -> FlowStats {
+        let stats = self.stats_of(flow_id);
+        let consumer = {
+            let running = self.inner.flows.lock().await;
+            running
+                .get(flow_id)
+                .map(|r| (r.consumer.clone(), r.spec.topic.clone()))
+        };
+        let lag = match consumer {
+            Some((consumer, topic)) => {
+                let progress = stats.progress();
+                tokio::task::spawn_blocking(move || subscribe::lag(&consumer, &topic, &progress))
+                    .await
+                    .ok()
+                    .flatten()
+            }
+            None => None,
+        };
+        let mut snapshot = stats.snapshot(lag);
+        if !self.inner.flows.lock().await.contains_key(flow_id) && snapshot.state == "running" {
+            snapshot.state = "stopped".into();
+        }
+        if snapshot.state.is_empty() {
+            snapshot.state = "stopped".into();
+        }
+        snapshot
+    }
+
+    /// Where successful runs of this algorithm version are published.
+    pub(crate) fn targets(&self, algorithm_id: &str, version: &str) -> Vec<Target> {
+        self.inner
+            .publish
+            .read()
+            .ok()
+            .and_then(|m| {
+                m.get(&(algorithm_id.to_owned(), version.to_owned()))
+                    .cloned()
+            })
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn executor(&self) -> &Executor {
+        &self.inner.executor
+    }
+}
+
+async fn stop(flow: Running) {
+    let id = flow.spec.id.clone();
+    let _ = flow.stop.send(true);
+    if let Err(error) = flow.task.await {
+        tracing::error!(flow = %id, %error, "a flow task ended abnormally");
+    }
+    if let Err(error) = flow
+        .consumer
+        .commit_consumer_state(rdkafka::consumer::CommitMode::Sync)
+    {
+        tracing::debug!(flow = %id, %error, "nothing to commit when stopping");
+    }
+    flow.consumer.unsubscribe();
+    tracing::info!(flow = %id, "flow stopped");
+}

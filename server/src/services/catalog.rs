@@ -1,0 +1,317 @@
+//! The ML service catalog, algorithm versions and flows (the Events tab).
+//!
+//! Members see and change only their organizations' algorithms; admins see
+//! all. Every flow change is checked here, whatever the browser sent: the
+//! caller's membership, the grant for the direction, the version, and the
+//! Dead Letter Queue rule (same broker connection, publish access, never the
+//! source topic).
+
+use std::collections::HashMap;
+
+use app::domain::{
+    AlgorithmDetails, AlgorithmSummary, AppError, CurrentUser, Direction, EventRow, FlowRequest,
+    FlowState, FlowStats, TopicName, VersionInfo,
+};
+
+use super::{Services, internal};
+use crate::db::flows::{self as queries, AlgorithmRow};
+
+impl Services {
+    async fn is_member(&self, user: &CurrentUser, org: &str) -> Result<bool, AppError> {
+        if user.is_admin() {
+            return Ok(true);
+        }
+        let (name, org) = (user.username.clone(), org.to_owned());
+        self.db
+            .run(move |c| queries::is_member(c, &name, &org))
+            .await
+            .map_err(internal)
+    }
+
+    /// The algorithm, if it exists and `user` may see it.
+    async fn visible_algorithm(
+        &self,
+        user: &CurrentUser,
+        org: &str,
+        name: &str,
+    ) -> Result<AlgorithmRow, AppError> {
+        let (o, n) = (org.to_owned(), name.to_owned());
+        let row = self
+            .db
+            .run(move |c| queries::find_algorithm(c, &o, &n))
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| AppError::not_found(format!("The algorithm {org}/{name}")))?;
+        if !self.is_member(user, org).await? {
+            return Err(AppError::Forbidden);
+        }
+        Ok(row)
+    }
+
+    pub async fn catalog(&self, user: &CurrentUser) -> Result<Vec<AlgorithmSummary>, AppError> {
+        let (rows, versions) = self
+            .db
+            .run(|c| {
+                let rows = queries::algorithms(c)?;
+                let ids: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+                Ok((rows, queries::versions(c, &ids)?))
+            })
+            .await
+            .map_err(internal)?;
+        let mut latest: HashMap<String, String> = HashMap::new();
+        for (algorithm_id, version, _, _) in versions {
+            latest.entry(algorithm_id).or_insert(version);
+        }
+        Ok(rows
+            .into_iter()
+            .filter(|(_, org, _, _)| user.is_admin() || user.organizations.contains(org))
+            .map(|(id, org, name, description)| AlgorithmSummary {
+                latest_version: latest.remove(&id),
+                org,
+                name,
+                description,
+            })
+            .collect())
+    }
+
+    pub async fn algorithm(
+        &self,
+        user: &CurrentUser,
+        org: &str,
+        name: &str,
+    ) -> Result<AlgorithmDetails, AppError> {
+        let (id, org, name, description) = self.visible_algorithm(user, org, name).await?;
+        let versions = self
+            .db
+            .run(move |c| queries::versions(c, &[id]))
+            .await
+            .map_err(internal)?;
+        Ok(AlgorithmDetails {
+            org,
+            name,
+            description,
+            versions: versions
+                .into_iter()
+                .map(|(_, version, runtime, created_at_ms)| VersionInfo {
+                    version,
+                    runtime,
+                    created_at_ms,
+                })
+                .collect(),
+            can_manage: true,
+        })
+    }
+
+    pub async fn add_version_as(
+        &self,
+        user: &CurrentUser,
+        org: &str,
+        name: &str,
+        version: &str,
+        runtime: &str,
+    ) -> Result<(), AppError> {
+        self.visible_algorithm(user, org, name).await?;
+        self.add_algorithm_version(&format!("{org}/{name}"), version, runtime, "")
+            .await
+    }
+
+    pub async fn events(
+        &self,
+        user: &CurrentUser,
+        org: &str,
+        name: &str,
+    ) -> Result<Vec<EventRow>, AppError> {
+        let (id, ..) = self.visible_algorithm(user, org, name).await?;
+        let (grants, flows) = self
+            .db
+            .run(move |c| Ok((queries::grants_of(c, &id)?, queries::flows_of(c, &id)?)))
+            .await
+            .map_err(internal)?;
+        let mut rows = Vec::new();
+        for (connection_id, connection_name, topic, subscribe, publish) in &grants {
+            for (granted, direction) in [
+                (subscribe, Direction::Subscribe),
+                (publish, Direction::Publish),
+            ] {
+                if !granted {
+                    continue;
+                }
+                let flow = flows
+                    .iter()
+                    .find(|f| {
+                        &f.connection_id == connection_id
+                            && &f.topic == topic
+                            && f.direction == direction.as_str()
+                    })
+                    .map(|f| FlowState {
+                        id: f.id.clone(),
+                        enabled: f.enabled,
+                        version: f.version.clone(),
+                        dlq_topic: f.dlq_topic.clone(),
+                    });
+                let dlq_options = match direction {
+                    Direction::Publish => Vec::new(),
+                    Direction::Subscribe => grants
+                        .iter()
+                        .filter(|(c, _, t, _, p)| c == connection_id && *p && t != topic)
+                        .map(|(_, _, t, _, _)| t.clone())
+                        .collect(),
+                };
+                rows.push(EventRow {
+                    connection_id: connection_id.clone(),
+                    connection_name: connection_name.clone(),
+                    topic: topic.clone(),
+                    direction,
+                    flow,
+                    dlq_options,
+                });
+            }
+        }
+        Ok(rows)
+    }
+
+    pub async fn save_flow(
+        &self,
+        user: &CurrentUser,
+        request: FlowRequest,
+    ) -> Result<(), AppError> {
+        let rows = self.events(user, &request.org, &request.name).await?;
+        let topic = TopicName::parse(&request.topic)?;
+        let row = rows
+            .iter()
+            .find(|r| {
+                r.connection_id == request.connection_id
+                    && r.topic == topic.as_str()
+                    && r.direction == request.direction
+            })
+            .ok_or_else(|| AppError::Forbidden)?;
+        let details = self.algorithm(user, &request.org, &request.name).await?;
+        if !details
+            .versions
+            .iter()
+            .any(|v| v.version == request.version.trim())
+        {
+            return Err(AppError::validation(
+                "version",
+                format!(
+                    "{}/{} has no version '{}'.",
+                    request.org,
+                    request.name,
+                    request.version.trim()
+                ),
+            ));
+        }
+        let dlq = request
+            .dlq_topic
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
+        if let Some(dlq) = dlq {
+            if request.direction == Direction::Publish {
+                return Err(AppError::validation(
+                    "dlq_topic",
+                    "A Dead Letter Queue applies only to a subscribe flow.",
+                ));
+            }
+            if dlq == topic.as_str() {
+                return Err(AppError::validation(
+                    "dlq_topic",
+                    "The Dead Letter Queue cannot be the topic the flow reads.",
+                ));
+            }
+            if !row.dlq_options.iter().any(|o| o == dlq) {
+                return Err(AppError::validation(
+                    "dlq_topic",
+                    format!(
+                        "'{dlq}' cannot be the Dead Letter Queue: it must be a topic of the same broker connection that this algorithm may publish to."
+                    ),
+                ));
+            }
+        }
+        let (o, n) = (request.org.clone(), request.name.clone());
+        let algorithm_id = self
+            .db
+            .run(move |c| queries::find_algorithm(c, &o, &n))
+            .await
+            .map_err(internal)?
+            .ok_or(AppError::Internal)?
+            .0;
+        let (connection, version, dlq, direction) = (
+            request.connection_id.clone(),
+            request.version.trim().to_owned(),
+            dlq.map(str::to_owned),
+            request.direction,
+        );
+        let topic_name = topic.to_string();
+        self.db
+            .run(move |c| {
+                queries::upsert_flow(
+                    c,
+                    &algorithm_id,
+                    &connection,
+                    &topic_name,
+                    direction.as_str(),
+                    &version,
+                    dlq.as_deref(),
+                )
+            })
+            .await
+            .map_err(internal)?;
+        tracing::info!(user = %user.username, algorithm = %format!("{}/{}", request.org, request.name),
+            topic = %topic, direction = direction.as_str(), version = %request.version, "flow saved");
+        self.runner.reconcile().await
+    }
+
+    pub async fn disable_flow(
+        &self,
+        user: &CurrentUser,
+        org: &str,
+        name: &str,
+        connection_id: &str,
+        topic: &str,
+        direction: Direction,
+    ) -> Result<(), AppError> {
+        let (id, ..) = self.visible_algorithm(user, org, name).await?;
+        let (c_id, t) = (connection_id.to_owned(), topic.to_owned());
+        let found = self
+            .db
+            .run(move |c| queries::disable_flow(c, &id, &c_id, &t, direction.as_str()))
+            .await
+            .map_err(internal)?;
+        if !found {
+            return Err(AppError::not_found("An enabled flow on this topic"));
+        }
+        tracing::info!(user = %user.username, algorithm = %format!("{org}/{name}"), topic, "flow disabled");
+        self.runner.reconcile().await
+    }
+
+    pub async fn flow_stats(
+        &self,
+        user: &CurrentUser,
+        flow_id: &str,
+    ) -> Result<FlowStats, AppError> {
+        let key = flow_id.to_owned();
+        let flow = self
+            .db
+            .run(move |c| queries::find_flow(c, &key))
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| AppError::not_found("The flow"))?;
+        let algorithm_id = flow.algorithm_id.clone();
+        let org = self
+            .db
+            .run(move |c| {
+                Ok(queries::algorithms(c)?
+                    .into_iter()
+                    .find(|(id, ..)| *id == algorithm_id)
+                    .map(|(_, org, ..)| org))
+            })
+            .await
+            .map_err(internal)?
+            .ok_or(AppError::Internal)?;
+        if !self.is_member(user, &org).await? {
+            return Err(AppError::Forbidden);
+        }
+        Ok(self.runner.flow_stats(flow_id).await)
+    }
+}
