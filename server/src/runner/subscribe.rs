@@ -162,7 +162,8 @@ async fn partition_worker(worker: Worker, mut queue: mpsc::Receiver<OwnedMessage
             return;
         }
         let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
-        if let Err(error) = worker.consumer.store_offset(topic, partition, offset + 1) {
+        // librdkafka's rd_kafka_offset_store commits `offset + 1` itself.
+        if let Err(error) = worker.consumer.store_offset(topic, partition, offset) {
             tracing::debug!(flow = %worker.spec.id, %error, partition, offset, "offset not stored");
         }
         worker.stats.processed(partition, offset);

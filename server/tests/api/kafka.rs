@@ -147,3 +147,9 @@ pub async fn produce(topic: &str, values: &[&str]) {
             .unwrap();
     }
 }
+
+/// Produces `values` with keys `key-0`, `key-1`, … and waits for the acks.
+pub async fn produce_keyed(topic: &str, values: &[String]) {
+    let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+    produce(topic, &refs).await;
+}

@@ -5,6 +5,7 @@
 mod auth;
 mod brokers;
 mod cli;
+mod flows;
 mod kafka;
 mod roles;
 mod secrets;

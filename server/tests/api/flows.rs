@@ -1,0 +1,554 @@
+//! Flows against a real broker: outputs, dead letters, version changes, and
+//! the server-side checks on every flow change.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use serde_json::{Value, json};
+
+use app::domain::Role;
+
+use crate::brokers::connect;
+use crate::kafka::{bootstrap, produce_keyed, unique_topic};
+use crate::support::TestApp;
+
+/// A record read back from a topic.
+#[derive(Debug, Clone)]
+pub struct Read {
+    pub key: Option<String>,
+    pub value: String,
+    pub headers: HashMap<String, String>,
+}
+
+/// Reads `topic` from the beginning until `count` records arrived (or
+/// `limit` passed), off the async threads so the runner keeps running.
+pub async fn read(topic: &str, count: usize) -> Vec<Read> {
+    read_for(topic, count, Duration::from_secs(60)).await
+}
+
+pub async fn read_for(topic: &str, count: usize, limit: Duration) -> Vec<Read> {
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || read_blocking(&topic, count, limit))
+        .await
+        .unwrap()
+}
+
+fn read_blocking(topic: &str, count: usize, limit: Duration) -> Vec<Read> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", format!("test-reader-{}", server::db::new_id()))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + limit;
+    while out.len() < count && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            let headers = m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| {
+                            (
+                                h.key.to_owned(),
+                                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push(Read {
+                key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                value: String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+                headers,
+            });
+        }
+    }
+    out
+}
+
+/// Waits until `check` holds (or fails after 60 s).
+pub async fn wait_until<F: std::future::Future<Output = bool>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// acme/sentiment (1.0.0, 1.1.0), member ana, a broker with topics granted.
+pub struct Pipeline {
+    pub app: TestApp,
+    pub ana: String,
+    pub admin: String,
+    pub connection: String,
+    pub input: String,
+    pub output: String,
+    pub output_b: String,
+    pub dlq: String,
+}
+
+pub async fn pipeline() -> Pipeline {
+    let app = TestApp::spawn()
+        .await
+        .with_user("root", "root-password", Role::Admin)
+        .await
+        .with_user("ana", "ana-password", Role::Member)
+        .await
+        .with_user("ben", "ben-password", Role::Member)
+        .await;
+    let s = &app.services;
+    for org in ["acme", "globex"] {
+        s.add_organization(org).await.unwrap();
+    }
+    s.add_member("acme", "ana").await.unwrap();
+    s.add_member("globex", "ben").await.unwrap();
+    for v in ["1.0.0", "1.1.0"] {
+        s.add_algorithm_version("acme/sentiment", v, "builtin:sentiment", "")
+            .await
+            .unwrap();
+    }
+    s.add_algorithm_version("globex/echo", "1.0.0", "builtin:echo", "")
+        .await
+        .unwrap();
+    let admin = app.login("root", "root-password").await;
+    let ana = app.login("ana", "ana-password").await;
+    let connection = connect(&app, &admin, "local").await;
+    let (input, output, output_b, dlq) = (
+        unique_topic("in"),
+        unique_topic("out"),
+        unique_topic("out-b"),
+        unique_topic("dlq"),
+    );
+    for (topic, partitions) in [(&input, 3), (&output, 1), (&output_b, 1), (&dlq, 1)] {
+        let r = app
+            .call(
+                "create_topic",
+                json!({"id": connection, "topic": topic, "partitions": partitions}),
+                Some(&admin),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    }
+    let grant = |topic: &str, subscribe: bool, publish: bool| {
+        json!({"id": connection, "topic": topic, "grants": [
+            {"algorithm": "acme/sentiment", "access": {"subscribe": subscribe, "publish": publish}}
+        ]})
+    };
+    for (topic, subscribe, publish) in [
+        (&input, true, false),
+        (&output, false, true),
+        (&output_b, false, true),
+        (&dlq, false, true),
+    ] {
+        let r = app
+            .call(
+                "save_topic_grants",
+                grant(topic, subscribe, publish),
+                Some(&admin),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    }
+    Pipeline {
+        app,
+        ana,
+        admin,
+        connection,
+        input,
+        output,
+        output_b,
+        dlq,
+    }
+}
+
+impl Pipeline {
+    pub fn flow(&self, topic: &str, direction: &str, version: &str, dlq: Option<&str>) -> Value {
+        json!({"request": {
+            "org": "acme", "name": "sentiment", "connection_id": self.connection, "topic": topic,
+            "direction": if direction == "subscribe" { "Subscribe" } else { "Publish" },
+            "version": version, "dlq_topic": dlq
+        }})
+    }
+
+    pub async fn save(&self, topic: &str, direction: &str, version: &str, dlq: Option<&str>) {
+        let reply = self
+            .app
+            .call(
+                "save_flow",
+                self.flow(topic, direction, version, dlq),
+                Some(&self.ana),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    }
+
+    pub async fn events(&self) -> Value {
+        let reply = self
+            .app
+            .call(
+                "list_events",
+                json!({"org": "acme", "name": "sentiment"}),
+                Some(&self.ana),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        reply.json()
+    }
+
+    pub async fn subscribe_flow_id(&self) -> String {
+        let events = self.events().await;
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["topic"] == self.input.as_str())
+            .and_then(|r| r["flow"]["id"].as_str())
+            .unwrap()
+            .to_owned()
+    }
+
+    pub async fn stats(&self, flow_id: &str) -> Value {
+        self.app
+            .call(
+                "get_flow_stats",
+                json!({"flow_id": flow_id}),
+                Some(&self.ana),
+            )
+            .await
+            .json()
+    }
+}
+
+#[tokio::test]
+async fn good_and_bad_messages_give_outputs_and_one_dead_letter_each() {
+    let p = pipeline().await;
+    p.save(&p.output, "publish", "1.0.0", None).await;
+    p.save(&p.input, "subscribe", "1.0.0", Some(&p.dlq)).await;
+
+    let mut values = Vec::new();
+    for i in 0..24 {
+        values.push(match i % 4 {
+            0 => json!({"text": format!("I love it {i}")}).to_string(),
+            1 => json!({"text": format!("awful {i}")}).to_string(),
+            2 => format!("not json {i}"),
+            _ => json!({"no_text": i}).to_string(),
+        });
+    }
+    produce_keyed(&p.input, &values).await;
+
+    let outputs = read(&p.output, 12).await;
+    let dead = read(&p.dlq, 12).await;
+    assert_eq!(outputs.len(), 12, "outputs");
+    assert_eq!(dead.len(), 12, "dead letters");
+    for out in &outputs {
+        let value: Value = serde_json::from_str(&out.value).unwrap();
+        assert!(
+            ["positive", "negative"].contains(&value["label"].as_str().unwrap()),
+            "{value}"
+        );
+        assert_eq!(out.headers["eventflows-algorithm"], "acme/sentiment");
+        assert_eq!(out.headers["eventflows-version"], "1.0.0");
+        assert_eq!(out.headers["eventflows-source-topic"], p.input);
+        let i: usize = out
+            .key
+            .as_ref()
+            .unwrap()
+            .strip_prefix("key-")
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(i % 4 < 2, "message {i} should have failed");
+        assert!(out.headers.contains_key("eventflows-source-partition"));
+        assert!(out.headers.contains_key("eventflows-source-offset"));
+    }
+    for d in &dead {
+        let i: usize = d
+            .key
+            .as_ref()
+            .unwrap()
+            .strip_prefix("key-")
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(i % 4 >= 2, "message {i} should have succeeded");
+        assert_eq!(d.value, values[i], "the original value");
+        assert_eq!(d.headers["eventflows-error-kind"], "bad-input");
+        assert!(!d.headers["eventflows-error"].is_empty());
+        assert_eq!(d.headers["eventflows-source-topic"], p.input);
+        assert_eq!(d.headers["eventflows-algorithm"], "acme/sentiment");
+        assert_eq!(d.headers["eventflows-version"], "1.0.0");
+        assert_eq!(d.headers["eventflows-attempts"], "1");
+        assert!(d.headers["eventflows-failed-at"].parse::<i64>().unwrap() > 0);
+        assert!(d.headers["eventflows-source-offset"].parse::<i64>().is_ok());
+        assert!(
+            d.headers["eventflows-source-partition"]
+                .parse::<i32>()
+                .is_ok()
+        );
+    }
+    let mut keys: Vec<String> = outputs
+        .iter()
+        .chain(&dead)
+        .map(|r| r.key.clone().unwrap())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 24, "every input exactly once");
+
+    let flow = p.subscribe_flow_id().await;
+    let app = &p.app;
+    wait_until("the counters catch up", || async {
+        let s = p.stats(&flow).await;
+        s["succeeded"] == 12 && s["dead_lettered"] == 12
+    })
+    .await;
+    let stats = p.stats(&flow).await;
+    assert_eq!(stats["consumed"], 24);
+    assert_eq!(stats["failed"], 12);
+    assert_eq!(stats["state"], "running");
+    assert_eq!(stats["lag"], 0);
+    assert!(!stats["last_errors"].as_array().unwrap().is_empty());
+    assert!(!stats["recent_runs"].as_array().unwrap().is_empty());
+    let _ = app;
+}
+
+#[tokio::test]
+async fn a_version_change_mid_stream_loses_nothing_and_does_not_rebalance() {
+    let p = pipeline().await;
+    p.save(&p.output, "publish", "1.0.0", None).await;
+    p.save(&p.output_b, "publish", "1.1.0", None).await;
+    p.save(&p.input, "subscribe", "1.0.0", None).await;
+    let flow = p.subscribe_flow_id().await;
+
+    let first: Vec<String> = (0..20)
+        .map(|i| json!({"text": format!("good {i}")}).to_string())
+        .collect();
+    produce_keyed(&p.input, &first).await;
+    wait_until("the first messages are processed", || async {
+        p.stats(&flow).await["succeeded"].as_u64().unwrap() >= 5
+    })
+    .await;
+    p.save(&p.input, "subscribe", "1.1.0", None).await;
+    let second: Vec<String> = (20..40)
+        .map(|i| json!({"text": format!("good {i}")}).to_string())
+        .collect();
+    produce_keyed(&p.input, &second).await;
+
+    wait_until("all 40 are processed", || async {
+        p.stats(&flow).await["succeeded"] == 40
+    })
+    .await;
+    let old = read_for(&p.output, 40, Duration::from_secs(5)).await;
+    let new = read_for(&p.output_b, 40, Duration::from_secs(5)).await;
+    assert_eq!(
+        old.len() + new.len(),
+        40,
+        "every input gave exactly one output"
+    );
+    assert!(!new.is_empty(), "outputs switched to 1.1.0");
+    assert!(
+        old.iter()
+            .all(|r| r.headers["eventflows-version"] == "1.0.0")
+    );
+    assert!(
+        new.iter()
+            .all(|r| r.headers["eventflows-version"] == "1.1.0")
+    );
+    // After the change, only the new version runs.
+    for r in &old {
+        let i: usize = r
+            .key
+            .as_ref()
+            .unwrap()
+            .strip_prefix("key-")
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            i < 20,
+            "message {i} was produced after the change but ran on 1.0.0"
+        );
+    }
+    let stats = p.stats(&flow).await;
+    assert_eq!(
+        stats["assignments"], 1,
+        "the consumer was not restarted: {stats}"
+    );
+}
+
+#[tokio::test]
+async fn disabling_stops_processing_and_enabling_again_resumes_where_it_stopped() {
+    let p = pipeline().await;
+    p.save(&p.output, "publish", "1.0.0", None).await;
+    p.save(&p.input, "subscribe", "1.0.0", None).await;
+    let flow = p.subscribe_flow_id().await;
+    let batch: Vec<String> = (0..10)
+        .map(|i| json!({"text": format!("ok {i}")}).to_string())
+        .collect();
+    produce_keyed(&p.input, &batch).await;
+    wait_until("10 processed", || async {
+        p.stats(&flow).await["succeeded"] == 10
+    })
+    .await;
+
+    let reply = p
+        .app
+        .call(
+            "disable_flow",
+            json!({"org": "acme", "name": "sentiment", "connection_id": p.connection, "topic": p.input, "direction": "Subscribe"}),
+            Some(&p.ana),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(p.stats(&flow).await["state"], "stopped");
+    let events = p.events().await;
+    let row = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["topic"] == p.input.as_str())
+        .unwrap();
+    assert_eq!(row["flow"]["enabled"], false);
+
+    let more: Vec<String> = (10..15)
+        .map(|i| json!({"text": format!("ok {i}")}).to_string())
+        .collect();
+    produce_keyed(&p.input, &more).await;
+    assert_eq!(
+        read_for(&p.output, 15, Duration::from_secs(3)).await.len(),
+        10,
+        "nothing is processed while disabled"
+    );
+
+    p.save(&p.input, "subscribe", "1.0.0", None).await;
+    let outputs = read(&p.output, 15).await;
+    let stats = p.stats(&flow).await;
+    assert_eq!(
+        outputs.len(),
+        15,
+        "the five waiting messages are processed after enabling: {stats}"
+    );
+}
+
+#[tokio::test]
+async fn flow_changes_are_checked_on_the_server() {
+    let p = pipeline().await;
+    let call = |args: Value, token: String| {
+        let app = &p.app;
+        async move { app.call("save_flow", args, Some(&token)).await }
+    };
+    // No grant for subscribe on the output topic.
+    let r = call(p.flow(&p.output, "subscribe", "1.0.0", None), p.ana.clone()).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+    // Unknown version.
+    let r = call(p.flow(&p.input, "subscribe", "9.9.9", None), p.ana.clone()).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.json()["field"], "version");
+    // DLQ equal to the source.
+    let r = call(
+        p.flow(&p.input, "subscribe", "1.0.0", Some(&p.input)),
+        p.ana.clone(),
+    )
+    .await;
+    assert_eq!(r.json()["field"], "dlq_topic", "{}", r.text());
+    // DLQ the algorithm may not publish to (a topic of no grant, as on another broker).
+    let r = call(
+        p.flow(&p.input, "subscribe", "1.0.0", Some("elsewhere")),
+        p.ana.clone(),
+    )
+    .await;
+    assert_eq!(r.json()["field"], "dlq_topic");
+    // Another organization's member.
+    let ben = p.app.login("ben", "ben-password").await;
+    let r = call(p.flow(&p.input, "subscribe", "1.0.0", None), ben.clone()).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = p
+        .app
+        .call(
+            "list_events",
+            json!({"org": "acme", "name": "sentiment"}),
+            Some(&ben),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = p.app.call("list_catalog", json!({}), Some(&ben)).await;
+    assert_eq!(
+        r.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["name"].clone())
+            .collect::<Vec<_>>(),
+        vec![json!("echo")]
+    );
+    // Anonymous.
+    let r = p
+        .app
+        .call(
+            "save_flow",
+            p.flow(&p.input, "subscribe", "1.0.0", None),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // Nothing was saved by any of these.
+    let events = p.events().await;
+    assert!(
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["flow"].is_null()),
+        "{events}"
+    );
+    // An admin may.
+    let r = p
+        .app
+        .call(
+            "save_flow",
+            p.flow(&p.input, "subscribe", "1.0.0", None),
+            Some(&p.admin),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+}
+
+#[tokio::test]
+async fn removing_a_grant_or_the_connection_stops_the_flows_that_used_it() {
+    let p = pipeline().await;
+    p.save(&p.input, "subscribe", "1.0.0", None).await;
+    let flow = p.subscribe_flow_id().await;
+    assert_eq!(p.stats(&flow).await["state"], "running");
+    let r = p
+        .app
+        .call(
+            "save_topic_grants",
+            json!({"id": p.connection, "topic": p.input, "grants": []}),
+            Some(&p.admin),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        p.events()
+            .await
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["topic"] != p.input.as_str())
+    );
+    let r = p
+        .app
+        .call("get_flow_stats", json!({"flow_id": flow}), Some(&p.ana))
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "the flow is gone");
+}
