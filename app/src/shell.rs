@@ -11,8 +11,8 @@ use crate::api::fetch_current_user;
 use crate::components::Protected;
 use crate::domain::CurrentUser;
 use crate::pages::{
-    CatalogPage, ConnectQueuePage, ConnectionDetailsPage, LoginPage, NotFoundPage,
-    QueueManagerPage, TopicEditPage,
+    AlgorithmPage, CatalogPage, ConnectQueuePage, ConnectionDetailsPage, LoginPage, NotFoundPage,
+    QueueManagerPage, Tab, TopicEditPage,
 };
 
 /// Who is logged in, shared through context.
@@ -56,6 +56,14 @@ pub fn App() -> impl IntoView {
                 <Route
                     path=path!("/catalog")
                     view=|| view! { <Protected admin_only=false><CatalogPage /></Protected> }
+                />
+                <Route
+                    path=path!("/algorithms/:org/:name")
+                    view=|| view! { <Protected admin_only=false><AlgorithmPage tab=Tab::Overview /></Protected> }
+                />
+                <Route
+                    path=path!("/algorithms/:org/:name/events")
+                    view=|| view! { <Protected admin_only=false><AlgorithmPage tab=Tab::Events /></Protected> }
                 />
                 <Route
                     path=path!("/admin/queues")

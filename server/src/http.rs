@@ -5,14 +5,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 use axum::{
-    Router,
-    body::Body,
-    extract::State,
-    http::{HeaderValue, Request, StatusCode, header},
-    response::IntoResponse,
+    Json, Router,
+    body::{Body, Bytes},
+    extract::{DefaultBodyLimit, Path as UrlPath, State},
+    http::{HeaderMap, HeaderValue, Request, StatusCode, header},
+    response::{IntoResponse, Response},
     routing::{get, post},
 };
 use leptos::prelude::provide_context;
+use serde_json::{Value, json};
 use tower_http::{
     compression::CompressionLayer,
     services::{ServeDir, ServeFile},
@@ -21,7 +22,9 @@ use tower_http::{
 
 use app::api::SharedBackend;
 
+use crate::runner::{MAX_INPUT_BYTES, RunError};
 use crate::services::Services;
+use crate::services::run::RunFailure;
 
 #[derive(Clone)]
 struct AppState {
@@ -48,6 +51,10 @@ pub fn router(services: Services, dist_dir: &Path) -> Router {
     Router::new()
         .route("/api/{*fn_name}", post(server_fn))
         .route("/healthz", get(healthz))
+        .route(
+            "/v1/algo/{org}/{name}/{version}",
+            post(run_algorithm).layer(DefaultBodyLimit::max(MAX_INPUT_BYTES + 1)),
+        )
         .fallback_service(ui)
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
@@ -77,5 +84,61 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
             tracing::warn!(%error, "health check failed");
             (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n")
         }
+    }
+}
+
+fn api_error(status: StatusCode, message: String) -> Response {
+    (status, Json(json!({"error": {"message": message}}))).into_response()
+}
+
+/// `POST /v1/algo/{org}/{name}/{version}`: runs a version on the JSON body
+/// (the caller's session cookie decides who is asking) and answers
+/// `{"result": …, "metadata": {…}}` in the Algorithmia API shape.
+async fn run_algorithm(
+    State(state): State<AppState>,
+    UrlPath((org, name, version)): UrlPath<(String, String, String)>,
+    request_headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let user = match app::api::token_from_headers(&request_headers) {
+        Some(token) => state.services.session_user(&token).await,
+        None => Ok(None),
+    };
+    let user = match user {
+        Ok(Some(user)) => user,
+        Ok(None) => {
+            return api_error(
+                StatusCode::UNAUTHORIZED,
+                "Please log in to continue.".into(),
+            );
+        }
+        Err(e) => {
+            return api_error(
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                e.to_string(),
+            );
+        }
+    };
+    match state
+        .services
+        .run_algorithm(&user, &org, &name, &version, &body)
+        .await
+    {
+        Ok((output, seconds)) => {
+            let result: Value = serde_json::from_slice(&output).unwrap_or(Value::Null);
+            Json(json!({"result": result, "metadata": {"content_type": "json", "duration": seconds}})).into_response()
+        }
+        Err(RunFailure::App(e)) => api_error(
+            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            e.to_string(),
+        ),
+        Err(RunFailure::Run(RunError::BadInput(m))) => api_error(StatusCode::BAD_REQUEST, m),
+        Err(RunFailure::Run(RunError::Transient(m))) => {
+            api_error(StatusCode::SERVICE_UNAVAILABLE, m)
+        }
+        Err(RunFailure::Publish(m)) => api_error(
+            StatusCode::BAD_GATEWAY,
+            format!("The algorithm ran, but its result could not be published: {m}"),
+        ),
     }
 }

@@ -116,7 +116,7 @@ pub trait Backend: Send + Sync + 'static {
 
 pub type SharedBackend = Arc<dyn Backend>;
 
-pub(crate) fn token_from_headers(headers: &http::HeaderMap) -> Option<String> {
+pub fn token_from_headers(headers: &http::HeaderMap) -> Option<String> {
     headers
         .get_all(http::header::COOKIE)
         .iter()

@@ -12,7 +12,7 @@ mod catalog;
 
 pub use auth::*;
 #[cfg(feature = "ssr")]
-pub use backend::{Backend, SESSION_COOKIE, SharedBackend};
+pub use backend::{Backend, SESSION_COOKIE, SharedBackend, token_from_headers};
 pub use brokers::*;
 pub use catalog::*;
 

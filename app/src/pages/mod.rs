@@ -1,12 +1,15 @@
 //! One page per file.
 
 mod admin;
+mod algorithm;
 mod catalog;
+mod events;
 mod forbidden;
 mod login;
 mod not_found;
 
 pub use admin::{ConnectQueuePage, ConnectionDetailsPage, QueueManagerPage, TopicEditPage};
+pub use algorithm::{AlgorithmPage, Tab};
 pub use catalog::CatalogPage;
 pub use forbidden::ForbiddenPage;
 pub use login::LoginPage;

@@ -9,7 +9,7 @@
 //! disabling drains in-flight work and commits before the consumer stops.
 
 mod executor;
-mod publish;
+pub(crate) mod publish;
 mod stats;
 mod subscribe;
 

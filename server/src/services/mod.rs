@@ -6,6 +6,7 @@ mod backend;
 pub mod brokers;
 pub mod catalog;
 pub mod directory;
+pub mod run;
 
 use app::domain::AppError;
 

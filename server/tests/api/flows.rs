@@ -552,3 +552,60 @@ async fn removing_a_grant_or_the_connection_stops_the_flows_that_used_it() {
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "the flow is gone");
 }
+
+#[tokio::test]
+async fn a_run_through_the_rest_api_is_answered_and_published() {
+    use axum::body::Body;
+    use axum::http::{Request, header};
+    let p = pipeline().await;
+    p.save(&p.output, "publish", "1.1.0", None).await;
+    let run = |version: &str, body: &str, token: Option<&str>| {
+        let mut request = Request::post(format!("/v1/algo/acme/sentiment/{version}"))
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(token) = token {
+            request = request.header(header::COOKIE, format!("eventflows_session={token}"));
+        }
+        p.app
+            .request(request.body(Body::from(body.to_owned())).unwrap())
+    };
+    let ok = run("1.1.0", r#"{"text": "a great day"}"#, Some(&p.ana)).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text());
+    assert_eq!(ok.json()["result"]["label"], "positive");
+    let published = read(&p.output, 1).await;
+    assert_eq!(published.len(), 1);
+    assert_eq!(published[0].headers["eventflows-source"], "api");
+    assert_eq!(published[0].headers["eventflows-version"], "1.1.0");
+
+    let bad = run("1.1.0", "not json", Some(&p.ana)).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(
+        bad.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not JSON")
+    );
+    assert_eq!(
+        run("7.0.0", "{}", Some(&p.ana)).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let ben = p.app.login("ben", "ben-password").await;
+    assert_eq!(
+        run("1.1.0", r#"{"text":"x"}"#, Some(&ben)).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        run("1.1.0", r#"{"text":"x"}"#, None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    // Runs of another version are not published to the 1.1.0 flow.
+    assert_eq!(
+        run("1.0.0", r#"{"text":"fine"}"#, Some(&p.ana))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        read_for(&p.output, 2, Duration::from_secs(3)).await.len(),
+        1
+    );
+}

@@ -1,0 +1,190 @@
+use leptos::prelude::*;
+use leptos_router::{components::A, hooks::use_params_map};
+
+use crate::api::{add_version, get_algorithm};
+use crate::components::{ErrorNotice, Loading, SuccessNotice};
+use crate::domain::{AlgorithmDetails, AppError};
+use crate::pages::events::EventsTab;
+
+/// Which tab of the algorithm page is open.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Tab {
+    Overview,
+    Events,
+}
+
+/// An algorithm page with its tabs **Overview** and **Events**.
+#[component]
+pub fn AlgorithmPage(tab: Tab) -> impl IntoView {
+    let params = use_params_map();
+    let org = move || params.read().get("org").unwrap_or_default();
+    let name = move || params.read().get("name").unwrap_or_default();
+    let details = LocalResource::new(move || get_algorithm(org(), name()));
+
+    view! {
+        <A href="/catalog" attr:class="text-sm text-blue-700 hover:underline">"← ML service catalog"</A>
+        {move || match details.get() {
+            None => view! { <Loading what="the algorithm" /> }.into_any(),
+            Some(Err(AppError::Forbidden)) => view! {
+                <h1 class="mt-2 text-xl font-semibold">"Not allowed"</h1>
+                <p class="mt-2">"This algorithm belongs to an organization you are not a member of."</p>
+            }
+            .into_any(),
+            Some(Err(e)) => view! { <div class="mt-2"><ErrorNotice message=e.to_string() /></div> }.into_any(),
+            Some(Ok(d)) => {
+                let base = format!("/algorithms/{}/{}", d.org, d.name);
+                let tab_class = |active: bool| {
+                    if active {
+                        "border-b-2 border-blue-700 px-4 py-2 font-medium text-blue-700"
+                    } else {
+                        "px-4 py-2 text-slate-600 hover:text-slate-900"
+                    }
+                };
+                view! {
+                    <h1 class="mt-2 text-2xl font-semibold">{format!("{}/{}", d.org, d.name)}</h1>
+                    <p class="mt-1 text-slate-600">{d.description.clone()}</p>
+                    <div role="tablist" aria-label="Algorithm" class="mt-6 flex gap-2 border-b border-slate-200">
+                        <A
+                            href=base.clone()
+                            attr:role="tab"
+                            attr:aria-selected=(tab == Tab::Overview).to_string()
+                            attr:class=tab_class(tab == Tab::Overview)
+                        >
+                            "Overview"
+                        </A>
+                        <A
+                            href=format!("{base}/events")
+                            attr:role="tab"
+                            attr:aria-selected=(tab == Tab::Events).to_string()
+                            attr:class=tab_class(tab == Tab::Events)
+                        >
+                            "Events"
+                        </A>
+                    </div>
+                    <div role="tabpanel" class="mt-6">
+                        {match tab {
+                            Tab::Overview => view! {
+                                <Overview details=d reload=Callback::new(move |_| details.refetch()) />
+                            }
+                            .into_any(),
+                            Tab::Events => view! { <EventsTab details=d /> }.into_any(),
+                        }}
+                    </div>
+                }
+                .into_any()
+            }
+        }}
+    }
+}
+
+#[component]
+fn Overview(details: AlgorithmDetails, reload: Callback<()>) -> impl IntoView {
+    view! {
+        <section aria-labelledby="versions-title" class="rounded-lg bg-white p-6 shadow">
+            <h2 id="versions-title" class="text-lg font-semibold">"Versions"</h2>
+            {if details.versions.is_empty() {
+                view! { <p class="mt-2 text-slate-600">"No versions yet."</p> }.into_any()
+            } else {
+                view! {
+                    <table class="mt-2 w-full text-left text-sm">
+                        <thead class="text-slate-500">
+                            <tr>
+                                <th scope="col" class="py-2">"Version"</th>
+                                <th scope="col" class="py-2">"Runtime"</th>
+                            </tr>
+                        </thead>
+                        <tbody>
+                            {details
+                                .versions
+                                .iter()
+                                .map(|v| view! {
+                                    <tr class="border-t border-slate-100">
+                                        <td class="py-2 font-medium">{v.version.clone()}</td>
+                                        <td class="py-2 font-mono text-xs">{v.runtime.clone()}</td>
+                                    </tr>
+                                })
+                                .collect_view()}
+                        </tbody>
+                    </table>
+                }
+                .into_any()
+            }}
+        </section>
+        {details.can_manage.then(|| view! { <AddVersionForm org=details.org.clone() name=details.name.clone() reload=reload /> })}
+    }
+}
+
+#[component]
+fn AddVersionForm(org: String, name: String, reload: Callback<()>) -> impl IntoView {
+    let version = RwSignal::new(String::new());
+    let runtime = RwSignal::new(String::new());
+    let error = RwSignal::new(None::<AppError>);
+    let added = RwSignal::new(None::<String>);
+    let action = Action::new_local(move |(v, r): &(String, String)| {
+        add_version(org.clone(), name.clone(), v.clone(), r.clone())
+    });
+    let pending = action.pending();
+    Effect::new(move |_| match action.value().get() {
+        Some(Ok(())) => {
+            added.set(Some(format!(
+                "Version {} added.",
+                version.get_untracked().trim()
+            )));
+            reload.run(());
+        }
+        Some(Err(e)) => error.set(Some(e)),
+        None => {}
+    });
+    let field_error = move |field: &'static str| {
+        move || {
+            error
+                .get()
+                .filter(|e| e.field() == Some(field))
+                .map(|e| view! { <p class="mt-1 text-sm text-red-700">{e.to_string()}</p> })
+        }
+    };
+    view! {
+        <form
+            aria-label="Add version"
+            class="mt-6 space-y-3 rounded-lg bg-white p-6 shadow"
+            novalidate
+            on:submit=move |ev: leptos::ev::SubmitEvent| {
+                ev.prevent_default();
+                error.set(None);
+                added.set(None);
+                action.dispatch_local((version.get_untracked(), runtime.get_untracked()));
+            }
+        >
+            <h2 class="text-lg font-semibold">"Add version"</h2>
+            {move || added.get().map(|m| view! { <SuccessNotice message=m /> })}
+            <div>
+                <label for="new-version" class="block text-sm font-medium">"Version"</label>
+                <input id="new-version" placeholder="1.2.0" class="mt-1 rounded border border-slate-300 px-3 py-1.5" bind:value=version />
+                {field_error("version")}
+            </div>
+            <div>
+                <label for="new-runtime" class="block text-sm font-medium">"Runtime"</label>
+                <input
+                    id="new-runtime"
+                    placeholder="builtin:sentiment or http:http://model:8080/predict"
+                    class="mt-1 w-full max-w-md rounded border border-slate-300 px-3 py-1.5"
+                    bind:value=runtime
+                />
+                {field_error("runtime")}
+            </div>
+            {move || {
+                error
+                    .get()
+                    .filter(|e| e.field().is_none())
+                    .map(|e| view! { <ErrorNotice message=e.to_string() /> })
+            }}
+            <button
+                type="submit"
+                class="rounded bg-blue-700 px-4 py-2 text-sm font-medium text-white hover:bg-blue-800 disabled:opacity-60"
+                disabled=move || pending.get()
+            >
+                {move || if pending.get() { "Adding…" } else { "Add version" }}
+            </button>
+        </form>
+    }
+}

@@ -1,0 +1,459 @@
+use std::time::Duration;
+
+use leptos::prelude::*;
+
+use crate::api::{disable_flow, get_flow_stats, list_events, save_flow};
+use crate::components::{Dialog, ErrorNotice, Loading, SuccessNotice};
+use crate::domain::{AlgorithmDetails, Direction, EventRow, FlowRequest, FlowStats};
+
+/// Which dialog is open on the Events tab.
+#[derive(Clone)]
+enum Open {
+    Enable(EventRow),
+    Disable(EventRow),
+}
+
+/// The **Events** tab: every topic the algorithm has a grant on, with
+/// **Enable**, or **Disable** and **Edit**, and the live view of each flow.
+#[component]
+pub fn EventsTab(details: AlgorithmDetails) -> impl IntoView {
+    let (org, name) = (details.org.clone(), details.name.clone());
+    let rows = LocalResource::new({
+        let (org, name) = (org.clone(), name.clone());
+        move || list_events(org.clone(), name.clone())
+    });
+    let open = RwSignal::new(None::<Open>);
+    let watching = RwSignal::new(None::<(String, String)>);
+    let notice = RwSignal::new(None::<String>);
+    let versions: Vec<String> = details.versions.iter().map(|v| v.version.clone()).collect();
+    let can_manage = details.can_manage;
+    let done = Callback::new(move |message: String| {
+        open.set(None);
+        notice.set(Some(message));
+        rows.refetch();
+    });
+
+    view! {
+        {move || notice.get().map(|m| view! { <div class="mb-4"><SuccessNotice message=m /></div> })}
+        {move || match rows.get() {
+            None => view! { <Loading what="topics" /> }.into_any(),
+            Some(Err(e)) => view! { <ErrorNotice message=e.to_string() /> }.into_any(),
+            Some(Ok(list)) if list.is_empty() => view! {
+                <p class="rounded-lg border border-dashed border-slate-300 p-8 text-center text-slate-600">
+                    "This algorithm has no access to any topic yet. A cluster admin grants access in the Queue manager."
+                </p>
+            }
+            .into_any(),
+            Some(Ok(list)) => view! {
+                <table class="w-full overflow-hidden rounded-lg bg-white text-left text-sm shadow">
+                    <thead class="bg-slate-100 text-slate-600">
+                        <tr>
+                            <th scope="col" class="px-4 py-2">"Broker"</th>
+                            <th scope="col" class="px-4 py-2">"Topic"</th>
+                            <th scope="col" class="px-4 py-2">"Access"</th>
+                            <th scope="col" class="px-4 py-2">"State"</th>
+                            <th scope="col" class="px-4 py-2">"Version"</th>
+                            <th scope="col" class="px-4 py-2">"DLQ"</th>
+                            <th scope="col" class="px-4 py-2 text-right">"Actions"</th>
+                        </tr>
+                    </thead>
+                    <tbody>
+                        {list
+                            .into_iter()
+                            .map(|row| view! { <Row row=row open=open watching=watching can_manage=can_manage /> })
+                            .collect_view()}
+                    </tbody>
+                </table>
+            }
+            .into_any(),
+        }}
+        {move || watching.get().map(|(id, label)| view! { <FlowMonitor flow_id=id label=label /> })}
+        {
+            let (org, name, versions) = (org.clone(), name.clone(), versions.clone());
+            move || match open.get() {
+                Some(Open::Enable(row)) => view! {
+                    <EnableDialog
+                        org=org.clone()
+                        name=name.clone()
+                        row=row
+                        versions=versions.clone()
+                        on_close=Callback::new(move |_| open.set(None))
+                        on_done=done
+                    />
+                }
+                .into_any(),
+                Some(Open::Disable(row)) => view! {
+                    <DisableDialog
+                        org=org.clone()
+                        name=name.clone()
+                        row=row
+                        on_close=Callback::new(move |_| open.set(None))
+                        on_done=done
+                    />
+                }
+                .into_any(),
+                None => ().into_any(),
+            }
+        }
+    }
+}
+
+#[component]
+fn Row(
+    row: EventRow,
+    open: RwSignal<Option<Open>>,
+    watching: RwSignal<Option<(String, String)>>,
+    can_manage: bool,
+) -> impl IntoView {
+    let enabled = row.enabled();
+    let flow = row.flow.clone();
+    let label = format!("{} on {}", row.direction.label(), row.topic);
+    let (r1, r2, r3) = (row.clone(), row.clone(), row.clone());
+    view! {
+        <tr class="border-t border-slate-100">
+            <td class="px-4 py-2">{row.connection_name.clone()}</td>
+            <td class="px-4 py-2 font-medium">{row.topic.clone()}</td>
+            <td class="px-4 py-2">{row.direction.label()}</td>
+            <td class="px-4 py-2">
+                {if enabled {
+                    view! { <span class="rounded-full bg-green-100 px-2 py-0.5 text-xs font-medium text-green-800">"Enabled"</span> }.into_any()
+                } else {
+                    view! { <span class="rounded-full bg-slate-100 px-2 py-0.5 text-xs font-medium text-slate-700">"Disabled"</span> }.into_any()
+                }}
+            </td>
+            <td class="px-4 py-2">{flow.as_ref().filter(|_| enabled).map(|f| f.version.clone()).unwrap_or_else(|| "–".into())}</td>
+            <td class="px-4 py-2">
+                {flow.as_ref().filter(|_| enabled).and_then(|f| f.dlq_topic.clone()).unwrap_or_else(|| "–".into())}
+            </td>
+            <td class="px-4 py-2 text-right whitespace-nowrap">
+                {(enabled && row.direction == Direction::Subscribe).then(|| {
+                    let id = flow.as_ref().map(|f| f.id.clone()).unwrap_or_default();
+                    let label = label.clone();
+                    view! {
+                        <button
+                            type="button"
+                            class="mr-2 text-blue-700 hover:underline"
+                            aria-label=format!("Monitor {label}")
+                            on:click=move |_| watching.set(Some((id.clone(), label.clone())))
+                        >
+                            "Monitor"
+                        </button>
+                    }
+                })}
+                {can_manage.then(|| if enabled {
+                    view! {
+                        <button
+                            type="button"
+                            class="mr-2 rounded border border-slate-300 px-3 py-1 hover:bg-slate-50"
+                            aria-label=format!("Disable {label}")
+                            on:click=move |_| open.set(Some(Open::Disable(r1.clone())))
+                        >
+                            "Disable"
+                        </button>
+                        <button
+                            type="button"
+                            class="rounded bg-blue-700 px-3 py-1 text-white hover:bg-blue-800"
+                            aria-label=format!("Edit {label}")
+                            on:click=move |_| open.set(Some(Open::Enable(r2.clone())))
+                        >
+                            "Edit"
+                        </button>
+                    }
+                    .into_any()
+                } else {
+                    view! {
+                        <button
+                            type="button"
+                            class="rounded bg-blue-700 px-3 py-1 text-white hover:bg-blue-800"
+                            aria-label=format!("Enable {label}")
+                            on:click=move |_| open.set(Some(Open::Enable(r3.clone())))
+                        >
+                            "Enable"
+                        </button>
+                    }
+                    .into_any()
+                })}
+            </td>
+        </tr>
+    }
+}
+
+#[component]
+fn EnableDialog(
+    org: String,
+    name: String,
+    row: EventRow,
+    versions: Vec<String>,
+    on_close: Callback<()>,
+    on_done: Callback<String>,
+) -> impl IntoView {
+    let editing = row.enabled();
+    let current = row.flow.clone().filter(|f| f.enabled);
+    let version = RwSignal::new(
+        current
+            .as_ref()
+            .map(|f| f.version.clone())
+            .or_else(|| versions.first().cloned())
+            .unwrap_or_default(),
+    );
+    let use_dlq = RwSignal::new(current.as_ref().is_some_and(|f| f.dlq_topic.is_some()));
+    let dlq = RwSignal::new(
+        current
+            .as_ref()
+            .and_then(|f| f.dlq_topic.clone())
+            .or_else(|| row.dlq_options.first().cloned())
+            .unwrap_or_default(),
+    );
+    let error = RwSignal::new(None::<String>);
+    let action = Action::new_local(|request: &FlowRequest| save_flow(request.clone()));
+    let pending = action.pending();
+    let topic = row.topic.clone();
+    Effect::new(move |_| match action.value().get() {
+        Some(Ok(())) => on_done.run(if editing {
+            format!("Changes to the listener on {topic} saved.")
+        } else {
+            format!("Listener on {topic} enabled.")
+        }),
+        Some(Err(e)) => error.set(Some(e.to_string())),
+        None => {}
+    });
+    let subscribe = row.direction == Direction::Subscribe;
+    let options = row.dlq_options.clone();
+    let no_options = options.is_empty();
+    let submit_row = row.clone();
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        error.set(None);
+        action.dispatch_local(FlowRequest {
+            org: org.clone(),
+            name: name.clone(),
+            connection_id: submit_row.connection_id.clone(),
+            topic: submit_row.topic.clone(),
+            direction: submit_row.direction,
+            version: version.get_untracked(),
+            dlq_topic: (subscribe && use_dlq.get_untracked()).then(|| dlq.get_untracked()),
+        });
+    };
+    let title = if editing {
+        "Edit listener"
+    } else {
+        "Enable listener"
+    };
+    view! {
+        <Dialog title=title.to_owned() on_close=on_close>
+            <form on:submit=submit class="space-y-4" novalidate>
+                <p class="text-sm text-slate-600">
+                    {format!("{} on topic {} ({})", row.direction.label(), row.topic, row.connection_name)}
+                </p>
+                <div>
+                    <label for="flow-version" class="block text-sm font-medium">"Version"</label>
+                    <select id="flow-version" class="mt-1 w-full rounded border border-slate-300 px-3 py-2" bind:value=version>
+                        {versions.iter().map(|v| view! { <option value=v.clone()>{v.clone()}</option> }).collect_view()}
+                    </select>
+                </div>
+                {subscribe.then(|| view! {
+                    <div>
+                        <label class="inline-flex items-center gap-2 text-sm font-medium">
+                            <input type="checkbox" bind:checked=use_dlq />
+                            "Enable Dead Letter Queue"
+                        </label>
+                    </div>
+                    <Show when=move || use_dlq.get()>
+                        {if no_options {
+                            view! {
+                                <p class="text-sm text-amber-800">
+                                    "No topic can serve as Dead Letter Queue: an admin must give this algorithm Publish access to another topic of this broker."
+                                </p>
+                            }
+                            .into_any()
+                        } else {
+                            let options = options.clone();
+                            view! {
+                                <div>
+                                    <label for="flow-dlq" class="block text-sm font-medium">"Dead Letter Queue topic"</label>
+                                    <select id="flow-dlq" class="mt-1 w-full rounded border border-slate-300 px-3 py-2" bind:value=dlq>
+                                        {options.iter().map(|t| view! { <option value=t.clone()>{t.clone()}</option> }).collect_view()}
+                                    </select>
+                                </div>
+                            }
+                            .into_any()
+                        }}
+                    </Show>
+                })}
+                {move || error.get().map(|e| view! { <ErrorNotice message=e /> })}
+                <div class="flex justify-end gap-3 pt-2">
+                    <button type="button" class="rounded border border-slate-300 px-4 py-2 text-sm" on:click=move |_| on_close.run(())>
+                        "Cancel"
+                    </button>
+                    <button
+                        type="submit"
+                        class="rounded bg-blue-700 px-4 py-2 text-sm font-medium text-white hover:bg-blue-800 disabled:opacity-60"
+                        disabled=move || pending.get()
+                    >
+                        {move || match (pending.get(), editing) {
+                            (true, _) => "Saving…",
+                            (false, true) => "Save Changes",
+                            (false, false) => "Enable Listener",
+                        }}
+                    </button>
+                </div>
+            </form>
+        </Dialog>
+    }
+}
+
+#[component]
+fn DisableDialog(
+    org: String,
+    name: String,
+    row: EventRow,
+    on_close: Callback<()>,
+    on_done: Callback<String>,
+) -> impl IntoView {
+    let error = RwSignal::new(None::<String>);
+    let target = row.clone();
+    let action = Action::new_local(move |_: &()| {
+        disable_flow(
+            org.clone(),
+            name.clone(),
+            target.connection_id.clone(),
+            target.topic.clone(),
+            target.direction,
+        )
+    });
+    let pending = action.pending();
+    let topic = row.topic.clone();
+    Effect::new(move |_| match action.value().get() {
+        Some(Ok(())) => on_done.run(format!("Listener on {topic} disabled.")),
+        Some(Err(e)) => error.set(Some(e.to_string())),
+        None => {}
+    });
+    let what = match row.direction {
+        Direction::Subscribe => format!(
+            "Messages on {} will no longer be processed by this algorithm.",
+            row.topic
+        ),
+        Direction::Publish => format!(
+            "This algorithm's results will no longer be sent to {}.",
+            row.topic
+        ),
+    };
+    view! {
+        <Dialog title="Disable listener?".to_owned() on_close=on_close>
+            <p>{what}</p>
+            <p class="mt-2 text-sm text-slate-600">"Messages already being processed are finished first."</p>
+            {move || error.get().map(|e| view! { <div class="mt-3"><ErrorNotice message=e /></div> })}
+            <div class="mt-6 flex justify-end gap-3">
+                <button type="button" class="rounded border border-slate-300 px-4 py-2 text-sm" on:click=move |_| on_close.run(())>
+                    "Cancel"
+                </button>
+                <button
+                    type="button"
+                    class="rounded bg-red-700 px-4 py-2 text-sm font-medium text-white hover:bg-red-800 disabled:opacity-60"
+                    disabled=move || pending.get()
+                    on:click=move |_| {
+                        action.dispatch_local(());
+                    }
+                >
+                    {move || if pending.get() { "Disabling…" } else { "Disable" }}
+                </button>
+            </div>
+        </Dialog>
+    }
+}
+
+/// The debugging view of one flow, refreshed every two seconds while open.
+#[component]
+fn FlowMonitor(flow_id: String, label: String) -> impl IntoView {
+    let id = flow_id.clone();
+    let stats = LocalResource::new(move || get_flow_stats(id.clone()));
+    if let Ok(handle) = set_interval_with_handle(move || stats.refetch(), Duration::from_secs(2)) {
+        on_cleanup(move || handle.clear());
+    }
+    let last = RwSignal::new(None::<FlowStats>);
+    Effect::new(move |_| {
+        if let Some(Ok(s)) = stats.get() {
+            last.set(Some(s));
+        }
+    });
+    view! {
+        <section aria-label=format!("Flow {label}") class="mt-6 rounded-lg bg-white p-6 shadow">
+            <h2 class="text-lg font-semibold">{format!("Flow: {label}")}</h2>
+            {move || match (last.get(), stats.get()) {
+                (_, Some(Err(e))) => view! { <ErrorNotice message=e.to_string() /> }.into_any(),
+                (None, _) => view! { <Loading what="the flow" /> }.into_any(),
+                (Some(s), _) => view! { <Numbers stats=s /> }.into_any(),
+            }}
+        </section>
+    }
+}
+
+#[component]
+fn Numbers(stats: FlowStats) -> impl IntoView {
+    let counter = |label: &'static str, value: String| {
+        view! {
+            <div class="rounded border border-slate-200 p-3">
+                <dt class="text-xs uppercase tracking-wide text-slate-500">{label}</dt>
+                <dd class="text-xl font-semibold" data-testid=format!("stat-{}", label.to_lowercase().replace(' ', "-"))>{value}</dd>
+            </div>
+        }
+    };
+    view! {
+        <p class="mt-1 text-sm">"State: " <span data-testid="flow-state">{stats.state.clone()}</span></p>
+        <dl class="mt-3 grid grid-cols-2 gap-3 sm:grid-cols-6">
+            {counter("Consumed", stats.consumed.to_string())}
+            {counter("Succeeded", stats.succeeded.to_string())}
+            {counter("Failed", stats.failed.to_string())}
+            {counter("Dead-lettered", stats.dead_lettered.to_string())}
+            {counter("Retries", stats.retries.to_string())}
+            {counter("Lag", stats.lag.map(|l| l.to_string()).unwrap_or_else(|| "–".into()))}
+        </dl>
+        <h3 class="mt-4 font-semibold">"Last errors"</h3>
+        {if stats.last_errors.is_empty() {
+            view! { <p class="text-sm text-slate-600">"No errors."</p> }.into_any()
+        } else {
+            view! {
+                <ul class="mt-1 space-y-1 text-sm" aria-label="Last errors">
+                    {stats.last_errors.iter().map(|e| view! {
+                        <li>
+                            <span class="font-mono text-xs">{format!("partition {} offset {}", e.partition, e.offset)}</span>
+                            " — " {e.message.clone()}
+                            {e.dead_lettered.then_some(" (sent to the Dead Letter Queue)")}
+                        </li>
+                    }).collect_view()}
+                </ul>
+            }
+            .into_any()
+        }}
+        <h3 class="mt-4 font-semibold">"Recent runs"</h3>
+        {if stats.recent_runs.is_empty() {
+            view! { <p class="text-sm text-slate-600">"No runs yet."</p> }.into_any()
+        } else {
+            view! {
+                <table class="mt-1 w-full text-left text-xs" aria-label="Recent runs">
+                    <thead class="text-slate-500">
+                        <tr>
+                            <th scope="col" class="py-1">"Partition"</th>
+                            <th scope="col" class="py-1">"Offset"</th>
+                            <th scope="col" class="py-1">"Version"</th>
+                            <th scope="col" class="py-1">"Outcome"</th>
+                            <th scope="col" class="py-1 text-right">"Latency"</th>
+                        </tr>
+                    </thead>
+                    <tbody>
+                        {stats.recent_runs.iter().take(15).map(|r| view! {
+                            <tr class="border-t border-slate-100">
+                                <td class="py-1">{r.partition}</td>
+                                <td class="py-1">{r.offset}</td>
+                                <td class="py-1">{r.version.clone()}</td>
+                                <td class="py-1">{r.outcome.clone()}</td>
+                                <td class="py-1 text-right">{format!("{} ms", r.latency_ms)}</td>
+                            </tr>
+                        }).collect_view()}
+                    </tbody>
+                </table>
+            }
+            .into_any()
+        }}
+    }
+}

@@ -1,0 +1,79 @@
+//! Runs requested through the REST API (`POST /v1/algo/{org}/{name}/{version}`).
+//! A successful run is written to every enabled publish flow of that
+//! algorithm version, like a run from a subscribe flow.
+
+use std::time::Instant;
+
+use app::domain::{AppError, CurrentUser, Runtime};
+
+use super::{Services, internal};
+use crate::db::flows as queries;
+use crate::runner::RunError;
+use crate::runner::publish::{Record, headers};
+
+/// Why a REST run failed.
+pub enum RunFailure {
+    App(AppError),
+    Run(RunError),
+    /// The run succeeded but its result could not be published.
+    Publish(String),
+}
+
+impl From<AppError> for RunFailure {
+    fn from(e: AppError) -> Self {
+        RunFailure::App(e)
+    }
+}
+
+impl Services {
+    /// Runs `org/name@version` on `input`; returns the output and the seconds it took.
+    pub async fn run_algorithm(
+        &self,
+        user: &CurrentUser,
+        org: &str,
+        name: &str,
+        version: &str,
+        input: &[u8],
+    ) -> Result<(Vec<u8>, f64), RunFailure> {
+        let details = self.algorithm(user, org, name).await?;
+        let Some(found) = details.versions.iter().find(|v| v.version == version) else {
+            return Err(AppError::not_found(format!("Version {version} of {org}/{name}")).into());
+        };
+        let runtime = Runtime::parse(&found.runtime)?;
+        let (o, n) = (org.to_owned(), name.to_owned());
+        let algorithm_id = self
+            .db
+            .run(move |c| queries::find_algorithm(c, &o, &n))
+            .await
+            .map_err(internal)?
+            .ok_or(AppError::Internal)?
+            .0;
+        let started = Instant::now();
+        let output = self
+            .runner
+            .executor()
+            .run(&runtime, input)
+            .await
+            .map_err(RunFailure::Run)?;
+        let seconds = started.elapsed().as_secs_f64();
+        let record = Record {
+            key: None,
+            value: &output,
+            headers: headers(
+                None,
+                &[
+                    ("eventflows-algorithm", format!("{org}/{name}")),
+                    ("eventflows-version", version.to_owned()),
+                    ("eventflows-source", "api".to_owned()),
+                ],
+            ),
+        };
+        for target in self.runner.targets(&algorithm_id, version) {
+            self.runner
+                .send(&target.connection_id, &target.topic, &record)
+                .await
+                .map_err(RunFailure::Publish)?;
+        }
+        Ok((output, seconds))
+    }
+}
