@@ -1,0 +1,131 @@
+import { expect, request as playwrightRequest, test, type APIRequestContext } from '@playwright/test';
+import { logIn, users } from '../helpers';
+
+const kafka = `127.0.0.1:${process.env.E2E_KAFKA_PORT ?? 19192}`;
+const unique = (prefix: string) => `${prefix}-${Date.now().toString(36)}${Math.floor(Math.random() * 1e4)}`;
+
+async function call(api: APIRequestContext, fn: string, data: object) {
+  const reply = await api.post(`/api/${fn}`, { data });
+  expect(reply.status(), `${fn}: ${await reply.text()}`).toBe(200);
+  return reply.json();
+}
+
+/** As admin, through the API: a connection, three topics and the grants. */
+async function setUp(baseURL: string) {
+  const admin = await playwrightRequest.newContext({ baseURL });
+  await call(admin, 'login', { username: users.admin.name, password: users.admin.password });
+  const id: string = await call(admin, 'connect_broker', {
+    connection: {
+      name: unique('events'), bootstrap_servers: kafka, security_protocol: 'PLAINTEXT',
+      sasl_mechanism: '', username: '', password: '', ca_pem: '',
+    },
+  });
+  const topics = { input: unique('reviews'), output: unique('scores'), dlq: unique('reviews-dlq') };
+  for (const [topic, partitions] of [[topics.input, 3], [topics.output, 1], [topics.dlq, 1]] as const) {
+    await call(admin, 'create_topic', { id, topic, partitions });
+  }
+  const grant = (algorithm: string, subscribe: boolean, publish: boolean) => ({ algorithm, access: { subscribe, publish } });
+  await call(admin, 'save_topic_grants', {
+    id, topic: topics.input, grants: [grant('acme/sentiment', true, false), grant('acme/echo', false, true)],
+  });
+  await call(admin, 'save_topic_grants', { id, topic: topics.output, grants: [grant('acme/sentiment', false, true)] });
+  await call(admin, 'save_topic_grants', { id, topic: topics.dlq, grants: [grant('acme/sentiment', false, true)] });
+  await admin.dispose();
+  return { id, ...topics };
+}
+
+test('a member enables a listener with a Dead Letter Queue, watches it work, edits and disables it', async ({ page, baseURL }) => {
+  const t = await setUp(baseURL!);
+  await logIn(page, users.ana);
+
+  await page.getByRole('link', { name: 'ML service catalog' }).click();
+  await page.getByLabel('Search algorithms').fill('sentiment');
+  await page.getByRole('link', { name: 'acme/sentiment' }).click();
+  await page.getByRole('tab', { name: 'Events' }).click();
+  await expect(page.getByRole('tab', { name: 'Events' })).toHaveAttribute('aria-selected', 'true');
+
+  const inputRow = page.getByRole('row').filter({ hasText: t.input }).filter({ hasText: 'Subscribe' });
+  await expect(inputRow).toContainText('Disabled');
+  await inputRow.getByRole('button', { name: `Enable Subscribe on ${t.input}` }).click();
+  let dialog = page.getByRole('dialog', { name: 'Enable listener' });
+  await expect(dialog.getByLabel('Version').locator('option').first()).toHaveText('1.1.0');
+  await dialog.getByLabel('Version').selectOption('1.0.0');
+  await expect(dialog.getByLabel('Dead Letter Queue topic')).toHaveCount(0);
+  await dialog.getByLabel('Enable Dead Letter Queue').check();
+  const dlqOptions = dialog.getByLabel('Dead Letter Queue topic').locator('option');
+  await expect(dlqOptions).toHaveText([t.dlq, t.output]);
+  await dialog.getByLabel('Dead Letter Queue topic').selectOption(t.dlq);
+  await dialog.getByRole('button', { name: 'Enable Listener' }).click();
+  await expect(page.getByRole('status')).toHaveText(`Listener on ${t.input} enabled.`);
+  await expect(inputRow).toContainText('Enabled');
+  await expect(inputRow).toContainText('1.0.0');
+  await expect(inputRow).toContainText(t.dlq);
+
+  const outputRow = page.getByRole('row').filter({ hasText: t.output }).filter({ hasText: 'Publish' });
+  await outputRow.getByRole('button', { name: `Enable Publish on ${t.output}` }).click();
+  dialog = page.getByRole('dialog', { name: 'Enable listener' });
+  await expect(dialog.getByLabel('Enable Dead Letter Queue')).toHaveCount(0);
+  await dialog.getByLabel('Version').selectOption('1.0.0');
+  await dialog.getByRole('button', { name: 'Enable Listener' }).click();
+  await expect(outputRow).toContainText('Enabled');
+
+  // Messages reach the topic through acme/echo's publish flow on it.
+  await call(page.request, 'save_flow', {
+    request: { org: 'acme', name: 'echo', connection_id: t.id, topic: t.input, direction: 'Publish', version: '1.0.0', dlq_topic: null },
+  });
+  for (const body of [{ text: 'I love it' }, { text: 'awful' }, { text: 'great' }, { no_text: true }]) {
+    const reply = await page.request.post('/v1/algo/acme/echo/1.0.0', { data: body });
+    expect(reply.status()).toBe(200);
+  }
+
+  await inputRow.getByRole('button', { name: `Monitor Subscribe on ${t.input}` }).click();
+  const monitor = page.getByRole('region', { name: `Flow Subscribe on ${t.input}` });
+  await expect(monitor.getByTestId('stat-succeeded')).toHaveText('3', { timeout: 30_000 });
+  await expect(monitor.getByTestId('stat-dead-lettered')).toHaveText('1');
+  await expect(monitor.getByTestId('stat-consumed')).toHaveText('4');
+  await expect(monitor.getByTestId('flow-state')).toHaveText('running');
+  await expect(monitor.getByRole('list', { name: 'Last errors' })).toContainText('sent to the Dead Letter Queue');
+  await expect(monitor.getByRole('table', { name: 'Recent runs' })).toContainText('succeeded');
+
+  await inputRow.getByRole('button', { name: `Edit Subscribe on ${t.input}` }).click();
+  dialog = page.getByRole('dialog', { name: 'Edit listener' });
+  await expect(dialog.getByLabel('Version')).toHaveValue('1.0.0');
+  await expect(dialog.getByLabel('Enable Dead Letter Queue')).toBeChecked();
+  await dialog.getByLabel('Version').selectOption('1.1.0');
+  await dialog.getByRole('button', { name: 'Save Changes' }).click();
+  await expect(page.getByRole('status')).toHaveText(`Changes to the listener on ${t.input} saved.`);
+  await expect(inputRow).toContainText('1.1.0');
+
+  await inputRow.getByRole('button', { name: `Disable Subscribe on ${t.input}` }).click();
+  const confirm = page.getByRole('dialog', { name: 'Disable listener?' });
+  await expect(confirm).toContainText(`Messages on ${t.input} will no longer be processed`);
+  await confirm.getByRole('button', { name: 'Disable' }).click();
+  await expect(inputRow).toContainText('Disabled');
+  await expect(inputRow.getByRole('button', { name: `Enable Subscribe on ${t.input}` })).toBeVisible();
+});
+
+test('a member of another organization cannot open the algorithm or change its flows', async ({ page }) => {
+  await logIn(page, users.ben);
+  await expect(page.getByRole('link', { name: 'acme/sentiment' })).toHaveCount(0);
+  await page.goto('/algorithms/acme/sentiment/events');
+  await expect(page.getByRole('heading', { name: 'Not allowed' })).toBeVisible();
+  const reply = await page.request.post('/api/list_events', { data: { org: 'acme', name: 'sentiment' } });
+  expect(reply.status()).toBe(403);
+});
+
+test('the Overview tab lists versions newest first and adds one', async ({ page }) => {
+  await logIn(page, users.ana);
+  await page.goto('/algorithms/acme/word-count');
+  const rows = page.getByRole('region', { name: 'Versions' }).getByRole('row');
+  await expect(rows.nth(1)).toContainText('2.0.0');
+  await expect(rows.nth(2)).toContainText('1.0.0');
+  const version = `3.${Date.now() % 1000}.0`;
+  await page.getByRole('textbox', { name: 'Version' }).fill('3.0');
+  await page.getByRole('textbox', { name: 'Runtime' }).fill('builtin:word-count');
+  await page.getByRole('button', { name: 'Add version' }).click();
+  await expect(page.getByText("'3.0' is not a version")).toBeVisible();
+  await page.getByRole('textbox', { name: 'Version' }).fill(version);
+  await page.getByRole('button', { name: 'Add version' }).click();
+  await expect(page.getByRole('status')).toHaveText(`Version ${version} added.`);
+  await expect(rows.nth(1)).toContainText(version);
+});
