@@ -34,7 +34,7 @@ log "starting the tansu broker on 127.0.0.1:$KAFKA_PORT"
 start_tansu "$KAFKA_PORT" "sqlite://tansu.db" "$EVENTFLOWS_DATA_DIR/tansu.log" "$EVENTFLOWS_DATA_DIR"
 
 log "seeding the demo"
-"$eventflows" demo
+"$eventflows" demo --kafka "127.0.0.1:$KAFKA_PORT"
 
 "$eventflows" serve &
 SERVER_PID=$!

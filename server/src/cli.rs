@@ -45,7 +45,11 @@ enum Command {
     Algorithm(AlgorithmCommand),
     /// Seeds the demo users, organizations and algorithms (safe to repeat)
     /// and prints the logins.
-    Demo,
+    Demo {
+        /// Also connect this Kafka broker (host:port) with demo topics and grants.
+        #[arg(long, value_name = "BOOTSTRAP")]
+        kafka: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -151,7 +155,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("Added {} version {}.", algorithm.trim(), version.trim());
                 Ok(())
             }
-            Command::Demo => crate::demo::seed(&services).await,
+            Command::Demo { kafka } => crate::demo::seed(&services, kafka.as_deref()).await,
         }
     })
 }
@@ -196,7 +200,9 @@ fn read_password() -> anyhow::Result<String> {
 }
 
 async fn serve(services: Services, settings: Settings) -> anyhow::Result<()> {
+    let instance = instance_id(&settings.data_dir)?;
     let runner = services.runner.clone();
+    runner.set_instance(instance);
     let supervisor = runner.start();
     let app = crate::http::router(services, &settings.dist_dir);
     let listener = tokio::net::TcpListener::bind(settings.listen)
@@ -210,6 +216,19 @@ async fn serve(services: Services, settings: Settings) -> anyhow::Result<()> {
     supervisor.abort();
     runner.shutdown().await;
     served
+}
+
+/// This instance's name: created once in the data directory, kept across restarts.
+fn instance_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    let path = data_dir.join("instance.id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        if !id.trim().is_empty() {
+            return Ok(id.trim().to_owned());
+        }
+    }
+    let id = format!("eventflows-{}", &crate::db::new_id()[..12]);
+    std::fs::write(&path, &id).with_context(|| format!("could not write {}", path.display()))?;
+    Ok(id)
 }
 
 async fn shutdown_signal() {

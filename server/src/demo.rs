@@ -1,10 +1,24 @@
 //! The demo data: two organizations, their members, an admin, and algorithms
 //! with several versions. Seeding twice changes nothing.
 
-use app::domain::Role;
+use app::domain::{Access, AppError, NewBrokerConnection, Role, TopicGrant, TopicName};
 
 use crate::cli::already_there;
 use crate::services::Services;
+
+/// The demo broker connection's name.
+const DEMO_CONNECTION: &str = "local tansu";
+
+/// (topic, partitions, grants as (algorithm, subscribe, publish))
+const DEMO_TOPICS: &[(&str, u32, &[(&str, bool, bool)])] = &[
+    (
+        "reviews",
+        3,
+        &[("acme/sentiment", true, false), ("acme/echo", false, true)],
+    ),
+    ("review-scores", 1, &[("acme/sentiment", false, true)]),
+    ("reviews-dlq", 1, &[("acme/sentiment", false, true)]),
+];
 
 /// (username, password, role, organization)
 pub const DEMO_USERS: &[(&str, &str, Role, Option<&str>)] = &[
@@ -43,7 +57,7 @@ const DEMO_ALGORITHMS: &[(&str, &str, &str, &str)] = &[
     ),
 ];
 
-pub async fn seed(services: &Services) -> anyhow::Result<()> {
+pub async fn seed(services: &Services, kafka: Option<&str>) -> anyhow::Result<()> {
     for org in ["acme", "globex"] {
         already_there(services.add_organization(org).await)?;
     }
@@ -60,6 +74,12 @@ pub async fn seed(services: &Services) -> anyhow::Result<()> {
                 .await,
         )?;
     }
+    if let Some(bootstrap) = kafka {
+        seed_broker(services, bootstrap).await?;
+        println!(
+            "Broker connection '{DEMO_CONNECTION}' ({bootstrap}) with topics reviews, review-scores, reviews-dlq."
+        );
+    }
     println!("Demo data is ready. Log in as:");
     for (name, password, role, org) in DEMO_USERS {
         let what = match org {
@@ -67,6 +87,47 @@ pub async fn seed(services: &Services) -> anyhow::Result<()> {
             None => role.as_str().to_owned(),
         };
         println!("  {name:<6} password {password:<16} ({what})");
+    }
+    Ok(())
+}
+
+/// A connection to the local broker, three topics and their grants.
+async fn seed_broker(services: &Services, bootstrap: &str) -> anyhow::Result<()> {
+    let existing = services
+        .list_connections()
+        .await?
+        .into_iter()
+        .find(|c| c.name == DEMO_CONNECTION);
+    let id = match existing {
+        Some(c) => c.id,
+        None => {
+            services
+                .connect_broker(NewBrokerConnection {
+                    name: DEMO_CONNECTION.into(),
+                    bootstrap_servers: bootstrap.into(),
+                    security_protocol: "PLAINTEXT".into(),
+                    ..Default::default()
+                })
+                .await?
+        }
+    };
+    for (topic, partitions, grants) in DEMO_TOPICS {
+        let name = TopicName::parse(topic)?;
+        match services.create_topic(&id, &name, *partitions).await {
+            Ok(()) | Err(AppError::Validation { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let grants = grants
+            .iter()
+            .map(|(algorithm, subscribe, publish)| TopicGrant {
+                algorithm: (*algorithm).into(),
+                access: Access {
+                    subscribe: *subscribe,
+                    publish: *publish,
+                },
+            })
+            .collect();
+        services.save_topic_grants(&id, &name, grants).await?;
     }
     Ok(())
 }

@@ -20,6 +20,8 @@ pub fn AlgorithmPage(tab: Tab) -> impl IntoView {
     let org = move || params.read().get("org").unwrap_or_default();
     let name = move || params.read().get("name").unwrap_or_default();
     let details = LocalResource::new(move || get_algorithm(org(), name()));
+    // Outlives the reload that follows an added version.
+    let added = RwSignal::new(None::<String>);
 
     view! {
         <A href="/catalog" attr:class="text-sm text-blue-700 hover:underline">"← ML service catalog"</A>
@@ -64,7 +66,7 @@ pub fn AlgorithmPage(tab: Tab) -> impl IntoView {
                     <div role="tabpanel" class="mt-6">
                         {match tab {
                             Tab::Overview => view! {
-                                <Overview details=d reload=Callback::new(move |_| details.refetch()) />
+                                <Overview details=d added=added reload=Callback::new(move |_| details.refetch()) />
                             }
                             .into_any(),
                             Tab::Events => view! { <EventsTab details=d /> }.into_any(),
@@ -78,7 +80,11 @@ pub fn AlgorithmPage(tab: Tab) -> impl IntoView {
 }
 
 #[component]
-fn Overview(details: AlgorithmDetails, reload: Callback<()>) -> impl IntoView {
+fn Overview(
+    details: AlgorithmDetails,
+    added: RwSignal<Option<String>>,
+    reload: Callback<()>,
+) -> impl IntoView {
     view! {
         <section aria-labelledby="versions-title" class="rounded-lg bg-white p-6 shadow">
             <h2 id="versions-title" class="text-lg font-semibold">"Versions"</h2>
@@ -110,16 +116,22 @@ fn Overview(details: AlgorithmDetails, reload: Callback<()>) -> impl IntoView {
                 .into_any()
             }}
         </section>
-        {details.can_manage.then(|| view! { <AddVersionForm org=details.org.clone() name=details.name.clone() reload=reload /> })}
+        {details.can_manage.then(|| view! {
+            <AddVersionForm org=details.org.clone() name=details.name.clone() added=added reload=reload />
+        })}
     }
 }
 
 #[component]
-fn AddVersionForm(org: String, name: String, reload: Callback<()>) -> impl IntoView {
+fn AddVersionForm(
+    org: String,
+    name: String,
+    added: RwSignal<Option<String>>,
+    reload: Callback<()>,
+) -> impl IntoView {
     let version = RwSignal::new(String::new());
     let runtime = RwSignal::new(String::new());
     let error = RwSignal::new(None::<AppError>);
-    let added = RwSignal::new(None::<String>);
     let action = Action::new_local(move |(v, r): &(String, String)| {
         add_version(org.clone(), name.clone(), v.clone(), r.clone())
     });

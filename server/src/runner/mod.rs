@@ -60,6 +60,8 @@ struct Running {
 
 pub(crate) struct Inner {
     db: Db,
+    /// This server instance's stable name, for static consumer-group membership.
+    instance: std::sync::OnceLock<String>,
     secrets: SecretBox,
     executor: Executor,
     flows: tokio::sync::Mutex<HashMap<String, Running>>,
@@ -80,6 +82,7 @@ impl Runner {
         Ok(Self {
             inner: Arc::new(Inner {
                 db,
+                instance: std::sync::OnceLock::new(),
                 secrets,
                 executor: Executor::new()?,
                 flows: tokio::sync::Mutex::new(HashMap::new()),
@@ -88,6 +91,14 @@ impl Runner {
                 producers: publish::Producers::default(),
             }),
         })
+    }
+
+    /// Names this server instance (stable across restarts), so that a
+    /// restarted instance takes its flows' partitions back at once instead of
+    /// waiting for the group to time out the old member.
+    /// Set once, before the first flow starts.
+    pub fn set_instance(&self, instance: String) {
+        let _ = self.inner.instance.set(instance);
     }
 
     /// Reconciles now, then every [`RECONCILE_INTERVAL`], until the process ends.
@@ -182,7 +193,12 @@ impl Runner {
     async fn start_flow(&self, spec: ActiveFlow, config: FlowConfig) -> Result<Running, AppError> {
         let settings = self.settings(&spec.connection_id).await?;
         let stats = self.stats_of(&spec.id);
-        let consumer = Arc::new(subscribe::consumer(&settings, &spec, stats.clone())?);
+        let consumer = Arc::new(subscribe::consumer(
+            &settings,
+            &spec,
+            self.inner.instance.get().map(String::as_str),
+            stats.clone(),
+        )?);
         let (config_tx, config_rx) = watch::channel(config);
         let (stop_tx, stop_rx) = watch::channel(false);
         stats.set_state("running");

@@ -64,9 +64,13 @@ pub fn group_id(spec: &ActiveFlow) -> String {
 pub fn consumer(
     settings: &BrokerSettings,
     spec: &ActiveFlow,
+    instance: Option<&str>,
     stats: Arc<Stats>,
 ) -> Result<StreamConsumer<FlowContext>, AppError> {
     let mut config: ClientConfig = settings.client_config();
+    if let Some(instance) = instance {
+        config.set("group.instance.id", format!("{instance}.{}", spec.id));
+    }
     let consumer: StreamConsumer<FlowContext> = config
         .set("group.id", group_id(spec))
         .set("enable.auto.commit", "true")

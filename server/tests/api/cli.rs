@@ -258,3 +258,32 @@ fn migrate_reports_and_a_database_that_cannot_be_opened_is_a_clear_error() {
     assert_eq!(bad_setting.status.code(), Some(1));
     assert!(stderr(&bad_setting).contains("EVENTFLOWS_LISTEN"));
 }
+
+#[test]
+fn the_demo_can_connect_the_local_broker_once() {
+    let db = TestDb::fresh();
+    let broker = crate::kafka::bootstrap();
+    for _ in 0..2 {
+        let out = eventflows(&db, &["demo", "--kafka", broker], "");
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(
+            stdout(&out).contains("Broker connection 'local tansu'"),
+            "{}",
+            stdout(&out)
+        );
+    }
+    let url = db.url.clone();
+    let count: i64 = {
+        use diesel::prelude::*;
+        let db = server::db::Db::open(&url).unwrap();
+        db.run_blocking(|c| {
+            server::db::schema::broker_connections::table
+                .count()
+                .get_result(c)
+        })
+        .unwrap()
+    };
+    assert_eq!(count, 1);
+    let unreachable = eventflows(&TestDb::fresh(), &["demo", "--kafka", "127.0.0.1:1"], "");
+    assert_fails_with(&unreachable, "127.0.0.1:1");
+}

@@ -5,6 +5,7 @@
 mod auth;
 mod brokers;
 mod cli;
+mod crash;
 mod flows;
 mod kafka;
 mod roles;

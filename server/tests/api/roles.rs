@@ -69,3 +69,57 @@ async fn an_admin_passes_the_check() {
         .await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn member_server_functions_refuse_anonymous_callers_and_other_organizations() {
+    let app = TestApp::spawn()
+        .await
+        .with_user("ben", "ben-password", Role::Member)
+        .await;
+    app.services.add_organization("acme").await.unwrap();
+    app.services.add_organization("globex").await.unwrap();
+    app.services.add_member("globex", "ben").await.unwrap();
+    app.services
+        .add_algorithm_version("acme/echo", "1.0.0", "builtin:echo", "")
+        .await
+        .unwrap();
+    let ben = app.login("ben", "ben-password").await;
+    let request = json!({"org": "acme", "name": "echo", "connection_id": "c", "topic": "t",
+        "direction": "Subscribe", "version": "1.0.0", "dlq_topic": null});
+    let calls = [
+        ("get_algorithm", json!({"org": "acme", "name": "echo"})),
+        (
+            "add_version",
+            json!({"org": "acme", "name": "echo", "version": "2.0.0", "runtime": "builtin:echo"}),
+        ),
+        ("list_events", json!({"org": "acme", "name": "echo"})),
+        ("save_flow", json!({"request": request})),
+        (
+            "disable_flow",
+            json!({"org": "acme", "name": "echo", "connection_id": "c", "topic": "t", "direction": "Subscribe"}),
+        ),
+    ];
+    for (endpoint, args) in calls {
+        let anonymous = app.call(endpoint, args.clone(), None).await;
+        assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED, "{endpoint}");
+        let other_org = app.call(endpoint, args, Some(&ben)).await;
+        assert_eq!(
+            other_org.status,
+            StatusCode::FORBIDDEN,
+            "{endpoint}: {}",
+            other_org.text()
+        );
+    }
+    for (endpoint, args) in [
+        ("list_catalog", json!({})),
+        ("get_flow_stats", json!({"flow_id": "x"})),
+    ] {
+        assert_eq!(
+            app.call(endpoint, args, None).await.status,
+            StatusCode::UNAUTHORIZED,
+            "{endpoint}"
+        );
+    }
+    let catalog = app.call("list_catalog", json!({}), Some(&ben)).await;
+    assert_eq!(catalog.json(), json!([]), "ben sees no acme algorithm");
+}

@@ -1,0 +1,213 @@
+//! Killing the server mid-stream loses nothing: every input offset ends up
+//! as an output (duplicates are allowed, and reported).
+
+use std::collections::{HashMap, HashSet};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axum::{Json, Router, routing::post};
+use serde_json::Value;
+
+use app::domain::{Access, NewBrokerConnection, TopicGrant, TopicName};
+use server::{db::Db, secrets::SecretBox, services::Services};
+
+use crate::flows::read_for;
+use crate::kafka::{bootstrap, produce_keyed, unique_topic};
+use crate::support::TestDb;
+
+/// A model server that answers after a short pause, so that a run takes time.
+async fn slow_model() -> String {
+    let app = Router::new().route(
+        "/predict",
+        post(|Json(input): Json<Value>| async move {
+            tokio::time::sleep(Duration::from_millis(3)).await;
+            Json(input)
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/predict", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+struct ServerProcess(Child);
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_server(db: &TestDb) -> ServerProcess {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(env!("CARGO_BIN_EXE_eventflows"))
+        .arg("serve")
+        .env("EVENTFLOWS_DATABASE_URL", &db.url)
+        .env("EVENTFLOWS_DATA_DIR", &db.dir)
+        .env("EVENTFLOWS_DIST_DIR", db.dir.join("no-ui"))
+        .env("EVENTFLOWS_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    ServerProcess(child)
+}
+
+/// (partition, offset) of the inputs that produced these outputs.
+fn sources(outputs: &[crate::flows::Read]) -> Vec<(i32, i64)> {
+    outputs
+        .iter()
+        .map(|r| {
+            (
+                r.headers["eventflows-source-partition"].parse().unwrap(),
+                r.headers["eventflows-source-offset"].parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_server_mid_stream_loses_no_message() {
+    let db = TestDb::fresh();
+    let model = slow_model().await;
+    let (input, output) = (unique_topic("crash-in"), unique_topic("crash-out"));
+    {
+        // Set up through the services, with the key file the server will use.
+        let url = db.url.clone();
+        let pool = tokio::task::spawn_blocking(move || Db::open(&url))
+            .await
+            .unwrap()
+            .unwrap();
+        let secrets = SecretBox::load(None, &db.dir).unwrap();
+        let s = Services::new(pool, secrets, false).unwrap();
+        s.add_organization("acme").await.unwrap();
+        s.add_algorithm_version("acme/model", "1.0.0", &format!("http:{model}"), "")
+            .await
+            .unwrap();
+        let connection = s
+            .connect_broker(NewBrokerConnection {
+                name: "local".into(),
+                bootstrap_servers: bootstrap().into(),
+                security_protocol: "PLAINTEXT".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        for (topic, partitions, access) in [
+            (
+                &input,
+                3,
+                Access {
+                    subscribe: true,
+                    publish: false,
+                },
+            ),
+            (
+                &output,
+                1,
+                Access {
+                    subscribe: false,
+                    publish: true,
+                },
+            ),
+        ] {
+            let name = TopicName::parse(topic).unwrap();
+            s.create_topic(&connection, &name, partitions)
+                .await
+                .unwrap();
+            let grants = vec![TopicGrant {
+                algorithm: "acme/model".into(),
+                access,
+            }];
+            s.save_topic_grants(&connection, &name, grants)
+                .await
+                .unwrap();
+        }
+        // Enabled straight in the database: no consumer may run in this process.
+        for (topic, direction) in [(&output, "publish"), (&input, "subscribe")] {
+            let (connection, topic) = (connection.clone(), topic.clone());
+            s.db.run(move |c| {
+                let algorithm = server::db::flows::find_algorithm(c, "acme", "model")?
+                    .unwrap()
+                    .0;
+                server::db::flows::upsert_flow(
+                    c,
+                    &algorithm,
+                    &connection,
+                    &topic,
+                    direction,
+                    "1.0.0",
+                    None,
+                )
+            })
+            .await
+            .unwrap();
+        }
+    }
+
+    const N: usize = 1500;
+    let values: Vec<String> = (0..N).map(|i| format!(r#"{{"n": {i}}}"#)).collect();
+    produce_keyed(&input, &values).await;
+
+    let server = start_server(&db);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while read_for(&output, 100, Duration::from_millis(500))
+        .await
+        .len()
+        < 100
+    {
+        assert!(Instant::now() < deadline, "the server processed nothing");
+    }
+    drop(server); // SIGKILL
+    let at_kill = read_for(&output, N, Duration::from_secs(2)).await.len();
+    assert!(
+        at_kill < N,
+        "the kill came too late to be mid-stream ({at_kill} of {N} done)"
+    );
+
+    let _server = start_server(&db);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let outputs = loop {
+        let outputs = read_for(&output, N * 2, Duration::from_secs(2)).await;
+        if sources(&outputs).into_iter().collect::<HashSet<_>>().len() >= N {
+            break outputs;
+        }
+        if Instant::now() >= deadline {
+            let unique: HashSet<_> = sources(&outputs).into_iter().collect();
+            let mut per: HashMap<i32, usize> = HashMap::new();
+            for (p, _) in &unique {
+                *per.entry(*p).or_default() += 1;
+            }
+            panic!(
+                "after the restart only {} of {N} inputs have an output (per partition {per:?}; {at_kill} at the kill)",
+                unique.len()
+            );
+        }
+    };
+    let all = sources(&outputs);
+    let unique: HashSet<_> = all.iter().copied().collect();
+    let mut per_partition: HashMap<i32, usize> = HashMap::new();
+    for (p, _) in &unique {
+        *per_partition.entry(*p).or_default() += 1;
+    }
+    // Every offset of every partition, none missing.
+    for (partition, count) in &per_partition {
+        for offset in 0..*count as i64 {
+            assert!(
+                unique.contains(&(*partition, offset)),
+                "partition {partition} offset {offset} was lost"
+            );
+        }
+    }
+    assert_eq!(unique.len(), N);
+    println!(
+        "killed after {at_kill} of {N} outputs; {} duplicates after the restart",
+        all.len() - unique.len()
+    );
+}
