@@ -51,6 +51,7 @@ pub fn router(services: Services, dist_dir: &Path) -> Router {
     Router::new()
         .route("/api/{*fn_name}", post(server_fn))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route(
             "/v1/algo/{org}/{name}/{version}",
             post(run_algorithm).layer(DefaultBodyLimit::max(MAX_INPUT_BYTES + 1)),
@@ -68,6 +69,17 @@ async fn server_fn(State(state): State<AppState>, request: Request<Body>) -> imp
     let backend = state.backend.clone();
     leptos_axum::handle_server_fns_with_context(move || provide_context(backend.clone()), request)
         .await
+}
+
+/// Prometheus metrics: per flow and of the process.
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.services.runner.metrics_text().await,
+    )
 }
 
 /// 200 when the database answers, 503 otherwise.

@@ -9,6 +9,7 @@
 //! disabling drains in-flight work and commits before the consumer stops.
 
 mod executor;
+pub mod metrics;
 pub(crate) mod publish;
 mod stats;
 mod subscribe;
@@ -69,6 +70,7 @@ pub(crate) struct Inner {
     /// (algorithm id, version) → where its outputs go.
     publish: RwLock<HashMap<(String, String), Vec<Target>>>,
     producers: publish::Producers,
+    metrics: metrics::Metrics,
 }
 
 /// The in-process flow supervisor. Cheap to clone.
@@ -89,6 +91,7 @@ impl Runner {
                 stats: Mutex::new(HashMap::new()),
                 publish: RwLock::new(HashMap::new()),
                 producers: publish::Producers::default(),
+                metrics: metrics::Metrics::default(),
             }),
         })
     }
@@ -192,7 +195,7 @@ impl Runner {
 
     async fn start_flow(&self, spec: ActiveFlow, config: FlowConfig) -> Result<Running, AppError> {
         let settings = self.settings(&spec.connection_id).await?;
-        let stats = self.stats_of(&spec.id);
+        let stats = self.registered_stats(&spec);
         let consumer = Arc::new(subscribe::consumer(
             &settings,
             &spec,
@@ -240,12 +243,43 @@ impl Runner {
         crate::services::brokers::broker_settings(&row, &self.inner.secrets)
     }
 
+    /// The counters of a flow (unregistered ones if it never ran here).
     pub(crate) fn stats_of(&self, flow_id: &str) -> Arc<Stats> {
         let mut map = match self.inner.stats.lock() {
             Ok(map) => map,
             Err(poisoned) => poisoned.into_inner(),
         };
         map.entry(flow_id.to_owned()).or_default().clone()
+    }
+
+    /// The counters of a flow that runs here, registered for `/metrics`.
+    fn registered_stats(&self, spec: &ActiveFlow) -> Arc<Stats> {
+        let mut map = match self.inner.stats.lock() {
+            Ok(map) => map,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let labels = metrics::FlowLabels {
+            flow: spec.id.clone(),
+            algorithm: spec.algorithm.clone(),
+            topic: spec.topic.clone(),
+        };
+        match map.get(&spec.id) {
+            Some(existing) if existing.latency.is_some() => existing.clone(),
+            _ => {
+                let stats = Arc::new(Stats::registered(&self.inner.metrics, &labels));
+                map.insert(spec.id.clone(), stats.clone());
+                stats
+            }
+        }
+    }
+
+    /// The Prometheus text of every metric, with fresh consumer lags.
+    pub async fn metrics_text(&self) -> String {
+        let ids: Vec<String> = self.inner.flows.lock().await.keys().cloned().collect();
+        for id in ids {
+            self.flow_stats(&id).await;
+        }
+        self.inner.metrics.encode()
     }
 
     /// The flow's counters, with its consumer lag when it is running.

@@ -4,18 +4,28 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+
 use app::domain::{FlowError, FlowStats, RunRecord};
+
+use super::metrics::{FlowLabels, Metrics};
 
 const KEEP_ERRORS: usize = 20;
 const KEEP_RUNS: usize = 50;
 
+/// The counters of one flow: Prometheus counters (shared with `/metrics`)
+/// plus what only the debugging view shows.
 #[derive(Default)]
 pub struct Stats {
-    pub consumed: AtomicU64,
-    pub succeeded: AtomicU64,
-    pub failed: AtomicU64,
-    pub dead_lettered: AtomicU64,
-    pub retries: AtomicU64,
+    pub consumed: Counter,
+    pub succeeded: Counter,
+    pub failed: Counter,
+    pub dead_lettered: Counter,
+    pub retries: Counter,
+    pub latency: Option<Histogram>,
+    pub lag: Gauge,
     pub assignments: AtomicU64,
     state: Mutex<String>,
     errors: Mutex<VecDeque<FlowError>>,
@@ -32,8 +42,28 @@ fn push<T>(queue: &Mutex<VecDeque<T>>, item: T, keep: usize) {
 }
 
 impl Stats {
+    /// Counters registered in `metrics` under `labels`.
+    pub fn registered(metrics: &Metrics, labels: &FlowLabels) -> Self {
+        Self {
+            consumed: metrics.consumed.get_or_create(labels).clone(),
+            succeeded: metrics.succeeded.get_or_create(labels).clone(),
+            failed: metrics.failed.get_or_create(labels).clone(),
+            dead_lettered: metrics.dead_lettered.get_or_create(labels).clone(),
+            retries: metrics.retries.get_or_create(labels).clone(),
+            latency: Some(metrics.run_latency.get_or_create(labels).clone()),
+            lag: metrics.lag.get_or_create(labels).clone(),
+            ..Default::default()
+        }
+    }
+
     pub fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn observe_latency(&self, seconds: f64) {
+        if let Some(h) = &self.latency {
+            h.observe(seconds);
+        }
     }
 
     pub fn set_state(&self, state: impl Into<String>) {
@@ -61,15 +91,17 @@ impl Stats {
     }
 
     pub fn snapshot(&self, lag: Option<u64>) -> FlowStats {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        if let Some(lag) = lag {
+            self.lag.set(lag as i64);
+        }
         FlowStats {
             state: self.state.lock().map(|s| s.clone()).unwrap_or_default(),
-            consumed: get(&self.consumed),
-            succeeded: get(&self.succeeded),
-            failed: get(&self.failed),
-            dead_lettered: get(&self.dead_lettered),
-            retries: get(&self.retries),
-            assignments: get(&self.assignments),
+            consumed: self.consumed.get(),
+            succeeded: self.succeeded.get(),
+            failed: self.failed.get(),
+            dead_lettered: self.dead_lettered.get(),
+            retries: self.retries.get(),
+            assignments: self.assignments.load(Ordering::Relaxed),
             lag,
             last_errors: self
                 .errors

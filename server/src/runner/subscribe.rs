@@ -182,7 +182,7 @@ impl Worker {
     /// Handles one message; false when it was abandoned because of a stop.
     async fn process(&self, message: &OwnedMessage) -> bool {
         let stats = &self.stats;
-        Stats::bump(&stats.consumed);
+        stats.consumed.inc();
         let config = self.config.borrow().clone();
         let started = Instant::now();
         let input = message.payload().unwrap_or_default();
@@ -199,7 +199,7 @@ impl Worker {
                     if self.stopping() {
                         return false;
                     }
-                    Stats::bump(&stats.retries);
+                    stats.retries.inc();
                     let backoff = (FIRST_BACKOFF * 2u32.pow(attempts - 1)).min(MAX_BACKOFF);
                     tokio::time::sleep(backoff).await;
                 }
@@ -234,11 +234,11 @@ impl Worker {
                         return false;
                     }
                 }
-                Stats::bump(&stats.succeeded);
+                stats.succeeded.inc();
                 "succeeded"
             }
             Err(error) => {
-                Stats::bump(&stats.failed);
+                stats.failed.inc();
                 let dead_lettered = match &config.dlq_topic {
                     Some(dlq) => {
                         let mut fields = source.to_vec();
@@ -259,7 +259,7 @@ impl Worker {
                         {
                             return false;
                         }
-                        Stats::bump(&stats.dead_lettered);
+                        stats.dead_lettered.inc();
                         true
                     }
                     None => false,
@@ -281,6 +281,7 @@ impl Worker {
                 }
             }
         };
+        stats.observe_latency(started.elapsed().as_secs_f64());
         stats.record_run(RunRecord {
             at_ms: now_ms(),
             partition: message.partition(),

@@ -319,7 +319,74 @@ async fn good_and_bad_messages_give_outputs_and_one_dead_letter_each() {
     assert_eq!(stats["lag"], 0);
     assert!(!stats["last_errors"].as_array().unwrap().is_empty());
     assert!(!stats["recent_runs"].as_array().unwrap().is_empty());
-    let _ = app;
+
+    // /metrics reads the same counters.
+    let reply = app
+        .request(
+            axum::http::Request::get("/metrics")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let samples = parse_prometheus(&reply.text());
+    let sample = |name: &str| {
+        samples
+            .iter()
+            .find(|(n, labels, _)| n == name && labels.contains(&format!("flow=\"{flow}\"")))
+            .map(|(_, _, v)| *v)
+            .unwrap_or_else(|| panic!("{name} for {flow} missing from {}", reply.text()))
+    };
+    assert_eq!(sample("eventflows_flow_messages_consumed_total"), 24.0);
+    assert_eq!(sample("eventflows_flow_runs_succeeded_total"), 12.0);
+    assert_eq!(sample("eventflows_flow_runs_failed_total"), 12.0);
+    assert_eq!(sample("eventflows_flow_messages_dead_lettered_total"), 12.0);
+    assert_eq!(sample("eventflows_flow_retries_total"), 0.0);
+    assert_eq!(sample("eventflows_flow_run_latency_seconds_count"), 24.0);
+    assert_eq!(sample("eventflows_flow_consumer_lag"), 0.0);
+    assert!(
+        samples
+            .iter()
+            .any(|(n, _, v)| n == "eventflows_process_resident_memory_bytes" && *v > 0.0)
+    );
+}
+
+/// Parses Prometheus/OpenMetrics text into (name, labels, value), failing
+/// on any line that is not a comment or a sample.
+fn parse_prometheus(text: &str) -> Vec<(String, String, f64)> {
+    let mut samples = Vec::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("bad line {line:?}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        let (name, labels) = match series.split_once('{') {
+            Some((name, rest)) => (
+                name,
+                rest.strip_suffix('}')
+                    .unwrap_or_else(|| panic!("bad labels {line:?}")),
+            ),
+            None => (series, ""),
+        };
+        assert!(
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad metric name in {line:?}"
+        );
+        samples.push((name.to_owned(), labels.to_owned(), value));
+    }
+    assert!(
+        text.trim_end().ends_with("# EOF"),
+        "OpenMetrics text ends with # EOF"
+    );
+    samples
 }
 
 #[tokio::test]
