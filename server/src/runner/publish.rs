@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
 use app::domain::AppError;
 
@@ -21,10 +21,22 @@ pub(crate) struct Producers {
 }
 
 /// One record to write: key, value and `eventflows-` headers.
-pub(crate) struct Record<'a> {
-    pub key: Option<&'a [u8]>,
-    pub value: &'a [u8],
+pub(crate) struct Record {
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
     pub headers: OwnedHeaders,
+}
+
+impl Record {
+    fn future<'a>(&'a self, topic: &'a str) -> FutureRecord<'a, [u8], [u8]> {
+        let mut future = FutureRecord::to(topic)
+            .payload(self.value.as_slice())
+            .headers(self.headers.clone());
+        if let Some(key) = &self.key {
+            future = future.key(key.as_slice());
+        }
+        future
+    }
 }
 
 /// Builds headers: the input's own (minus old `eventflows-` ones), then ours.
@@ -89,22 +101,33 @@ impl Runner {
         &self,
         connection_id: &str,
         topic: &str,
-        record: &Record<'_>,
+        record: &Record,
     ) -> Result<(), String> {
         let producer = self
             .producer(connection_id)
             .await
             .map_err(|e| e.to_string())?;
-        let mut future = FutureRecord::to(topic)
-            .payload(record.value)
-            .headers(record.headers.clone());
-        if let Some(key) = record.key {
-            future = future.key(key);
-        }
         producer
-            .send(future, SEND_TIMEOUT)
+            .send(record.future(topic), SEND_TIMEOUT)
             .await
             .map(|_| ())
+            .map_err(|(e, _)| format!("writing to '{topic}' failed: {e}"))
+    }
+
+    /// Hands one record to the producer without waiting: the returned future
+    /// resolves with the broker's acknowledgement.
+    pub(crate) async fn start_send(
+        &self,
+        connection_id: &str,
+        topic: &str,
+        record: &Record,
+    ) -> Result<DeliveryFuture, String> {
+        let producer = self
+            .producer(connection_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        producer
+            .send_result(record.future(topic))
             .map_err(|(e, _)| format!("writing to '{topic}' failed: {e}"))
     }
 

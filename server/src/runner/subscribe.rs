@@ -1,7 +1,7 @@
 //! One subscribe flow: consume, run, publish or dead-letter, then store the
 //! offset. Partitions run in parallel, each in order, with bounded queues.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,6 +10,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::producer::DeliveryFuture;
 use tokio::sync::{mpsc, watch};
 
 use app::domain::{AppError, FlowError, RunRecord};
@@ -21,7 +22,9 @@ use crate::db::now_ms;
 use crate::kafka::BrokerSettings;
 
 /// Messages waiting per partition before the consumer stops fetching.
-const PARTITION_QUEUE: usize = 64;
+const PARTITION_QUEUE: usize = 256;
+/// Messages per partition whose writes may be unacknowledged at once.
+const IN_FLIGHT: usize = 512;
 /// Attempts for a transient failure before it counts as failed.
 pub const MAX_ATTEMPTS: u32 = 4;
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
@@ -158,20 +161,74 @@ pub async fn run(
     stats.set_state("stopped");
 }
 
+/// Runs one partition in order. Results are handed to the producer without
+/// waiting, up to [`IN_FLIGHT`] messages ahead; offsets are stored strictly in
+/// order, each only once every write of its message was acknowledged.
 async fn partition_worker(worker: Worker, mut queue: mpsc::Receiver<OwnedMessage>) {
-    while let Some(message) = queue.recv().await {
-        if !worker.process(&message).await {
+    let mut in_flight: VecDeque<Pending> = VecDeque::new();
+    let mut open = true;
+    loop {
+        while open && in_flight.len() < IN_FLIGHT {
+            let next = if in_flight.is_empty() {
+                queue.recv().await
+            } else {
+                match queue.try_recv() {
+                    Ok(message) => Some(message),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => None,
+                }
+            };
+            match next {
+                Some(message) => match worker.begin(message).await {
+                    Some(pending) => in_flight.push_back(pending),
+                    // Stopped during retries: this and later offsets stay unstored.
+                    None => return abandon(&worker, in_flight).await,
+                },
+                None => open = false,
+            }
+        }
+        let Some(head) = in_flight.pop_front() else {
+            return;
+        };
+        let (topic, partition, offset) = (
+            head.message.topic().to_owned(),
+            head.message.partition(),
+            head.message.offset(),
+        );
+        if !worker.finish(head).await {
             // Stopped while a write kept failing: leave the offset unstored so
             // the message is consumed again.
             return;
         }
-        let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
         // librdkafka's rd_kafka_offset_store commits `offset + 1` itself.
-        if let Err(error) = worker.consumer.store_offset(topic, partition, offset) {
+        if let Err(error) = worker.consumer.store_offset(&topic, partition, offset) {
             tracing::debug!(flow = %worker.spec.id, %error, partition, offset, "offset not stored");
         }
         worker.stats.processed(partition, offset);
     }
+}
+
+/// Lets the writes already started finish, storing no offset.
+async fn abandon(worker: &Worker, in_flight: VecDeque<Pending>) {
+    for pending in in_flight {
+        for (_, _, _, delivery) in pending.writes {
+            if let Some(delivery) = delivery {
+                let _ = delivery.await;
+            }
+        }
+    }
+    tracing::debug!(flow = %worker.spec.id, "partition worker stopped");
+}
+
+/// A message whose run is over and whose writes are under way.
+struct Pending {
+    message: OwnedMessage,
+    /// (connection, topic, record, delivery if the producer took it)
+    writes: Vec<(String, String, Record, Option<DeliveryFuture>)>,
+    version: String,
+    started: Instant,
+    failure: Option<(RunError, u32)>,
+    dead_letter: bool,
 }
 
 impl Worker {
@@ -179,25 +236,27 @@ impl Worker {
         *self.stop.borrow()
     }
 
-    /// Handles one message; false when it was abandoned because of a stop.
-    async fn process(&self, message: &OwnedMessage) -> bool {
+    /// Runs the algorithm (retrying transient failures) and starts the
+    /// writes: outputs to the publish topics, or the dead letter. `None`
+    /// when the flow was stopped during retries.
+    async fn begin(&self, message: OwnedMessage) -> Option<Pending> {
         let stats = &self.stats;
         stats.consumed.inc();
         let config = self.config.borrow().clone();
         let started = Instant::now();
-        let input = message.payload().unwrap_or_default();
+        let input = message.payload().unwrap_or_default().to_vec();
         let mut attempts = 0u32;
         let result = loop {
             attempts += 1;
             let result = if message.payload().is_none() {
                 Err(RunError::BadInput("the message has no value".into()))
             } else {
-                self.runner.executor().run(&config.runtime, input).await
+                self.runner.executor().run(&config.runtime, &input).await
             };
             match result {
                 Err(RunError::Transient(_)) if attempts < MAX_ATTEMPTS => {
                     if self.stopping() {
-                        return false;
+                        return None;
                     }
                     stats.retries.inc();
                     let backoff = (FIRST_BACKOFF * 2u32.pow(attempts - 1)).min(MAX_BACKOFF);
@@ -216,91 +275,114 @@ impl Worker {
             ),
             ("eventflows-source-offset", message.offset().to_string()),
         ];
-        let outcome = match result {
+        let key = message.key().map(<[u8]>::to_vec);
+        let mut writes = Vec::new();
+        let mut failure = None;
+        let mut dead_letter = false;
+        match result {
             Ok(output) => {
-                let record = Record {
-                    key: message.key(),
-                    value: &output,
-                    headers: headers(message.headers(), &source),
-                };
-                let targets = self
+                for target in self
                     .runner
-                    .targets(&self.spec.algorithm_id, &config.version);
-                for target in targets {
-                    if !self
-                        .send_until_acked(&target.connection_id, &target.topic, &record)
-                        .await
-                    {
-                        return false;
-                    }
+                    .targets(&self.spec.algorithm_id, &config.version)
+                {
+                    let record = Record {
+                        key: key.clone(),
+                        value: output.clone(),
+                        headers: headers(message.headers(), &source),
+                    };
+                    writes.push((target.connection_id, target.topic, record, None));
                 }
-                stats.succeeded.inc();
-                "succeeded"
             }
             Err(error) => {
                 stats.failed.inc();
-                let dead_lettered = match &config.dlq_topic {
-                    Some(dlq) => {
-                        let mut fields = source.to_vec();
-                        fields.extend([
-                            ("eventflows-error", error.message().to_owned()),
-                            ("eventflows-error-kind", error.kind().to_owned()),
-                            ("eventflows-attempts", attempts.to_string()),
-                            ("eventflows-failed-at", now_ms().to_string()),
-                        ]);
-                        let record = Record {
-                            key: message.key(),
-                            value: input,
-                            headers: headers(message.headers(), &fields),
-                        };
-                        if !self
-                            .send_until_acked(&self.spec.connection_id, dlq, &record)
-                            .await
-                        {
-                            return false;
-                        }
-                        stats.dead_lettered.inc();
-                        true
-                    }
-                    None => false,
-                };
+                if let Some(dlq) = &config.dlq_topic {
+                    let mut fields = source.to_vec();
+                    fields.extend([
+                        ("eventflows-error", error.message().to_owned()),
+                        ("eventflows-error-kind", error.kind().to_owned()),
+                        ("eventflows-attempts", attempts.to_string()),
+                        ("eventflows-failed-at", now_ms().to_string()),
+                    ]);
+                    let record = Record {
+                        key: key.clone(),
+                        value: input,
+                        headers: headers(message.headers(), &fields),
+                    };
+                    writes.push((self.spec.connection_id.clone(), dlq.clone(), record, None));
+                    dead_letter = true;
+                }
+                failure = Some((error, attempts));
+            }
+        }
+        for (connection, topic, record, delivery) in &mut writes {
+            *delivery = self.runner.start_send(connection, topic, record).await.ok();
+        }
+        Some(Pending {
+            message,
+            writes,
+            version: config.version,
+            started,
+            failure,
+            dead_letter,
+        })
+    }
+
+    /// Waits for the writes of a message (retrying any that failed) and
+    /// records the outcome; false if the flow was stopped first.
+    async fn finish(&self, pending: Pending) -> bool {
+        let stats = &self.stats;
+        let message = &pending.message;
+        let mut writes = pending.writes;
+        for (connection, topic, record, delivery) in writes.drain(..) {
+            let acked = match delivery {
+                Some(delivery) => matches!(delivery.await, Ok(Ok(_))),
+                None => false,
+            };
+            if !acked && !self.send_until_acked(&connection, &topic, &record).await {
+                return false;
+            }
+        }
+        let outcome = match pending.failure {
+            None => {
+                stats.succeeded.inc();
+                "succeeded"
+            }
+            Some((error, _attempts)) => {
+                if pending.dead_letter {
+                    stats.dead_lettered.inc();
+                }
                 stats.record_error(FlowError {
                     at_ms: now_ms(),
                     partition: message.partition(),
                     offset: message.offset(),
                     kind: error.kind().to_owned(),
                     message: error.message().to_owned(),
-                    dead_lettered,
+                    dead_lettered: pending.dead_letter,
                 });
                 tracing::info!(flow = %self.spec.id, partition = message.partition(), offset = message.offset(),
-                    kind = error.kind(), dead_lettered, "{}", error.message());
-                if dead_lettered {
+                    kind = error.kind(), dead_lettered = pending.dead_letter, "{}", error.message());
+                if pending.dead_letter {
                     "dead-lettered"
                 } else {
                     "failed"
                 }
             }
         };
-        stats.observe_latency(started.elapsed().as_secs_f64());
+        stats.observe_latency(pending.started.elapsed().as_secs_f64());
         stats.record_run(RunRecord {
             at_ms: now_ms(),
             partition: message.partition(),
             offset: message.offset(),
-            version: config.version,
+            version: pending.version,
             outcome: outcome.to_owned(),
-            latency_ms: started.elapsed().as_millis() as u64,
+            latency_ms: pending.started.elapsed().as_millis() as u64,
         });
         true
     }
 
     /// Retries a write with backoff until the broker acknowledges it; false
     /// if the flow is stopped first (the message is then not acknowledged).
-    async fn send_until_acked(
-        &self,
-        connection_id: &str,
-        topic: &str,
-        record: &Record<'_>,
-    ) -> bool {
+    async fn send_until_acked(&self, connection_id: &str, topic: &str, record: &Record) -> bool {
         let mut backoff = FIRST_BACKOFF;
         loop {
             match self.runner.send(connection_id, topic, record).await {

@@ -58,7 +58,7 @@ impl Services {
         let seconds = started.elapsed().as_secs_f64();
         let record = Record {
             key: None,
-            value: &output,
+            value: output.clone(),
             headers: headers(
                 None,
                 &[
