@@ -24,6 +24,9 @@ log "Rust tests: server on PostgreSQL"
 EVENTFLOWS_TEST_DATABASE=postgres EVENTFLOWS_TEST_POSTGRES_URL="$PG_URL" \
   cargo test --locked -p server --test api
 
+log "benchmark smoke run (few messages; checks outputs, not speed)"
+cargo run --locked -q -p server --bin bench -- --smoke --json target/bench-smoke.json
+
 log "building the web UI"
 trunk build --release
 

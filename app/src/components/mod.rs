@@ -9,7 +9,7 @@ mod top_bar;
 
 pub use admin_menu::AdminMenu;
 pub use dialog::Dialog;
-pub use notice::{ErrorNotice, Loading, SuccessNotice};
+pub use notice::{ErrorNotice, FieldError, FormError, Loading, SuccessNotice};
 pub use protected::Protected;
 pub use status::StatusBadge;
 pub use top_bar::TopBar;

@@ -2,7 +2,7 @@ use leptos::prelude::*;
 use leptos_router::{components::A, hooks::use_params_map};
 
 use crate::api::{add_version, get_algorithm};
-use crate::components::{ErrorNotice, Loading, SuccessNotice};
+use crate::components::{ErrorNotice, FieldError, FormError, Loading, SuccessNotice};
 use crate::domain::{AlgorithmDetails, AppError};
 use crate::pages::events::EventsTab;
 
@@ -147,14 +147,6 @@ fn AddVersionForm(
         Some(Err(e)) => error.set(Some(e)),
         None => {}
     });
-    let field_error = move |field: &'static str| {
-        move || {
-            error
-                .get()
-                .filter(|e| e.field() == Some(field))
-                .map(|e| view! { <p class="mt-1 text-sm text-red-700">{e.to_string()}</p> })
-        }
-    };
     view! {
         <form
             aria-label="Add version"
@@ -172,7 +164,7 @@ fn AddVersionForm(
             <div>
                 <label for="new-version" class="block text-sm font-medium">"Version"</label>
                 <input id="new-version" placeholder="1.2.0" class="mt-1 rounded border border-slate-300 px-3 py-1.5" bind:value=version />
-                {field_error("version")}
+                <FieldError error=error field="version" />
             </div>
             <div>
                 <label for="new-runtime" class="block text-sm font-medium">"Runtime"</label>
@@ -182,14 +174,9 @@ fn AddVersionForm(
                     class="mt-1 w-full max-w-md rounded border border-slate-300 px-3 py-1.5"
                     bind:value=runtime
                 />
-                {field_error("runtime")}
+                <FieldError error=error field="runtime" />
             </div>
-            {move || {
-                error
-                    .get()
-                    .filter(|e| e.field().is_none())
-                    .map(|e| view! { <ErrorNotice message=e.to_string() /> })
-            }}
+            <FormError error=error />
             <button
                 type="submit"
                 class="rounded bg-blue-700 px-4 py-2 text-sm font-medium text-white hover:bg-blue-800 disabled:opacity-60"

@@ -136,22 +136,62 @@ fn read(
     topic: &str,
     n: usize,
     limit: Duration,
-) -> anyhow::Result<Vec<(String, i64, Vec<u8>)>> {
+) -> anyhow::Result<(Vec<(String, i64, Vec<u8>)>, f64)> {
+    read_when_ready(bootstrap, topic, n, limit, None)
+}
+
+/// Like [`read`]; tells `ready` once the reader has its partition, so that a
+/// pipeline started afterwards is timed as it runs, not as a finished backlog.
+fn read_when_ready(
+    bootstrap: &str,
+    topic: &str,
+    n: usize,
+    limit: Duration,
+    ready: Option<std::sync::mpsc::Sender<()>>,
+) -> anyhow::Result<(Vec<(String, i64, Vec<u8>)>, f64)> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", format!("bench-reader-{}", server::db::new_id()))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "100")
         .create()?;
     consumer.subscribe(&[topic])?;
     let deadline = Instant::now() + limit;
     let mut out = Vec::with_capacity(n);
+    let mut first = None;
+    let mut ready = ready;
+    while ready.is_some() && out.is_empty() {
+        ensure!(
+            Instant::now() < deadline,
+            "the reader got no partition of {topic}"
+        );
+        if let Some(m) = consumer.poll(Duration::from_millis(50)) {
+            let m = m?;
+            first = Some(Instant::now());
+            out.push((
+                String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                m.timestamp().to_millis().unwrap_or(0),
+                m.payload().unwrap_or_default().to_vec(),
+            ));
+        }
+        if consumer
+            .assignment()
+            .map(|a| a.count() > 0)
+            .unwrap_or(false)
+        {
+            if let Some(tx) = ready.take() {
+                let _ = tx.send(());
+            }
+        }
+    }
     while out.len() < n {
         if Instant::now() > deadline {
             bail!("only {} of {n} records arrived on {topic}", out.len());
         }
         if let Some(m) = consumer.poll(Duration::from_millis(100)) {
             let m = m?;
+            first.get_or_insert_with(Instant::now);
             out.push((
                 String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
                 m.timestamp().to_millis().unwrap_or(0),
@@ -159,7 +199,8 @@ fn read(
             ));
         }
     }
-    Ok(out)
+    let span = first.map(|f| f.elapsed().as_secs_f64()).unwrap_or(0.0);
+    Ok((out, span))
 }
 
 /// The limit: consume, produce the same bytes with sends in flight, store
@@ -176,6 +217,7 @@ async fn passthrough(
             .set("group.id", format!("bench-limit-{input}"))
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", "100")
             .create()?,
     );
     consumer.subscribe(&[&input])?;
@@ -319,6 +361,20 @@ impl Bench {
             self.messages
         };
         produce(&self.bootstrap, &input, n, size, None).await?;
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (bootstrap, out) = (self.bootstrap.clone(), output.clone());
+        let reader = tokio::task::spawn_blocking(move || {
+            read_when_ready(
+                &bootstrap,
+                &out,
+                n,
+                Duration::from_secs(600),
+                Some(ready_tx),
+            )
+        });
+        tokio::task::spawn_blocking(move || ready_rx.recv_timeout(Duration::from_secs(60)))
+            .await?
+            .context("the output reader did not get its partition")?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let limit_task = if runtime == "limit" {
             Some(tokio::spawn(passthrough(
@@ -332,14 +388,10 @@ impl Bench {
             self.flow(a, &input, Direction::Subscribe, true).await?;
             None
         };
-        let (bootstrap, out) = (self.bootstrap.clone(), output.clone());
-        let backlog = tokio::task::spawn_blocking(move || {
-            read(&bootstrap, &out, n, Duration::from_secs(600))
-        })
-        .await??;
-        let first = backlog.iter().map(|r| r.1).min().unwrap_or(0);
-        let last = backlog.iter().map(|r| r.1).max().unwrap_or(0);
-        let per_second = (n.saturating_sub(1)) as f64 / ((last - first).max(1) as f64 / 1000.0);
+        let (backlog, span) = reader.await??;
+        // From the first output a reader sees to the last: the flow's start-up
+        // (group join) is left out, the broker's delivery is included.
+        let per_second = (n.saturating_sub(1)) as f64 / span.max(0.001);
         if self.smoke {
             let mut got: Vec<String> = backlog.iter().map(|r| r.0.clone()).collect();
             got.sort();
@@ -375,7 +427,7 @@ impl Bench {
         )
         .await?;
         let (bootstrap, out) = (self.bootstrap.clone(), output.clone());
-        let all = tokio::task::spawn_blocking(move || {
+        let (all, _) = tokio::task::spawn_blocking(move || {
             read(&bootstrap, &out, n + l, Duration::from_secs(600))
         })
         .await??;

@@ -2,8 +2,8 @@
 //!
 //! Every input is JSON (at most [`MAX_INPUT_BYTES`]). A failure is either
 //! bad input (permanent: never retried) or transient (retried with backoff).
-//! Built-in algorithms run on the blocking pool, guarded against panics and
-//! bounded in time; HTTP runtimes POST the input to a model server.
+//! Built-in algorithms run inline, guarded against panics; HTTP runtimes POST
+//! the input to a model server, bounded in time.
 
 use std::time::Duration;
 
@@ -70,19 +70,15 @@ impl Executor {
         serde_json::to_vec(&output).map_err(|e| RunError::BadInput(e.to_string()))
     }
 
+    /// Built-ins are linear in their (bounded) input, so they run inline,
+    /// without a thread hop per message; a panic is caught and reported.
     async fn run_builtin(&self, id: String, input: Value) -> Result<Value, RunError> {
-        let task = tokio::task::spawn_blocking(move || builtin(&id, input));
-        match tokio::time::timeout(RUN_TIMEOUT, task).await {
-            Err(_) => Err(RunError::Transient(format!(
-                "the algorithm did not finish within {} seconds",
-                RUN_TIMEOUT.as_secs()
-            ))),
-            Ok(Err(join)) if join.is_panic() => Err(RunError::BadInput(
-                "the algorithm crashed on this input".into(),
-            )),
-            Ok(Err(_)) => Err(RunError::Transient("the run was cancelled".into())),
-            Ok(Ok(result)) => result,
-        }
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| builtin(&id, input)))
+            .unwrap_or_else(|_| {
+                Err(RunError::BadInput(
+                    "the algorithm crashed on this input".into(),
+                ))
+            })
     }
 
     async fn run_http(&self, url: &str, input: &Value) -> Result<Value, RunError> {

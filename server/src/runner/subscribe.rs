@@ -82,6 +82,9 @@ pub fn consumer(
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "10000")
         .set("enable.partition.eof", "false")
+        // The broker may hold a fetch this long when there is nothing new:
+        // the bound on the latency of a quiet flow.
+        .set("fetch.wait.max.ms", "100")
         .create_with_context(FlowContext { stats })
         .map_err(|e| AppError::Broker {
             message: format!("could not create the consumer: {e}"),

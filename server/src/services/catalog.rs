@@ -29,7 +29,7 @@ impl Services {
     }
 
     /// The algorithm, if it exists and `user` may see it.
-    async fn visible_algorithm(
+    pub(super) async fn visible_algorithm(
         &self,
         user: &CurrentUser,
         org: &str,
@@ -228,14 +228,9 @@ impl Services {
                 ));
             }
         }
-        let (o, n) = (request.org.clone(), request.name.clone());
-        let algorithm_id = self
-            .db
-            .run(move |c| queries::find_algorithm(c, &o, &n))
-            .await
-            .map_err(internal)?
-            .ok_or(AppError::Internal)?
-            .0;
+        let (algorithm_id, ..) = self
+            .visible_algorithm(user, &request.org, &request.name)
+            .await?;
         let (connection, version, dlq, direction) = (
             request.connection_id.clone(),
             request.version.trim().to_owned(),

@@ -6,8 +6,7 @@ use std::time::Instant;
 
 use app::domain::{AppError, CurrentUser, Runtime};
 
-use super::{Services, internal};
-use crate::db::flows as queries;
+use super::Services;
 use crate::runner::RunError;
 use crate::runner::publish::{Record, headers};
 
@@ -40,14 +39,7 @@ impl Services {
             return Err(AppError::not_found(format!("Version {version} of {org}/{name}")).into());
         };
         let runtime = Runtime::parse(&found.runtime)?;
-        let (o, n) = (org.to_owned(), name.to_owned());
-        let algorithm_id = self
-            .db
-            .run(move |c| queries::find_algorithm(c, &o, &n))
-            .await
-            .map_err(internal)?
-            .ok_or(AppError::Internal)?
-            .0;
+        let (algorithm_id, ..) = self.visible_algorithm(user, org, name).await?;
         let started = Instant::now();
         let output = self
             .runner

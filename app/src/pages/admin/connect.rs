@@ -2,7 +2,7 @@ use leptos::prelude::*;
 use leptos_router::{NavigateOptions, components::A, hooks::use_navigate};
 
 use crate::api::connect_broker;
-use crate::components::ErrorNotice;
+use crate::components::{FieldError, FormError};
 use crate::domain::{AppError, NewBrokerConnection, SaslMechanism, SecurityProtocol};
 
 /// **Connect queue**: the form that tests a broker connection and saves it
@@ -44,14 +44,6 @@ pub fn ConnectQueuePage() -> impl IntoView {
         });
     };
 
-    let field_error = move |field: &'static str| {
-        move || {
-            error
-                .get()
-                .filter(|e| e.field() == Some(field))
-                .map(|e| view! { <p id=format!("{field}-error") class="mt-1 text-sm text-red-700">{e.to_string()}</p> })
-        }
-    };
     let input_class = "mt-1 w-full rounded border border-slate-300 px-3 py-2";
 
     view! {
@@ -60,16 +52,11 @@ pub fn ConnectQueuePage() -> impl IntoView {
             "The broker is contacted when you connect; the connection is saved only if it answers. Currently the only broker type supported is Kafka."
         </p>
         <form on:submit=on_submit class="mt-6 max-w-xl space-y-4 rounded-lg bg-white p-6 shadow" novalidate>
-            {move || {
-                error
-                    .get()
-                    .filter(|e| e.field().is_none())
-                    .map(|e| view! { <ErrorNotice message=e.to_string() /> })
-            }}
+            <FormError error=error />
             <div>
                 <label for="broker-name" class="block text-sm font-medium">"Name"</label>
                 <input id="broker-name" class=input_class bind:value=name autocomplete="off" />
-                {field_error("name")}
+                <FieldError error=error field="name" />
             </div>
             <div>
                 <label for="broker-bootstrap" class="block text-sm font-medium">"Bootstrap servers"</label>
@@ -80,7 +67,7 @@ pub fn ConnectQueuePage() -> impl IntoView {
                     bind:value=bootstrap
                     autocomplete="off"
                 />
-                {field_error("bootstrap_servers")}
+                <FieldError error=error field="bootstrap_servers" />
             </div>
             <div>
                 <label for="broker-protocol" class="block text-sm font-medium">"Security protocol"</label>
@@ -90,7 +77,7 @@ pub fn ConnectQueuePage() -> impl IntoView {
                         .map(|p| view! { <option value=p.as_str()>{p.as_str()}</option> })
                         .collect_view()}
                 </select>
-                {field_error("security_protocol")}
+                <FieldError error=error field="security_protocol" />
             </div>
             <Show when=uses_sasl>
                 <div>
@@ -101,12 +88,12 @@ pub fn ConnectQueuePage() -> impl IntoView {
                             .map(|m| view! { <option value=m.as_str()>{m.as_str()}</option> })
                             .collect_view()}
                     </select>
-                    {field_error("sasl_mechanism")}
+                    <FieldError error=error field="sasl_mechanism" />
                 </div>
                 <div>
                     <label for="broker-username" class="block text-sm font-medium">"Username"</label>
                     <input id="broker-username" class=input_class bind:value=username autocomplete="off" />
-                    {field_error("username")}
+                    <FieldError error=error field="username" />
                 </div>
                 <div>
                     <label for="broker-password" class="block text-sm font-medium">"Password"</label>
@@ -117,7 +104,7 @@ pub fn ConnectQueuePage() -> impl IntoView {
                         bind:value=password
                         autocomplete="new-password"
                     />
-                    {field_error("password")}
+                    <FieldError error=error field="password" />
                 </div>
             </Show>
             <Show when=uses_tls>
@@ -131,7 +118,7 @@ pub fn ConnectQueuePage() -> impl IntoView {
                         bind:value=ca_pem
                     ></textarea>
                     <p class="mt-1 text-xs text-slate-500">"Leave empty to trust the system's certificate authorities."</p>
-                    {field_error("ca_pem")}
+                    <FieldError error=error field="ca_pem" />
                 </div>
             </Show>
             <div class="flex items-center gap-3 pt-2">

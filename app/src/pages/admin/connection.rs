@@ -6,7 +6,9 @@ use leptos_router::{
 };
 
 use crate::api::{MAX_PARTITIONS, create_topic, delete_broker_connection, get_broker_connection};
-use crate::components::{Dialog, ErrorNotice, Loading, StatusBadge, SuccessNotice};
+use crate::components::{
+    Dialog, ErrorNotice, FieldError, FormError, Loading, StatusBadge, SuccessNotice,
+};
 use crate::domain::{AppError, BrokerConnectionDetails, TopicInfo};
 use crate::pages::admin::TopicSidesheet;
 
@@ -235,20 +237,12 @@ fn CreateTopicForm(connection_id: String, on_created: Callback<String>) -> impl 
             ))),
         }
     };
-    let field_error = move |field: &'static str| {
-        move || {
-            error
-                .get()
-                .filter(|e| e.field() == Some(field))
-                .map(|e| view! { <p class="mt-1 text-sm text-red-700">{e.to_string()}</p> })
-        }
-    };
     view! {
         <form on:submit=on_submit aria-label="Create topic" class="mt-3 flex flex-wrap items-start gap-4 rounded-lg bg-white p-4 shadow" novalidate>
             <div>
                 <label for="topic-name" class="block text-sm font-medium">"Topic name"</label>
                 <input id="topic-name" class="mt-1 rounded border border-slate-300 px-3 py-1.5" bind:value=name />
-                {field_error("topic")}
+                <FieldError error=error field="topic" />
             </div>
             <div>
                 <label for="topic-partitions" class="block text-sm font-medium">"Partitions"</label>
@@ -259,7 +253,7 @@ fn CreateTopicForm(connection_id: String, on_created: Callback<String>) -> impl 
                     class="mt-1 w-28 rounded border border-slate-300 px-3 py-1.5"
                     bind:value=partitions
                 />
-                {field_error("partitions")}
+                <FieldError error=error field="partitions" />
             </div>
             <button
                 type="submit"
@@ -268,12 +262,7 @@ fn CreateTopicForm(connection_id: String, on_created: Callback<String>) -> impl 
             >
                 {move || if pending.get() { "Creating…" } else { "Create" }}
             </button>
-            {move || {
-                error
-                    .get()
-                    .filter(|e| e.field().is_none())
-                    .map(|e| view! { <div class="w-full"><ErrorNotice message=e.to_string() /></div> })
-            }}
+            <div class="w-full"><FormError error=error /></div>
         </form>
     }
 }
