@@ -36,6 +36,14 @@ pub struct FlowContext {
 }
 
 impl ClientContext for FlowContext {
+    /// Broker outages reach us here (not as consumer errors): the flow shows
+    /// them until messages flow again.
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        tracing::debug!(target: "librdkafka", %error, "{reason}");
+        self.stats
+            .set_state(format!("waiting for the broker: {reason}"));
+    }
+
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
         match level {
             RDKafkaLogLevel::Debug | RDKafkaLogLevel::Info | RDKafkaLogLevel::Notice => {

@@ -8,6 +8,7 @@ mod cli;
 mod crash;
 mod flows;
 mod kafka;
+mod outage;
 mod roles;
 mod secrets;
 mod support;

@@ -1,0 +1,194 @@
+//! The broker goes away and comes back under a running flow: the flow reports
+//! it, waits, and then processes everything, losing nothing.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use serde_json::json;
+
+use app::domain::Role;
+
+use crate::flows::wait_until;
+use crate::support::TestApp;
+
+/// A tansu broker with its own port and sqlite storage, so it can be stopped
+/// and started again with its topics, messages and committed offsets.
+struct OwnBroker {
+    port: u16,
+    dir: std::path::PathBuf,
+    child: Option<Child>,
+}
+
+impl OwnBroker {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("eventflows-outage-{}", server::db::new_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut broker = OwnBroker {
+            port,
+            dir,
+            child: None,
+        };
+        broker.up();
+        broker
+    }
+
+    fn up(&mut self) {
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let child = Command::new("tansu")
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .current_dir(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn down(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        self.down();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn produce_to(bootstrap: &str, topic: &str, from: usize, to: usize) {
+    use rdkafka::ClientConfig;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("message.timeout.ms", "30000")
+        .create()
+        .unwrap();
+    for i in from..to {
+        let (key, value) = (
+            format!("key-{i}"),
+            json!({"text": format!("good {i}")}).to_string(),
+        );
+        producer
+            .send(
+                FutureRecord::to(topic).key(&key).payload(&value),
+                Duration::from_secs(30),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flow_waits_out_a_broker_outage_and_loses_nothing() {
+    let mut broker = OwnBroker::start();
+    let app = TestApp::spawn()
+        .await
+        .with_user("root", "root-password", Role::Admin)
+        .await;
+    app.services.add_organization("acme").await.unwrap();
+    app.services
+        .add_algorithm_version("acme/sentiment", "1.0.0", "builtin:sentiment", "")
+        .await
+        .unwrap();
+    let admin = app.login("root", "root-password").await;
+    let form = json!({"connection": {"name": "own", "bootstrap_servers": broker.bootstrap(),
+        "security_protocol": "PLAINTEXT", "sasl_mechanism": "", "username": "", "password": "", "ca_pem": ""}});
+    let id = app
+        .call("connect_broker", form, Some(&admin))
+        .await
+        .json()
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (topic, s, p) in [("in", true, false), ("out", false, true)] {
+        let r = app
+            .call(
+                "create_topic",
+                json!({"id": id, "topic": topic, "partitions": 1}),
+                Some(&admin),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let grants =
+            json!([{"algorithm": "acme/sentiment", "access": {"subscribe": s, "publish": p}}]);
+        app.call(
+            "save_topic_grants",
+            json!({"id": id, "topic": topic, "grants": grants}),
+            Some(&admin),
+        )
+        .await;
+    }
+    for (topic, direction) in [("out", "Publish"), ("in", "Subscribe")] {
+        let request = json!({"request": {"org": "acme", "name": "sentiment", "connection_id": id, "topic": topic,
+            "direction": direction, "version": "1.0.0", "dlq_topic": null}});
+        let r = app.call("save_flow", request, Some(&admin)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    }
+    let events = app
+        .call(
+            "list_events",
+            json!({"org": "acme", "name": "sentiment"}),
+            Some(&admin),
+        )
+        .await
+        .json();
+    let flow = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["topic"] == "in")
+        .unwrap()["flow"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let stats = || app.call("get_flow_stats", json!({"flow_id": flow}), Some(&admin));
+
+    produce_to(&broker.bootstrap(), "in", 0, 10).await;
+    wait_until("the first 10 are processed", || async {
+        stats().await.json()["succeeded"] == 10
+    })
+    .await;
+
+    broker.down();
+    wait_until("the flow reports the outage", || async {
+        stats().await.json()["state"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("waiting for the broker")
+    })
+    .await;
+    broker.up();
+    produce_to(&broker.bootstrap(), "in", 10, 20).await;
+    wait_until("all 20 are processed after the broker is back", || async {
+        let s = stats().await.json();
+        s["succeeded"] == 20 && s["state"] == "running"
+    })
+    .await;
+}
