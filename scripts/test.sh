@@ -17,15 +17,17 @@ if ! pg_isready -q -h 127.0.0.1 -p 5432; then
 fi
 
 log "Rust tests: shared types"
-cargo test --locked -p app --features ssr
+# Generous limits (they include compiling on a fresh machine): a hung test
+# fails the run instead of stalling it.
+timeout 1800 cargo test --locked -p app --features ssr
 log "Rust tests: server on SQLite"
-cargo test --locked -p server
+timeout 1800 cargo test --locked -p server
 log "Rust tests: server on PostgreSQL"
 EVENTFLOWS_TEST_DATABASE=postgres EVENTFLOWS_TEST_POSTGRES_URL="$PG_URL" \
-  cargo test --locked -p server --test api
+  timeout 900 cargo test --locked -p server --test api
 
 log "benchmark smoke run (few messages; checks outputs, not speed)"
-cargo run --locked -q -p server --bin bench -- --smoke --json target/bench-smoke.json
+timeout 600 cargo run --locked -q -p server --bin bench -- --smoke --json target/bench-smoke.json
 
 log "building the web UI"
 trunk build --release

@@ -329,18 +329,29 @@ impl Runner {
     }
 }
 
+/// How long closing a consumer may take; librdkafka can wait much longer
+/// for a broker that is gone.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
 async fn stop(flow: Running) {
     let id = flow.spec.id.clone();
     let _ = flow.stop.send(true);
     if let Err(error) = flow.task.await {
         tracing::error!(flow = %id, %error, "a flow task ended abnormally");
     }
-    if let Err(error) = flow
-        .consumer
-        .commit_consumer_state(rdkafka::consumer::CommitMode::Sync)
-    {
-        tracing::debug!(flow = %id, %error, "nothing to commit when stopping");
+    // The final commit and the close block while the broker is unreachable:
+    // they run on the blocking pool, and the flow is stopped either way.
+    let consumer = flow.consumer;
+    let flow_id = id.clone();
+    let close = tokio::task::spawn_blocking(move || {
+        if let Err(error) = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync) {
+            tracing::debug!(flow = %flow_id, %error, "nothing to commit when stopping");
+        }
+        consumer.unsubscribe();
+        drop(consumer);
+    });
+    if tokio::time::timeout(CLOSE_TIMEOUT, close).await.is_err() {
+        tracing::warn!(flow = %id, "the consumer did not close in time (is the broker reachable?)");
     }
-    flow.consumer.unsubscribe();
     tracing::info!(flow = %id, "flow stopped");
 }

@@ -34,7 +34,7 @@ fn wait_for_port(port: u16, limit: Duration) -> bool {
 fn start_tansu(port: u16, dir: &std::path::Path, extra: &str) {
     let url = format!("tcp://127.0.0.1:{port}");
     let script = format!(
-        "cd '{dir}' && tansu broker --listener-url {url} --advertised-listener-url {url} {extra} \
+        "cd '{dir}' || exit 1; tansu broker --listener-url {url} --advertised-listener-url {url} {extra} \
          >/dev/null 2>&1 & t=$!; \
          while kill -0 {pid} 2>/dev/null && kill -0 $t 2>/dev/null; do sleep 1; done; kill $t 2>/dev/null",
         pid = std::process::id(),

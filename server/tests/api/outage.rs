@@ -191,4 +191,6 @@ async fn a_flow_waits_out_a_broker_outage_and_loses_nothing() {
         s["succeeded"] == 20 && s["state"] == "running"
     })
     .await;
+    // Stop the flow while its broker is still there to say goodbye to.
+    app.services.runner.shutdown().await;
 }
