@@ -1,5 +1,7 @@
 use leptos::prelude::*;
 
+use crate::components::ErrorNotice;
+
 /// A modal dialog with a title. Esc or the backdrop calls `on_close`.
 /// The first button inside gets the focus when it opens.
 #[component]
@@ -49,6 +51,39 @@ pub fn Dialog(
                 <h2 id=title_id class="text-lg font-semibold">{title}</h2>
                 <div class="mt-3">{children()}</div>
             </div>
+        </div>
+    }
+}
+
+/// The error line and the **Cancel** / confirm buttons of a confirmation
+/// dialog; the confirm button shows `busy` while the action runs.
+#[component]
+pub fn ConfirmActions(
+    error: RwSignal<Option<String>>,
+    pending: Memo<bool>,
+    label: &'static str,
+    busy: &'static str,
+    on_cancel: Callback<()>,
+    on_confirm: Callback<()>,
+) -> impl IntoView {
+    view! {
+        {move || error.get().map(|e| view! { <div class="mt-3"><ErrorNotice message=e /></div> })}
+        <div class="mt-6 flex justify-end gap-3">
+            <button
+                type="button"
+                class="rounded border border-slate-300 px-4 py-2 text-sm"
+                on:click=move |_| on_cancel.run(())
+            >
+                "Cancel"
+            </button>
+            <button
+                type="button"
+                class="rounded bg-red-700 px-4 py-2 text-sm font-medium text-white hover:bg-red-800 disabled:opacity-60"
+                disabled=move || pending.get()
+                on:click=move |_| on_confirm.run(())
+            >
+                {move || if pending.get() { busy } else { label }}
+            </button>
         </div>
     }
 }

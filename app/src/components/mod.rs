@@ -8,7 +8,7 @@ mod status;
 mod top_bar;
 
 pub use admin_menu::AdminMenu;
-pub use dialog::Dialog;
+pub use dialog::{ConfirmActions, Dialog};
 pub use notice::{ErrorNotice, FieldError, FormError, Loading, SuccessNotice};
 pub use protected::Protected;
 pub use status::StatusBadge;

@@ -3,7 +3,7 @@ use std::time::Duration;
 use leptos::prelude::*;
 
 use crate::api::{disable_flow, get_flow_stats, list_events, save_flow};
-use crate::components::{Dialog, ErrorNotice, Loading, SuccessNotice};
+use crate::components::{ConfirmActions, Dialog, ErrorNotice, Loading, SuccessNotice};
 use crate::domain::{AlgorithmDetails, Direction, EventRow, FlowRequest, FlowStats};
 
 /// Which dialog is open on the Events tab.
@@ -342,22 +342,16 @@ fn DisableDialog(
         <Dialog title="Disable listener?".to_owned() on_close=on_close>
             <p>{what}</p>
             <p class="mt-2 text-sm text-slate-600">"Messages already being processed are finished first."</p>
-            {move || error.get().map(|e| view! { <div class="mt-3"><ErrorNotice message=e /></div> })}
-            <div class="mt-6 flex justify-end gap-3">
-                <button type="button" class="rounded border border-slate-300 px-4 py-2 text-sm" on:click=move |_| on_close.run(())>
-                    "Cancel"
-                </button>
-                <button
-                    type="button"
-                    class="rounded bg-red-700 px-4 py-2 text-sm font-medium text-white hover:bg-red-800 disabled:opacity-60"
-                    disabled=move || pending.get()
-                    on:click=move |_| {
-                        action.dispatch_local(());
-                    }
-                >
-                    {move || if pending.get() { "Disabling…" } else { "Disable" }}
-                </button>
-            </div>
+            <ConfirmActions
+                error=error
+                pending=pending
+                label="Disable"
+                busy="Disabling…"
+                on_cancel=on_close
+                on_confirm=Callback::new(move |_| {
+                    action.dispatch_local(());
+                })
+            />
         </Dialog>
     }
 }

@@ -7,7 +7,7 @@ use leptos_router::{
 
 use crate::api::{MAX_PARTITIONS, create_topic, delete_broker_connection, get_broker_connection};
 use crate::components::{
-    Dialog, ErrorNotice, FieldError, FormError, Loading, StatusBadge, SuccessNotice,
+    ConfirmActions, Dialog, ErrorNotice, FieldError, FormError, Loading, StatusBadge, SuccessNotice,
 };
 use crate::domain::{AppError, BrokerConnectionDetails, TopicInfo};
 use crate::pages::admin::TopicSidesheet;
@@ -301,26 +301,16 @@ fn DeleteDialog(
                 }
                 .into_any()
             }}
-            {move || error.get().map(|e| view! { <div class="mt-3"><ErrorNotice message=e /></div> })}
-            <div class="mt-6 flex justify-end gap-3">
-                <button
-                    type="button"
-                    class="rounded border border-slate-300 px-4 py-2 text-sm"
-                    on:click=move |_| on_close.run(())
-                >
-                    "Cancel"
-                </button>
-                <button
-                    type="button"
-                    class="rounded bg-red-700 px-4 py-2 text-sm font-medium text-white hover:bg-red-800 disabled:opacity-60"
-                    disabled=move || pending.get()
-                    on:click=move |_| {
-                        action.dispatch_local(());
-                    }
-                >
-                    {move || if pending.get() { "Deleting…" } else { "Delete" }}
-                </button>
-            </div>
+            <ConfirmActions
+                error=error
+                pending=pending
+                label="Delete"
+                busy="Deleting…"
+                on_cancel=on_close
+                on_confirm=Callback::new(move |_| {
+                    action.dispatch_local(());
+                })
+            />
         </Dialog>
     }
 }
