@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
-use app::domain::{AppError, Role};
+use app::domain::Role;
 
 use crate::config::Settings;
 use crate::db::Db;
@@ -251,12 +251,4 @@ async fn shutdown_signal() {
         _ = terminate => {},
     }
     tracing::info!("shutting down");
-}
-
-/// Errors that a repeated `demo` run expects and skips.
-pub(crate) fn already_there(result: Result<(), AppError>) -> Result<(), AppError> {
-    match result {
-        Err(AppError::Conflict { .. }) => Ok(()),
-        other => other,
-    }
 }

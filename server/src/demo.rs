@@ -3,7 +3,6 @@
 
 use app::domain::{Access, AppError, NewBrokerConnection, Role, TopicGrant, TopicName};
 
-use crate::cli::already_there;
 use crate::services::Services;
 
 /// The demo broker connection's name.
@@ -130,4 +129,12 @@ async fn seed_broker(services: &Services, bootstrap: &str) -> anyhow::Result<()>
         services.save_topic_grants(&id, &name, grants).await?;
     }
     Ok(())
+}
+
+/// Errors that a repeated `demo` run expects and skips.
+fn already_there(result: Result<(), AppError>) -> Result<(), AppError> {
+    match result {
+        Err(AppError::Conflict { .. }) => Ok(()),
+        other => other,
+    }
 }

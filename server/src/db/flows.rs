@@ -64,6 +64,15 @@ pub fn versions(
         .load(conn)
 }
 
+/// The organization an algorithm belongs to.
+pub fn organization_of(conn: &mut AnyConnection, algorithm_id: &str) -> QueryResult<String> {
+    algorithms::table
+        .inner_join(organizations::table)
+        .filter(algorithms::id.eq(algorithm_id))
+        .select(organizations::name)
+        .first(conn)
+}
+
 pub fn is_member(conn: &mut AnyConnection, username: &str, org: &str) -> QueryResult<bool> {
     let n: i64 = memberships::table
         .inner_join(users::table)

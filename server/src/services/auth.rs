@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use app::api::SESSION_COOKIE;
 use app::domain::{AppError, CurrentUser, Role};
 
-use super::{Services, internal};
+use super::{Services, blocking, internal};
 use crate::db::{now_ms, users};
 
 /// How long a session lasts.
@@ -59,14 +59,6 @@ pub fn token_hash(token: &str) -> String {
 fn dummy_hash() -> &'static str {
     static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     HASH.get_or_init(|| hash_password("not a real password").unwrap_or_default())
-}
-
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, AppError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|_| AppError::Internal)
 }
 
 impl Services {

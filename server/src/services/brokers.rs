@@ -16,7 +16,7 @@ use app::domain::{
     TopicGrant, TopicName,
 };
 
-use super::{Services, internal};
+use super::{Services, blocking, internal};
 use crate::db::brokers::{self as queries, ConnectionRow};
 use crate::db::{new_id, now_ms};
 use crate::kafka::{BrokerClient, BrokerSettings, check_ca_pem};
@@ -125,14 +125,6 @@ pub fn broker_settings(
     })
 }
 
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, AppError> + Send + 'static,
-) -> Result<T, AppError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|_| AppError::Internal)?
-}
-
 impl Services {
     async fn connection_row(&self, id: &str) -> Result<ConnectionRow, AppError> {
         let key = id.to_owned();
@@ -158,7 +150,7 @@ impl Services {
         row: &ConnectionRow,
     ) -> Result<Vec<app::domain::TopicInfo>, AppError> {
         let client = self.broker_client(row)?;
-        blocking(move || client.topics(DETAILS_TIMEOUT)).await
+        blocking(move || client.topics(DETAILS_TIMEOUT)).await?
     }
 }
 
@@ -218,7 +210,7 @@ impl Services {
             ));
         }
         let client = BrokerClient::new(&settings)?;
-        let client = blocking(move || client.check(DETAILS_TIMEOUT).map(|_| client)).await?;
+        let client = blocking(move || client.check(DETAILS_TIMEOUT).map(|_| client)).await??;
 
         let id = new_id();
         let seal = |value: &Option<String>, field: &str| -> Result<Option<String>, AppError> {

@@ -81,25 +81,34 @@ impl Services {
         name: &str,
     ) -> Result<AlgorithmDetails, AppError> {
         let (id, org, name, description) = self.visible_algorithm(user, org, name).await?;
+        Ok(AlgorithmDetails {
+            org,
+            name,
+            description,
+            versions: self.versions_of(&id).await?,
+            can_manage: true,
+        })
+    }
+
+    /// The versions of an algorithm, newest first (no access check).
+    pub(super) async fn versions_of(
+        &self,
+        algorithm_id: &str,
+    ) -> Result<Vec<VersionInfo>, AppError> {
+        let id = algorithm_id.to_owned();
         let versions = self
             .db
             .run(move |c| queries::versions(c, &[id]))
             .await
             .map_err(internal)?;
-        Ok(AlgorithmDetails {
-            org,
-            name,
-            description,
-            versions: versions
-                .into_iter()
-                .map(|(_, version, runtime, created_at_ms)| VersionInfo {
-                    version,
-                    runtime,
-                    created_at_ms,
-                })
-                .collect(),
-            can_manage: true,
-        })
+        Ok(versions
+            .into_iter()
+            .map(|(_, version, runtime, created_at_ms)| VersionInfo {
+                version,
+                runtime,
+                created_at_ms,
+            })
+            .collect())
     }
 
     pub async fn add_version_as(
@@ -122,6 +131,12 @@ impl Services {
         name: &str,
     ) -> Result<Vec<EventRow>, AppError> {
         let (id, ..) = self.visible_algorithm(user, org, name).await?;
+        self.event_rows(&id).await
+    }
+
+    /// The Events rows of an algorithm (no access check).
+    async fn event_rows(&self, algorithm_id: &str) -> Result<Vec<EventRow>, AppError> {
+        let id = algorithm_id.to_owned();
         let (grants, flows) = self
             .db
             .run(move |c| Ok((queries::grants_of(c, &id)?, queries::flows_of(c, &id)?)))
@@ -175,7 +190,10 @@ impl Services {
         user: &CurrentUser,
         request: FlowRequest,
     ) -> Result<(), AppError> {
-        let rows = self.events(user, &request.org, &request.name).await?;
+        let (algorithm_id, ..) = self
+            .visible_algorithm(user, &request.org, &request.name)
+            .await?;
+        let rows = self.event_rows(&algorithm_id).await?;
         let topic = TopicName::parse(&request.topic)?;
         let row = rows
             .iter()
@@ -185,9 +203,9 @@ impl Services {
                     && r.direction == request.direction
             })
             .ok_or_else(|| AppError::Forbidden)?;
-        let details = self.algorithm(user, &request.org, &request.name).await?;
-        if !details
-            .versions
+        if !self
+            .versions_of(&algorithm_id)
+            .await?
             .iter()
             .any(|v| v.version == request.version.trim())
         {
@@ -228,9 +246,6 @@ impl Services {
                 ));
             }
         }
-        let (algorithm_id, ..) = self
-            .visible_algorithm(user, &request.org, &request.name)
-            .await?;
         let (connection, version, dlq, direction) = (
             request.connection_id.clone(),
             request.version.trim().to_owned(),
@@ -295,15 +310,9 @@ impl Services {
         let algorithm_id = flow.algorithm_id.clone();
         let org = self
             .db
-            .run(move |c| {
-                Ok(queries::algorithms(c)?
-                    .into_iter()
-                    .find(|(id, ..)| *id == algorithm_id)
-                    .map(|(_, org, ..)| org))
-            })
+            .run(move |c| queries::organization_of(c, &algorithm_id))
             .await
-            .map_err(internal)?
-            .ok_or(AppError::Internal)?;
+            .map_err(internal)?;
         if !self.is_member(user, &org).await? {
             return Err(AppError::Forbidden);
         }

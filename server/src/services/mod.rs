@@ -21,6 +21,15 @@ pub fn internal(error: DbError) -> AppError {
     AppError::Internal
 }
 
+/// Runs blocking work (hashing, librdkafka calls) on the blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, AppError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|_| AppError::Internal)
+}
+
 /// The services of one server instance, shared by every request.
 #[derive(Clone)]
 pub struct Services {

@@ -34,12 +34,12 @@ impl Services {
         version: &str,
         input: &[u8],
     ) -> Result<(Vec<u8>, f64), RunFailure> {
-        let details = self.algorithm(user, org, name).await?;
-        let Some(found) = details.versions.iter().find(|v| v.version == version) else {
+        let (algorithm_id, ..) = self.visible_algorithm(user, org, name).await?;
+        let versions = self.versions_of(&algorithm_id).await?;
+        let Some(found) = versions.iter().find(|v| v.version == version) else {
             return Err(AppError::not_found(format!("Version {version} of {org}/{name}")).into());
         };
         let runtime = Runtime::parse(&found.runtime)?;
-        let (algorithm_id, ..) = self.visible_algorithm(user, org, name).await?;
         let started = Instant::now();
         let output = self
             .runner

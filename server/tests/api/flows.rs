@@ -528,12 +528,42 @@ async fn flow_changes_are_checked_on_the_server() {
     )
     .await;
     assert_eq!(r.json()["field"], "dlq_topic", "{}", r.text());
-    // DLQ the algorithm may not publish to (a topic of no grant, as on another broker).
+    // DLQ the algorithm may not publish to.
     let r = call(
         p.flow(&p.input, "subscribe", "1.0.0", Some("elsewhere")),
         p.ana.clone(),
     )
     .await;
+    assert_eq!(r.json()["field"], "dlq_topic");
+    // DLQ on another broker connection, where the algorithm may publish.
+    let other = connect(&p.app, &p.admin, "other").await;
+    let foreign = unique_topic("foreign-dlq");
+    let r = p
+        .app
+        .call(
+            "create_topic",
+            json!({"id": other, "topic": foreign, "partitions": 1}),
+            Some(&p.admin),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let grants =
+        json!([{"algorithm": "acme/sentiment", "access": {"subscribe": false, "publish": true}}]);
+    let r = p
+        .app
+        .call(
+            "save_topic_grants",
+            json!({"id": other, "topic": foreign, "grants": grants}),
+            Some(&p.admin),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let r = call(
+        p.flow(&p.input, "subscribe", "1.0.0", Some(&foreign)),
+        p.ana.clone(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text());
     assert_eq!(r.json()["field"], "dlq_topic");
     // Another organization's member.
     let ben = p.app.login("ben", "ben-password").await;

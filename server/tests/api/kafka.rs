@@ -130,8 +130,13 @@ pub fn unique_topic(prefix: &str) -> String {
 
 /// Produces `values` to `topic` (partition chosen by key) and waits for the acks.
 pub async fn produce(topic: &str, values: &[&str]) {
+    produce_on(bootstrap(), topic, values).await
+}
+
+/// [`produce`] on another broker; keys are `key-0`, `key-1`, …
+pub async fn produce_on(bootstrap: &str, topic: &str, values: &[&str]) {
     let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
+        .set("bootstrap.servers", bootstrap)
         .set("message.timeout.ms", "20000")
         .create()
         .unwrap();

@@ -10,6 +10,7 @@ use serde_json::json;
 use app::domain::Role;
 
 use crate::flows::wait_until;
+use crate::kafka::produce_on;
 use crate::support::TestApp;
 
 /// A tansu broker with its own port and sqlite storage, so it can be stopped
@@ -81,28 +82,13 @@ impl Drop for OwnBroker {
     }
 }
 
+/// Produces `{"text": "good {i}"}` for i in `from..to`.
 async fn produce_to(bootstrap: &str, topic: &str, from: usize, to: usize) {
-    use rdkafka::ClientConfig;
-    use rdkafka::producer::{FutureProducer, FutureRecord};
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("message.timeout.ms", "30000")
-        .create()
-        .unwrap();
-    for i in from..to {
-        let (key, value) = (
-            format!("key-{i}"),
-            json!({"text": format!("good {i}")}).to_string(),
-        );
-        producer
-            .send(
-                FutureRecord::to(topic).key(&key).payload(&value),
-                Duration::from_secs(30),
-            )
-            .await
-            .map_err(|(e, _)| e)
-            .unwrap();
-    }
+    let values: Vec<String> = (from..to)
+        .map(|i| json!({"text": format!("good {i}")}).to_string())
+        .collect();
+    let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+    produce_on(bootstrap, topic, &refs).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
