@@ -68,7 +68,9 @@ pub(crate) struct Inner {
     flows: tokio::sync::Mutex<HashMap<String, Running>>,
     stats: Mutex<HashMap<String, Arc<Stats>>>,
     /// (algorithm id, version) → where its outputs go.
-    publish: RwLock<HashMap<(String, String), Vec<Target>>>,
+    publish: RwLock<HashMap<(String, String), Vec<Arc<Target>>>>,
+    /// Changes whenever `publish` does.
+    publish_generation: std::sync::atomic::AtomicU64,
     producers: publish::Producers,
     metrics: metrics::Metrics,
 }
@@ -90,6 +92,7 @@ impl Runner {
                 flows: tokio::sync::Mutex::new(HashMap::new()),
                 stats: Mutex::new(HashMap::new()),
                 publish: RwLock::new(HashMap::new()),
+                publish_generation: std::sync::atomic::AtomicU64::new(0),
                 producers: publish::Producers::default(),
                 metrics: metrics::Metrics::default(),
             }),
@@ -127,23 +130,28 @@ impl Runner {
             .await
             .map_err(crate::services::internal)?;
 
-        let mut publish: HashMap<(String, String), Vec<Target>> = HashMap::new();
+        let mut publish: HashMap<(String, String), Vec<Arc<Target>>> = HashMap::new();
         let mut wanted: HashMap<String, ActiveFlow> = HashMap::new();
         for flow in active {
             if flow.direction == "publish" {
                 publish
                     .entry((flow.algorithm_id.clone(), flow.version.clone()))
                     .or_default()
-                    .push(Target {
+                    .push(Arc::new(Target {
                         connection_id: flow.connection_id.clone(),
                         topic: flow.topic.clone(),
-                    });
+                    }));
             } else {
                 wanted.insert(flow.id.clone(), flow);
             }
         }
-        if let Ok(mut map) = inner.publish.write() {
+        if let Ok(mut map) = inner.publish.write()
+            && *map != publish
+        {
             *map = publish;
+            inner
+                .publish_generation
+                .fetch_add(1, std::sync::atomic::Ordering::Release);
         }
 
         let gone: Vec<String> = running
@@ -311,8 +319,15 @@ impl Runner {
         snapshot
     }
 
+    /// Changes whenever the publish targets of any algorithm version do.
+    pub(crate) fn publish_generation(&self) -> u64 {
+        self.inner
+            .publish_generation
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Where successful runs of this algorithm version are published.
-    pub(crate) fn targets(&self, algorithm_id: &str, version: &str) -> Vec<Target> {
+    pub(crate) fn targets(&self, algorithm_id: &str, version: &str) -> Vec<Arc<Target>> {
         self.inner
             .publish
             .read()

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use app::domain::AppError;
 
@@ -20,29 +20,11 @@ pub(crate) struct Producers {
     by_connection: Mutex<HashMap<String, FutureProducer>>,
 }
 
-/// One record to write: key, value and `eventflows-` headers.
-pub(crate) struct Record {
-    pub key: Option<Vec<u8>>,
-    pub value: Vec<u8>,
-    pub headers: OwnedHeaders,
-}
-
-impl Record {
-    fn future<'a>(&'a self, topic: &'a str) -> FutureRecord<'a, [u8], [u8]> {
-        let mut future = FutureRecord::to(topic)
-            .payload(self.value.as_slice())
-            .headers(self.headers.clone());
-        if let Some(key) = &self.key {
-            future = future.key(key.as_slice());
-        }
-        future
-    }
-}
-
 /// Builds headers: the input's own (minus old `eventflows-` ones), then ours.
-pub(crate) fn headers(original: Option<&OwnedHeaders>, ours: &[(&str, String)]) -> OwnedHeaders {
-    use rdkafka::message::Headers;
-    let mut out = OwnedHeaders::new();
+pub(crate) fn headers(original: Option<&OwnedHeaders>, ours: &[(&str, &[u8])]) -> OwnedHeaders {
+    let mut out = OwnedHeaders::new_with_capacity(
+        ours.len() + original.map(|h| h.count()).unwrap_or_default(),
+    );
     if let Some(original) = original {
         for header in original.iter() {
             if !header.key.starts_with("eventflows-") {
@@ -56,14 +38,15 @@ pub(crate) fn headers(original: Option<&OwnedHeaders>, ours: &[(&str, String)]) 
     for (key, value) in ours {
         out = out.insert(Header {
             key,
-            value: Some(value.as_bytes()),
+            value: Some(*value),
         });
     }
     out
 }
 
 impl Runner {
-    async fn producer(&self, connection_id: &str) -> Result<FutureProducer, AppError> {
+    /// The shared producer of a broker connection, created on first use.
+    pub(crate) async fn producer(&self, connection_id: &str) -> Result<FutureProducer, AppError> {
         if let Some(p) = self
             .inner
             .producers
@@ -100,34 +83,17 @@ impl Runner {
     pub(crate) async fn send(
         &self,
         connection_id: &str,
-        topic: &str,
-        record: &Record,
+        record: FutureRecord<'_, [u8], [u8]>,
     ) -> Result<(), String> {
+        let topic = record.topic.to_owned();
         let producer = self
             .producer(connection_id)
             .await
             .map_err(|e| e.to_string())?;
         producer
-            .send(record.future(topic), SEND_TIMEOUT)
+            .send(record, SEND_TIMEOUT)
             .await
             .map(|_| ())
-            .map_err(|(e, _)| format!("writing to '{topic}' failed: {e}"))
-    }
-
-    /// Hands one record to the producer without waiting: the returned future
-    /// resolves with the broker's acknowledgement.
-    pub(crate) async fn start_send(
-        &self,
-        connection_id: &str,
-        topic: &str,
-        record: &Record,
-    ) -> Result<DeliveryFuture, String> {
-        let producer = self
-            .producer(connection_id)
-            .await
-            .map_err(|e| e.to_string())?;
-        producer
-            .send_result(record.future(topic))
             .map_err(|(e, _)| format!("writing to '{topic}' failed: {e}"))
     }
 

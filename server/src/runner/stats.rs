@@ -13,7 +13,8 @@ use app::domain::{FlowError, FlowStats, RunRecord};
 use super::metrics::{FlowLabels, Metrics};
 
 const KEEP_ERRORS: usize = 20;
-const KEEP_RUNS: usize = 50;
+/// Recent runs kept for the debugging view.
+pub(super) const KEEP_RUNS: usize = 50;
 
 /// The counters of one flow: Prometheus counters (shared with `/metrics`)
 /// plus what only the debugging view shows.
@@ -76,8 +77,23 @@ impl Stats {
         push(&self.errors, error, KEEP_ERRORS);
     }
 
-    pub fn record_run(&self, run: RunRecord) {
-        push(&self.runs, run, KEEP_RUNS);
+    /// Marks the flow running again (after a broker outage); cheap when it is.
+    pub fn set_running(&self) {
+        if let Ok(mut s) = self.state.lock()
+            && *s != "running"
+        {
+            *s = "running".into();
+        }
+    }
+
+    /// Adds runs, oldest first, keeping the newest [`KEEP_RUNS`].
+    pub fn record_runs(&self, runs: impl IntoIterator<Item = RunRecord>) {
+        if let Ok(mut q) = self.runs.lock() {
+            for run in runs {
+                q.push_front(run);
+            }
+            q.truncate(KEEP_RUNS);
+        }
     }
 
     pub fn processed(&self, partition: i32, offset: i64) {

@@ -4,11 +4,13 @@
 
 use std::time::Instant;
 
+use rdkafka::producer::FutureRecord;
+
 use app::domain::{AppError, CurrentUser, Runtime};
 
 use super::Services;
 use crate::runner::RunError;
-use crate::runner::publish::{Record, headers};
+use crate::runner::publish::headers;
 
 /// Why a REST run failed.
 pub enum RunFailure {
@@ -48,21 +50,21 @@ impl Services {
             .await
             .map_err(RunFailure::Run)?;
         let seconds = started.elapsed().as_secs_f64();
-        let record = Record {
-            key: None,
-            value: output.clone(),
-            headers: headers(
-                None,
-                &[
-                    ("eventflows-algorithm", format!("{org}/{name}")),
-                    ("eventflows-version", version.to_owned()),
-                    ("eventflows-source", "api".to_owned()),
-                ],
-            ),
-        };
-        for target in self.runner.targets(&algorithm_id, version) {
+        let algorithm = format!("{org}/{name}");
+        let headers = headers(
+            None,
+            &[
+                ("eventflows-algorithm", algorithm.as_bytes()),
+                ("eventflows-version", version.as_bytes()),
+                ("eventflows-source", b"api"),
+            ],
+        );
+        for target in self.runner.targets(&algorithm_id, version).iter() {
+            let record = FutureRecord::<[u8], [u8]>::to(&target.topic)
+                .payload(output.as_slice())
+                .headers(headers.clone());
             self.runner
-                .send(&target.connection_id, &target.topic, &record)
+                .send(&target.connection_id, record)
                 .await
                 .map_err(RunFailure::Publish)?;
         }

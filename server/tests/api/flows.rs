@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use app::domain::Role;
 
 use crate::brokers::connect;
-use crate::kafka::{bootstrap, produce_keyed, unique_topic};
+use crate::kafka::{bootstrap, produce_keyed, produce_to_partition, unique_topic};
 use crate::support::TestApp;
 
 /// A record read back from a topic.
@@ -705,4 +705,100 @@ async fn a_run_through_the_rest_api_is_answered_and_published() {
         read_for(&p.output, 2, Duration::from_secs(3)).await.len(),
         1
     );
+}
+
+/// A model that echoes its input at once, except inputs of partition 0
+/// (`{"p": 0, …}`), which wait until `gate` opens. Every input it was given
+/// is recorded in `seen`, in order.
+async fn gated_model(
+    gate: tokio::sync::watch::Receiver<bool>,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+) -> String {
+    use axum::{Json, Router, routing::post};
+    let app = Router::new().route(
+        "/predict",
+        post(move |Json(input): Json<Value>| {
+            let (mut gate, seen) = (gate.clone(), seen.clone());
+            async move {
+                seen.lock().unwrap().push(input.clone());
+                if input["p"] == 0 {
+                    let _ = gate.wait_for(|open| *open).await;
+                }
+                Json(input)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/predict", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+#[tokio::test]
+async fn a_partition_stuck_on_a_slow_run_does_not_hold_back_the_others() {
+    let p = pipeline().await;
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let model = gated_model(gate, seen.clone()).await;
+    p.app
+        .services
+        .add_algorithm_version("acme/sentiment", "2.0.0", &format!("http:{model}"), "")
+        .await
+        .unwrap();
+    let inputs = |partition: i32, range: std::ops::Range<usize>| -> Vec<String> {
+        range
+            .map(|i| json!({"p": partition, "i": i}).to_string())
+            .collect()
+    };
+    // More than the partition's lane holds, so its backlog reaches the consumer loop.
+    const BACKLOG: usize = 1000;
+    produce_to_partition(&p.input, 0, &inputs(0, 0..BACKLOG)).await;
+    p.save(&p.output, "publish", "2.0.0", None).await;
+    p.save(&p.input, "subscribe", "2.0.0", None).await;
+    wait_until("partition 0's first run is under way", || async {
+        !seen.lock().unwrap().is_empty()
+    })
+    .await;
+
+    // Partition 0 is stuck on its first message; the others go on.
+    produce_to_partition(&p.input, 1, &inputs(1, 0..20)).await;
+    produce_to_partition(&p.input, 2, &inputs(2, 0..20)).await;
+    let others = read(&p.output, 40).await;
+    let mut partitions: Vec<String> = others
+        .iter()
+        .map(|r| r.headers["eventflows-source-partition"].clone())
+        .collect();
+    partitions.sort();
+    partitions.dedup();
+    assert_eq!(
+        (others.len(), partitions),
+        (40, vec!["1".to_owned(), "2".to_owned()]),
+        "partitions 1 and 2 are done while partition 0 waits"
+    );
+    assert_eq!(
+        seen.lock().unwrap().iter().filter(|v| v["p"] == 0).count(),
+        1,
+        "partition 0 is still on its first message"
+    );
+
+    // Written while partition 0 is held back: fetched once it catches up.
+    produce_to_partition(&p.input, 0, &inputs(0, BACKLOG..BACKLOG + 50)).await;
+    open.send(true).unwrap();
+    let total = BACKLOG + 50 + 40;
+    let outputs = read(&p.output, total).await;
+    assert_eq!(outputs.len(), total, "every message has its output");
+    let mut last: HashMap<String, i64> = HashMap::new();
+    for output in &outputs {
+        let partition = output.headers["eventflows-source-partition"].clone();
+        let offset: i64 = output.headers["eventflows-source-offset"].parse().unwrap();
+        let previous = last.insert(partition.clone(), offset).unwrap_or(-1);
+        assert_eq!(
+            offset,
+            previous + 1,
+            "partition {partition}: outputs in order, none missing or repeated"
+        );
+        let value: Value = serde_json::from_str(&output.value).unwrap();
+        assert_eq!(value["i"], offset, "the output is its own input's");
+    }
+    assert_eq!(last["0"], (BACKLOG + 50 - 1) as i64);
 }

@@ -158,3 +158,23 @@ pub async fn produce_keyed(topic: &str, values: &[String]) {
     let refs: Vec<&str> = values.iter().map(String::as_str).collect();
     produce(topic, &refs).await;
 }
+
+/// Produces `values` to one partition of `topic`, all sends in flight at
+/// once, and waits for the acks.
+pub async fn produce_to_partition(topic: &str, partition: i32, values: &[String]) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("message.timeout.ms", "20000")
+        .create()
+        .unwrap();
+    let mut deliveries = Vec::new();
+    for value in values {
+        let record = FutureRecord::<(), str>::to(topic)
+            .partition(partition)
+            .payload(value);
+        deliveries.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+    }
+    for delivery in deliveries {
+        delivery.await.unwrap().map_err(|(e, _)| e).unwrap();
+    }
+}
