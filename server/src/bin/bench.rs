@@ -2,9 +2,10 @@
 //!
 //! Starts its own tansu broker and an in-process Event Flows runner, then
 //! measures on the same broker, side by side: a bare rdkafka passthrough
-//! (the limit), and subscribe flows running echo, sentiment and an HTTP model
-//! that answers after 5 ms; for 100-byte and 1-KB messages on 1 and 3
-//! partitions. Then the resident memory and threads with 1, 50 and 200 idle
+//! (the limit), the same passthrough writing the five `eventflows-` headers a
+//! flow's output carries, and subscribe flows running echo, sentiment and an
+//! HTTP model that answers after 5 ms; for 100-byte and 1-KB messages on 1
+//! and 3 partitions. Then the resident memory and threads with 1, 50 and 200 idle
 //! flows. `--smoke` runs a few messages and checks outputs equal inputs.
 
 use std::collections::{HashMap, VecDeque};
@@ -17,7 +18,7 @@ use axum::{Json, Router, routing::post};
 use futures::StreamExt;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
 
@@ -136,7 +137,12 @@ type Output = (String, i64, Vec<u8>);
 
 /// Reads `n` records from `topic`; returns them and the wall-clock time (ms)
 /// at which the last one arrived.
-fn read(bootstrap: &str, topic: &str, n: usize, limit: Duration) -> anyhow::Result<(Vec<Output>, i64)> {
+fn read(
+    bootstrap: &str,
+    topic: &str,
+    n: usize,
+    limit: Duration,
+) -> anyhow::Result<(Vec<Output>, i64)> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", format!("bench-reader-{}", server::db::new_id()))
@@ -173,11 +179,14 @@ fn pace(outputs: &[Output], last_arrival_ms: i64) -> f64 {
 }
 
 /// The limit: consume, produce the same bytes with sends in flight, store
-/// offsets after acknowledgement. Runs until `stop`.
+/// offsets after acknowledgement. Runs until `stop`. With `headers`, each
+/// record also carries the five headers a flow's output carries (the
+/// `limit+headers` row: what writing them costs, without the runner).
 async fn passthrough(
     bootstrap: String,
     input: String,
     output: String,
+    headers: bool,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let consumer: Arc<StreamConsumer> = Arc::new(
@@ -218,6 +227,30 @@ async fn passthrough(
         if let Some(key) = message.key() {
             record = record.key(key);
         }
+        if headers {
+            let (mut partition, mut offset) = (itoa::Buffer::new(), itoa::Buffer::new());
+            let fields: [(&str, &[u8]); 5] = [
+                ("eventflows-algorithm", b"bench/limit"),
+                ("eventflows-version", b"1.0.0"),
+                ("eventflows-source-topic", input.as_bytes()),
+                (
+                    "eventflows-source-partition",
+                    partition.format(message.partition()).as_bytes(),
+                ),
+                (
+                    "eventflows-source-offset",
+                    offset.format(message.offset()).as_bytes(),
+                ),
+            ];
+            let mut all = OwnedHeaders::new_with_capacity(fields.len());
+            for (key, value) in fields {
+                all = all.insert(Header {
+                    key,
+                    value: Some(value),
+                });
+            }
+            record = record.headers(all);
+        }
         let delivery = producer.send_result(record).map_err(|(e, _)| e)?;
         acks_tx
             .send((message.partition(), message.offset(), delivery))
@@ -251,7 +284,12 @@ fn cpu_seconds(pid: u32) -> f64 {
         .rsplit_once(')')
         .map(|(_, rest)| rest.split_whitespace().collect())
         .unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // utime and stime, fields 14 and 15 of the line (11 and 12 after the name), in 1/100 s.
     (ticks(11) + ticks(12)) / 100.0
 }
@@ -262,6 +300,11 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
     }
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
+
+/// The allocator the `eventflows` binary uses, so that the runner measured
+/// here runs as it does there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Throughput rounds per row; the median is reported.
 const ROUNDS: usize = 3;
@@ -350,7 +393,11 @@ impl Bench {
             .messages
             .unwrap_or(if size <= 100 { 100_000 } else { 50_000 });
         // An HTTP model answering after 5 ms is slow by design: fewer messages.
-        let n = if runtime == "http" { (n / 10).min(2_000) } else { n };
+        let n = if runtime == "http" {
+            (n / 10).min(2_000)
+        } else {
+            n
+        };
         let rounds = if self.smoke { 1 } else { ROUNDS };
         let mut results = Vec::new();
         let mut latency = (0, 0);
@@ -387,18 +434,23 @@ impl Bench {
         n: usize,
         latency: bool,
     ) -> anyhow::Result<((f64, f64, f64), Option<(i64, i64)>)> {
-        let algorithm = format!("bench/{runtime}");
+        // The passthroughs use the topics as the `bench/limit` algorithm would.
+        let algorithm = format!("bench/{}", runtime.trim_end_matches("+headers"));
         let a = algorithm.as_str();
         let input = self.topic("in", partitions, &[(a, true, false)]).await?;
         let output = self.topic("out", 1, &[(a, false, true)]).await?;
         produce(&self.bootstrap, &input, n, size, None).await?;
-        let cpu_before = (cpu_seconds(std::process::id()), cpu_seconds(self.broker_pid));
+        let cpu_before = (
+            cpu_seconds(std::process::id()),
+            cpu_seconds(self.broker_pid),
+        );
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let limit_task = if runtime == "limit" {
+        let limit_task = if runtime.starts_with("limit") {
             Some(tokio::spawn(passthrough(
                 self.bootstrap.clone(),
                 input.clone(),
                 output.clone(),
+                runtime == "limit+headers",
                 stop_rx,
             )))
         } else {
@@ -428,7 +480,7 @@ impl Bench {
                 let i: usize = key.trim_start_matches('k').parse()?;
                 let output: Value = serde_json::from_slice(value)?;
                 match runtime {
-                    "limit" | "echo" | "http" => ensure!(
+                    "limit" | "limit+headers" | "echo" | "http" => ensure!(
                         output == serde_json::from_str::<Value>(&payload(i, size))?,
                         "{runtime}: output differs from input {i}"
                     ),
@@ -596,8 +648,11 @@ async fn main() -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for &partitions in &partition_counts {
         for &size in &sizes {
-            for runtime in ["limit", "echo", "sentiment", "http"] {
-                if only.as_ref().is_some_and(|o| !o.iter().any(|r| r == runtime)) {
+            for runtime in ["limit", "limit+headers", "echo", "sentiment", "http"] {
+                if only
+                    .as_ref()
+                    .is_some_and(|o| !o.iter().any(|r| r == runtime))
+                {
                     continue;
                 }
                 let row = bench.measure(runtime, size, partitions).await?;
@@ -618,19 +673,23 @@ async fn main() -> anyhow::Result<()> {
     };
 
     println!(
-        "\n| runtime | size | partitions | msg/s | p50 ms | p99 ms | × limit | CPU µs/msg | broker CPU µs/msg |"
+        "\n| runtime | size | partitions | msg/s | p50 ms | p99 ms | × limit | × limit+headers | CPU µs/msg | broker CPU µs/msg |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut json_rows = Vec::new();
     for row in &rows {
-        let limit = rows
-            .iter()
-            .find(|r| r.runtime == "limit" && r.size == row.size && r.partitions == row.partitions)
-            .map(|r| r.per_second)
-            .unwrap_or(f64::NAN);
-        let ratio = row.per_second / limit;
+        let limit = |runtime: &str| {
+            rows.iter()
+                .find(|r| {
+                    r.runtime == runtime && r.size == row.size && r.partitions == row.partitions
+                })
+                .map(|r| r.per_second)
+                .unwrap_or(f64::NAN)
+        };
+        let ratio = row.per_second / limit("limit");
+        let ratio_headers = row.per_second / limit("limit+headers");
         println!(
-            "| {} | {} | {} | {:.0} | {} | {} | {:.2} | {:.1} | {:.1} |",
+            "| {} | {} | {} | {:.0} | {} | {} | {:.2} | {:.2} | {:.1} | {:.1} |",
             row.runtime,
             row.size,
             row.partitions,
@@ -638,12 +697,13 @@ async fn main() -> anyhow::Result<()> {
             row.p50_ms,
             row.p99_ms,
             ratio,
+            ratio_headers,
             row.cpu_us,
             row.broker_cpu_us
         );
         json_rows.push(json!({"runtime": row.runtime, "size": row.size, "partitions": row.partitions,
             "messages_per_second": row.per_second, "p50_ms": row.p50_ms, "p99_ms": row.p99_ms,
-            "ratio_to_limit": ratio, "cpu_us_per_message": row.cpu_us,
+            "ratio_to_limit": ratio, "ratio_to_limit_with_headers": ratio_headers, "cpu_us_per_message": row.cpu_us,
             "broker_cpu_us_per_message": row.broker_cpu_us}));
     }
     println!("\n| idle flows | resident MiB | threads | MiB per flow | threads per flow |");

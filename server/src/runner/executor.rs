@@ -61,7 +61,8 @@ impl Executor {
                 input.len()
             )));
         }
-        let not_json = |e: serde_json::Error| RunError::BadInput(format!("the message is not JSON: {e}"));
+        let not_json =
+            |e: serde_json::Error| RunError::BadInput(format!("the message is not JSON: {e}"));
         if matches!(runtime, Runtime::Builtin(id) if id == "echo") {
             // The output is the input: check it is JSON, without building it.
             serde_json::from_slice::<serde::de::IgnoredAny>(input).map_err(not_json)?;

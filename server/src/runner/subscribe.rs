@@ -15,12 +15,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
+use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::{Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
-use rdkafka::ClientConfig;
 use tokio::sync::mpsc::error::{TryRecvError, TrySendError};
 use tokio::sync::{Notify, mpsc, watch};
 
@@ -40,8 +40,11 @@ const LANE_QUEUE: usize = 2;
 /// Bytes of messages a flow may hold for lanes whose queue is full; past
 /// this the consumer loop waits for the lane (and so stops fetching).
 const MAX_HELD_BYTES: usize = 16 * 1024 * 1024;
-/// Messages per partition whose writes may be unacknowledged at once.
+/// Messages per partition whose writes may be unacknowledged at once (at
+/// most [`IN_FLIGHT_BYTES`] of inputs and outputs): enough to cover the
+/// broker's acknowledgement time at full speed.
 const IN_FLIGHT: usize = 8192;
+const IN_FLIGHT_BYTES: usize = 32 * 1024 * 1024;
 /// Attempts for a transient failure before it counts as failed.
 pub const MAX_ATTEMPTS: u32 = 4;
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
@@ -292,10 +295,10 @@ impl Lane {
 
 /// Runs one partition in order. See the module's documentation.
 async fn lane(mut worker: Worker, mut queue: mpsc::Receiver<Vec<OwnedMessage>>, room: Arc<Notify>) {
-    let mut in_flight: VecDeque<Pending> = VecDeque::new();
+    let mut in_flight = InFlight::default();
     let mut done = Done::default();
     while !worker.stopping() {
-        let batch = if in_flight.is_empty() {
+        let batch = if in_flight.messages.is_empty() {
             match queue.recv().await {
                 Some(batch) => batch,
                 None => break,
@@ -330,8 +333,9 @@ async fn lane(mut worker: Worker, mut queue: mpsc::Receiver<Vec<OwnedMessage>>, 
                 // Stopped during retries: this offset and later ones stay unstored.
                 break;
             };
-            in_flight.push_back(pending);
-            if in_flight.len() >= IN_FLIGHT
+            in_flight.bytes += pending.bytes;
+            in_flight.messages.push_back(pending);
+            if (in_flight.messages.len() >= IN_FLIGHT || in_flight.bytes >= IN_FLIGHT_BYTES)
                 && !worker.settle(&mut in_flight, &mut done, true).await
             {
                 return worker.report(&mut done);
@@ -343,7 +347,7 @@ async fn lane(mut worker: Worker, mut queue: mpsc::Receiver<Vec<OwnedMessage>>, 
         worker.report(&mut done);
     }
     // Finish what was started, then store its offsets.
-    while !in_flight.is_empty() {
+    while !in_flight.messages.is_empty() {
         if !worker.settle(&mut in_flight, &mut done, true).await {
             break;
         }
@@ -361,9 +365,18 @@ struct Setup {
     targets: Vec<(Arc<Target>, Option<FutureProducer>)>,
 }
 
+/// The messages of a lane whose writes are under way, oldest first.
+#[derive(Default)]
+struct InFlight {
+    messages: VecDeque<Pending>,
+    /// Bytes of their inputs and outputs.
+    bytes: usize,
+}
+
 /// A message whose run is over and whose writes are under way.
 struct Pending {
     message: OwnedMessage,
+    bytes: usize,
     version: Arc<str>,
     started: Instant,
     /// The output, or why the run failed.
@@ -461,6 +474,7 @@ impl Worker {
             }
         };
         let mut pending = Pending {
+            bytes: message.payload().map_or(0, <[u8]>::len),
             message,
             version: setup.version.clone(),
             started,
@@ -470,6 +484,7 @@ impl Worker {
         let mut writes = Vec::new();
         match result {
             Ok(output) => {
+                pending.bytes += output.len();
                 pending.result = Ok(output);
                 for (target, producer) in &setup.targets {
                     let state = self.start(producer.as_ref(), target, &pending);
@@ -573,20 +588,16 @@ impl Worker {
     /// Takes the messages whose writes are all acknowledged off the front of
     /// `in_flight`, in order; with `wait`, first waits for the oldest one.
     /// False if the flow was stopped while a write kept failing.
-    async fn settle(
-        &self,
-        in_flight: &mut VecDeque<Pending>,
-        done: &mut Done,
-        mut wait: bool,
-    ) -> bool {
-        while let Some(head) = in_flight.front_mut() {
+    async fn settle(&self, in_flight: &mut InFlight, done: &mut Done, mut wait: bool) -> bool {
+        while let Some(head) = in_flight.messages.front_mut() {
             match self.written(head, wait).await {
                 Some(true) => {}
                 Some(false) => return true,
                 None => return false,
             }
             wait = false;
-            if let Some(pending) = in_flight.pop_front() {
+            if let Some(pending) = in_flight.messages.pop_front() {
+                in_flight.bytes -= pending.bytes;
                 self.finished(pending, done);
             }
         }
