@@ -19,7 +19,7 @@ use futures::StreamExt;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use serde_json::{Value, json};
 
 use app::domain::{
@@ -97,10 +97,12 @@ fn payload(i: usize, size: usize) -> String {
     )
 }
 
-/// Produces `n` messages with every send in flight; returns send times by key.
+/// Produces `n` messages keyed `{prefix}{i}` with every send in flight;
+/// returns send times by key.
 async fn produce(
     bootstrap: &str,
     topic: &str,
+    prefix: &str,
     n: usize,
     size: usize,
     pace: Option<Duration>,
@@ -109,10 +111,20 @@ async fn produce(
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", "5")
         .create()?;
+    // Connected, with the topic's leader known, before the first send time is
+    // taken: the producer's own start-up is no part of any message's latency.
+    let client = producer.clone();
+    let name = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        client
+            .client()
+            .fetch_metadata(Some(&name), Duration::from_secs(10))
+    })
+    .await??;
     let mut pending = VecDeque::new();
     let mut sent = HashMap::new();
     for i in 0..n {
-        let key = format!("k{i}");
+        let key = format!("{prefix}{i}");
         let value = payload(i, size);
         sent.insert(key.clone(), now_ms());
         let delivery = producer
@@ -439,7 +451,7 @@ impl Bench {
         let a = algorithm.as_str();
         let input = self.topic("in", partitions, &[(a, true, false)]).await?;
         let output = self.topic("out", 1, &[(a, false, true)]).await?;
-        produce(&self.bootstrap, &input, n, size, None).await?;
+        produce(&self.bootstrap, &input, "k", n, size, None).await?;
         let cpu_before = (
             cpu_seconds(std::process::id()),
             cpu_seconds(self.broker_pid),
@@ -495,9 +507,11 @@ impl Bench {
         let mut measured = None;
         if latency {
             let l = self.latency_messages;
+            // Keys of their own, so that no backlog output counts as one of these.
             let sent = produce(
                 &self.bootstrap,
                 &input,
+                "l",
                 l,
                 size,
                 Some(Duration::from_millis(2)),

@@ -64,8 +64,12 @@ impl Executor {
         let not_json =
             |e: serde_json::Error| RunError::BadInput(format!("the message is not JSON: {e}"));
         if matches!(runtime, Runtime::Builtin(id) if id == "echo") {
-            // The output is the input: check it is JSON, without building it.
-            serde_json::from_slice::<serde::de::IgnoredAny>(input).map_err(not_json)?;
+            // The output is the input: check it is JSON (UTF-8 text, RFC 8259),
+            // without building it.
+            let text = std::str::from_utf8(input).map_err(|e| {
+                RunError::BadInput(format!("the message is not JSON: not UTF-8 text ({e})"))
+            })?;
+            serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(not_json)?;
             return Ok(input.to_vec());
         }
         let value: Value = serde_json::from_slice(input).map_err(not_json)?;
@@ -283,6 +287,10 @@ mod tests {
         assert!(matches!(
             exec.run(&echo, b"{\"x\": 1} trailing").await,
             Err(RunError::BadInput(_))
+        ));
+        assert!(matches!(
+            exec.run(&echo, b"{\"x\": \"\xff\"}").await,
+            Err(RunError::BadInput(m)) if m.contains("UTF-8")
         ));
         let big = format!("\"{}\"", "x".repeat(MAX_INPUT_BYTES));
         assert!(

@@ -38,7 +38,9 @@ const BATCH: usize = 256;
 /// Batches waiting in a lane's queue.
 const LANE_QUEUE: usize = 2;
 /// Bytes of messages a flow may hold for lanes whose queue is full; past
-/// this the consumer loop waits for the lane (and so stops fetching).
+/// this the consumer loop waits for the lane (and so stops fetching). Held
+/// messages move to the lane's queue in one piece, so a lane holds at most
+/// [`LANE_QUEUE`] such pieces, the batch it runs and [`IN_FLIGHT_BYTES`].
 const MAX_HELD_BYTES: usize = 16 * 1024 * 1024;
 /// Messages per partition whose writes may be unacknowledged at once (at
 /// most [`IN_FLIGHT_BYTES`] of inputs and outputs): enough to cover the
@@ -269,9 +271,12 @@ impl Lane {
     }
 
     fn hold(&mut self, messages: Vec<OwnedMessage>) {
+        // What a message takes besides its key and value (topic, headers,
+        // bookkeeping), so that empty messages count too.
+        const OVERHEAD: usize = 256;
         self.held_bytes += messages
             .iter()
-            .map(|m| m.payload().map_or(0, <[u8]>::len) + m.key().map_or(0, <[u8]>::len))
+            .map(|m| OVERHEAD + m.payload().map_or(0, <[u8]>::len) + m.key().map_or(0, <[u8]>::len))
             .sum::<usize>();
         if self.held.is_empty() {
             self.held = messages;
@@ -333,12 +338,21 @@ async fn lane(mut worker: Worker, mut queue: mpsc::Receiver<Vec<OwnedMessage>>, 
                 // Stopped during retries: this offset and later ones stay unstored.
                 break;
             };
+            // A write the producer did not take (its queue is full) is sent
+            // again before anything later, so that outputs stay in order.
+            let unsent = pending
+                .writes
+                .iter()
+                .any(|w| matches!(w.state, WriteState::Unsent));
             in_flight.bytes += pending.bytes;
             in_flight.messages.push_back(pending);
-            if (in_flight.messages.len() >= IN_FLIGHT || in_flight.bytes >= IN_FLIGHT_BYTES)
-                && !worker.settle(&mut in_flight, &mut done, true).await
+            while (unsent && !in_flight.messages.is_empty())
+                || in_flight.messages.len() >= IN_FLIGHT
+                || in_flight.bytes >= IN_FLIGHT_BYTES
             {
-                return worker.report(&mut done);
+                if !worker.settle(&mut in_flight, &mut done, true).await {
+                    return worker.report(&mut done);
+                }
             }
         }
         if !worker.settle(&mut in_flight, &mut done, false).await {
