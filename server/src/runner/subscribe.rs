@@ -7,10 +7,8 @@
 //! producer without waiting for them (up to [`IN_FLIGHT`] messages ahead),
 //! and stores offsets in order once every write of a message is
 //! acknowledged. Messages for a lane that is behind (a slow model) wait in
-//! the consumer loop, so that the other partitions go on; past a bound on
-//! the bytes waiting, the partitions holding them are paused (they fetch
-//! nothing more) until their lanes catch up, while the loop goes on polling:
-//! the consumer group needs that, and so do the other partitions.
+//! the consumer loop, so that the other partitions go on; only past a bound
+//! on the bytes waiting does the loop wait for that lane.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -23,7 +21,6 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::{Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
-use rdkafka::topic_partition_list::TopicPartitionList;
 use tokio::sync::mpsc::error::{TryRecvError, TrySendError};
 use tokio::sync::{Notify, mpsc, watch};
 
@@ -41,10 +38,9 @@ const BATCH: usize = 256;
 /// Batches waiting in a lane's queue.
 const LANE_QUEUE: usize = 2;
 /// Bytes of messages a flow may hold for lanes whose queue is full; past
-/// this the partitions holding messages are paused until their lanes have
-/// taken them. Held messages move to the lane's queue in one piece, so a
-/// lane holds at most [`LANE_QUEUE`] such pieces, the piece it runs and
-/// [`IN_FLIGHT_BYTES`].
+/// this the consumer loop waits for the lane (and so stops fetching). Held
+/// messages move to the lane's queue in one piece, so a lane holds at most
+/// [`LANE_QUEUE`] such pieces, the batch it runs and [`IN_FLIGHT_BYTES`].
 const MAX_HELD_BYTES: usize = 16 * 1024 * 1024;
 /// Messages per partition whose writes may be unacknowledged at once (at
 /// most [`IN_FLIGHT_BYTES`] of inputs and outputs): enough to cover the
@@ -149,8 +145,6 @@ struct Lane {
     /// Messages the lane had no room for yet, in order.
     held: Vec<OwnedMessage>,
     held_bytes: usize,
-    /// The partition is paused until the lane has taken what it holds.
-    paused: bool,
 }
 
 pub async fn run(
@@ -173,21 +167,13 @@ pub async fn run(
     let room = Arc::new(Notify::new());
     let mut lanes: HashMap<i32, Lane> = HashMap::new();
     let mut stream = consumer.stream();
-    loop {
+    'consume: loop {
         let holding = lanes.values().any(|lane| !lane.held.is_empty());
         let first = tokio::select! {
             _ = stop.changed() => break,
             _ = room.notified(), if holding => {
-                let mut resumed = false;
-                for (&partition, lane) in lanes.iter_mut() {
+                for lane in lanes.values_mut() {
                     lane.release();
-                    if lane.paused && lane.held.is_empty() {
-                        lane.paused = !worker.pause(partition, false);
-                        resumed = true;
-                    }
-                }
-                if resumed {
-                    show_state(&stats, &lanes);
                 }
                 continue;
             }
@@ -220,7 +206,7 @@ pub async fn run(
             }
         }
         if taken > 0 {
-            show_state(&stats, &lanes);
+            stats.set_running();
         }
         for (partition, messages) in batch {
             let lane = lanes
@@ -228,16 +214,17 @@ pub async fn run(
                 .or_insert_with(|| Lane::start(worker.clone(), room.clone()));
             lane.offer(messages);
         }
-        // Past the bound: the partitions holding messages fetch no more
-        // until their lanes take them. A paused partition resumes from the
-        // message after the last one consumed, so nothing is skipped.
-        if lanes.values().map(|lane| lane.held_bytes).sum::<usize>() > MAX_HELD_BYTES {
-            for (&partition, lane) in lanes.iter_mut() {
-                if !lane.paused && !lane.held.is_empty() {
-                    lane.paused = worker.pause(partition, true);
-                }
+        // Past the bound: wait for the lanes, as plain bounded queues would.
+        while lanes.values().map(|lane| lane.held_bytes).sum::<usize>() > MAX_HELD_BYTES {
+            let Some(lane) = lanes.values_mut().max_by_key(|lane| lane.held_bytes) else {
+                break;
+            };
+            let held = std::mem::take(&mut lane.held);
+            lane.held_bytes = 0;
+            tokio::select! {
+                _ = stop.changed() => break 'consume,
+                _ = lane.queue.send(held) => {}
             }
-            show_state(&stats, &lanes);
         }
         if let Some(error) = failure {
             stats.set_state(format!("waiting for the broker: {error}"));
@@ -258,29 +245,6 @@ pub async fn run(
     stats.set_state("stopped");
 }
 
-/// The flow's state: running, or which partitions wait for their runs.
-fn show_state(stats: &Stats, lanes: &HashMap<i32, Lane>) {
-    let mut paused: Vec<i32> = lanes
-        .iter()
-        .filter(|(_, lane)| lane.paused)
-        .map(|(&partition, _)| partition)
-        .collect();
-    if paused.is_empty() {
-        return stats.set_running();
-    }
-    paused.sort_unstable();
-    let list: Vec<String> = paused.iter().map(i32::to_string).collect();
-    let noun = if paused.len() == 1 {
-        "partition"
-    } else {
-        "partitions"
-    };
-    stats.set_state(format!(
-        "running; {noun} {} paused until the algorithm catches up",
-        list.join(", ")
-    ));
-}
-
 impl Lane {
     fn start(worker: Worker, room: Arc<Notify>) -> Self {
         let (queue, receiver) = mpsc::channel(LANE_QUEUE);
@@ -289,7 +253,6 @@ impl Lane {
             task: tokio::spawn(lane(worker, receiver, room)),
             held: Vec::new(),
             held_bytes: 0,
-            paused: false,
         }
     }
 
@@ -475,24 +438,6 @@ struct Done {
 impl Worker {
     fn stopping(&self) -> bool {
         *self.stop.borrow()
-    }
-
-    /// Pauses (or resumes) fetching from one partition; whether it worked.
-    fn pause(&self, partition: i32, pause: bool) -> bool {
-        let mut partitions = TopicPartitionList::new();
-        partitions.add_partition(&self.spec.topic, partition);
-        let result = if pause {
-            self.consumer.pause(&partitions)
-        } else {
-            self.consumer.resume(&partitions)
-        };
-        match result {
-            Ok(()) => true,
-            Err(error) => {
-                tracing::debug!(flow = %self.spec.id, partition, pause, %error, "pause or resume failed");
-                false
-            }
-        }
     }
 
     async fn setup(&mut self) -> Setup {

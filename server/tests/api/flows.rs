@@ -745,28 +745,18 @@ async fn a_partition_stuck_on_a_slow_run_does_not_hold_back_the_others() {
         .add_algorithm_version("acme/sentiment", "2.0.0", &format!("http:{model}"), "")
         .await
         .unwrap();
-    // Partition 0's messages are large: its backlog (48 MB) is more than its
-    // lane takes (three pieces of at most 256 messages) and than the flow may
-    // hold besides (16 MiB), so the partition is paused while the consumer
-    // goes on polling for the others.
     let inputs = |partition: i32, range: std::ops::Range<usize>| -> Vec<String> {
-        let pad = if partition == 0 { 32 * 1024 } else { 0 };
         range
-            .map(|i| json!({"p": partition, "i": i, "pad": "x".repeat(pad)}).to_string())
+            .map(|i| json!({"p": partition, "i": i}).to_string())
             .collect()
     };
-    const BACKLOG: usize = 1500;
+    // More than the partition's lane holds, so its backlog reaches the consumer loop.
+    const BACKLOG: usize = 1000;
     produce_to_partition(&p.input, 0, &inputs(0, 0..BACKLOG)).await;
     p.save(&p.output, "publish", "2.0.0", None).await;
     p.save(&p.input, "subscribe", "2.0.0", None).await;
     wait_until("partition 0's first run is under way", || async {
         !seen.lock().unwrap().is_empty()
-    })
-    .await;
-    let flow = p.subscribe_flow_id().await;
-    wait_until("partition 0 is paused, its backlog held", || async {
-        p.stats(&flow).await["state"]
-            == "running; partition 0 paused until the algorithm catches up"
     })
     .await;
 
@@ -811,8 +801,4 @@ async fn a_partition_stuck_on_a_slow_run_does_not_hold_back_the_others() {
         assert_eq!(value["i"], offset, "the output is its own input's");
     }
     assert_eq!(last["0"], (BACKLOG + 50 - 1) as i64);
-    wait_until("partition 0 resumed", || async {
-        p.stats(&flow).await["state"] == "running"
-    })
-    .await;
 }
