@@ -329,8 +329,9 @@ async fn lane(mut worker: Worker, mut queue: mpsc::Receiver<Vec<OwnedMessage>>, 
                 break;
             }
             // A long piece (held while the lane was behind) stores its
-            // offsets as it goes, not only at its end.
-            if i % BATCH == BATCH - 1 {
+            // offsets every BATCH messages, not only at its end; a piece of
+            // one batch or less reports once, after the loop.
+            if i > 0 && i % BATCH == 0 {
                 if !worker.settle(&mut in_flight, &mut done, false).await {
                     return worker.report(&mut done);
                 }
@@ -347,16 +348,18 @@ async fn lane(mut worker: Worker, mut queue: mpsc::Receiver<Vec<OwnedMessage>>, 
                 break;
             };
             // A write the producer did not take (its queue is full) is sent
-            // again before anything later, so that outputs stay in order.
-            let unsent = pending
+            // again before anything later, so that outputs stay in order:
+            // everything in flight, it included, is settled first.
+            let drain = pending
                 .writes
                 .iter()
                 .any(|w| matches!(w.state, WriteState::Unsent));
             in_flight.bytes += pending.bytes;
             in_flight.messages.push_back(pending);
-            while (unsent && !in_flight.messages.is_empty())
-                || in_flight.messages.len() >= IN_FLIGHT
-                || in_flight.bytes >= IN_FLIGHT_BYTES
+            while !in_flight.messages.is_empty()
+                && (drain
+                    || in_flight.messages.len() >= IN_FLIGHT
+                    || in_flight.bytes >= IN_FLIGHT_BYTES)
             {
                 if !worker.settle(&mut in_flight, &mut done, true).await {
                     return worker.report(&mut done);
