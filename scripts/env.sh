@@ -38,4 +38,17 @@ start_tansu() {
     tail -n 40 "$logfile" >&2
     return 1
   fi
+  case "$storage" in
+    sqlite://*) index_tansu_sqlite "$dir/${storage#sqlite://}" ;;
+  esac
+}
+
+# tansu 0.6.0's SQLite storage has no index on its record header table, and
+# a fetch looks the headers of every record up in it: a new consumer group
+# reading a backlog of records with headers (every flow output) times out
+# and reads nothing. This index makes those look-ups direct. tansu creates
+# its tables before it listens and keeps an index it did not create.
+index_tansu_sqlite() {
+  sqlite3 "$1" ".timeout 5000" \
+    "CREATE INDEX IF NOT EXISTS header_topition_offset ON header (topition, offset_id);"
 }

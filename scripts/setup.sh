@@ -11,7 +11,7 @@ TANSU_VERSION=0.6.0
 log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
 need_apt=()
-for pkg in build-essential pkg-config zlib1g-dev libssl-dev libpq-dev ${EVENTFLOWS_SETUP_BROWSER:+chromium}; do
+for pkg in build-essential pkg-config zlib1g-dev libssl-dev libpq-dev sqlite3 ${EVENTFLOWS_SETUP_BROWSER:+chromium}; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -4,6 +4,7 @@
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -111,7 +112,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("could not start the async runtime")?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let services = open(&settings).await?;
         match cli.command {
             Command::Serve => serve(services, settings).await,
@@ -157,7 +158,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Command::Demo { kafka } => crate::demo::seed(&services, kafka.as_deref()).await,
         }
-    })
+    });
+    // A librdkafka call stuck on a broker that is gone (a consumer's close)
+    // keeps a blocking-pool thread busy: the process does not wait for it.
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+    result
 }
 
 fn init_tracing(default: &str) {
@@ -199,10 +204,17 @@ fn read_password() -> anyhow::Result<String> {
     Ok(password)
 }
 
+/// How long the flows may take to finish their runs and store their
+/// offsets when the server stops; then, how long background work may take.
+/// Together they bound a shutdown whatever the broker does.
+const RUNNER_SHUTDOWN: Duration = Duration::from_secs(10);
+const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(2);
+
 async fn serve(services: Services, settings: Settings) -> anyhow::Result<()> {
     let instance = instance_id(&settings.data_dir)?;
     let runner = services.runner.clone();
     runner.set_instance(instance);
+    runner.set_retry_limit(settings.retry_limit);
     let supervisor = runner.start();
     let app = crate::http::router(services, &settings.dist_dir);
     let listener = tokio::net::TcpListener::bind(settings.listen)
@@ -214,7 +226,14 @@ async fn serve(services: Services, settings: Settings) -> anyhow::Result<()> {
         .await
         .context("the web server stopped with an error");
     supervisor.abort();
-    runner.shutdown().await;
+    if tokio::time::timeout(RUNNER_SHUTDOWN, runner.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "the flows did not stop in time; exiting anyway (their unstored offsets are processed again)"
+        );
+    }
     served
 }
 

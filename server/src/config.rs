@@ -20,6 +20,9 @@ pub struct Settings {
     pub secret_key: Option<String>,
     /// Adds `Secure` to the session cookie (when served over HTTPS).
     pub secure_cookies: bool,
+    /// How long a flow retries one message whose model keeps failing
+    /// transiently before the message counts as failed.
+    pub retry_limit: std::time::Duration,
 }
 
 impl std::fmt::Debug for Settings {
@@ -31,6 +34,7 @@ impl std::fmt::Debug for Settings {
             .field("dist_dir", &self.dist_dir)
             .field("secret_key", &self.secret_key.as_ref().map(|_| "set"))
             .field("secure_cookies", &self.secure_cookies)
+            .field("retry_limit", &self.retry_limit)
             .finish()
     }
 }
@@ -45,6 +49,7 @@ struct FileSettings {
     dist_dir: Option<PathBuf>,
     secret_key: Option<String>,
     secure_cookies: Option<bool>,
+    retry_limit_secs: Option<u64>,
 }
 
 impl Settings {
@@ -97,7 +102,17 @@ impl Settings {
             },
             None => file.secure_cookies.unwrap_or(false),
         };
+        let retry_limit_secs = match env("EVENTFLOWS_RETRY_LIMIT_SECS") {
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(secs) if secs > 0 => secs,
+                _ => bail!("EVENTFLOWS_RETRY_LIMIT_SECS '{v}' is not a number of seconds above 0"),
+            },
+            None => file
+                .retry_limit_secs
+                .unwrap_or(crate::runner::retry::DEFAULT_RETRY_LIMIT.as_secs()),
+        };
         Ok(Self {
+            retry_limit: std::time::Duration::from_secs(retry_limit_secs),
             listen,
             database_url,
             data_dir,

@@ -145,7 +145,7 @@ async fn run_algorithm(
             e.to_string(),
         ),
         Err(RunFailure::Run(RunError::BadInput(m))) => api_error(StatusCode::BAD_REQUEST, m),
-        Err(RunFailure::Run(RunError::Transient(m))) => {
+        Err(RunFailure::Run(RunError::Transient(m, _))) => {
             api_error(StatusCode::SERVICE_UNAVAILABLE, m)
         }
         Err(RunFailure::Publish(m)) => api_error(

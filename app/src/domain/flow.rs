@@ -143,4 +143,13 @@ pub struct FlowStats {
     pub lag: Option<u64>,
     pub last_errors: Vec<FlowError>,
     pub recent_runs: Vec<RunRecord>,
+    /// The Kafka consumer group the flow reads with, while it runs.
+    #[serde(default)]
+    pub consumer_group: Option<String>,
+    /// The partitions this server instance owns, while the flow runs here.
+    #[serde(default)]
+    pub partitions: Vec<i32>,
+    /// Partitions paused here because the model is far behind on them.
+    #[serde(default)]
+    pub paused: Vec<i32>,
 }

@@ -394,6 +394,25 @@ fn Numbers(stats: FlowStats) -> impl IntoView {
     };
     view! {
         <p class="mt-1 text-sm">"State: " <span data-testid="flow-state">{stats.state.clone()}</span></p>
+
+        <dl class="mt-1 grid grid-cols-[auto_1fr] gap-x-3 text-sm">
+            <dt class="text-slate-500">"Consumer group"</dt>
+            <dd class="font-mono text-xs break-all" data-testid="flow-group">
+                {stats.consumer_group.clone().unwrap_or_else(|| "–".into())}
+            </dd>
+            <dt class="text-slate-500">"Partitions here"</dt>
+            <dd data-testid="flow-partitions">
+                {if stats.partitions.is_empty() {
+                    "none".to_owned()
+                } else {
+                    stats.partitions.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+                }}
+                {(!stats.paused.is_empty()).then(|| format!(
+                    " (paused while the model catches up: {})",
+                    stats.paused.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+                ))}
+            </dd>
+        </dl>
         <dl class="mt-3 grid grid-cols-2 gap-3 sm:grid-cols-6">
             {counter("Consumed", stats.consumed.to_string())}
             {counter("Succeeded", stats.succeeded.to_string())}

@@ -21,6 +21,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use serde_json::{Value, json};
+use server::runner::headers as header;
 
 use app::domain::{
     Access, CurrentUser, Direction, FlowRequest, NewBrokerConnection, Role, TopicGrant, TopicName,
@@ -242,15 +243,15 @@ async fn passthrough(
         if headers {
             let (mut partition, mut offset) = (itoa::Buffer::new(), itoa::Buffer::new());
             let fields: [(&str, &[u8]); 5] = [
-                ("eventflows-algorithm", b"bench/limit"),
-                ("eventflows-version", b"1.0.0"),
-                ("eventflows-source-topic", input.as_bytes()),
+                (header::ALGORITHM, b"bench/limit"),
+                (header::VERSION, b"1.0.0"),
+                (header::SOURCE_TOPIC, input.as_bytes()),
                 (
-                    "eventflows-source-partition",
+                    header::SOURCE_PARTITION,
                     partition.format(message.partition()).as_bytes(),
                 ),
                 (
-                    "eventflows-source-offset",
+                    header::SOURCE_OFFSET,
                     offset.format(message.offset()).as_bytes(),
                 ),
             ];

@@ -114,6 +114,7 @@ pub struct FlowRow {
     pub version: String,
     pub dlq_topic: Option<String>,
     pub enabled: bool,
+    pub consumer_group: Option<String>,
 }
 
 pub fn flows_of(conn: &mut AnyConnection, algorithm_id: &str) -> QueryResult<Vec<FlowRow>> {
@@ -178,12 +179,24 @@ pub fn upsert_flow(
                         flows::enabled.eq(true),
                         flows::created_at.eq(now),
                         flows::updated_at.eq(now),
+                        flows::consumer_group.eq(consumer_group(
+                            algorithm_id,
+                            connection_id,
+                            topic,
+                        )),
                     ))
                     .execute(c)?;
                 Ok(id)
             }
         }
     })
+}
+
+/// The consumer group of a new flow: built from ids, so that no two
+/// algorithms share one whatever their names, and the same across version
+/// changes and re-enabling, so that committed offsets carry over.
+pub fn consumer_group(algorithm_id: &str, connection_id: &str, topic: &str) -> String {
+    format!("eventflows.{algorithm_id}.{connection_id}.{topic}")
 }
 
 /// Disables a flow; returns whether an enabled one was found.
@@ -251,6 +264,8 @@ pub struct ActiveFlow {
     pub version: String,
     pub runtime: String,
     pub dlq_topic: Option<String>,
+    /// The Kafka consumer group of a subscribe flow.
+    pub consumer_group: String,
 }
 
 /// Every enabled flow whose version exists.
@@ -273,6 +288,9 @@ pub fn active_flows(conn: &mut AnyConnection) -> QueryResult<Vec<ActiveFlow>> {
     Ok(rows
         .into_iter()
         .map(|(f, org, name, runtime)| ActiveFlow {
+            consumer_group: f
+                .consumer_group
+                .unwrap_or_else(|| consumer_group(&f.algorithm_id, &f.connection_id, &f.topic)),
             id: f.id,
             algorithm_id: f.algorithm_id,
             algorithm: format!("{org}/{name}"),

@@ -182,6 +182,23 @@ impl Db {
         Ok(applied)
     }
 
+    /// Reverts the newest migration (for tests of what a migration does to
+    /// rows written before it).
+    #[doc(hidden)]
+    pub fn revert_last_migration(&self) -> anyhow::Result<()> {
+        let mut conn = self
+            .pool
+            .get()
+            .context("could not connect to the database")?;
+        match &mut *conn {
+            AnyConnection::Sqlite(c) => c.revert_last_migration(SQLITE_MIGRATIONS).map(|_| ()),
+            AnyConnection::Postgresql(c) => {
+                c.revert_last_migration(POSTGRES_MIGRATIONS).map(|_| ())
+            }
+        }
+        .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
     /// Runs `work` with a pooled connection on the blocking thread pool.
     pub async fn run<T, F>(&self, work: F) -> Result<T, DbError>
     where
@@ -211,6 +228,12 @@ impl Db {
             .map_err(|e| DbError::Unavailable(e.to_string()))?;
         work(&mut conn).map_err(DbError::from)
     }
+}
+
+/// Logs a storage failure and answers with the detail-free `Internal` error.
+pub fn internal(error: DbError) -> app::domain::AppError {
+    tracing::error!(%error, "database call failed");
+    app::domain::AppError::Internal
 }
 
 /// Milliseconds since the Unix epoch.

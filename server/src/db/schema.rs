@@ -101,6 +101,7 @@ diesel::table! {
         enabled -> Bool,
         created_at -> BigInt,
         updated_at -> BigInt,
+        consumer_group -> Nullable<Text>,
     }
 }
 

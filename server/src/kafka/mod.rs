@@ -9,4 +9,4 @@ mod client;
 mod settings;
 
 pub use client::{BrokerClient, Clients};
-pub use settings::{BrokerSettings, check_ca_pem};
+pub use settings::{BrokerSettings, check_ca_pem, sealed_context};

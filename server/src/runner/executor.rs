@@ -19,21 +19,22 @@ pub const RUN_TIMEOUT: Duration = Duration::from_secs(30);
 pub enum RunError {
     /// The input can never succeed: not JSON, wrong shape, refused by the model.
     BadInput(String),
-    /// Worth another try: the model server is down, slow or failing.
-    Transient(String),
+    /// Worth another try: the model server is down, slow or failing; with
+    /// how long it asked us to wait (`Retry-After`), if it did.
+    Transient(String, Option<Duration>),
 }
 
 impl RunError {
     pub fn kind(&self) -> &'static str {
         match self {
             RunError::BadInput(_) => "bad-input",
-            RunError::Transient(_) => "transient",
+            RunError::Transient(..) => "transient",
         }
     }
 
     pub fn message(&self) -> &str {
         match self {
-            RunError::BadInput(m) | RunError::Transient(m) => m,
+            RunError::BadInput(m) | RunError::Transient(m, _) => m,
         }
     }
 }
@@ -93,36 +94,67 @@ impl Executor {
 
     async fn run_http(&self, url: &str, input: &Value) -> Result<Value, RunError> {
         let response = self.http.post(url).json(input).send().await.map_err(|e| {
-            RunError::Transient(if e.is_timeout() {
-                format!("the model server at {url} did not answer in time")
-            } else {
-                format!("the model server at {url} could not be reached")
-            })
+            RunError::Transient(
+                if e.is_timeout() {
+                    format!("the model server at {url} did not answer in time")
+                } else {
+                    format!("the model server at {url} could not be reached")
+                },
+                None,
+            )
         })?;
         let status = response.status();
+        let retry_after = retry_after(response.headers());
         let body = response.bytes().await.map_err(|_| {
-            RunError::Transient(format!("the model server at {url} broke off its reply"))
+            RunError::Transient(
+                format!("the model server at {url} broke off its reply"),
+                None,
+            )
         })?;
         let excerpt = || String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
-        if status.is_client_error() {
-            return Err(RunError::BadInput(format!(
+        match classify_status(status.as_u16()) {
+            Reply::Output => serde_json::from_slice(&body).map_err(|_| {
+                RunError::Transient(
+                    format!("the model server's reply is not JSON: {}", excerpt()),
+                    None,
+                )
+            }),
+            Reply::BadInput => Err(RunError::BadInput(format!(
                 "the model server refused the input ({status}): {}",
                 excerpt()
-            )));
+            ))),
+            Reply::Transient => Err(RunError::Transient(
+                format!("the model server failed ({status}): {}", excerpt()),
+                retry_after,
+            )),
         }
-        if !status.is_success() {
-            return Err(RunError::Transient(format!(
-                "the model server failed ({status}): {}",
-                excerpt()
-            )));
-        }
-        serde_json::from_slice(&body).map_err(|_| {
-            RunError::Transient(format!(
-                "the model server's reply is not JSON: {}",
-                excerpt()
-            ))
-        })
     }
+}
+
+/// What a model server's status code means for the message.
+#[derive(Debug, PartialEq, Eq)]
+enum Reply {
+    Output,
+    BadInput,
+    Transient,
+}
+
+/// 2xx is an output; 408 (timeout) and 429 (too many requests) are load,
+/// like 5xx; any other 4xx refuses this input.
+fn classify_status(status: u16) -> Reply {
+    match status {
+        200..=299 => Reply::Output,
+        408 | 429 => Reply::Transient,
+        400..=499 => Reply::BadInput,
+        _ => Reply::Transient,
+    }
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is rare from model servers
+/// and falls back to the flow's own backoff).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
 fn text_of(input: &Value) -> Result<&str, RunError> {
@@ -309,7 +341,27 @@ mod tests {
         let runtime = Runtime::Http(format!("http://127.0.0.1:{port}/predict"));
         assert!(matches!(
             exec.run(&runtime, b"{}").await,
-            Err(RunError::Transient(_))
+            Err(RunError::Transient(_, None))
         ));
+    }
+
+    #[test]
+    fn status_codes_sort_into_outputs_bad_input_and_load() {
+        assert_eq!(classify_status(200), Reply::Output);
+        assert_eq!(classify_status(400), Reply::BadInput);
+        assert_eq!(classify_status(422), Reply::BadInput);
+        assert_eq!(classify_status(408), Reply::Transient);
+        assert_eq!(classify_status(429), Reply::Transient);
+        assert_eq!(classify_status(500), Reply::Transient);
+        assert_eq!(classify_status(503), Reply::Transient);
+        let mut headers = reqwest::header::HeaderMap::new();
+        assert_eq!(retry_after(&headers), None);
+        headers.insert(reqwest::header::RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+        headers.insert(
+            reqwest::header::RETRY_AFTER,
+            "Wed, 21 Oct 2026 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&headers), None);
     }
 }

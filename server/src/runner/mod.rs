@@ -9,10 +9,15 @@
 //! disabling drains in-flight work and commits before the consumer stops.
 
 mod executor;
+pub mod headers;
+mod lane;
 pub mod metrics;
 pub(crate) mod publish;
+pub mod retry;
+mod revoke;
 mod stats;
 mod subscribe;
+pub mod write;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -25,6 +30,7 @@ use tokio::task::JoinHandle;
 use app::domain::{AppError, FlowStats, Runtime};
 
 pub use executor::{Executor, MAX_INPUT_BYTES, RunError, builtin};
+pub use retry::RetryPolicy;
 pub use stats::Stats;
 
 use crate::db::flows::{ActiveFlow, active_flows};
@@ -73,6 +79,7 @@ pub(crate) struct Inner {
     publish_generation: std::sync::atomic::AtomicU64,
     producers: publish::Producers,
     metrics: metrics::Metrics,
+    retry: RwLock<RetryPolicy>,
 }
 
 /// The in-process flow supervisor. Cheap to clone.
@@ -95,6 +102,7 @@ impl Runner {
                 publish_generation: std::sync::atomic::AtomicU64::new(0),
                 producers: publish::Producers::default(),
                 metrics: metrics::Metrics::default(),
+                retry: RwLock::new(RetryPolicy::default()),
             }),
         })
     }
@@ -105,6 +113,18 @@ impl Runner {
     /// Set once, before the first flow starts.
     pub fn set_instance(&self, instance: String) {
         let _ = self.inner.instance.set(instance);
+    }
+
+    /// How long one message may be retried before it counts as failed;
+    /// applies to flows started from now on.
+    pub fn set_retry_limit(&self, limit: Duration) {
+        if let Ok(mut policy) = self.inner.retry.write() {
+            policy.limit = limit;
+        }
+    }
+
+    pub(crate) fn retry_policy(&self) -> RetryPolicy {
+        self.inner.retry.read().map(|p| *p).unwrap_or_default()
     }
 
     /// Reconciles now, then every [`RECONCILE_INTERVAL`], until the process ends.
@@ -128,7 +148,7 @@ impl Runner {
             .db
             .run(active_flows)
             .await
-            .map_err(crate::services::internal)?;
+            .map_err(crate::db::internal)?;
 
         let mut publish: HashMap<(String, String), Vec<Arc<Target>>> = HashMap::new();
         let mut wanted: HashMap<String, ActiveFlow> = HashMap::new();
@@ -234,9 +254,7 @@ impl Runner {
     /// Stops every flow (draining and committing), for shutdown.
     pub async fn shutdown(&self) {
         let mut running = self.inner.flows.lock().await;
-        for (_, flow) in running.drain() {
-            stop(flow).await;
-        }
+        futures::future::join_all(running.drain().map(|(_, flow)| stop(flow))).await;
     }
 
     async fn settings(&self, connection_id: &str) -> Result<BrokerSettings, AppError> {
@@ -246,9 +264,9 @@ impl Runner {
             .db
             .run(move |c| find_connection(c, &id))
             .await
-            .map_err(crate::services::internal)?
+            .map_err(crate::db::internal)?
             .ok_or_else(|| AppError::not_found("The broker connection"))?;
-        crate::services::brokers::broker_settings(&row, &self.inner.secrets)
+        BrokerSettings::from_row(&row, &self.inner.secrets)
     }
 
     /// The counters of a flow (unregistered ones if it never ran here).
@@ -299,17 +317,29 @@ impl Runner {
                 .get(flow_id)
                 .map(|r| (r.consumer.clone(), r.spec.topic.clone()))
         };
-        let lag = match consumer {
+        let (lag, partitions) = match consumer {
             Some((consumer, topic)) => {
                 let progress = stats.progress();
-                tokio::task::spawn_blocking(move || subscribe::lag(&consumer, &topic, &progress))
-                    .await
-                    .ok()
-                    .flatten()
+                let partitions = subscribe::assigned(&consumer, &topic);
+                let lag = tokio::task::spawn_blocking(move || {
+                    subscribe::lag(&consumer, &topic, &progress)
+                })
+                .await
+                .ok()
+                .flatten();
+                (lag, partitions)
             }
-            None => None,
+            None => (None, Vec::new()),
         };
         let mut snapshot = stats.snapshot(lag);
+        snapshot.partitions = partitions;
+        snapshot.consumer_group = self
+            .inner
+            .flows
+            .lock()
+            .await
+            .get(flow_id)
+            .map(|r| r.spec.consumer_group.clone());
         if !self.inner.flows.lock().await.contains_key(flow_id) && snapshot.state == "running" {
             snapshot.state = "stopped".into();
         }

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use app::domain::AppError;
@@ -18,30 +17,6 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Default)]
 pub(crate) struct Producers {
     by_connection: Mutex<HashMap<String, FutureProducer>>,
-}
-
-/// Builds headers: the input's own (minus old `eventflows-` ones), then ours.
-pub(crate) fn headers(original: Option<&OwnedHeaders>, ours: &[(&str, &[u8])]) -> OwnedHeaders {
-    let mut out = OwnedHeaders::new_with_capacity(
-        ours.len() + original.map(|h| h.count()).unwrap_or_default(),
-    );
-    if let Some(original) = original {
-        for header in original.iter() {
-            if !header.key.starts_with("eventflows-") {
-                out = out.insert(Header {
-                    key: header.key,
-                    value: header.value,
-                });
-            }
-        }
-    }
-    for (key, value) in ours {
-        out = out.insert(Header {
-            key,
-            value: Some(*value),
-        });
-    }
-    out
 }
 
 impl Runner {
@@ -61,7 +36,13 @@ impl Runner {
         let producer: FutureProducer = settings
             .client_config()
             .set("acks", "all")
+            // No duplicates or reordering from librdkafka's own retries.
+            .set("enable.idempotence", "true")
             .set("linger.ms", "5")
+            .set(
+                "message.max.bytes",
+                super::write::MAX_RECORD_BYTES.to_string(),
+            )
             .set("message.timeout.ms", SEND_TIMEOUT.as_millis().to_string())
             .create()
             .map_err(|e| AppError::Broker {

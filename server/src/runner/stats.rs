@@ -33,6 +33,11 @@ pub struct Stats {
     runs: Mutex<VecDeque<RunRecord>>,
     /// Next offset to process, per partition.
     progress: Mutex<HashMap<i32, i64>>,
+    /// When the flow's model began failing (milliseconds since the epoch),
+    /// while its runs are being retried.
+    unavailable_since: Mutex<Option<i64>>,
+    /// Partitions paused because their lanes are far behind.
+    paused: Mutex<std::collections::BTreeSet<i32>>,
 }
 
 fn push<T>(queue: &Mutex<VecDeque<T>>, item: T, keep: usize) {
@@ -86,6 +91,44 @@ impl Stats {
         }
     }
 
+    /// The model fails transiently and runs are retried: the state says
+    /// since when, and why.
+    pub fn model_unavailable(&self, reason: &str) {
+        let since = match self.unavailable_since.lock() {
+            Ok(mut since) => *since.get_or_insert_with(crate::db::now_ms),
+            Err(_) => return,
+        };
+        self.set_state(format!(
+            "model unavailable since {} ({reason}), retrying",
+            clock(since)
+        ));
+    }
+
+    /// Notes partitions paused (or resumed) because their lanes are behind.
+    pub fn set_paused(&self, partitions: &[i32], paused: bool) {
+        if let Ok(mut set) = self.paused.lock() {
+            for partition in partitions {
+                if paused {
+                    set.insert(*partition);
+                } else {
+                    set.remove(partition);
+                }
+            }
+        }
+    }
+
+    /// A run got through after transient failures.
+    pub fn model_available(&self) {
+        let was = self
+            .unavailable_since
+            .lock()
+            .ok()
+            .and_then(|mut s| s.take());
+        if was.is_some() {
+            self.set_running();
+        }
+    }
+
     /// Adds runs, oldest first, keeping the newest [`KEEP_RUNS`].
     pub fn record_runs(&self, runs: impl IntoIterator<Item = RunRecord>) {
         if let Ok(mut q) = self.runs.lock() {
@@ -129,6 +172,65 @@ impl Stats {
                 .lock()
                 .map(|q| q.iter().cloned().collect())
                 .unwrap_or_default(),
+            consumer_group: None,
+            partitions: Vec::new(),
+            paused: self
+                .paused
+                .lock()
+                .map(|p| p.iter().copied().collect())
+                .unwrap_or_default(),
         }
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC` of a time in milliseconds since the epoch.
+pub fn clock(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, of_day) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Days since 1970-01-01 to a civil date (the proleptic Gregorian calendar).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        of_day / 3600,
+        of_day % 3600 / 60,
+        of_day % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_reads_like_a_calendar() {
+        assert_eq!(clock(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(clock(951_782_400_000), "2000-02-29 00:00:00 UTC");
+        assert_eq!(clock(1_795_462_863_000), "2026-11-23 19:41:03 UTC");
+    }
+
+    #[test]
+    fn a_model_outage_shows_since_when_until_a_run_gets_through() {
+        let stats = Stats::default();
+        stats.set_running();
+        stats.model_unavailable("the model server failed (503)");
+        let first = stats.snapshot(None).state;
+        assert!(first.starts_with("model unavailable since "), "{first}");
+        assert!(
+            first.ends_with("(the model server failed (503)), retrying"),
+            "{first}"
+        );
+        stats.model_unavailable("the model server at x could not be reached");
+        let second = stats.snapshot(None).state;
+        assert_eq!(first[..40], second[..40], "the outage keeps its start");
+        stats.model_available();
+        assert_eq!(stats.snapshot(None).state, "running");
     }
 }

@@ -1,60 +1,49 @@
-//! One subscribe flow: consume, run, publish or dead-letter, then store the
-//! offset. Partitions run in parallel, each in order, with bounded queues.
+//! One subscribe flow's consume step: the consumer, and the loop that hands
+//! each partition's messages to its lane ([`super::lane`]: run → write →
+//! store offsets). Partitions run in parallel, each in order.
 //!
 //! The consumer loop takes whatever the consumer has ready (up to [`BATCH`]
-//! messages at once) and hands each partition its share. Each partition has
-//! a lane: a task that runs its messages in order, hands the results to the
-//! producer without waiting for them (up to [`IN_FLIGHT`] messages ahead),
-//! and stores offsets in order once every write of a message is
-//! acknowledged. Messages for a lane that is behind (a slow model) wait in
-//! the consumer loop, so that the other partitions go on; only past a bound
-//! on the bytes waiting does the loop wait for that lane.
+//! messages at once) and hands each partition its share. Messages for a lane that is behind (a slow model) wait in
+//! the consumer loop, so that the other partitions go on; past a bound on
+//! the bytes waiting, their partitions are paused (the loop never stops
+//! polling, so a slow model cannot make the instance leave the group).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::message::{Message, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
-use tokio::sync::mpsc::error::{TryRecvError, TrySendError};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::message::{Message, OwnedMessage};
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Notify, mpsc, watch};
 
-use app::domain::{AppError, FlowError, RunRecord, Runtime};
+use app::domain::AppError;
 
-use super::publish::headers;
-use super::stats::KEEP_RUNS;
-use super::{FlowConfig, RunError, Runner, Stats, Target};
+use super::lane::{self, BATCH, Worker};
+use super::revoke::{FinishOnDrop, LaneControl, Lanes};
+use super::{FlowConfig, Runner, Stats};
 use crate::db::flows::ActiveFlow;
-use crate::db::now_ms;
 use crate::kafka::BrokerSettings;
 
-/// Messages taken from the consumer at once.
-const BATCH: usize = 256;
 /// Batches waiting in a lane's queue.
 const LANE_QUEUE: usize = 2;
 /// Bytes of messages a flow may hold for lanes whose queue is full; past
-/// this the consumer loop waits for the lane (and so stops fetching). Held
+/// this the partitions of those lanes are paused until they catch up. Held
 /// messages move to the lane's queue in one piece, so a lane holds at most
-/// [`LANE_QUEUE`] such pieces, the batch it runs and [`IN_FLIGHT_BYTES`].
+/// [`LANE_QUEUE`] such pieces, the batch it runs and what it has in flight.
 const MAX_HELD_BYTES: usize = 16 * 1024 * 1024;
-/// Messages per partition whose writes may be unacknowledged at once (at
-/// most [`IN_FLIGHT_BYTES`] of inputs and outputs): enough to cover the
-/// broker's acknowledgement time at full speed.
-const IN_FLIGHT: usize = 8192;
-const IN_FLIGHT_BYTES: usize = 32 * 1024 * 1024;
-/// Attempts for a transient failure before it counts as failed.
-pub const MAX_ATTEMPTS: u32 = 4;
-const FIRST_BACKOFF: Duration = Duration::from_millis(200);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Counts partition assignments, so a rebalance is visible in the stats.
 pub struct FlowContext {
     stats: Arc<Stats>,
+    topic: String,
+    lanes: Arc<Lanes>,
 }
 
 impl ClientContext for FlowContext {
@@ -77,21 +66,47 @@ impl ClientContext for FlowContext {
 }
 
 impl ConsumerContext for FlowContext {
+    /// Partitions taken away stop here before the rebalance completes:
+    /// their lanes finish what they wrote and their offsets are committed.
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(list) = rebalance else {
+            return;
+        };
+        let partitions: Vec<i32> = list
+            .elements_for_topic(&self.topic)
+            .iter()
+            .map(|e| e.partition())
+            .collect();
+        if partitions.is_empty() {
+            return;
+        }
+        if !self.lanes.revoke(&partitions) {
+            tracing::warn!(topic = %self.topic, ?partitions,
+                "revoked partitions did not finish in time; their last messages may run again elsewhere");
+        }
+        if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
+            tracing::debug!(topic = %self.topic, %error, "nothing committed on revoke");
+        }
+        tracing::info!(topic = %self.topic, ?partitions, "partitions revoked");
+    }
+
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(_) = rebalance {
-            Stats::bump(&self.stats.assignments);
+        match rebalance {
+            Rebalance::Assign(list) => {
+                Stats::bump(&self.stats.assignments);
+                let partitions: Vec<i32> = list
+                    .elements_for_topic(&self.topic)
+                    .iter()
+                    .map(|e| e.partition())
+                    .collect();
+                tracing::info!(topic = %self.topic, ?partitions, "partitions assigned");
+            }
+            Rebalance::Error(error) => {
+                tracing::warn!(topic = %self.topic, %error, "rebalance failed");
+            }
+            Rebalance::Revoke(_) => {}
         }
     }
-}
-
-/// The consumer group of a flow: the same across version changes, so that
-/// offsets carry over.
-pub fn group_id(spec: &ActiveFlow) -> String {
-    format!(
-        "eventflows.{}.{}",
-        spec.algorithm.replace('/', "."),
-        spec.topic
-    )
 }
 
 pub fn consumer(
@@ -105,7 +120,7 @@ pub fn consumer(
         config.set("group.instance.id", format!("{instance}.{}", spec.id));
     }
     let consumer: StreamConsumer<FlowContext> = config
-        .set("group.id", group_id(spec))
+        .set("group.id", &spec.consumer_group)
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "1000")
         .set("enable.auto.offset.store", "false")
@@ -115,7 +130,11 @@ pub fn consumer(
         // The broker may hold a fetch this long when there is nothing new:
         // the bound on the latency of a quiet flow.
         .set("fetch.wait.max.ms", "100")
-        .create_with_context(FlowContext { stats })
+        .create_with_context(FlowContext {
+            stats,
+            topic: spec.topic.clone(),
+            lanes: Arc::default(),
+        })
         .map_err(|e| AppError::Broker {
             message: format!("could not create the consumer: {e}"),
         })?;
@@ -127,24 +146,16 @@ pub fn consumer(
     Ok(consumer)
 }
 
-/// What the consumer loop and the lanes of a flow share.
-#[derive(Clone)]
-struct Worker {
-    runner: Runner,
-    spec: Arc<ActiveFlow>,
-    consumer: Arc<StreamConsumer<FlowContext>>,
-    config: watch::Receiver<FlowConfig>,
-    stop: watch::Receiver<bool>,
-    stats: Arc<Stats>,
-}
-
 /// One partition's lane, seen from the consumer loop.
 struct Lane {
+    control: Arc<LaneControl>,
     queue: mpsc::Sender<Vec<OwnedMessage>>,
     task: tokio::task::JoinHandle<()>,
     /// Messages the lane had no room for yet, in order.
     held: Vec<OwnedMessage>,
     held_bytes: usize,
+    /// Whether its partition is paused (the lane is far behind).
+    paused: bool,
 }
 
 pub async fn run(
@@ -156,6 +167,7 @@ pub async fn run(
     stats: Arc<Stats>,
 ) {
     let worker = Worker {
+        retry: runner.retry_policy(),
         runner,
         spec: Arc::new(spec),
         consumer: consumer.clone(),
@@ -165,15 +177,29 @@ pub async fn run(
     };
     // A lane that takes a batch makes room: the loop then offers it what it holds.
     let room = Arc::new(Notify::new());
+    let registry = consumer.context().lanes.clone();
     let mut lanes: HashMap<i32, Lane> = HashMap::new();
     let mut stream = consumer.stream();
-    'consume: loop {
+    loop {
         let holding = lanes.values().any(|lane| !lane.held.is_empty());
         let first = tokio::select! {
             _ = stop.changed() => break,
             _ = room.notified(), if holding => {
                 for lane in lanes.values_mut() {
                     lane.release();
+                }
+                let caught_up: Vec<i32> = lanes
+                    .iter()
+                    .filter(|(_, lane)| lane.paused && lane.held.is_empty())
+                    .map(|(partition, _)| *partition)
+                    .collect();
+                if !caught_up.is_empty() && pause(&consumer, &worker.spec.topic, &caught_up, false) {
+                    for partition in &caught_up {
+                        if let Some(lane) = lanes.get_mut(partition) {
+                            lane.paused = false;
+                        }
+                    }
+                    stats.set_paused(&caught_up, false);
                 }
                 continue;
             }
@@ -208,22 +234,39 @@ pub async fn run(
         if taken > 0 {
             stats.set_running();
         }
+        // Lanes of revoked partitions are gone with what they held; a
+        // partition assigned again gets a new lane.
+        lanes.retain(|partition, lane| {
+            let revoked = lane.control.stopped();
+            if revoked && lane.paused {
+                stats.set_paused(&[*partition], false);
+            }
+            !revoked
+        });
         for (partition, messages) in batch {
             let lane = lanes
                 .entry(partition)
-                .or_insert_with(|| Lane::start(worker.clone(), room.clone()));
+                .or_insert_with(|| Lane::start(worker.clone(), room.clone(), partition, &registry));
             lane.offer(messages);
         }
-        // Past the bound: wait for the lanes, as plain bounded queues would.
-        while lanes.values().map(|lane| lane.held_bytes).sum::<usize>() > MAX_HELD_BYTES {
-            let Some(lane) = lanes.values_mut().max_by_key(|lane| lane.held_bytes) else {
-                break;
-            };
-            let held = std::mem::take(&mut lane.held);
-            lane.held_bytes = 0;
-            tokio::select! {
-                _ = stop.changed() => break 'consume,
-                _ = lane.queue.send(held) => {}
+        // Past the bound: the partitions whose lanes are behind are paused,
+        // and the loop goes on polling (keeping the group membership and
+        // the other partitions going). librdkafka drops what it fetched
+        // ahead for them and fetches again from the next message not yet
+        // handed to us when they resume.
+        if lanes.values().map(|lane| lane.held_bytes).sum::<usize>() > MAX_HELD_BYTES {
+            let behind: Vec<i32> = lanes
+                .iter()
+                .filter(|(_, lane)| !lane.held.is_empty() && !lane.paused)
+                .map(|(partition, _)| *partition)
+                .collect();
+            if pause(&consumer, &worker.spec.topic, &behind, true) {
+                for partition in &behind {
+                    if let Some(lane) = lanes.get_mut(partition) {
+                        lane.paused = true;
+                    }
+                }
+                stats.set_paused(&behind, true);
             }
         }
         if let Some(error) = failure {
@@ -236,8 +279,9 @@ pub async fn run(
         }
     }
     // Stopping: held messages are dropped unprocessed (their offsets stay
-    // unstored, so they are consumed again later); the lanes finish the
-    // messages they started and store their offsets.
+    // unstored, so they are consumed again later); the lanes finish the run
+    // under way, settle the writes they started and store their offsets.
+    registry.stop_all();
     for (_, lane) in lanes {
         drop(lane.queue);
         let _ = lane.task.await;
@@ -246,13 +290,22 @@ pub async fn run(
 }
 
 impl Lane {
-    fn start(worker: Worker, room: Arc<Notify>) -> Self {
+    fn start(mut worker: Worker, room: Arc<Notify>, partition: i32, registry: &Lanes) -> Self {
         let (queue, receiver) = mpsc::channel(LANE_QUEUE);
+        let (control, stop) = LaneControl::new();
+        registry.register(partition, control.clone());
+        worker.stop = stop;
+        let finished = FinishOnDrop(control.clone());
         Lane {
+            control,
             queue,
-            task: tokio::spawn(lane(worker, receiver, room)),
+            task: tokio::spawn(async move {
+                let _finished = finished;
+                lane::lane(worker, receiver, room).await
+            }),
             held: Vec::new(),
             held_bytes: 0,
+            paused: false,
         }
     }
 
@@ -298,471 +351,50 @@ impl Lane {
     }
 }
 
-/// Runs one partition in order. See the module's documentation.
-async fn lane(mut worker: Worker, mut queue: mpsc::Receiver<Vec<OwnedMessage>>, room: Arc<Notify>) {
-    let mut in_flight = InFlight::default();
-    let mut done = Done::default();
-    while !worker.stopping() {
-        let batch = if in_flight.messages.is_empty() {
-            match queue.recv().await {
-                Some(batch) => batch,
-                None => break,
-            }
-        } else {
-            match queue.try_recv() {
-                Ok(batch) => batch,
-                Err(TryRecvError::Empty) => {
-                    // Nothing new: wait for the oldest message's writes.
-                    if !worker.settle(&mut in_flight, &mut done, true).await {
-                        return worker.report(&mut done);
-                    }
-                    worker.report(&mut done);
-                    continue;
-                }
-                Err(TryRecvError::Disconnected) => break,
-            }
-        };
-        room.notify_one();
-        let mut setup = worker.setup().await;
-        for (i, message) in batch.into_iter().enumerate() {
-            if worker.stopping() {
-                break;
-            }
-            // A long piece (held while the lane was behind) stores its
-            // offsets every BATCH messages, not only at its end; a piece of
-            // one batch or less reports once, after the loop.
-            if i > 0 && i % BATCH == 0 {
-                if !worker.settle(&mut in_flight, &mut done, false).await {
-                    return worker.report(&mut done);
-                }
-                worker.report(&mut done);
-            }
-            // A new version or new publish targets apply from the next message.
-            if worker.config.has_changed().unwrap_or(false)
-                || setup.generation != worker.runner.publish_generation()
-            {
-                setup = worker.setup().await;
-            }
-            let Some(pending) = worker.begin(&setup, message).await else {
-                // Stopped during retries: this offset and later ones stay unstored.
-                break;
-            };
-            // A write the producer did not take (its queue is full) is sent
-            // again before anything later, so that outputs stay in order:
-            // everything in flight, it included, is settled first.
-            let drain = pending
-                .writes
-                .iter()
-                .any(|w| matches!(w.state, WriteState::Unsent));
-            in_flight.bytes += pending.bytes;
-            in_flight.messages.push_back(pending);
-            while !in_flight.messages.is_empty()
-                && (drain
-                    || in_flight.messages.len() >= IN_FLIGHT
-                    || in_flight.bytes >= IN_FLIGHT_BYTES)
-            {
-                if !worker.settle(&mut in_flight, &mut done, true).await {
-                    return worker.report(&mut done);
-                }
-            }
-        }
-        if !worker.settle(&mut in_flight, &mut done, false).await {
-            return worker.report(&mut done);
-        }
-        worker.report(&mut done);
+/// Pauses (or resumes) fetching `partitions` of `topic`; false if
+/// librdkafka refused.
+fn pause(
+    consumer: &StreamConsumer<FlowContext>,
+    topic: &str,
+    partitions: &[i32],
+    paused: bool,
+) -> bool {
+    if partitions.is_empty() {
+        return true;
     }
-    // Finish what was started, then store its offsets.
-    while !in_flight.messages.is_empty() {
-        if !worker.settle(&mut in_flight, &mut done, true).await {
-            break;
+    let mut list = rdkafka::TopicPartitionList::new();
+    for partition in partitions {
+        list.add_partition(topic, *partition);
+    }
+    let result = if paused {
+        consumer.pause(&list)
+    } else {
+        consumer.resume(&list)
+    };
+    match result {
+        Ok(()) => {
+            tracing::debug!(topic, ?partitions, paused, "partitions paused or resumed");
+            true
+        }
+        Err(error) => {
+            tracing::warn!(topic, ?partitions, %error, "could not pause or resume partitions");
+            false
         }
     }
-    worker.report(&mut done);
 }
 
-/// What a batch runs with: the flow's configuration when the batch began.
-struct Setup {
-    generation: u64,
-    runtime: Runtime,
-    version: Arc<str>,
-    dlq: Option<Arc<Target>>,
-    /// Where outputs go, each with its connection's producer when it could be had.
-    targets: Vec<(Arc<Target>, Option<FutureProducer>)>,
-}
-
-/// The messages of a lane whose writes are under way, oldest first.
-#[derive(Default)]
-struct InFlight {
-    messages: VecDeque<Pending>,
-    /// Bytes of their inputs and outputs.
-    bytes: usize,
-}
-
-/// A message whose run is over and whose writes are under way.
-struct Pending {
-    message: OwnedMessage,
-    bytes: usize,
-    version: Arc<str>,
-    started: Instant,
-    /// The output, or why the run failed.
-    result: Result<Vec<u8>, Failure>,
-    writes: Vec<Write>,
-}
-
-struct Failure {
-    error: RunError,
-    attempts: u32,
-    at_ms: i64,
-    dead_letter: bool,
-}
-
-struct Write {
-    target: Arc<Target>,
-    state: WriteState,
-}
-
-enum WriteState {
-    /// Handed to the producer; resolves with the broker's answer.
-    Sent(DeliveryFuture),
-    /// The producer did not take it (or there was none): to be sent again.
-    Unsent,
-    Acked,
-}
-
-/// Messages finished since the last report.
-#[derive(Default)]
-struct Done {
-    /// The last finished offset.
-    offset: Option<(i32, i64)>,
-    /// The newest runs, oldest first.
-    runs: VecDeque<(i32, i64, Arc<str>, &'static str, u64)>,
-}
-
-impl Worker {
-    fn stopping(&self) -> bool {
-        *self.stop.borrow()
-    }
-
-    async fn setup(&mut self) -> Setup {
-        let generation = self.runner.publish_generation();
-        let config = self.config.borrow_and_update().clone();
-        let mut targets = Vec::new();
-        for target in self
-            .runner
-            .targets(&self.spec.algorithm_id, &config.version)
-        {
-            let producer = self.runner.producer(&target.connection_id).await.ok();
-            targets.push((target, producer));
-        }
-        Setup {
-            generation,
-            runtime: config.runtime,
-            version: config.version.into(),
-            dlq: config.dlq_topic.map(|topic| {
-                Arc::new(Target {
-                    connection_id: self.spec.connection_id.clone(),
-                    topic,
-                })
-            }),
-            targets,
-        }
-    }
-
-    /// Runs the algorithm (retrying transient failures) and starts the
-    /// writes: outputs to the publish topics, or the dead letter. `None`
-    /// when the flow was stopped during retries.
-    async fn begin(&self, setup: &Setup, message: OwnedMessage) -> Option<Pending> {
-        let stats = &self.stats;
-        stats.consumed.inc();
-        let started = Instant::now();
-        let mut attempts = 0u32;
-        let result = loop {
-            attempts += 1;
-            let result = match message.payload() {
-                None => Err(RunError::BadInput("the message has no value".into())),
-                Some(input) => self.runner.executor().run(&setup.runtime, input).await,
-            };
-            match result {
-                Err(RunError::Transient(_)) if attempts < MAX_ATTEMPTS => {
-                    if self.stopping() {
-                        return None;
-                    }
-                    stats.retries.inc();
-                    let backoff = (FIRST_BACKOFF * 2u32.pow(attempts - 1)).min(MAX_BACKOFF);
-                    let mut stop = self.stop.clone();
-                    tokio::select! {
-                        _ = stop.changed() => return None,
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
-                }
-                other => break other,
-            }
-        };
-        let mut pending = Pending {
-            bytes: message.payload().map_or(0, <[u8]>::len),
-            message,
-            version: setup.version.clone(),
-            started,
-            result: Ok(Vec::new()),
-            writes: Vec::new(),
-        };
-        let mut writes = Vec::new();
-        match result {
-            Ok(output) => {
-                pending.bytes += output.len();
-                pending.result = Ok(output);
-                for (target, producer) in &setup.targets {
-                    let state = self.start(producer.as_ref(), target, &pending);
-                    writes.push(Write {
-                        target: target.clone(),
-                        state,
-                    });
-                }
-            }
-            Err(error) => {
-                stats.failed.inc();
-                pending.result = Err(Failure {
-                    error,
-                    attempts,
-                    at_ms: now_ms(),
-                    dead_letter: setup.dlq.is_some(),
-                });
-                if let Some(dlq) = &setup.dlq {
-                    let producer = self.runner.producer(&dlq.connection_id).await.ok();
-                    let state = self.start(producer.as_ref(), dlq, &pending);
-                    writes.push(Write {
-                        target: dlq.clone(),
-                        state,
-                    });
-                }
-            }
-        }
-        pending.writes = writes;
-        Some(pending)
-    }
-
-    /// Hands a record to the producer without waiting for the broker.
-    fn start(
-        &self,
-        producer: Option<&FutureProducer>,
-        target: &Target,
-        pending: &Pending,
-    ) -> WriteState {
-        let Some(producer) = producer else {
-            return WriteState::Unsent;
-        };
-        match producer.send_result(self.record(target, pending)) {
-            Ok(delivery) => WriteState::Sent(delivery),
-            Err((error, _)) => {
-                tracing::debug!(flow = %self.spec.id, %error, "the producer did not take a record");
-                WriteState::Unsent
-            }
-        }
-    }
-
-    /// The record a message's outcome writes to `target`: the output, or the
-    /// input as a dead letter; the input's key; `eventflows-` headers.
-    fn record<'a>(&self, target: &'a Target, pending: &'a Pending) -> FutureRecord<'a, [u8], [u8]> {
-        let message = &pending.message;
-        let value = match &pending.result {
-            Ok(output) => output.as_slice(),
-            Err(_) => message.payload().unwrap_or_default(),
-        };
-        let mut record = FutureRecord::to(&target.topic)
-            .payload(value)
-            .headers(self.headers(pending));
-        if let Some(key) = message.key() {
-            record = record.key(key);
-        }
-        record
-    }
-
-    fn headers(&self, pending: &Pending) -> OwnedHeaders {
-        let message = &pending.message;
-        let (mut partition, mut offset) = (itoa::Buffer::new(), itoa::Buffer::new());
-        let source: [(&str, &[u8]); 5] = [
-            ("eventflows-algorithm", self.spec.algorithm.as_bytes()),
-            ("eventflows-version", pending.version.as_bytes()),
-            ("eventflows-source-topic", message.topic().as_bytes()),
-            (
-                "eventflows-source-partition",
-                partition.format(message.partition()).as_bytes(),
-            ),
-            (
-                "eventflows-source-offset",
-                offset.format(message.offset()).as_bytes(),
-            ),
-        ];
-        let Err(failure) = &pending.result else {
-            return headers(message.headers(), &source);
-        };
-        let (mut attempts, mut at) = (itoa::Buffer::new(), itoa::Buffer::new());
-        let mut fields = source.to_vec();
-        fields.extend([
-            ("eventflows-error", failure.error.message().as_bytes()),
-            ("eventflows-error-kind", failure.error.kind().as_bytes()),
-            (
-                "eventflows-attempts",
-                attempts.format(failure.attempts).as_bytes(),
-            ),
-            ("eventflows-failed-at", at.format(failure.at_ms).as_bytes()),
-        ]);
-        headers(message.headers(), &fields)
-    }
-
-    /// Takes the messages whose writes are all acknowledged off the front of
-    /// `in_flight`, in order; with `wait`, first waits for the oldest one.
-    /// False if the flow was stopped while a write kept failing.
-    async fn settle(&self, in_flight: &mut InFlight, done: &mut Done, mut wait: bool) -> bool {
-        while let Some(head) = in_flight.messages.front_mut() {
-            match self.written(head, wait).await {
-                Some(true) => {}
-                Some(false) => return true,
-                None => return false,
-            }
-            wait = false;
-            if let Some(pending) = in_flight.messages.pop_front() {
-                in_flight.bytes -= pending.bytes;
-                self.finished(pending, done);
-            }
-        }
-        true
-    }
-
-    /// Whether every write of `pending` is acknowledged: `Some(false)` while
-    /// one is under way (and `wait` is false). A failed write is sent again
-    /// until it succeeds; `None` if the flow is stopped first.
-    async fn written(&self, pending: &mut Pending, wait: bool) -> Option<bool> {
-        for i in 0..pending.writes.len() {
-            let acked = match &mut pending.writes[i].state {
-                WriteState::Acked => continue,
-                WriteState::Unsent => false,
-                WriteState::Sent(delivery) => {
-                    let answer = if wait {
-                        Some(delivery.await)
-                    } else {
-                        delivery.now_or_never()
-                    };
-                    match answer {
-                        None => return Some(false),
-                        Some(Ok(Ok(_))) => true,
-                        Some(Ok(Err((error, _)))) => {
-                            tracing::debug!(flow = %self.spec.id, %error, "a write failed");
-                            false
-                        }
-                        Some(Err(_)) => false,
-                    }
-                }
-            };
-            if !acked {
-                let target = pending.writes[i].target.clone();
-                if !self.send_until_acked(&target, pending).await {
-                    return None;
-                }
-            }
-            pending.writes[i].state = WriteState::Acked;
-        }
-        Some(true)
-    }
-
-    /// Records the outcome of a message whose writes are all acknowledged.
-    fn finished(&self, pending: Pending, done: &mut Done) {
-        let stats = &self.stats;
-        let message = &pending.message;
-        let (partition, offset) = (message.partition(), message.offset());
-        let outcome = match &pending.result {
-            Ok(_) => {
-                stats.succeeded.inc();
-                "succeeded"
-            }
-            Err(failure) => {
-                let (error, dead_lettered) = (&failure.error, failure.dead_letter);
-                if dead_lettered {
-                    stats.dead_lettered.inc();
-                }
-                stats.record_error(FlowError {
-                    at_ms: failure.at_ms,
-                    partition,
-                    offset,
-                    kind: error.kind().to_owned(),
-                    message: error.message().to_owned(),
-                    dead_lettered,
-                });
-                tracing::info!(flow = %self.spec.id, partition, offset, kind = error.kind(),
-                    attempts = failure.attempts, dead_lettered, "{}", error.message());
-                if dead_lettered {
-                    "dead-lettered"
-                } else {
-                    "failed"
-                }
-            }
-        };
-        let latency = pending.started.elapsed();
-        stats.observe_latency(latency.as_secs_f64());
-        done.offset = Some((partition, offset));
-        if done.runs.len() == KEEP_RUNS {
-            done.runs.pop_front();
-        }
-        done.runs.push_back((
-            partition,
-            offset,
-            pending.version,
-            outcome,
-            latency.as_millis() as u64,
-        ));
-    }
-
-    /// Stores the last finished offset and publishes the recent runs.
-    fn report(&self, done: &mut Done) {
-        if let Some((partition, offset)) = done.offset.take() {
-            // librdkafka's rd_kafka_offset_store commits `offset + 1` itself.
-            if let Err(error) = self
-                .consumer
-                .store_offset(&self.spec.topic, partition, offset)
-            {
-                tracing::debug!(flow = %self.spec.id, %error, partition, offset, "offset not stored");
-            }
-            self.stats.processed(partition, offset);
-        }
-        if !done.runs.is_empty() {
-            let at_ms = now_ms();
-            self.stats.record_runs(done.runs.drain(..).map(
-                |(partition, offset, version, outcome, latency_ms)| RunRecord {
-                    at_ms,
-                    partition,
-                    offset,
-                    version: version.to_string(),
-                    outcome: outcome.to_owned(),
-                    latency_ms,
-                },
-            ));
-        }
-    }
-
-    /// Sends a write again, with backoff, until the broker acknowledges it;
-    /// false if the flow is stopped first (the message then stays unacknowledged).
-    async fn send_until_acked(&self, target: &Target, pending: &Pending) -> bool {
-        let mut backoff = FIRST_BACKOFF;
-        loop {
-            let record = self.record(target, pending);
-            match self.runner.send(&target.connection_id, record).await {
-                Ok(()) => return true,
-                Err(error) => {
-                    self.stats.set_state(format!("cannot write: {error}"));
-                    tracing::warn!(flow = %self.spec.id, %error, "write failed; retrying");
-                    if self.stopping() {
-                        return false;
-                    }
-                    let mut stop = self.stop.clone();
-                    tokio::select! {
-                        _ = stop.changed() => return false,
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
-            }
-        }
-    }
+/// The partitions of `topic` assigned to this consumer, in order.
+pub fn assigned(consumer: &StreamConsumer<FlowContext>, topic: &str) -> Vec<i32> {
+    let Ok(assignment) = consumer.assignment() else {
+        return Vec::new();
+    };
+    let mut partitions: Vec<i32> = assignment
+        .elements_for_topic(topic)
+        .iter()
+        .map(|e| e.partition())
+        .collect();
+    partitions.sort_unstable();
+    partitions
 }
 
 /// Messages on the topic not yet processed: per assigned partition, the high

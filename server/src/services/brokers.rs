@@ -20,7 +20,6 @@ use super::{Services, blocking, internal};
 use crate::db::brokers::{self as queries, ConnectionRow};
 use crate::db::{new_id, now_ms};
 use crate::kafka::{BrokerClient, BrokerSettings, check_ca_pem};
-use crate::secrets::SecretBox;
 
 /// How long the connection test and the details page wait for the broker.
 const DETAILS_TIMEOUT: Duration = Duration::from_secs(5);
@@ -29,9 +28,7 @@ const STATUS_TIMEOUT: Duration = Duration::from_secs(3);
 
 const MAX_NAME_LEN: usize = 100;
 
-fn sealed_context(id: &str, field: &str) -> String {
-    format!("broker_connection/{id}/{field}")
-}
+use crate::kafka::sealed_context;
 
 fn optional(value: &str) -> Option<String> {
     let value = value.trim();
@@ -100,31 +97,6 @@ pub fn validate(new: &NewBrokerConnection) -> Result<(String, BrokerSettings), A
 }
 
 /// The client settings of a stored connection, its secrets opened.
-pub fn broker_settings(
-    row: &ConnectionRow,
-    secrets: &SecretBox,
-) -> Result<BrokerSettings, AppError> {
-    let open = |sealed: &Option<String>, field: &str| -> Result<Option<String>, AppError> {
-        sealed
-            .as_deref()
-            .map(|s| secrets.open(s, &sealed_context(&row.id, field)))
-            .transpose()
-            .map_err(|error| {
-                tracing::error!(connection = %row.id, %error, "a broker secret could not be opened");
-                AppError::Internal
-            })
-    };
-    Ok(BrokerSettings {
-        bootstrap_servers: BootstrapServers::parse(&row.bootstrap_servers)?,
-        security_protocol: SecurityProtocol::parse(&row.security_protocol)
-            .ok_or(AppError::Internal)?,
-        sasl_mechanism: row.sasl_mechanism.as_deref().and_then(SaslMechanism::parse),
-        username: row.username.clone(),
-        password: open(&row.password_encrypted, "password")?,
-        ca_pem: open(&row.ca_pem_encrypted, "ca_pem")?,
-    })
-}
-
 impl Services {
     async fn connection_row(&self, id: &str) -> Result<ConnectionRow, AppError> {
         let key = id.to_owned();
@@ -136,7 +108,7 @@ impl Services {
     }
 
     fn settings_of(&self, row: &ConnectionRow) -> Result<BrokerSettings, AppError> {
-        broker_settings(row, &self.secrets)
+        BrokerSettings::from_row(row, &self.secrets)
     }
 
     /// The shared client of a connection.

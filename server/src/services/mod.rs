@@ -10,16 +10,12 @@ pub mod run;
 
 use app::domain::AppError;
 
-use crate::db::{Db, DbError};
+use crate::db::Db;
 use crate::kafka::Clients;
 use crate::runner::Runner;
 use crate::secrets::SecretBox;
 
-/// Logs a storage failure and answers with the detail-free `Internal` error.
-pub fn internal(error: DbError) -> AppError {
-    tracing::error!(%error, "database call failed");
-    AppError::Internal
-}
+pub use crate::db::internal;
 
 /// Runs blocking work (hashing, librdkafka calls) on the blocking pool.
 pub(crate) async fn blocking<T: Send + 'static>(

@@ -10,7 +10,7 @@ use app::domain::{AppError, CurrentUser, Runtime};
 
 use super::Services;
 use crate::runner::RunError;
-use crate::runner::publish::headers;
+use crate::runner::headers;
 
 /// Why a REST run failed.
 pub enum RunFailure {
@@ -51,12 +51,12 @@ impl Services {
             .map_err(RunFailure::Run)?;
         let seconds = started.elapsed().as_secs_f64();
         let algorithm = format!("{org}/{name}");
-        let headers = headers(
+        let headers = headers::build(
             None,
             &[
-                ("eventflows-algorithm", algorithm.as_bytes()),
-                ("eventflows-version", version.as_bytes()),
-                ("eventflows-source", b"api"),
+                (headers::ALGORITHM, algorithm.as_bytes()),
+                (headers::VERSION, version.as_bytes()),
+                (headers::SOURCE, b"api"),
             ],
         );
         for target in self.runner.targets(&algorithm_id, version).iter() {

@@ -30,7 +30,7 @@ async fn slow_model() -> String {
     url
 }
 
-struct ServerProcess(Child);
+pub struct ServerProcess(pub Child);
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
@@ -39,7 +39,7 @@ impl Drop for ServerProcess {
     }
 }
 
-fn start_server(db: &TestDb) -> ServerProcess {
+pub fn start_server(db: &TestDb) -> ServerProcess {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -72,85 +72,93 @@ fn sources(outputs: &[crate::flows::Read]) -> Vec<(i32, i64)> {
         .collect()
 }
 
+/// Sets up, through the services and with the key file a server process
+/// will use, `acme/model` 1.0.0 on `runtime` subscribed to a new input topic
+/// of `partitions` partitions and publishing to a new output topic, both on
+/// the broker at `bootstrap`. Returns (input, output).
+pub async fn seed(
+    db: &TestDb,
+    bootstrap: &str,
+    runtime: &str,
+    partitions: u32,
+) -> (String, String) {
+    let (input, output) = (unique_topic("in"), unique_topic("out"));
+    let url = db.url.clone();
+    let pool = tokio::task::spawn_blocking(move || Db::open(&url))
+        .await
+        .unwrap()
+        .unwrap();
+    let secrets = SecretBox::load(None, &db.dir).unwrap();
+    let s = Services::new(pool, secrets, false).unwrap();
+    s.add_organization("acme").await.unwrap();
+    s.add_algorithm_version("acme/model", "1.0.0", runtime, "")
+        .await
+        .unwrap();
+    let connection = s
+        .connect_broker(NewBrokerConnection {
+            name: "local".into(),
+            bootstrap_servers: bootstrap.into(),
+            security_protocol: "PLAINTEXT".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for (topic, count, access) in [
+        (
+            &input,
+            partitions,
+            Access {
+                subscribe: true,
+                publish: false,
+            },
+        ),
+        (
+            &output,
+            1,
+            Access {
+                subscribe: false,
+                publish: true,
+            },
+        ),
+    ] {
+        let name = TopicName::parse(topic).unwrap();
+        s.create_topic(&connection, &name, count).await.unwrap();
+        let grants = vec![TopicGrant {
+            algorithm: "acme/model".into(),
+            access,
+        }];
+        s.save_topic_grants(&connection, &name, grants)
+            .await
+            .unwrap();
+    }
+    // Enabled straight in the database: no consumer may run in this process.
+    for (topic, direction) in [(&output, "publish"), (&input, "subscribe")] {
+        let (connection, topic) = (connection.clone(), topic.clone());
+        s.db.run(move |c| {
+            let algorithm = server::db::flows::find_algorithm(c, "acme", "model")?
+                .unwrap()
+                .0;
+            server::db::flows::upsert_flow(
+                c,
+                &algorithm,
+                &connection,
+                &topic,
+                direction,
+                "1.0.0",
+                None,
+            )
+        })
+        .await
+        .unwrap();
+    }
+    (input, output)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_server_mid_stream_loses_no_message() {
     let db = TestDb::fresh();
     let model = slow_model().await;
-    let (input, output) = (unique_topic("crash-in"), unique_topic("crash-out"));
-    {
-        // Set up through the services, with the key file the server will use.
-        let url = db.url.clone();
-        let pool = tokio::task::spawn_blocking(move || Db::open(&url))
-            .await
-            .unwrap()
-            .unwrap();
-        let secrets = SecretBox::load(None, &db.dir).unwrap();
-        let s = Services::new(pool, secrets, false).unwrap();
-        s.add_organization("acme").await.unwrap();
-        s.add_algorithm_version("acme/model", "1.0.0", &format!("http:{model}"), "")
-            .await
-            .unwrap();
-        let connection = s
-            .connect_broker(NewBrokerConnection {
-                name: "local".into(),
-                bootstrap_servers: bootstrap().into(),
-                security_protocol: "PLAINTEXT".into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        for (topic, partitions, access) in [
-            (
-                &input,
-                3,
-                Access {
-                    subscribe: true,
-                    publish: false,
-                },
-            ),
-            (
-                &output,
-                1,
-                Access {
-                    subscribe: false,
-                    publish: true,
-                },
-            ),
-        ] {
-            let name = TopicName::parse(topic).unwrap();
-            s.create_topic(&connection, &name, partitions)
-                .await
-                .unwrap();
-            let grants = vec![TopicGrant {
-                algorithm: "acme/model".into(),
-                access,
-            }];
-            s.save_topic_grants(&connection, &name, grants)
-                .await
-                .unwrap();
-        }
-        // Enabled straight in the database: no consumer may run in this process.
-        for (topic, direction) in [(&output, "publish"), (&input, "subscribe")] {
-            let (connection, topic) = (connection.clone(), topic.clone());
-            s.db.run(move |c| {
-                let algorithm = server::db::flows::find_algorithm(c, "acme", "model")?
-                    .unwrap()
-                    .0;
-                server::db::flows::upsert_flow(
-                    c,
-                    &algorithm,
-                    &connection,
-                    &topic,
-                    direction,
-                    "1.0.0",
-                    None,
-                )
-            })
-            .await
-            .unwrap();
-        }
-    }
-
+    let (input, output) = seed(&db, bootstrap(), &format!("http:{model}"), 3).await;
     const N: usize = 1500;
     let values: Vec<String> = (0..N).map(|i| format!(r#"{{"n": {i}}}"#)).collect();
     produce_keyed(&input, &values).await;

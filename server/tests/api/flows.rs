@@ -31,18 +31,25 @@ pub async fn read(topic: &str, count: usize) -> Vec<Read> {
 }
 
 pub async fn read_for(topic: &str, count: usize, limit: Duration) -> Vec<Read> {
-    let topic = topic.to_owned();
-    tokio::task::spawn_blocking(move || read_blocking(&topic, count, limit))
+    read_on(bootstrap(), topic, count, limit).await
+}
+
+/// [`read_for`] on another broker.
+pub async fn read_on(bootstrap: &str, topic: &str, count: usize, limit: Duration) -> Vec<Read> {
+    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || read_blocking(&bootstrap, &topic, count, limit))
         .await
         .unwrap()
 }
 
-fn read_blocking(topic: &str, count: usize, limit: Duration) -> Vec<Read> {
+fn read_blocking(bootstrap: &str, topic: &str, count: usize, limit: Duration) -> Vec<Read> {
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
+        .set("bootstrap.servers", bootstrap)
         .set("group.id", format!("test-reader-{}", server::db::new_id()))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
+        // As the server's own clients (kafka::BrokerSettings) have it.
+        .set("socket.timeout.ms", "10000")
         .create()
         .unwrap();
     consumer.subscribe(&[topic]).unwrap();
@@ -710,7 +717,7 @@ async fn a_run_through_the_rest_api_is_answered_and_published() {
 /// A model that echoes its input at once, except inputs of partition 0
 /// (`{"p": 0, …}`), which wait until `gate` opens. Every input it was given
 /// is recorded in `seen`, in order.
-async fn gated_model(
+pub async fn gated_model(
     gate: tokio::sync::watch::Receiver<bool>,
     seen: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
 ) -> String {

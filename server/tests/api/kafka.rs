@@ -119,6 +119,7 @@ pub fn sasl_broker() -> &'static (String, String, String) {
         setup.wait().unwrap();
         let port = free_port();
         start_tansu(port, &dir, &format!("{storage} --authentication"));
+        crate::outage::index_sqlite_storage(&dir.join("tansu.db"));
         (format!("127.0.0.1:{port}"), user, password)
     })
 }

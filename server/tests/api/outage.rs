@@ -15,14 +15,14 @@ use crate::support::TestApp;
 
 /// A tansu broker with its own port and sqlite storage, so it can be stopped
 /// and started again with its topics, messages and committed offsets.
-struct OwnBroker {
+pub struct OwnBroker {
     port: u16,
     dir: std::path::PathBuf,
     child: Option<Child>,
 }
 
 impl OwnBroker {
-    fn start() -> Self {
+    pub fn start() -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -39,7 +39,7 @@ impl OwnBroker {
         broker
     }
 
-    fn up(&mut self) {
+    pub fn up(&mut self) {
         let url = format!("tcp://127.0.0.1:{}", self.port);
         let child = Command::new("tansu")
             .args([
@@ -61,18 +61,32 @@ impl OwnBroker {
             assert!(Instant::now() < deadline, "tansu did not start");
             std::thread::sleep(Duration::from_millis(100));
         }
+        index_sqlite_storage(&self.dir.join("tansu.db"));
     }
 
-    fn down(&mut self) {
+    pub fn down(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
     }
 
-    fn bootstrap(&self) -> String {
+    pub fn bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
+}
+
+/// What `scripts/run.sh` does to the broker's SQLite storage (see
+/// `index_tansu_sqlite` in `scripts/env.sh`), done by the same script.
+pub fn index_sqlite_storage(file: &std::path::Path) {
+    let env = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/env.sh");
+    let status = Command::new("bash")
+        .args(["-c", "source \"$1\" && index_tansu_sqlite \"$2\"", "index"])
+        .arg(env)
+        .arg(file)
+        .status()
+        .unwrap();
+    assert!(status.success(), "could not index {}", file.display());
 }
 
 impl Drop for OwnBroker {
@@ -179,4 +193,63 @@ async fn a_flow_waits_out_a_broker_outage_and_loses_nothing() {
     .await;
     // Stop the flow while its broker is still there to say goodbye to.
     app.services.runner.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_consumer_group_reads_a_backlog_of_outputs_from_sqlite_storage() {
+    use rdkafka::ClientConfig;
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let broker = OwnBroker::start();
+    let topic = crate::kafka::unique_topic("out");
+    let admin: AdminClient<_> = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .create()
+        .unwrap();
+    admin
+        .create_topics(
+            &[NewTopic::new(&topic, 1, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await
+        .unwrap();
+    // What a flow writes: keyed records with the five `eventflows-` headers.
+    const N: usize = 6540;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    let mut deliveries = Vec::new();
+    for i in 0..N {
+        let (key, value) = (
+            format!("key-{i}"),
+            json!({"label": "positive", "score": 0.75, "i": i}).to_string(),
+        );
+        let mut headers = OwnedHeaders::new();
+        for name in [
+            "algorithm",
+            "version",
+            "source-topic",
+            "source-partition",
+            "source-offset",
+        ] {
+            headers = headers.insert(Header {
+                key: &format!("eventflows-{name}"),
+                value: Some("acme/sentiment-1.0.0"),
+            });
+        }
+        let record = FutureRecord::to(&topic)
+            .key(&key)
+            .payload(&value)
+            .headers(headers);
+        deliveries.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+    }
+    for delivery in deliveries {
+        delivery.await.unwrap().map_err(|(e, _)| e).unwrap();
+    }
+    let read = crate::flows::read_on(&broker.bootstrap(), &topic, N, Duration::from_secs(60)).await;
+    assert_eq!(read.len(), N, "a new group reads every record");
 }

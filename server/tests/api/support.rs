@@ -28,30 +28,37 @@ fn unique(prefix: &str) -> String {
 
 impl TestDb {
     pub fn fresh() -> Self {
-        let dir = std::env::temp_dir().join(unique("eventflows_test"));
-        std::fs::create_dir_all(&dir).unwrap();
         match std::env::var("EVENTFLOWS_TEST_DATABASE").as_deref() {
-            Ok("postgres") => {
-                let admin = std::env::var("EVENTFLOWS_TEST_POSTGRES_URL")
-                    .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-                let name = unique("ef_test");
-                let mut conn = PgConnection::establish(&admin)
-                    .expect("PostgreSQL must listen on 127.0.0.1:5432 for these tests");
-                diesel::sql_query(format!("CREATE DATABASE {name}"))
-                    .execute(&mut conn)
-                    .unwrap();
-                let base = admin.rsplit_once('/').unwrap().0;
+            Ok("postgres") => Self::postgres(),
+            _ => {
+                let dir = std::env::temp_dir().join(unique("eventflows_test"));
+                std::fs::create_dir_all(&dir).unwrap();
                 TestDb {
-                    url: format!("{base}/{name}"),
+                    url: dir.join("eventflows.db").to_string_lossy().into_owned(),
                     dir,
-                    postgres: Some((admin, name)),
+                    postgres: None,
                 }
             }
-            _ => TestDb {
-                url: dir.join("eventflows.db").to_string_lossy().into_owned(),
-                dir,
-                postgres: None,
-            },
+        }
+    }
+
+    /// A fresh PostgreSQL database, whatever the test run's choice.
+    pub fn postgres() -> Self {
+        let dir = std::env::temp_dir().join(unique("eventflows_test"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let admin = std::env::var("EVENTFLOWS_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+        let name = unique("ef_test");
+        let mut conn = PgConnection::establish(&admin)
+            .expect("PostgreSQL must listen on 127.0.0.1:5432 for these tests");
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .unwrap();
+        let base = admin.rsplit_once('/').unwrap().0;
+        TestDb {
+            url: format!("{base}/{name}"),
+            dir,
+            postgres: Some((admin, name)),
         }
     }
 }

@@ -1,0 +1,1 @@
+ALTER TABLE flows DROP COLUMN consumer_group;

@@ -1,0 +1,86 @@
+//! The `eventflows-` headers every record the runner writes carries: the
+//! only place their names are spelled out.
+
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+
+/// Every header of ours starts with this; an input's own headers with it are
+/// dropped when its output is written, so they never pile up along a chain.
+pub const PREFIX: &str = "eventflows-";
+/// `org/name` of the algorithm that wrote the record.
+pub const ALGORITHM: &str = "eventflows-algorithm";
+pub const VERSION: &str = "eventflows-version";
+/// Where the input came from: a topic, or `api` for a REST run.
+pub const SOURCE: &str = "eventflows-source";
+pub const SOURCE_TOPIC: &str = "eventflows-source-topic";
+pub const SOURCE_PARTITION: &str = "eventflows-source-partition";
+pub const SOURCE_OFFSET: &str = "eventflows-source-offset";
+/// On a dead letter: what went wrong, of which kind, after how many
+/// attempts, when (milliseconds since the epoch).
+pub const ERROR: &str = "eventflows-error";
+pub const ERROR_KIND: &str = "eventflows-error-kind";
+pub const ATTEMPTS: &str = "eventflows-attempts";
+pub const FAILED_AT: &str = "eventflows-failed-at";
+/// On a dead letter whose value was cut to fit the broker's record size:
+/// the length of the whole value.
+pub const VALUE_TRUNCATED: &str = "eventflows-value-truncated";
+
+/// Builds headers: the input's own (minus old `eventflows-` ones), then ours.
+pub fn build(original: Option<&OwnedHeaders>, ours: &[(&str, &[u8])]) -> OwnedHeaders {
+    let mut out = OwnedHeaders::new_with_capacity(
+        ours.len() + original.map(|h| h.count()).unwrap_or_default(),
+    );
+    if let Some(original) = original {
+        for header in original.iter() {
+            if !header.key.starts_with(PREFIX) {
+                out = out.insert(Header {
+                    key: header.key,
+                    value: header.value,
+                });
+            }
+        }
+    }
+    for (key, value) in ours {
+        out = out.insert(Header {
+            key,
+            value: Some(*value),
+        });
+    }
+    out
+}
+
+/// Bytes the headers take in a record (keys and values; the framing is
+/// covered by the margin of [`super::write::MAX_RECORD_BYTES`]).
+pub fn size(headers: &OwnedHeaders) -> usize {
+    headers
+        .iter()
+        .map(|h| h.key.len() + h.value.map_or(0, <[u8]>::len) + 8)
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_eventflows_headers_are_replaced_and_others_kept() {
+        let original = OwnedHeaders::new()
+            .insert(Header {
+                key: "trace-id",
+                value: Some(b"abc".as_slice()),
+            })
+            .insert(Header {
+                key: VERSION,
+                value: Some(b"0.1.0".as_slice()),
+            });
+        let built = build(Some(&original), &[(VERSION, b"2.0.0")]);
+        let pairs: Vec<(&str, Option<&[u8]>)> = built.iter().map(|h| (h.key, h.value)).collect();
+        assert_eq!(
+            pairs,
+            vec![
+                ("trace-id", Some(b"abc".as_slice())),
+                (VERSION, Some(b"2.0.0".as_slice()))
+            ]
+        );
+        assert_eq!(size(&built), "trace-id".len() + 3 + VERSION.len() + 5 + 16);
+    }
+}

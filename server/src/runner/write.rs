@@ -1,0 +1,124 @@
+//! The write step's rules: which write errors can never succeed, and how a
+//! record is made to fit the broker's size limit.
+//!
+//! A retryable error (broker away, leader moving, queue full) is sent again
+//! until it succeeds; a permanent one (record too large, topic gone or not
+//! authorised, connection deleted) is recorded and the partition moves on.
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+/// The largest record the runner writes, as set on its producers
+/// (`message.max.bytes`, librdkafka's default): key, value and headers.
+pub const MAX_RECORD_BYTES: usize = 1_000_000;
+/// Room kept for the record's framing besides key, value and headers.
+const FRAMING: usize = 1024;
+
+/// Why a write did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteError {
+    /// Will never succeed as it is.
+    Permanent(String),
+    /// Worth sending again.
+    Retryable(String),
+}
+
+impl WriteError {
+    /// Sorts a producer or delivery error for a write to `topic`.
+    pub fn from_kafka(topic: &str, error: &KafkaError) -> Self {
+        let permanent = error.rdkafka_error_code().is_some_and(is_permanent);
+        let message = format!("writing to '{topic}' failed: {error}");
+        if permanent {
+            WriteError::Permanent(message)
+        } else {
+            WriteError::Retryable(message)
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            WriteError::Permanent(m) | WriteError::Retryable(m) => m,
+        }
+    }
+}
+
+/// Errors that sending the same record again cannot cure. librdkafka has
+/// already retried what it could by the time one of these reaches us.
+fn is_permanent(code: RDKafkaErrorCode) -> bool {
+    use RDKafkaErrorCode as E;
+    matches!(
+        code,
+        E::MessageSizeTooLarge
+            | E::InvalidMessageSize
+            | E::MessageBatchTooLarge
+            | E::InvalidRecord
+            | E::UnknownTopic
+            | E::UnknownPartition
+            | E::UnknownTopicOrPartition
+            | E::InvalidTopic
+            | E::TopicAuthorizationFailed
+            | E::ClusterAuthorizationFailed
+            | E::PolicyViolation
+            | E::InvalidArgument
+    )
+}
+
+/// Whether a record of these sizes may be written.
+pub fn fits(key: usize, value: usize, headers: usize) -> bool {
+    key + value + headers + FRAMING <= MAX_RECORD_BYTES
+}
+
+/// How many bytes of the value fit in a record with this key and headers
+/// (`None`: the whole value fits).
+pub fn cut_to_fit(key: usize, value: usize, headers: usize) -> Option<usize> {
+    if fits(key, value, headers) {
+        return None;
+    }
+    Some(MAX_RECORD_BYTES.saturating_sub(key + headers + FRAMING))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_that_cannot_be_cured_by_resending_are_permanent() {
+        let too_large = KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge);
+        assert!(matches!(
+            WriteError::from_kafka("out", &too_large),
+            WriteError::Permanent(m) if m.contains("'out'")
+        ));
+        for code in [
+            RDKafkaErrorCode::UnknownTopic,
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+        ] {
+            let error = KafkaError::MessageProduction(code);
+            assert!(matches!(
+                WriteError::from_kafka("t", &error),
+                WriteError::Permanent(_)
+            ));
+        }
+        for code in [
+            RDKafkaErrorCode::MessageTimedOut,
+            RDKafkaErrorCode::QueueFull,
+            RDKafkaErrorCode::AllBrokersDown,
+            RDKafkaErrorCode::NotEnoughReplicas,
+            RDKafkaErrorCode::LeaderNotAvailable,
+        ] {
+            let error = KafkaError::MessageProduction(code);
+            assert!(matches!(
+                WriteError::from_kafka("t", &error),
+                WriteError::Retryable(_)
+            ));
+        }
+    }
+
+    #[test]
+    fn a_value_is_cut_only_when_the_record_would_not_fit() {
+        assert!(fits(10, 900_000, 200));
+        assert_eq!(cut_to_fit(10, 900_000, 200), None);
+        let cut = cut_to_fit(10, 1_040_000, 200).unwrap();
+        assert!(fits(10, cut, 200));
+        assert!(!fits(10, cut + 1, 200));
+    }
+}

@@ -1,0 +1,555 @@
+//! The runner under faults: a model server that goes away, writes that can
+//! never succeed, look-alike names, and a server stopped while its broker is
+//! gone. Each test shows a fault that once lost, skipped or stuck messages.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use diesel::RunQueryDsl;
+use rdkafka::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::{Value, json};
+
+use crate::crash::{seed, start_server};
+use crate::flows::{pipeline, read, read_on, wait_until};
+use crate::kafka::{bootstrap, produce_keyed, produce_on, produce_to_partition, unique_topic};
+use crate::outage::OwnBroker;
+use crate::support::TestDb;
+
+/// A model server that answers 503 with `Retry-After: 1` while `down` is
+/// set and echoes its input otherwise; `calls` counts every request.
+async fn flaky_model(down: Arc<AtomicBool>, calls: Arc<AtomicUsize>) -> String {
+    use axum::response::IntoResponse;
+    use axum::{Json, Router, routing::post};
+    let app = Router::new().route(
+        "/predict",
+        post(move |Json(input): Json<Value>| {
+            let (down, calls) = (down.clone(), calls.clone());
+            async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                if down.load(Ordering::SeqCst) {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        [("retry-after", "1")],
+                        "model is loading",
+                    )
+                        .into_response()
+                } else {
+                    Json(input).into_response()
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/predict", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+#[tokio::test]
+async fn a_model_outage_is_retried_until_it_ends_and_loses_nothing() {
+    let p = pipeline().await;
+    let (down, calls) = (
+        Arc::new(AtomicBool::new(true)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let model = flaky_model(down.clone(), calls.clone()).await;
+    p.app
+        .services
+        .add_algorithm_version("acme/sentiment", "2.0.0", &format!("http:{model}"), "")
+        .await
+        .unwrap();
+    p.save(&p.output, "publish", "2.0.0", None).await;
+    // No dead-letter queue: a message given up on would be skipped.
+    p.save(&p.input, "subscribe", "2.0.0", None).await;
+    let flow = p.subscribe_flow_id().await;
+    let inputs: Vec<String> = (0..5).map(|i| json!({"i": i}).to_string()).collect();
+    produce_to_partition(&p.input, 0, &inputs).await;
+
+    // Longer than the four attempts a message once had.
+    wait_until("the model has refused six calls", || async {
+        calls.load(Ordering::SeqCst) >= 6
+    })
+    .await;
+    let stats = p.stats(&flow).await;
+    assert_eq!(stats["failed"], 0, "an outage is not a failure: {stats}");
+    assert_eq!(stats["succeeded"], 0, "{stats}");
+    let state = stats["state"].as_str().unwrap().to_owned();
+    assert!(
+        state.starts_with("model unavailable since ") && state.ends_with("retrying"),
+        "the flow says why it waits: {state}"
+    );
+
+    down.store(false, Ordering::SeqCst);
+    let outputs = read(&p.output, 5).await;
+    let order: Vec<i64> = outputs
+        .iter()
+        .map(|r| {
+            serde_json::from_str::<Value>(&r.value).unwrap()["i"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(order, vec![0, 1, 2, 3, 4], "every message, in order");
+    wait_until("the flow is running again", || async {
+        let stats = p.stats(&flow).await;
+        stats["state"] == "running" && stats["succeeded"] == 5
+    })
+    .await;
+    let stats = p.stats(&flow).await;
+    assert_eq!(stats["failed"], 0, "{stats}");
+    assert!(stats["retries"].as_u64().unwrap() >= 5, "{stats}");
+}
+
+#[tokio::test]
+async fn an_output_too_large_to_write_is_dead_lettered_cut_to_fit_and_the_partition_moves_on() {
+    let p = pipeline().await;
+    p.app
+        .services
+        .add_algorithm_version("acme/sentiment", "3.0.0", "builtin:echo", "")
+        .await
+        .unwrap();
+    p.save(&p.output, "publish", "3.0.0", None).await;
+    p.save(&p.input, "subscribe", "3.0.0", Some(&p.dlq)).await;
+    let flow = p.subscribe_flow_id().await;
+
+    // Accepted as input (at most 1 MiB) but over the 1,000,000 bytes a
+    // record may have when written back.
+    let big = format!("\"{}\"", "x".repeat(1_040_000));
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("message.max.bytes", "2000000")
+        .create()
+        .unwrap();
+    for value in [big.as_str(), r#"{"after": true}"#] {
+        producer
+            .send(
+                FutureRecord::<(), str>::to(&p.input)
+                    .partition(0)
+                    .payload(value),
+                Duration::from_secs(20),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+
+    let outputs = read(&p.output, 1).await;
+    assert_eq!(outputs.len(), 1, "the message after the big one is written");
+    assert_eq!(outputs[0].value, r#"{"after": true}"#);
+    let dead = read(&p.dlq, 1).await;
+    assert_eq!(dead.len(), 1, "the big one is dead-lettered");
+    let headers = &dead[0].headers;
+    assert_eq!(
+        headers["eventflows-error-kind"], "write-failed",
+        "{headers:?}"
+    );
+    assert!(
+        headers["eventflows-error"].contains(&p.output),
+        "the error names the topic: {headers:?}"
+    );
+    assert_eq!(headers["eventflows-source-offset"], "0");
+    assert_eq!(headers["eventflows-value-truncated"], big.len().to_string());
+    assert!(dead[0].value.len() < 1_000_000 && dead[0].value.len() > 900_000);
+    assert!(big.starts_with(&dead[0].value), "a prefix of the input");
+    wait_until("the counters show it", || async {
+        let s = p.stats(&flow).await;
+        s["succeeded"] == 1 && s["dead_lettered"] == 1 && s["state"] == "running"
+    })
+    .await;
+}
+
+/// Sets up an organization `org` with algorithm `name` (echo) subscribed to
+/// `input` and publishing to `output`.
+async fn echo_flow(p: &crate::flows::Pipeline, org: &str, name: &str, input: &str, output: &str) {
+    let s = &p.app.services;
+    // The pipeline's own organization may be the one asked for.
+    let _ = s.add_organization(org).await;
+    s.add_algorithm_version(&format!("{org}/{name}"), "1.0.0", "builtin:echo", "")
+        .await
+        .unwrap();
+    for (topic, subscribe, publish) in [(input, true, false), (output, false, true)] {
+        let mut grants: Vec<Value> = p
+            .app
+            .call(
+                "get_topic",
+                json!({"id": p.connection, "topic": topic}),
+                Some(&p.admin),
+            )
+            .await
+            .json()["grants"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        grants.push(json!({"algorithm": format!("{org}/{name}"),
+            "access": {"subscribe": subscribe, "publish": publish}}));
+        let r = p
+            .app
+            .call(
+                "save_topic_grants",
+                json!({"id": p.connection, "topic": topic, "grants": grants}),
+                Some(&p.admin),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    }
+    for (topic, direction) in [(output, "Publish"), (input, "Subscribe")] {
+        let request = json!({"request": {"org": org, "name": name, "connection_id": p.connection,
+            "topic": topic, "direction": direction, "version": "1.0.0", "dlq_topic": null}});
+        let r = p.app.call("save_flow", request, Some(&p.admin)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    }
+}
+
+#[tokio::test]
+async fn algorithms_whose_names_look_alike_get_consumer_groups_of_their_own() {
+    let p = pipeline().await;
+    let (out_a, out_b) = (unique_topic("out-a"), unique_topic("out-b"));
+    for topic in [&out_a, &out_b] {
+        let r = p
+            .app
+            .call(
+                "create_topic",
+                json!({"id": p.connection, "topic": topic, "partitions": 1}),
+                Some(&p.admin),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    }
+    // Once both "eventflows.acme.ml.x.<topic>".
+    echo_flow(&p, "acme.ml", "x", &p.input, &out_a).await;
+    echo_flow(&p, "acme", "ml.x", &p.input, &out_b).await;
+    let values: Vec<String> = (0..30).map(|i| json!({"i": i}).to_string()).collect();
+    produce_keyed(&p.input, &values).await;
+    for out in [&out_a, &out_b] {
+        let outputs = read(out, 30).await;
+        assert_eq!(
+            outputs.len(),
+            30,
+            "each flow sees every message of the topic"
+        );
+    }
+
+    let mut groups = Vec::new();
+    for (org, name) in [("acme.ml", "x"), ("acme", "ml.x")] {
+        let events = p
+            .app
+            .call(
+                "list_events",
+                json!({"org": org, "name": name}),
+                Some(&p.admin),
+            )
+            .await
+            .json();
+        let flow = events
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["topic"] == p.input.as_str())
+            .unwrap()["flow"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let stats = p
+            .app
+            .call("get_flow_stats", json!({"flow_id": flow}), Some(&p.admin))
+            .await
+            .json();
+        groups.push(stats["consumer_group"].as_str().unwrap().to_owned());
+    }
+    assert_ne!(groups[0], groups[1], "{groups:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_exits_on_sigterm_while_its_broker_is_gone() {
+    let mut broker = OwnBroker::start();
+    let db = TestDb::fresh();
+    let (input, output) = seed(&db, &broker.bootstrap(), "builtin:echo", 3).await;
+    produce_on(
+        &broker.bootstrap(),
+        &input,
+        &[r#"{"a": 1}"#, r#"{"a": 2}"#, r#"{"a": 3}"#],
+    )
+    .await;
+    let mut server = start_server(&db);
+    let outputs = read_on(&broker.bootstrap(), &output, 3, Duration::from_secs(90)).await;
+    assert_eq!(outputs.len(), 3, "the flow runs");
+
+    broker.down();
+    let pid = server.0.id().to_string();
+    let sent = Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = loop {
+        if let Some(status) = server.0.try_wait().unwrap() {
+            break Some(status);
+        }
+        if sent.elapsed() > Duration::from_secs(40) {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let took = sent.elapsed();
+    assert!(
+        status.is_some() && took < Duration::from_secs(15),
+        "the server still ran {took:?} after SIGTERM"
+    );
+}
+
+/// A model that answers after `pause`, counting the runs of each input
+/// (`{"i": …}`) and how many of one input were under way at once.
+async fn counting_model(
+    pause: Duration,
+    runs: Arc<std::sync::Mutex<std::collections::HashMap<i64, (usize, usize, usize)>>>,
+) -> String {
+    use axum::{Json, Router, routing::post};
+    let app = Router::new().route(
+        "/predict",
+        post(move |Json(input): Json<Value>| {
+            let runs = runs.clone();
+            async move {
+                let i = input["i"].as_i64().unwrap_or(-1);
+                {
+                    // (runs, under way now, most under way at once)
+                    let mut runs = runs.lock().unwrap();
+                    let entry = runs.entry(i).or_default();
+                    entry.0 += 1;
+                    entry.1 += 1;
+                    entry.2 = entry.2.max(entry.1);
+                }
+                tokio::time::sleep(pause).await;
+                runs.lock().unwrap().entry(i).or_default().1 -= 1;
+                Json(input)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/predict", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_instance_takes_partitions_over_without_running_them_twice() {
+    let p = pipeline().await;
+    let runs = Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+    let model = counting_model(Duration::from_millis(50), runs.clone()).await;
+    p.app
+        .services
+        .add_algorithm_version("acme/sentiment", "2.0.0", &format!("http:{model}"), "")
+        .await
+        .unwrap();
+    p.save(&p.output, "publish", "2.0.0", None).await;
+    p.save(&p.input, "subscribe", "2.0.0", None).await;
+    let flow = p.subscribe_flow_id().await;
+    const N: usize = 600;
+    let values: Vec<String> = (0..N).map(|i| json!({"i": i}).to_string()).collect();
+    produce_keyed(&p.input, &values).await;
+    wait_until("the first instance is under way", || async {
+        runs.lock().unwrap().len() >= 60
+    })
+    .await;
+
+    // A second instance on the same database joins the consumer group.
+    let url = p.app.db.url.clone();
+    let pool = tokio::task::spawn_blocking(move || server::db::Db::open(&url))
+        .await
+        .unwrap()
+        .unwrap();
+    let second =
+        server::services::Services::new(pool, p.app.services.secrets.clone(), false).unwrap();
+    second.runner.reconcile().await.unwrap();
+    wait_until("every input has run", || async {
+        runs.lock().unwrap().len() >= N
+    })
+    .await;
+    let outputs = read(&p.output, N).await;
+    assert_eq!(outputs.len(), N);
+    wait_until("both instances own partitions, none twice", || async {
+        let a = p.app.services.runner.flow_stats(&flow).await.partitions;
+        let b = second.runner.flow_stats(&flow).await.partitions;
+        let mut all = [a.clone(), b.clone()].concat();
+        all.sort();
+        !a.is_empty() && !b.is_empty() && all == vec![0, 1, 2]
+    })
+    .await;
+    let taken_over = second.runner.flow_stats(&flow).await.succeeded;
+    assert!(taken_over > 0, "the second instance ran part of the stream");
+    let runs = runs.lock().unwrap().clone();
+    let twice: Vec<i64> = runs
+        .iter()
+        .filter(|(_, r)| r.0 > 1)
+        .map(|(i, _)| *i)
+        .collect();
+    let at_once: Vec<i64> = runs
+        .iter()
+        .filter(|(_, r)| r.2 > 1)
+        .map(|(i, _)| *i)
+        .collect();
+    assert!(
+        at_once.is_empty(),
+        "inputs run by both instances at once: {at_once:?}"
+    );
+    assert!(
+        twice.is_empty(),
+        "inputs run twice after the rebalance: {twice:?}"
+    );
+    second.runner.shutdown().await;
+    p.app.services.runner.shutdown().await;
+}
+
+#[tokio::test]
+async fn flows_enabled_before_consumer_groups_were_stored_keep_their_group() {
+    let p = pipeline().await;
+    let s = &p.app.services;
+    s.add_organization("acme.ml").await.unwrap();
+    s.add_algorithm_version("acme.ml/x", "1.0.0", "builtin:echo", "")
+        .await
+        .unwrap();
+    let db = s.db.clone();
+    tokio::task::spawn_blocking(move || db.revert_last_migration())
+        .await
+        .unwrap()
+        .unwrap();
+    let (connection, topic) = (p.connection.clone(), p.input.clone());
+    s.db.run(move |c| {
+        let algorithm = server::db::flows::find_algorithm(c, "acme.ml", "x")?
+            .unwrap()
+            .0;
+        diesel::sql_query(format!(
+            "INSERT INTO flows (id, algorithm_id, connection_id, topic, direction, version, \
+             dlq_topic, enabled, created_at, updated_at) VALUES ('old-flow', '{algorithm}', \
+             '{connection}', '{topic}', 'subscribe', '1.0.0', NULL, false, 0, 0)"
+        ))
+        .execute(c)
+    })
+    .await
+    .unwrap();
+    let db = s.db.clone();
+    let applied = tokio::task::spawn_blocking(move || db.migrate())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(applied, 1);
+    let (connection, topic) = (p.connection.clone(), p.input.clone());
+    let (old, new) =
+        s.db.run(move |c| {
+            use server::db::flows::{find_algorithm, find_flow, upsert_flow};
+            let algorithm = find_algorithm(c, "acme", "sentiment")?.unwrap().0;
+            let id = upsert_flow(
+                c,
+                &algorithm,
+                &connection,
+                &topic,
+                "subscribe",
+                "1.0.0",
+                None,
+            )?;
+            Ok((
+                find_flow(c, "old-flow")?.unwrap().consumer_group,
+                (find_flow(c, &id)?.unwrap().consumer_group, algorithm),
+            ))
+        })
+        .await
+        .unwrap();
+    assert_eq!(old, Some(format!("eventflows.acme.ml.x.{}", p.input)));
+    let (group, algorithm) = new;
+    assert_eq!(
+        group,
+        Some(format!(
+            "eventflows.{algorithm}.{}.{}",
+            p.connection, p.input
+        ))
+    );
+}
+
+#[tokio::test]
+async fn a_partition_far_behind_is_paused_while_the_others_keep_flowing() {
+    let p = pipeline().await;
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let model = crate::flows::gated_model(gate, seen.clone()).await;
+    p.app
+        .services
+        .add_algorithm_version("acme/sentiment", "2.0.0", &format!("http:{model}"), "")
+        .await
+        .unwrap();
+    // About 50 MB behind one stuck run: three times the bytes a flow holds
+    // for its lanes before it pauses their partitions.
+    const BACKLOG: usize = 1600;
+    let pad = "x".repeat(32 * 1024);
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        // One record per batch: tansu 0.6.0's in-memory storage cannot
+        // serve a fetch that starts inside a batch, as a resume does.
+        .set("batch.num.messages", "1")
+        .create()
+        .unwrap();
+    let mut deliveries = Vec::new();
+    for i in 0..BACKLOG {
+        let value = json!({"p": 0, "i": i, "pad": pad}).to_string();
+        let record = FutureRecord::<(), str>::to(&p.input)
+            .partition(0)
+            .payload(&value);
+        deliveries.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+    }
+    for delivery in deliveries {
+        delivery.await.unwrap().map_err(|(e, _)| e).unwrap();
+    }
+    p.save(&p.output, "publish", "2.0.0", None).await;
+    p.save(&p.input, "subscribe", "2.0.0", None).await;
+    let flow = p.subscribe_flow_id().await;
+    wait_until("partition 0 is paused", || async {
+        p.stats(&flow).await["paused"] == json!([0])
+    })
+    .await;
+
+    // The consumer loop still polls: the other partitions go on.
+    let inputs = |partition: i32| -> Vec<String> {
+        (0..20)
+            .map(|i| json!({"p": partition, "i": i}).to_string())
+            .collect()
+    };
+    produce_to_partition(&p.input, 1, &inputs(1)).await;
+    produce_to_partition(&p.input, 2, &inputs(2)).await;
+    let others = read(&p.output, 40).await;
+    assert_eq!(others.len(), 40, "partitions 1 and 2 are done meanwhile");
+    assert!(
+        others
+            .iter()
+            .all(|r| r.headers["eventflows-source-partition"] != "0")
+    );
+    assert_eq!(
+        seen.lock().unwrap().iter().filter(|v| v["p"] == 0).count(),
+        1,
+        "partition 0 is still on its first message"
+    );
+
+    // Once it catches up it resumes, and every message has its output, in order.
+    open.send(true).unwrap();
+    let outputs = read(&p.output, BACKLOG + 40).await;
+    assert_eq!(outputs.len(), BACKLOG + 40);
+    let mut next: std::collections::HashMap<String, i64> = Default::default();
+    for output in &outputs {
+        let partition = output.headers["eventflows-source-partition"].clone();
+        let offset: i64 = output.headers["eventflows-source-offset"].parse().unwrap();
+        let expected = next.entry(partition.clone()).or_insert(0);
+        assert_eq!(
+            offset, *expected,
+            "partition {partition}: in order, none missing"
+        );
+        *expected += 1;
+    }
+    wait_until("nothing is paused any more", || async {
+        p.stats(&flow).await["paused"] == json!([])
+    })
+    .await;
+}

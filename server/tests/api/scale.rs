@@ -1,0 +1,270 @@
+//! Scale-out: several server processes on one PostgreSQL database and one
+//! broker share a flow's partitions through Kafka's consumer group. One is
+//! killed and another joins mid-stream; every input still gets its output,
+//! and no input runs on two instances at once.
+
+use std::collections::{HashMap, HashSet};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use app::domain::Role;
+use server::{db::Db, secrets::SecretBox, services::Services};
+
+use crate::crash::{ServerProcess, seed};
+use crate::flows::read_for;
+use crate::kafka::{bootstrap, produce_keyed};
+use crate::support::TestDb;
+
+/// Per input `i`: (runs, under way now, most under way at once).
+type Runs = Arc<Mutex<HashMap<i64, (usize, usize, usize)>>>;
+
+/// Counts one run as under way until dropped, also when the caller goes
+/// away mid-run (a killed instance).
+struct UnderWay(Runs, i64);
+
+impl Drop for UnderWay {
+    fn drop(&mut self) {
+        if let Some(entry) = self.0.lock().unwrap().get_mut(&self.1) {
+            entry.1 -= 1;
+        }
+    }
+}
+
+async fn slow_counting_model(pause: Duration, runs: Runs) -> String {
+    use axum::{Json, Router, routing::post};
+    let app = Router::new().route(
+        "/predict",
+        post(move |Json(input): Json<Value>| {
+            let runs = runs.clone();
+            async move {
+                let i = input["i"].as_i64().unwrap_or(-1);
+                {
+                    let mut map = runs.lock().unwrap();
+                    let entry = map.entry(i).or_default();
+                    entry.0 += 1;
+                    entry.1 += 1;
+                    entry.2 = entry.2.max(entry.1);
+                }
+                let _under_way = UnderWay(runs.clone(), i);
+                tokio::time::sleep(pause).await;
+                Json(input)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/predict", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+/// A server process with its own data directory (so its own instance name)
+/// on the shared database and secret key.
+fn start_instance(db: &TestDb, n: usize) -> (ServerProcess, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let key = std::fs::read_to_string(db.dir.join(server::secrets::KEY_FILE)).unwrap();
+    let data = db.dir.join(format!("instance-{n}"));
+    std::fs::create_dir_all(&data).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_eventflows"))
+        .arg("serve")
+        .env("EVENTFLOWS_DATABASE_URL", &db.url)
+        .env("EVENTFLOWS_DATA_DIR", &data)
+        .env("EVENTFLOWS_SECRET_KEY", key.trim())
+        .env("EVENTFLOWS_DIST_DIR", db.dir.join("no-ui"))
+        .env("EVENTFLOWS_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "info,librdkafka=debug")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(db.dir.join(format!("instance-{n}.log"))).unwrap())
+        .spawn()
+        .unwrap();
+    (ServerProcess(child), port)
+}
+
+/// The partitions an instance's flow monitor says it owns (`None` while it
+/// does not answer yet).
+async fn owned(client: &reqwest::Client, port: u16, flow: &str) -> Option<Vec<i64>> {
+    let base = format!("http://127.0.0.1:{port}/api");
+    let login = client
+        .post(format!("{base}/login"))
+        .json(&json!({"username": "root", "password": "root-password"}))
+        .send()
+        .await
+        .ok()?;
+    if login.status() != StatusCode::OK {
+        return None;
+    }
+    let cookie = login
+        .headers()
+        .get("set-cookie")?
+        .to_str()
+        .ok()?
+        .split(';')
+        .next()?
+        .to_owned();
+    let stats: Value = client
+        .post(format!("{base}/get_flow_stats"))
+        .header("cookie", cookie)
+        .json(&json!({"flow_id": flow}))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    Some(
+        stats["partitions"]
+            .as_array()?
+            .iter()
+            .filter_map(Value::as_i64)
+            .collect(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_killed_and_added_mid_stream_lose_nothing_and_never_run_an_input_twice_at_once() {
+    let db = TestDb::postgres();
+    let runs: Runs = Arc::default();
+    let model = slow_counting_model(Duration::from_millis(50), runs.clone()).await;
+    let (input, output) = seed(&db, bootstrap(), &format!("http:{model}"), 6).await;
+    let flow = {
+        let url = db.url.clone();
+        let pool = tokio::task::spawn_blocking(move || Db::open(&url))
+            .await
+            .unwrap()
+            .unwrap();
+        let s = Services::new(pool, SecretBox::load(None, &db.dir).unwrap(), false).unwrap();
+        s.add_user("root", "root-password", Role::Admin)
+            .await
+            .unwrap();
+        let input = input.clone();
+        s.db.run(move |c| {
+            let flows = server::db::flows::active_flows(c)?;
+            Ok(flows.into_iter().find(|f| f.topic == input).unwrap().id)
+        })
+        .await
+        .unwrap()
+    };
+
+    const N: usize = 1200;
+    let values: Vec<String> = (0..N).map(|i| json!({"i": i}).to_string()).collect();
+    let producing = tokio::spawn({
+        let input = input.clone();
+        async move { produce_keyed(&input, &values).await }
+    });
+    let mut instances: Vec<Option<(ServerProcess, u16)>> =
+        (0..3).map(|n| Some(start_instance(&db, n))).collect();
+    let ran = |count: usize| {
+        let runs = runs.clone();
+        move || {
+            let runs = runs.clone();
+            async move { runs.lock().unwrap().len() >= count }
+        }
+    };
+    crate::flows::wait_until("a quarter of the inputs have run", ran(N / 4)).await;
+    instances[0] = None; // SIGKILL
+    instances.push(Some(start_instance(&db, 3)));
+    producing.await.unwrap();
+
+    // Every input offset ends with an output.
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let outputs = loop {
+        let outputs = read_for(&output, N * 2, Duration::from_secs(3)).await;
+        let sources: HashSet<(String, String)> = outputs
+            .iter()
+            .map(|r| {
+                (
+                    r.headers["eventflows-source-partition"].clone(),
+                    r.headers["eventflows-source-offset"].clone(),
+                )
+            })
+            .collect();
+        if sources.len() >= N {
+            break outputs;
+        }
+        if Instant::now() >= deadline {
+            for n in 0..4 {
+                let log = std::fs::read_to_string(db.dir.join(format!("instance-{n}.log")))
+                    .unwrap_or_default();
+                let tail: Vec<&str> = log
+                    .lines()
+                    .filter(|l| !l.contains("librdkafka"))
+                    .rev()
+                    .take(30)
+                    .collect();
+                eprintln!(
+                    "--- instance {n}, last lines:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            let mut per: HashMap<&str, usize> = HashMap::new();
+            for (partition, _) in &sources {
+                *per.entry(partition.as_str()).or_default() += 1;
+            }
+            panic!(
+                "only {} of {N} inputs have an output (per partition {per:?})",
+                sources.len()
+            );
+        }
+    };
+    let mut per_partition: HashMap<String, HashSet<i64>> = HashMap::new();
+    for r in &outputs {
+        per_partition
+            .entry(r.headers["eventflows-source-partition"].clone())
+            .or_default()
+            .insert(r.headers["eventflows-source-offset"].parse().unwrap());
+    }
+    let mut total = 0;
+    for (partition, offsets) in &per_partition {
+        let count = offsets.len() as i64;
+        assert!(
+            (0..count).all(|o| offsets.contains(&o)),
+            "partition {partition}: an offset has no output"
+        );
+        total += offsets.len();
+    }
+    assert_eq!(total, N, "every input offset has an output");
+    assert_eq!(per_partition.len(), 6);
+
+    let runs = runs.lock().unwrap().clone();
+    let at_once: Vec<i64> = runs
+        .iter()
+        .filter(|(_, r)| r.2 > 1)
+        .map(|(i, _)| *i)
+        .collect();
+    assert!(
+        at_once.is_empty(),
+        "inputs run on two instances at once: {at_once:?}"
+    );
+    let duplicates: usize = runs.values().map(|r| r.0 - 1).sum();
+    println!(
+        "scale-out: {N} inputs, {} outputs, {duplicates} inputs run again after the kill",
+        outputs.len()
+    );
+
+    // Each live instance's monitor names the partitions it owns: together
+    // all six, none twice.
+    let client = reqwest::Client::new();
+    let ports: Vec<u16> = instances.iter().flatten().map(|(_, port)| *port).collect();
+    crate::flows::wait_until("the live instances split the six partitions", || {
+        let (client, ports, flow) = (&client, &ports, &flow);
+        async move {
+            let mut all = Vec::new();
+            for port in ports {
+                match owned(client, *port, flow).await {
+                    Some(partitions) => all.extend(partitions),
+                    None => return false,
+                }
+            }
+            all.sort();
+            all == (0..6).collect::<Vec<i64>>()
+        }
+    })
+    .await;
+}
