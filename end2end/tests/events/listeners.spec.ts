@@ -84,6 +84,8 @@ test('a member enables a listener with a Dead Letter Queue, watches it work, edi
   await expect(monitor.getByTestId('stat-dead-lettered')).toHaveText('1');
   await expect(monitor.getByTestId('stat-consumed')).toHaveText('4');
   await expect(monitor.getByTestId('flow-state')).toHaveText('running');
+  await expect(monitor.getByTestId('flow-group')).toHaveText(/^eventflows\.[0-9a-f]+\.[0-9a-f]+\./);
+  await expect(monitor.getByTestId('flow-partitions')).toHaveText('0, 1, 2');
   await expect(monitor.getByRole('list', { name: 'Last errors' })).toContainText('sent to the Dead Letter Queue');
   await expect(monitor.getByRole('table', { name: 'Recent runs' })).toContainText('succeeded');
 

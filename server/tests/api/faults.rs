@@ -17,6 +17,7 @@ use crate::crash::{seed, start_server};
 use crate::flows::{pipeline, read, read_on, wait_until};
 use crate::kafka::{bootstrap, produce_keyed, produce_on, produce_to_partition, unique_topic};
 use crate::outage::OwnBroker;
+use crate::scale::{Runs, counting_model, inputs_where};
 use crate::support::TestDb;
 
 /// A model server that answers 503 with `Retry-After: 1` while `down` is
@@ -304,43 +305,10 @@ async fn the_server_exits_on_sigterm_while_its_broker_is_gone() {
     );
 }
 
-/// A model that answers after `pause`, counting the runs of each input
-/// (`{"i": …}`) and how many of one input were under way at once.
-async fn counting_model(
-    pause: Duration,
-    runs: Arc<std::sync::Mutex<std::collections::HashMap<i64, (usize, usize, usize)>>>,
-) -> String {
-    use axum::{Json, Router, routing::post};
-    let app = Router::new().route(
-        "/predict",
-        post(move |Json(input): Json<Value>| {
-            let runs = runs.clone();
-            async move {
-                let i = input["i"].as_i64().unwrap_or(-1);
-                {
-                    // (runs, under way now, most under way at once)
-                    let mut runs = runs.lock().unwrap();
-                    let entry = runs.entry(i).or_default();
-                    entry.0 += 1;
-                    entry.1 += 1;
-                    entry.2 = entry.2.max(entry.1);
-                }
-                tokio::time::sleep(pause).await;
-                runs.lock().unwrap().entry(i).or_default().1 -= 1;
-                Json(input)
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/predict", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    url
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_instance_takes_partitions_over_without_running_them_twice() {
     let p = pipeline().await;
-    let runs = Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+    let runs = Runs::default();
     let model = counting_model(Duration::from_millis(50), runs.clone()).await;
     p.app
         .services
@@ -383,17 +351,8 @@ async fn a_second_instance_takes_partitions_over_without_running_them_twice() {
     .await;
     let taken_over = second.runner.flow_stats(&flow).await.succeeded;
     assert!(taken_over > 0, "the second instance ran part of the stream");
-    let runs = runs.lock().unwrap().clone();
-    let twice: Vec<i64> = runs
-        .iter()
-        .filter(|(_, r)| r.0 > 1)
-        .map(|(i, _)| *i)
-        .collect();
-    let at_once: Vec<i64> = runs
-        .iter()
-        .filter(|(_, r)| r.2 > 1)
-        .map(|(i, _)| *i)
-        .collect();
+    let twice = inputs_where(&runs, |r| r.0 > 1);
+    let at_once = inputs_where(&runs, |r| r.2 > 1);
     assert!(
         at_once.is_empty(),
         "inputs run by both instances at once: {at_once:?}"

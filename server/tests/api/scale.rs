@@ -1,7 +1,7 @@
 //! Scale-out: several server processes on one PostgreSQL database and one
 //! broker share a flow's partitions through Kafka's consumer group. One is
-//! killed and another joins mid-stream; every input still gets its output,
-//! and no input runs on two instances at once.
+//! killed mid-stream and a fourth takes its place; every input still gets
+//! its output, and no input runs on two instances at once.
 
 use std::collections::{HashMap, HashSet};
 use std::process::{Command, Stdio};
@@ -20,7 +20,20 @@ use crate::kafka::{bootstrap, produce_keyed};
 use crate::support::TestDb;
 
 /// Per input `i`: (runs, under way now, most under way at once).
-type Runs = Arc<Mutex<HashMap<i64, (usize, usize, usize)>>>;
+pub type Runs = Arc<Mutex<HashMap<i64, (usize, usize, usize)>>>;
+
+/// The inputs whose (runs, under way now, most under way at once) match.
+pub fn inputs_where(runs: &Runs, matches: impl Fn(&(usize, usize, usize)) -> bool) -> Vec<i64> {
+    let mut inputs: Vec<i64> = runs
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| matches(r))
+        .map(|(i, _)| *i)
+        .collect();
+    inputs.sort_unstable();
+    inputs
+}
 
 /// Counts one run as under way until dropped, also when the caller goes
 /// away mid-run (a killed instance).
@@ -34,7 +47,8 @@ impl Drop for UnderWay {
     }
 }
 
-async fn slow_counting_model(pause: Duration, runs: Runs) -> String {
+/// A model that echoes `{"i": …}` after `pause`, counting the runs of each input.
+pub async fn counting_model(pause: Duration, runs: Runs) -> String {
     use axum::{Json, Router, routing::post};
     let app = Router::new().route(
         "/predict",
@@ -61,9 +75,9 @@ async fn slow_counting_model(pause: Duration, runs: Runs) -> String {
     url
 }
 
-/// A server process with its own data directory (so its own instance name)
-/// on the shared database and secret key.
-fn start_instance(db: &TestDb, n: usize) -> (ServerProcess, u16) {
+/// A server process with the data directory `n` (so the instance name kept
+/// there) on the shared database and secret key; `log` names its log file.
+fn start_instance(db: &TestDb, n: usize, log: &str) -> (ServerProcess, u16) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -81,7 +95,7 @@ fn start_instance(db: &TestDb, n: usize) -> (ServerProcess, u16) {
         .env("EVENTFLOWS_LISTEN", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "info,librdkafka=debug")
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(db.dir.join(format!("instance-{n}.log"))).unwrap())
+        .stderr(std::fs::File::create(db.dir.join(format!("{log}.log"))).unwrap())
         .spawn()
         .unwrap();
     (ServerProcess(child), port)
@@ -128,10 +142,11 @@ async fn owned(client: &reqwest::Client, port: u16, flow: &str) -> Option<Vec<i6
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn instances_killed_and_added_mid_stream_lose_nothing_and_never_run_an_input_twice_at_once() {
+async fn an_instance_killed_mid_stream_and_replaced_loses_nothing_and_never_runs_an_input_twice_at_once()
+ {
     let db = TestDb::postgres();
     let runs: Runs = Arc::default();
-    let model = slow_counting_model(Duration::from_millis(50), runs.clone()).await;
+    let model = counting_model(Duration::from_millis(50), runs.clone()).await;
     let (input, output) = seed(&db, bootstrap(), &format!("http:{model}"), 6).await;
     let flow = {
         let url = db.url.clone();
@@ -158,8 +173,9 @@ async fn instances_killed_and_added_mid_stream_lose_nothing_and_never_run_an_inp
         let input = input.clone();
         async move { produce_keyed(&input, &values).await }
     });
-    let mut instances: Vec<Option<(ServerProcess, u16)>> =
-        (0..3).map(|n| Some(start_instance(&db, n))).collect();
+    let mut instances: Vec<Option<(ServerProcess, u16)>> = (0..3)
+        .map(|n| Some(start_instance(&db, n, &format!("instance-{n}"))))
+        .collect();
     let ran = |count: usize| {
         let runs = runs.clone();
         move || {
@@ -169,7 +185,12 @@ async fn instances_killed_and_added_mid_stream_lose_nothing_and_never_run_an_inp
     };
     crate::flows::wait_until("a quarter of the inputs have run", ran(N / 4)).await;
     instances[0] = None; // SIGKILL
-    instances.push(Some(start_instance(&db, 3)));
+    // A fourth process takes the killed one's place, as a restarted
+    // container with the same volume would: the same instance name, so the
+    // same static group membership. (tansu 0.6.0 does not hand a dead
+    // member's partitions to the others when a new member joins instead;
+    // see the README's limits of the test broker.)
+    instances.push(Some(start_instance(&db, 0, "instance-3")));
     producing.await.unwrap();
 
     // Every input offset ends with an output.
@@ -232,17 +253,12 @@ async fn instances_killed_and_added_mid_stream_lose_nothing_and_never_run_an_inp
     assert_eq!(total, N, "every input offset has an output");
     assert_eq!(per_partition.len(), 6);
 
-    let runs = runs.lock().unwrap().clone();
-    let at_once: Vec<i64> = runs
-        .iter()
-        .filter(|(_, r)| r.2 > 1)
-        .map(|(i, _)| *i)
-        .collect();
+    let at_once = inputs_where(&runs, |r| r.2 > 1);
     assert!(
         at_once.is_empty(),
         "inputs run on two instances at once: {at_once:?}"
     );
-    let duplicates: usize = runs.values().map(|r| r.0 - 1).sum();
+    let duplicates: usize = runs.lock().unwrap().values().map(|r| r.0 - 1).sum();
     println!(
         "scale-out: {N} inputs, {} outputs, {duplicates} inputs run again after the kill",
         outputs.len()
