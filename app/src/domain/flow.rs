@@ -149,7 +149,4 @@ pub struct FlowStats {
     /// The partitions this server instance owns, while the flow runs here.
     #[serde(default)]
     pub partitions: Vec<i32>,
-    /// Partitions paused here because the model is far behind on them.
-    #[serde(default)]
-    pub paused: Vec<i32>,
 }

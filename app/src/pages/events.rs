@@ -407,10 +407,6 @@ fn Numbers(stats: FlowStats) -> impl IntoView {
                 } else {
                     stats.partitions.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
                 }}
-                {(!stats.paused.is_empty()).then(|| format!(
-                    " (paused while the model catches up: {})",
-                    stats.paused.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
-                ))}
             </dd>
         </dl>
         <dl class="mt-3 grid grid-cols-2 gap-3 sm:grid-cols-6">

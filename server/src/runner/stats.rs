@@ -36,8 +36,6 @@ pub struct Stats {
     /// When the flow's model began failing (milliseconds since the epoch),
     /// while its runs are being retried.
     unavailable_since: Mutex<Option<i64>>,
-    /// Partitions paused because their lanes are far behind.
-    paused: Mutex<std::collections::BTreeSet<i32>>,
 }
 
 fn push<T>(queue: &Mutex<VecDeque<T>>, item: T, keep: usize) {
@@ -104,19 +102,6 @@ impl Stats {
         ));
     }
 
-    /// Notes partitions paused (or resumed) because their lanes are behind.
-    pub fn set_paused(&self, partitions: &[i32], paused: bool) {
-        if let Ok(mut set) = self.paused.lock() {
-            for partition in partitions {
-                if paused {
-                    set.insert(*partition);
-                } else {
-                    set.remove(partition);
-                }
-            }
-        }
-    }
-
     /// A run got through after transient failures.
     pub fn model_available(&self) {
         let was = self
@@ -174,11 +159,6 @@ impl Stats {
                 .unwrap_or_default(),
             consumer_group: None,
             partitions: Vec::new(),
-            paused: self
-                .paused
-                .lock()
-                .map(|p| p.iter().copied().collect())
-                .unwrap_or_default(),
         }
     }
 }

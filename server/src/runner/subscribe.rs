@@ -4,9 +4,8 @@
 //!
 //! The consumer loop takes whatever the consumer has ready (up to [`BATCH`]
 //! messages at once) and hands each partition its share. Messages for a lane that is behind (a slow model) wait in
-//! the consumer loop, so that the other partitions go on; past a bound on
-//! the bytes waiting, their partitions are paused (the loop never stops
-//! polling, so a slow model cannot make the instance leave the group).
+//! the consumer loop, so that the other partitions go on; only past a bound
+//! on the bytes waiting does the loop wait for that lane.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -34,7 +33,7 @@ use crate::kafka::BrokerSettings;
 /// Batches waiting in a lane's queue.
 const LANE_QUEUE: usize = 2;
 /// Bytes of messages a flow may hold for lanes whose queue is full; past
-/// this the partitions of those lanes are paused until they catch up. Held
+/// this the consumer loop waits for the lane (and so stops fetching). Held
 /// messages move to the lane's queue in one piece, so a lane holds at most
 /// [`LANE_QUEUE`] such pieces, the batch it runs and what it has in flight.
 const MAX_HELD_BYTES: usize = 16 * 1024 * 1024;
@@ -154,8 +153,6 @@ struct Lane {
     /// Messages the lane had no room for yet, in order.
     held: Vec<OwnedMessage>,
     held_bytes: usize,
-    /// Whether its partition is paused (the lane is far behind).
-    paused: bool,
 }
 
 pub async fn run(
@@ -180,26 +177,13 @@ pub async fn run(
     let registry = consumer.context().lanes.clone();
     let mut lanes: HashMap<i32, Lane> = HashMap::new();
     let mut stream = consumer.stream();
-    loop {
+    'consume: loop {
         let holding = lanes.values().any(|lane| !lane.held.is_empty());
         let first = tokio::select! {
             _ = stop.changed() => break,
             _ = room.notified(), if holding => {
                 for lane in lanes.values_mut() {
                     lane.release();
-                }
-                let caught_up: Vec<i32> = lanes
-                    .iter()
-                    .filter(|(_, lane)| lane.paused && lane.held.is_empty())
-                    .map(|(partition, _)| *partition)
-                    .collect();
-                if !caught_up.is_empty() && pause(&consumer, &worker.spec.topic, &caught_up, false) {
-                    for partition in &caught_up {
-                        if let Some(lane) = lanes.get_mut(partition) {
-                            lane.paused = false;
-                        }
-                    }
-                    stats.set_paused(&caught_up, false);
                 }
                 continue;
             }
@@ -236,37 +220,26 @@ pub async fn run(
         }
         // Lanes of revoked partitions are gone with what they held; a
         // partition assigned again gets a new lane.
-        lanes.retain(|partition, lane| {
-            let revoked = lane.control.stopped();
-            if revoked && lane.paused {
-                stats.set_paused(&[*partition], false);
-            }
-            !revoked
-        });
+        lanes.retain(|_, lane| !lane.control.stopped());
         for (partition, messages) in batch {
             let lane = lanes
                 .entry(partition)
                 .or_insert_with(|| Lane::start(worker.clone(), room.clone(), partition, &registry));
             lane.offer(messages);
         }
-        // Past the bound: the partitions whose lanes are behind are paused,
-        // and the loop goes on polling (keeping the group membership and
-        // the other partitions going). librdkafka drops what it fetched
-        // ahead for them and fetches again from the next message not yet
-        // handed to us when they resume.
-        if lanes.values().map(|lane| lane.held_bytes).sum::<usize>() > MAX_HELD_BYTES {
-            let behind: Vec<i32> = lanes
-                .iter()
-                .filter(|(_, lane)| !lane.held.is_empty() && !lane.paused)
-                .map(|(partition, _)| *partition)
-                .collect();
-            if pause(&consumer, &worker.spec.topic, &behind, true) {
-                for partition in &behind {
-                    if let Some(lane) = lanes.get_mut(partition) {
-                        lane.paused = true;
-                    }
-                }
-                stats.set_paused(&behind, true);
+        // Past the bound: wait for the lanes, as plain bounded queues would.
+        // (Pausing the partitions instead would keep the loop polling, but
+        // a resume fetches from inside a record batch, which tansu 0.6.0's
+        // in-memory storage answers by skipping the rest of that batch.)
+        while lanes.values().map(|lane| lane.held_bytes).sum::<usize>() > MAX_HELD_BYTES {
+            let Some(lane) = lanes.values_mut().max_by_key(|lane| lane.held_bytes) else {
+                break;
+            };
+            let held = std::mem::take(&mut lane.held);
+            lane.held_bytes = 0;
+            tokio::select! {
+                _ = stop.changed() => break 'consume,
+                _ = lane.queue.send(held) => {}
             }
         }
         if let Some(error) = failure {
@@ -305,7 +278,6 @@ impl Lane {
             }),
             held: Vec::new(),
             held_bytes: 0,
-            paused: false,
         }
     }
 
@@ -347,38 +319,6 @@ impl Lane {
             Ok(()) => self.held_bytes = 0,
             Err(TrySendError::Full(messages)) => self.held = messages,
             Err(TrySendError::Closed(_)) => self.held_bytes = 0,
-        }
-    }
-}
-
-/// Pauses (or resumes) fetching `partitions` of `topic`; false if
-/// librdkafka refused.
-fn pause(
-    consumer: &StreamConsumer<FlowContext>,
-    topic: &str,
-    partitions: &[i32],
-    paused: bool,
-) -> bool {
-    if partitions.is_empty() {
-        return true;
-    }
-    let mut list = rdkafka::TopicPartitionList::new();
-    for partition in partitions {
-        list.add_partition(topic, *partition);
-    }
-    let result = if paused {
-        consumer.pause(&list)
-    } else {
-        consumer.resume(&list)
-    };
-    match result {
-        Ok(()) => {
-            tracing::debug!(topic, ?partitions, paused, "partitions paused or resumed");
-            true
-        }
-        Err(error) => {
-            tracing::warn!(topic, ?partitions, %error, "could not pause or resume partitions");
-            false
         }
     }
 }
