@@ -22,6 +22,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use app::domain::{AppError, FlowError, RunRecord, Runtime};
 
 use super::headers;
+use super::publish::SEND_TIMEOUT;
 use super::retry::{RetryObserver, RetryPolicy, run_with_retries};
 use super::stats::KEEP_RUNS;
 use super::subscribe::FlowContext;
@@ -146,8 +147,9 @@ struct Setup {
     runtime: Runtime,
     version: Arc<str>,
     dlq: Option<Arc<Target>>,
-    /// Where outputs go, each with its connection's producer when it could be had.
-    targets: Vec<(Arc<Target>, Option<FutureProducer>)>,
+    /// Where outputs go, each with its connection's producer (or why there
+    /// is none).
+    targets: Vec<(Arc<Target>, Result<FutureProducer, WriteError>)>,
 }
 
 /// The messages of a lane whose writes are under way, oldest first.
@@ -163,6 +165,8 @@ struct Pending {
     message: OwnedMessage,
     bytes: usize,
     version: Arc<str>,
+    /// The flow's dead-letter queue when the message was run.
+    dlq: Option<Arc<Target>>,
     started: Instant,
     /// The run's output, when it succeeded.
     output: Option<Vec<u8>>,
@@ -206,6 +210,23 @@ enum WriteState {
     Acked,
     /// Could never succeed; recorded with the message's failure.
     GaveUp,
+}
+
+/// What the broker answered to a write to `topic`.
+fn delivered(
+    topic: &str,
+    answer: Result<
+        rdkafka::producer::future_producer::OwnedDeliveryResult,
+        futures::channel::oneshot::Canceled,
+    >,
+) -> Result<(), WriteError> {
+    match answer {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err((error, _))) => Err(WriteError::from_kafka(topic, &error)),
+        Err(_) => Err(WriteError::Retryable(format!(
+            "writing to '{topic}' was cancelled"
+        ))),
+    }
 }
 
 /// How the writes of a message stand.
@@ -298,7 +319,7 @@ impl Worker {
             .runner
             .targets(&self.spec.algorithm_id, &config.version)
         {
-            let producer = self.runner.producer(&target.connection_id).await.ok();
+            let producer = self.producer_for(&target).await;
             targets.push((target, producer));
         }
         Setup {
@@ -339,6 +360,7 @@ impl Worker {
             bytes: message.payload().map_or(0, <[u8]>::len),
             message,
             version: setup.version.clone(),
+            dlq: setup.dlq.clone(),
             started,
             output: None,
             failure: None,
@@ -360,18 +382,15 @@ impl Worker {
                         topics.join("', '")
                     );
                     pending.output = Some(output);
-                    self.fail(setup.dlq.as_ref(), &mut pending, "write-failed", error, 1)
-                        .await;
+                    self.fail(&mut pending, "write-failed", error, 1).await;
                 } else {
                     pending.output = Some(output);
                     for (target, producer) in &setup.targets {
                         let state = match producer {
-                            Some(producer) => {
+                            Ok(producer) => {
                                 self.start(producer, target, WriteKind::Output, &pending)
                             }
-                            None => {
-                                WriteState::Failed(WriteError::Retryable("no producer yet".into()))
-                            }
+                            Err(error) => WriteState::Failed(error.clone()),
                         };
                         pending.writes.push(Write {
                             target: target.clone(),
@@ -383,14 +402,8 @@ impl Worker {
             }
             Err(error) => {
                 let kind = error.kind();
-                self.fail(
-                    setup.dlq.as_ref(),
-                    &mut pending,
-                    kind,
-                    error.message().to_owned(),
-                    ran.attempts,
-                )
-                .await;
+                self.fail(&mut pending, kind, error.message().to_owned(), ran.attempts)
+                    .await;
             }
         }
         Some(pending)
@@ -400,7 +413,6 @@ impl Worker {
     /// dead-letter queue.
     async fn fail(
         &self,
-        dlq: Option<&Arc<Target>>,
         pending: &mut Pending,
         kind: &'static str,
         message: String,
@@ -412,15 +424,15 @@ impl Worker {
             message,
             attempts,
             at_ms: now_ms(),
-            dead_lettered: dlq.is_some(),
+            dead_lettered: pending.dlq.is_some(),
         });
-        if let Some(dlq) = dlq {
-            let state = match self.producer_for(dlq).await {
-                Ok(producer) => self.start(&producer, dlq, WriteKind::DeadLetter, pending),
+        if let Some(dlq) = pending.dlq.clone() {
+            let state = match self.producer_for(&dlq).await {
+                Ok(producer) => self.start(&producer, &dlq, WriteKind::DeadLetter, pending),
                 Err(error) => WriteState::Failed(error),
             };
             pending.writes.push(Write {
-                target: dlq.clone(),
+                target: dlq,
                 kind: WriteKind::DeadLetter,
                 state,
             });
@@ -588,14 +600,9 @@ impl Worker {
                     } else {
                         delivery.now_or_never()
                     };
-                    let topic = &pending.writes[i].target.topic;
                     match answer {
                         None => return Written::UnderWay,
-                        Some(Ok(Ok(_))) => None,
-                        Some(Ok(Err((error, _)))) => Some(WriteError::from_kafka(topic, &error)),
-                        Some(Err(_)) => Some(WriteError::Retryable(format!(
-                            "writing to '{topic}' was cancelled"
-                        ))),
+                        Some(answer) => delivered(&pending.writes[i].target.topic, answer).err(),
                     }
                 }
             };
@@ -630,15 +637,9 @@ impl Worker {
         for pending in in_flight.messages.iter_mut() {
             for write in pending.writes.iter_mut() {
                 if let WriteState::Sent(delivery) = &mut write.state {
-                    write.state = match delivery.await {
-                        Ok(Ok(_)) => WriteState::Acked,
-                        Ok(Err((error, _))) => {
-                            WriteState::Failed(WriteError::from_kafka(&write.target.topic, &error))
-                        }
-                        Err(_) => WriteState::Failed(WriteError::Retryable(format!(
-                            "writing to '{}' was cancelled",
-                            write.target.topic
-                        ))),
+                    write.state = match delivered(&write.target.topic, delivery.await) {
+                        Ok(()) => WriteState::Acked,
+                        Err(error) => WriteState::Failed(error),
                     };
                 }
             }
@@ -678,15 +679,8 @@ impl Worker {
         match pending.writes[i].kind {
             WriteKind::Output => {
                 if pending.failure.is_none() {
-                    let dlq = self.config.borrow().dlq_topic.clone().map(|topic| {
-                        Arc::new(Target {
-                            connection_id: self.spec.connection_id.clone(),
-                            topic,
-                        })
-                    });
                     let message = error.message().to_owned();
-                    self.fail(dlq.as_ref(), pending, "write-failed", message, 1)
-                        .await;
+                    self.fail(pending, "write-failed", message, 1).await;
                 }
             }
             WriteKind::DeadLetter => {
@@ -718,7 +712,7 @@ impl Worker {
                 Ok(producer) => {
                     let (headers, value) = self.record_parts(write.kind, pending);
                     let record = self.record(&write.target, pending, headers, value);
-                    match producer.send(record, Duration::from_secs(30)).await {
+                    match producer.send(record, SEND_TIMEOUT).await {
                         Ok(_) => return Some(Ok(())),
                         Err((error, _)) => WriteError::from_kafka(&write.target.topic, &error),
                     }

@@ -311,36 +311,33 @@ impl Runner {
     /// The flow's counters, with its consumer lag when it is running.
     pub async fn flow_stats(&self, flow_id: &str) -> FlowStats {
         let stats = self.stats_of(flow_id);
-        let consumer = {
+        let running = {
             let running = self.inner.flows.lock().await;
-            running
-                .get(flow_id)
-                .map(|r| (r.consumer.clone(), r.spec.topic.clone()))
+            running.get(flow_id).map(|r| {
+                (
+                    r.consumer.clone(),
+                    r.spec.topic.clone(),
+                    r.spec.consumer_group.clone(),
+                )
+            })
         };
-        let (lag, partitions) = match consumer {
-            Some((consumer, topic)) => {
+        let is_running = running.is_some();
+        let mut snapshot = match running {
+            Some((consumer, topic, group)) => {
                 let progress = stats.progress();
-                let partitions = subscribe::assigned(&consumer, &topic);
-                let lag = tokio::task::spawn_blocking(move || {
-                    subscribe::lag(&consumer, &topic, &progress)
+                let (partitions, lag) = tokio::task::spawn_blocking(move || {
+                    subscribe::position(&consumer, &topic, &progress)
                 })
                 .await
-                .ok()
-                .flatten();
-                (lag, partitions)
+                .unwrap_or_default();
+                let mut snapshot = stats.snapshot(lag);
+                snapshot.partitions = partitions;
+                snapshot.consumer_group = Some(group);
+                snapshot
             }
-            None => (None, Vec::new()),
+            None => stats.snapshot(None),
         };
-        let mut snapshot = stats.snapshot(lag);
-        snapshot.partitions = partitions;
-        snapshot.consumer_group = self
-            .inner
-            .flows
-            .lock()
-            .await
-            .get(flow_id)
-            .map(|r| r.spec.consumer_group.clone());
-        if !self.inner.flows.lock().await.contains_key(flow_id) && snapshot.state == "running" {
+        if !is_running && snapshot.state == "running" {
             snapshot.state = "stopped".into();
         }
         if snapshot.state.is_empty() {

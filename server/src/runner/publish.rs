@@ -12,7 +12,7 @@ use app::domain::AppError;
 use super::Runner;
 
 /// How long a send may wait for the broker's acknowledgement.
-const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Default)]
 pub(crate) struct Producers {

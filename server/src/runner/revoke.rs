@@ -77,6 +77,20 @@ impl LaneControl {
     }
 }
 
+/// Runs blocking work from a librdkafka callback, which runs on the
+/// consumer loop's async thread: on a multi-thread runtime the other
+/// workers go on meanwhile (running the lanes), and `work` may wait for
+/// them (`true`); on a single-threaded one it must not.
+pub fn blocking_in_callback<T>(work: impl FnOnce(bool) -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
+            tokio::task::block_in_place(|| work(true))
+        }
+        Ok(_) => work(false),
+        Err(_) => work(true),
+    }
+}
+
 /// Marks the lane finished however it ends.
 pub struct FinishOnDrop(pub Arc<LaneControl>);
 
@@ -100,9 +114,9 @@ impl Lanes {
         }
     }
 
-    /// Stops the lanes of `partitions` and waits (up to [`REVOKE_WAIT`])
-    /// until they finished; false if one did not in time.
-    pub fn revoke(&self, partitions: &[i32]) -> bool {
+    /// Stops the lanes of `partitions` and, with `can_wait`, waits (up to
+    /// [`REVOKE_WAIT`]) until they finished; false if one did not.
+    pub fn revoke(&self, partitions: &[i32], can_wait: bool) -> bool {
         let controls: Vec<Arc<LaneControl>> = match self.by_partition.lock() {
             Ok(mut map) => partitions.iter().filter_map(|p| map.remove(p)).collect(),
             Err(_) => return false,
@@ -110,16 +124,11 @@ impl Lanes {
         for control in &controls {
             control.stop();
         }
-        let deadline = Instant::now() + REVOKE_WAIT;
-        let wait = || controls.iter().all(|c| c.wait(deadline));
-        // The callback runs on the consumer loop's thread: on a multi-thread
-        // runtime, let the other workers run the lanes while it blocks.
-        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(wait),
-            // A single-threaded runtime cannot run them meanwhile.
-            Ok(_) => controls.iter().all(|c| c.is_finished()),
-            Err(_) => wait(),
+        if !can_wait {
+            return controls.iter().all(|c| c.is_finished());
         }
+        let deadline = Instant::now() + REVOKE_WAIT;
+        controls.iter().all(|c| c.wait(deadline))
     }
 
     /// Stops every lane (the flow is stopping).
@@ -150,7 +159,7 @@ mod tests {
             }
             let _finished = FinishOnDrop(control);
         });
-        assert!(lanes.revoke(&[3]));
+        assert!(lanes.revoke(&[3], true));
         lane.join().unwrap();
         assert!(!*other_stop.borrow(), "partition 4 is not touched");
         assert!(!other.stopped());

@@ -80,8 +80,16 @@ impl Stats {
         push(&self.errors, error, KEEP_ERRORS);
     }
 
-    /// Marks the flow running again (after a broker outage); cheap when it is.
+    /// Marks the flow running again (after a broker outage); cheap when it
+    /// is. A model outage keeps showing until a run gets through.
     pub fn set_running(&self) {
+        if self
+            .unavailable_since
+            .lock()
+            .is_ok_and(|since| since.is_some())
+        {
+            return;
+        }
         if let Ok(mut s) = self.state.lock()
             && *s != "running"
         {
@@ -210,6 +218,12 @@ mod tests {
         stats.model_unavailable("the model server at x could not be reached");
         let second = stats.snapshot(None).state;
         assert_eq!(first[..40], second[..40], "the outage keeps its start");
+        stats.set_running();
+        assert_eq!(
+            stats.snapshot(None).state,
+            second,
+            "messages still arriving do not hide the outage"
+        );
         stats.model_available();
         assert_eq!(stats.snapshot(None).state, "running");
     }

@@ -12,20 +12,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
-use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::{ClientConfig, TopicPartitionList};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Notify, mpsc, watch};
 
 use app::domain::AppError;
 
 use super::lane::{self, BATCH, Worker};
-use super::revoke::{FinishOnDrop, LaneControl, Lanes};
+use super::revoke::{FinishOnDrop, LaneControl, Lanes, blocking_in_callback};
 use super::{FlowConfig, Runner, Stats};
 use crate::db::flows::ActiveFlow;
 use crate::kafka::BrokerSettings;
@@ -71,20 +71,21 @@ impl ConsumerContext for FlowContext {
         let Rebalance::Revoke(list) = rebalance else {
             return;
         };
-        let partitions: Vec<i32> = list
-            .elements_for_topic(&self.topic)
-            .iter()
-            .map(|e| e.partition())
-            .collect();
+        let partitions = partitions_of(list, &self.topic);
         if partitions.is_empty() {
             return;
         }
-        if !self.lanes.revoke(&partitions) {
+        // Waiting for the lanes and the synchronous commit both block.
+        let finished = blocking_in_callback(|can_wait| {
+            let finished = self.lanes.revoke(&partitions, can_wait);
+            if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
+                tracing::debug!(topic = %self.topic, %error, "nothing committed on revoke");
+            }
+            finished
+        });
+        if !finished {
             tracing::warn!(topic = %self.topic, ?partitions,
                 "revoked partitions did not finish in time; their last messages may run again elsewhere");
-        }
-        if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
-            tracing::debug!(topic = %self.topic, %error, "nothing committed on revoke");
         }
         tracing::info!(topic = %self.topic, ?partitions, "partitions revoked");
     }
@@ -93,11 +94,7 @@ impl ConsumerContext for FlowContext {
         match rebalance {
             Rebalance::Assign(list) => {
                 Stats::bump(&self.stats.assignments);
-                let partitions: Vec<i32> = list
-                    .elements_for_topic(&self.topic)
-                    .iter()
-                    .map(|e| e.partition())
-                    .collect();
+                let partitions = partitions_of(list, &self.topic);
                 tracing::info!(topic = %self.topic, ?partitions, "partitions assigned");
             }
             Rebalance::Error(error) => {
@@ -323,12 +320,9 @@ impl Lane {
     }
 }
 
-/// The partitions of `topic` assigned to this consumer, in order.
-pub fn assigned(consumer: &StreamConsumer<FlowContext>, topic: &str) -> Vec<i32> {
-    let Ok(assignment) = consumer.assignment() else {
-        return Vec::new();
-    };
-    let mut partitions: Vec<i32> = assignment
+/// The partitions of `topic` in a list, in order.
+fn partitions_of(list: &TopicPartitionList, topic: &str) -> Vec<i32> {
+    let mut partitions: Vec<i32> = list
         .elements_for_topic(topic)
         .iter()
         .map(|e| e.partition())
@@ -337,22 +331,27 @@ pub fn assigned(consumer: &StreamConsumer<FlowContext>, topic: &str) -> Vec<i32>
     partitions
 }
 
-/// Messages on the topic not yet processed: per assigned partition, the high
-/// watermark minus the next offset to process. Blocking.
-pub fn lag(
+/// The partitions of `topic` assigned to this consumer, and the messages on
+/// them not yet processed (the high watermark minus the next offset to
+/// process, when every watermark could be read). Blocking.
+pub fn position(
     consumer: &StreamConsumer<FlowContext>,
     topic: &str,
     progress: &HashMap<i32, i64>,
-) -> Option<u64> {
-    let assignment = consumer.assignment().ok()?;
-    let mut total = 0u64;
-    for element in assignment.elements_for_topic(topic) {
-        let partition = element.partition();
-        let (low, high) = consumer
-            .fetch_watermarks(topic, partition, Duration::from_secs(2))
-            .ok()?;
+) -> (Vec<i32>, Option<u64>) {
+    let Ok(assignment) = consumer.assignment() else {
+        return (Vec::new(), None);
+    };
+    let partitions = partitions_of(&assignment, topic);
+    let mut total = Some(0u64);
+    for &partition in &partitions {
+        let Ok((low, high)) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(2))
+        else {
+            total = None;
+            break;
+        };
         let next = progress.get(&partition).copied().unwrap_or(low).max(low);
-        total += (high - next).max(0) as u64;
+        total = total.map(|t| t + (high - next).max(0) as u64);
     }
-    Some(total)
+    (partitions, total)
 }

@@ -2,6 +2,7 @@
 //! as an output (duplicates are allowed, and reported).
 
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -39,24 +40,35 @@ impl Drop for ServerProcess {
     }
 }
 
+/// `eventflows serve` on the test's database, with its own data directory.
 pub fn start_server(db: &TestDb) -> ServerProcess {
+    start_server_in(db, &db.dir, Stdio::null()).0
+}
+
+/// `eventflows serve` on the test's database and secret key with the data
+/// directory `data` (so the instance name kept there); its log goes to
+/// `log`. Returns the process and its HTTP port.
+pub fn start_server_in(db: &TestDb, data: &Path, log: Stdio) -> (ServerProcess, u16) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
+    let key = std::fs::read_to_string(db.dir.join(server::secrets::KEY_FILE)).unwrap();
+    std::fs::create_dir_all(data).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_eventflows"))
         .arg("serve")
         .env("EVENTFLOWS_DATABASE_URL", &db.url)
-        .env("EVENTFLOWS_DATA_DIR", &db.dir)
+        .env("EVENTFLOWS_DATA_DIR", data)
+        .env("EVENTFLOWS_SECRET_KEY", key.trim())
         .env("EVENTFLOWS_DIST_DIR", db.dir.join("no-ui"))
         .env("EVENTFLOWS_LISTEN", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "info")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap();
-    ServerProcess(child)
+    (ServerProcess(child), port)
 }
 
 /// (partition, offset) of the inputs that produced these outputs.

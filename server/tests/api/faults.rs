@@ -58,15 +58,8 @@ async fn a_model_outage_is_retried_until_it_ends_and_loses_nothing() {
         Arc::new(AtomicUsize::new(0)),
     );
     let model = flaky_model(down.clone(), calls.clone()).await;
-    p.app
-        .services
-        .add_algorithm_version("acme/sentiment", "2.0.0", &format!("http:{model}"), "")
-        .await
-        .unwrap();
-    p.save(&p.output, "publish", "2.0.0", None).await;
     // No dead-letter queue: a message given up on would be skipped.
-    p.save(&p.input, "subscribe", "2.0.0", None).await;
-    let flow = p.subscribe_flow_id().await;
+    let flow = p.run_version("2.0.0", &format!("http:{model}"), None).await;
     let inputs: Vec<String> = (0..5).map(|i| json!({"i": i}).to_string()).collect();
     produce_to_partition(&p.input, 0, &inputs).await;
 
@@ -108,14 +101,7 @@ async fn a_model_outage_is_retried_until_it_ends_and_loses_nothing() {
 #[tokio::test]
 async fn an_output_too_large_to_write_is_dead_lettered_cut_to_fit_and_the_partition_moves_on() {
     let p = pipeline().await;
-    p.app
-        .services
-        .add_algorithm_version("acme/sentiment", "3.0.0", "builtin:echo", "")
-        .await
-        .unwrap();
-    p.save(&p.output, "publish", "3.0.0", None).await;
-    p.save(&p.input, "subscribe", "3.0.0", Some(&p.dlq)).await;
-    let flow = p.subscribe_flow_id().await;
+    let flow = p.run_version("3.0.0", "builtin:echo", Some(&p.dlq)).await;
 
     // Accepted as input (at most 1 MiB) but over the 1,000,000 bytes a
     // record may have when written back.
@@ -310,14 +296,7 @@ async fn a_second_instance_takes_partitions_over_without_running_them_twice() {
     let p = pipeline().await;
     let runs = Runs::default();
     let model = counting_model(Duration::from_millis(50), runs.clone()).await;
-    p.app
-        .services
-        .add_algorithm_version("acme/sentiment", "2.0.0", &format!("http:{model}"), "")
-        .await
-        .unwrap();
-    p.save(&p.output, "publish", "2.0.0", None).await;
-    p.save(&p.input, "subscribe", "2.0.0", None).await;
-    let flow = p.subscribe_flow_id().await;
+    let flow = p.run_version("2.0.0", &format!("http:{model}"), None).await;
     const N: usize = 600;
     let values: Vec<String> = (0..N).map(|i| json!({"i": i}).to_string()).collect();
     produce_keyed(&p.input, &values).await;

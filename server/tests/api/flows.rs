@@ -199,6 +199,20 @@ impl Pipeline {
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     }
 
+    /// Adds `version` of acme/sentiment on `runtime`, enables it to publish
+    /// to the output topic and to subscribe to the input topic (with `dlq`),
+    /// and returns the subscribe flow's id.
+    pub async fn run_version(&self, version: &str, runtime: &str, dlq: Option<&str>) -> String {
+        self.app
+            .services
+            .add_algorithm_version("acme/sentiment", version, runtime, "")
+            .await
+            .unwrap();
+        self.save(&self.output, "publish", version, None).await;
+        self.save(&self.input, "subscribe", version, dlq).await;
+        self.subscribe_flow_id().await
+    }
+
     pub async fn events(&self) -> Value {
         let reply = self
             .app

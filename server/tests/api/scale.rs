@@ -4,7 +4,6 @@
 //! its output, and no input runs on two instances at once.
 
 use std::collections::{HashMap, HashSet};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,7 +13,7 @@ use serde_json::{Value, json};
 use app::domain::Role;
 use server::{db::Db, secrets::SecretBox, services::Services};
 
-use crate::crash::{ServerProcess, seed};
+use crate::crash::{ServerProcess, seed, start_server_in};
 use crate::flows::read_for;
 use crate::kafka::{bootstrap, produce_keyed};
 use crate::support::TestDb;
@@ -76,29 +75,10 @@ pub async fn counting_model(pause: Duration, runs: Runs) -> String {
 }
 
 /// A server process with the data directory `n` (so the instance name kept
-/// there) on the shared database and secret key; `log` names its log file.
+/// there); `log` names its log file.
 fn start_instance(db: &TestDb, n: usize, log: &str) -> (ServerProcess, u16) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let key = std::fs::read_to_string(db.dir.join(server::secrets::KEY_FILE)).unwrap();
-    let data = db.dir.join(format!("instance-{n}"));
-    std::fs::create_dir_all(&data).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_eventflows"))
-        .arg("serve")
-        .env("EVENTFLOWS_DATABASE_URL", &db.url)
-        .env("EVENTFLOWS_DATA_DIR", &data)
-        .env("EVENTFLOWS_SECRET_KEY", key.trim())
-        .env("EVENTFLOWS_DIST_DIR", db.dir.join("no-ui"))
-        .env("EVENTFLOWS_LISTEN", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "info,librdkafka=debug")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(db.dir.join(format!("{log}.log"))).unwrap())
-        .spawn()
-        .unwrap();
-    (ServerProcess(child), port)
+    let log = std::fs::File::create(db.dir.join(format!("{log}.log"))).unwrap();
+    start_server_in(db, &db.dir.join(format!("instance-{n}")), log.into())
 }
 
 /// The partitions an instance's flow monitor says it owns (`None` while it
