@@ -1,6 +1,6 @@
 //! One partition's lane: run → write → store offsets, in order.
 //!
-//! A lane takes batches of its partition's messages from the consumer loop,
+//! A lane takes batches of its partition's messages from its source,
 //! runs each (the run step, [`super::retry`]), hands the results to the
 //! producer without waiting (up to [`IN_FLIGHT`] messages ahead), and
 //! stores an offset only once every write of that message and of every
@@ -16,14 +16,14 @@ use futures::FutureExt;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
-use tokio::sync::mpsc::error::TryRecvError;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::watch;
 
 use app::domain::{AppError, FlowError, RunRecord, Runtime};
 
 use super::headers;
 use super::publish::SEND_TIMEOUT;
 use super::retry::{RetryObserver, RetryPolicy, run_with_retries};
+use super::source::Source;
 use super::stats::KEEP_RUNS;
 use super::subscribe::FlowContext;
 use super::write::{self, WriteError};
@@ -31,8 +31,6 @@ use super::{FlowConfig, RunError, Runner, Stats, Target};
 use crate::db::flows::ActiveFlow;
 use crate::db::now_ms;
 
-/// A piece longer than this stores its offsets as it goes.
-pub(super) const BATCH: usize = 256;
 /// Messages per partition whose writes may be unacknowledged at once (at
 /// most [`IN_FLIGHT_BYTES`] of inputs and outputs): enough to cover the
 /// broker's acknowledgement time at full speed.
@@ -56,50 +54,32 @@ pub(super) struct Worker {
 }
 
 /// Runs one partition in order. See the module's documentation.
-pub(super) async fn lane(
-    mut worker: Worker,
-    mut queue: mpsc::Receiver<Vec<OwnedMessage>>,
-    room: Arc<Notify>,
-) {
+pub(super) async fn lane(mut worker: Worker, mut source: Source) {
     let mut in_flight = InFlight::default();
     let mut done = Done::default();
     while !worker.stopping() {
         let batch = if in_flight.messages.is_empty() {
             let mut stop = worker.stop.clone();
             tokio::select! {
-                batch = queue.recv() => match batch {
-                    Some(batch) => batch,
-                    None => break,
-                },
+                batch = source.next() => batch,
                 _ = stop.wait_for(|stopped| *stopped) => break,
             }
         } else {
-            match queue.try_recv() {
-                Ok(batch) => batch,
-                Err(TryRecvError::Empty) => {
-                    // Nothing new: wait for the oldest message's writes.
-                    if !worker.settle(&mut in_flight, &mut done, true).await {
-                        return worker.report(&mut done);
-                    }
-                    worker.report(&mut done);
-                    continue;
-                }
-                Err(TryRecvError::Disconnected) => break,
-            }
-        };
-        room.notify_one();
-        let mut setup = worker.setup().await;
-        for (i, message) in batch.into_iter().enumerate() {
-            if worker.stopping() {
-                break;
-            }
-            // A long piece (held while the lane was behind) stores its
-            // offsets every BATCH messages, not only at its end.
-            if i > 0 && i % BATCH == 0 {
-                if !worker.settle(&mut in_flight, &mut done, false).await {
+            let batch = source.ready();
+            if batch.is_empty() {
+                // Nothing new: wait for the oldest message's writes.
+                if !worker.settle(&mut in_flight, &mut done, true).await {
                     return worker.report(&mut done);
                 }
                 worker.report(&mut done);
+                continue;
+            }
+            batch
+        };
+        let mut setup = worker.setup().await;
+        for message in batch {
+            if worker.stopping() {
+                break;
             }
             // A new version or new publish targets apply from the next message.
             if worker.config.has_changed().unwrap_or(false)

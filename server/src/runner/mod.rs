@@ -15,6 +15,7 @@ pub mod metrics;
 pub(crate) mod publish;
 pub mod retry;
 mod revoke;
+mod source;
 mod stats;
 mod subscribe;
 pub mod write;

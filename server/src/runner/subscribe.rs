@@ -1,15 +1,20 @@
-//! One subscribe flow's consume step: the consumer, and the loop that hands
-//! each partition's messages to its lane ([`super::lane`]: run → write →
-//! store offsets). Partitions run in parallel, each in order.
+//! One subscribe flow's consume step: the consumer, and the loop that
+//! starts a lane ([`super::lane`]: run → write → store offsets) for each
+//! partition it is assigned. Partitions run in parallel, each in order.
 //!
-//! The consumer loop takes whatever the consumer has ready (up to [`BATCH`]
-//! messages at once) and hands each partition its share. Messages for a lane that is behind (a slow model) wait in
-//! the consumer loop, so that the other partitions go on; only past a bound
-//! on the bytes waiting does the loop wait for that lane.
+//! Each assigned partition's fetched messages go to a queue of its own,
+//! which its lane reads. A lane that is behind (a slow model) leaves its
+//! queue full, and librdkafka then stops fetching that partition only, up
+//! to `queued.max.messages.kbytes` of it held. Nothing waits in the
+//! consumer loop: it keeps polling the consumer (rebalances, errors, and
+//! the group's liveness check), whatever the lanes do.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+
+use std::ffi::CString;
+use std::sync::Mutex;
 
 use futures::{FutureExt, StreamExt};
 use rdkafka::client::ClientContext;
@@ -19,30 +24,37 @@ use rdkafka::consumer::{
 };
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{ClientConfig, TopicPartitionList};
-use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Notify, mpsc, watch};
 
 use app::domain::AppError;
 
-use super::lane::{self, BATCH, Worker};
+use super::lane::{self, Worker};
+use super::source::Source;
 use super::revoke::{FinishOnDrop, LaneControl, Lanes, blocking_in_callback};
 use super::{FlowConfig, Runner, Stats};
 use crate::db::flows::ActiveFlow;
 use crate::kafka::BrokerSettings;
 
-/// Batches waiting in a lane's queue.
-const LANE_QUEUE: usize = 2;
-/// Bytes of messages a flow may hold for lanes whose queue is full; past
-/// this the consumer loop waits for the lane (and so stops fetching). Held
-/// messages move to the lane's queue in one piece, so a lane holds at most
-/// [`LANE_QUEUE`] such pieces, the batch it runs and what it has in flight.
-const MAX_HELD_BYTES: usize = 16 * 1024 * 1024;
+/// What librdkafka may hold of one partition's fetched messages that its
+/// lane has not taken yet; past this it stops fetching that partition.
+const QUEUED_KBYTES_PER_PARTITION: &str = "8192";
+/// How long a partition whose queue is full waits before librdkafka looks
+/// at it again (its default, a second, would idle a fast lane).
+const FULL_QUEUE_BACKOFF_MS: &str = "20";
+/// How often the consumer loop polls the consumer while nothing happens,
+/// so that a flow whose lanes are all busy stays in its group.
+const LIVENESS_POLL: Duration = Duration::from_secs(1);
 
-/// Counts partition assignments, so a rebalance is visible in the stats.
+/// Follows the flow's partition assignment: gives each assigned partition
+/// a queue of its own, tells the consumer loop which partitions need a
+/// lane, and stops the lanes of revoked partitions.
 pub struct FlowContext {
     stats: Arc<Stats>,
     topic: String,
     lanes: Arc<Lanes>,
+    /// Partitions assigned since the consumer loop last looked.
+    assigned: Mutex<Vec<i32>>,
+    assigned_changed: Notify,
 }
 
 impl ClientContext for FlowContext {
@@ -68,8 +80,13 @@ impl ConsumerContext for FlowContext {
     /// Partitions taken away stop here before the rebalance completes:
     /// their lanes finish what they wrote and their offsets are committed.
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let Rebalance::Revoke(list) = rebalance else {
-            return;
+        let list = match rebalance {
+            Rebalance::Assign(list) => {
+                own_queues(consumer, &self.topic, &partitions_of(list, &self.topic));
+                return;
+            }
+            Rebalance::Revoke(list) => list,
+            Rebalance::Error(_) => return,
         };
         let partitions = partitions_of(list, &self.topic);
         if partitions.is_empty() {
@@ -96,6 +113,10 @@ impl ConsumerContext for FlowContext {
                 Stats::bump(&self.stats.assignments);
                 let partitions = partitions_of(list, &self.topic);
                 tracing::info!(topic = %self.topic, ?partitions, "partitions assigned");
+                if let Ok(mut assigned) = self.assigned.lock() {
+                    assigned.extend_from_slice(&partitions);
+                }
+                self.assigned_changed.notify_one();
             }
             Rebalance::Error(error) => {
                 tracing::warn!(topic = %self.topic, %error, "rebalance failed");
@@ -126,10 +147,14 @@ pub fn consumer(
         // The broker may hold a fetch this long when there is nothing new:
         // the bound on the latency of a quiet flow.
         .set("fetch.wait.max.ms", "100")
+        .set("queued.max.messages.kbytes", QUEUED_KBYTES_PER_PARTITION)
+        .set("fetch.queue.backoff.ms", FULL_QUEUE_BACKOFF_MS)
         .create_with_context(FlowContext {
             stats,
             topic: spec.topic.clone(),
             lanes: Arc::default(),
+            assigned: Mutex::default(),
+            assigned_changed: Notify::new(),
         })
         .map_err(|e| AppError::Broker {
             message: format!("could not create the consumer: {e}"),
@@ -142,14 +167,37 @@ pub fn consumer(
     Ok(consumer)
 }
 
+/// Stops librdkafka from forwarding the partitions' fetched messages to the
+/// consumer's queue; each keeps them in a queue of its own, which its lane
+/// reads ([`StreamConsumer::split_partition_queue`]). Done before the
+/// partitions are assigned, so that none of their messages reaches the
+/// consumer's queue; the setting stays with the partition.
+fn own_queues(consumer: &BaseConsumer<FlowContext>, topic: &str, partitions: &[i32]) {
+    use rdkafka::bindings::{rd_kafka_queue_destroy, rd_kafka_queue_forward, rd_kafka_queue_get_partition};
+    let Ok(topic) = CString::new(topic) else {
+        return;
+    };
+    let client = consumer.client().native_ptr();
+    for &partition in partitions {
+        // SAFETY: `client` is this live consumer's handle and `topic` a
+        // NUL-terminated string that outlives the call; the queue handle
+        // librdkafka returns is ours and released right after use.
+        unsafe {
+            let queue = rd_kafka_queue_get_partition(client, topic.as_ptr(), partition);
+            if !queue.is_null() {
+                rd_kafka_queue_forward(queue, std::ptr::null_mut());
+                rd_kafka_queue_destroy(queue);
+            }
+        }
+    }
+}
+
 /// One partition's lane, seen from the consumer loop.
 struct Lane {
     control: Arc<LaneControl>,
-    queue: mpsc::Sender<Vec<OwnedMessage>>,
+    /// Messages of the partition that reached the consumer's queue.
+    strays: mpsc::Sender<OwnedMessage>,
     task: tokio::task::JoinHandle<()>,
-    /// Messages the lane had no room for yet, in order.
-    held: Vec<OwnedMessage>,
-    held_bytes: usize,
 }
 
 pub async fn run(
@@ -169,154 +217,103 @@ pub async fn run(
         stop: stop.clone(),
         stats: stats.clone(),
     };
-    // A lane that takes a batch makes room: the loop then offers it what it holds.
-    let room = Arc::new(Notify::new());
-    let registry = consumer.context().lanes.clone();
+    let context = consumer.context().clone();
     let mut lanes: HashMap<i32, Lane> = HashMap::new();
     let mut stream = consumer.stream();
-    'consume: loop {
-        let holding = lanes.values().any(|lane| !lane.held.is_empty());
-        let first = tokio::select! {
+    let mut liveness = tokio::time::interval(LIVENESS_POLL);
+    liveness.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        let next = tokio::select! {
             _ = stop.changed() => break,
-            _ = room.notified(), if holding => {
-                for lane in lanes.values_mut() {
-                    lane.release();
+            _ = context.assigned_changed.notified() => {
+                let assigned = context.assigned.lock().map(|mut a| std::mem::take(&mut *a)).unwrap_or_default();
+                // Lanes of revoked partitions are gone; a partition
+                // assigned again gets a new lane.
+                lanes.retain(|_, lane| !lane.control.stopped());
+                for partition in assigned {
+                    if lanes.contains_key(&partition) {
+                        continue;
+                    }
+                    match Lane::start(&worker, &consumer, partition, &context.lanes) {
+                        Some(lane) => {
+                            lanes.insert(partition, lane);
+                        }
+                        None => stats.set_state(format!("partition {partition} of '{}' cannot be read", worker.spec.topic)),
+                    }
                 }
                 continue;
             }
+            // A poll without waiting: the group sees the consumer alive
+            // while every lane is busy.
+            _ = liveness.tick() => stream.next().now_or_never().flatten(),
             next = stream.next() => next,
         };
-        // Whatever else is ready, without waiting: one hand-over per
-        // partition and batch instead of one per message.
-        let mut batch: Vec<(i32, Vec<OwnedMessage>)> = Vec::new();
-        let mut taken = 0;
-        let mut failure = None;
-        let mut next = first;
-        while let Some(result) = next.take() {
-            match result {
-                Ok(message) => {
-                    let partition = message.partition();
-                    let message = message.detach();
-                    match batch.iter_mut().find(|(p, _)| *p == partition) {
-                        Some((_, messages)) => messages.push(message),
-                        None => batch.push((partition, vec![message])),
+        match next {
+            None => {}
+            Some(Ok(message)) => {
+                // Only a partition whose queue could not be split off
+                // sends its messages here: its lane takes them as well.
+                let partition = message.partition();
+                let message = message.detach();
+                lanes.retain(|_, lane| !lane.control.stopped());
+                let lane = match lanes.entry(partition) {
+                    std::collections::hash_map::Entry::Occupied(lane) => lane.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(entry) => {
+                        match Lane::start(&worker, &consumer, partition, &context.lanes) {
+                            Some(lane) => entry.insert(lane),
+                            None => continue,
+                        }
                     }
-                    taken += 1;
+                };
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    _ = lane.strays.send(message) => {}
                 }
-                Err(error) => {
-                    failure = Some(error);
-                    break;
+            }
+            Some(Err(error)) => {
+                stats.set_state(format!("waiting for the broker: {error}"));
+                tracing::debug!(flow = %worker.spec.id, %error, "consumer error");
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
-            }
-            if taken < BATCH {
-                next = stream.next().now_or_never().flatten();
-            }
-        }
-        if taken > 0 {
-            stats.set_running();
-        }
-        // Lanes of revoked partitions are gone with what they held; a
-        // partition assigned again gets a new lane.
-        lanes.retain(|_, lane| !lane.control.stopped());
-        for (partition, messages) in batch {
-            let lane = lanes
-                .entry(partition)
-                .or_insert_with(|| Lane::start(worker.clone(), room.clone(), partition, &registry));
-            lane.offer(messages);
-        }
-        // Past the bound: wait for the lanes, as plain bounded queues would.
-        // (Pausing the partitions instead would keep the loop polling, but
-        // a resume fetches from inside a record batch, which tansu 0.6.0's
-        // in-memory storage answers by skipping the rest of that batch.)
-        while lanes.values().map(|lane| lane.held_bytes).sum::<usize>() > MAX_HELD_BYTES {
-            let Some(lane) = lanes.values_mut().max_by_key(|lane| lane.held_bytes) else {
-                break;
-            };
-            let held = std::mem::take(&mut lane.held);
-            lane.held_bytes = 0;
-            tokio::select! {
-                _ = stop.changed() => break 'consume,
-                _ = lane.queue.send(held) => {}
-            }
-        }
-        if let Some(error) = failure {
-            stats.set_state(format!("waiting for the broker: {error}"));
-            tracing::debug!(flow = %worker.spec.id, %error, "consumer error");
-            tokio::select! {
-                _ = stop.changed() => break,
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
         }
     }
-    // Stopping: held messages are dropped unprocessed (their offsets stay
-    // unstored, so they are consumed again later); the lanes finish the run
-    // under way, settle the writes they started and store their offsets.
-    registry.stop_all();
+    // Stopping: the lanes finish the run under way, settle the writes they
+    // started and store their offsets; what they had not taken yet stays
+    // unstored, so it is consumed again later.
+    context.lanes.stop_all();
     for (_, lane) in lanes {
-        drop(lane.queue);
+        drop(lane.strays);
         let _ = lane.task.await;
     }
     stats.set_state("stopped");
 }
 
 impl Lane {
-    fn start(mut worker: Worker, room: Arc<Notify>, partition: i32, registry: &Lanes) -> Self {
-        let (queue, receiver) = mpsc::channel(LANE_QUEUE);
+    fn start(
+        worker: &Worker,
+        consumer: &Arc<StreamConsumer<FlowContext>>,
+        partition: i32,
+        registry: &Lanes,
+    ) -> Option<Self> {
+        let queue = consumer.split_partition_queue(&worker.spec.topic, partition)?;
+        let (strays, stray_receiver) = mpsc::channel(1);
         let (control, stop) = LaneControl::new();
         registry.register(partition, control.clone());
+        let mut worker = worker.clone();
         worker.stop = stop;
         let finished = FinishOnDrop(control.clone());
-        Lane {
+        let source = Source::new(queue, stray_receiver, worker.stats.clone());
+        Some(Lane {
             control,
-            queue,
+            strays,
             task: tokio::spawn(async move {
                 let _finished = finished;
-                lane::lane(worker, receiver, room).await
+                lane::lane(worker, source).await
             }),
-            held: Vec::new(),
-            held_bytes: 0,
-        }
-    }
-
-    /// Queues messages for the lane, or holds them while its queue is full.
-    fn offer(&mut self, messages: Vec<OwnedMessage>) {
-        if self.held.is_empty() {
-            match self.queue.try_send(messages) {
-                Ok(()) => return,
-                Err(TrySendError::Full(messages)) => self.hold(messages),
-                // The lane has ended: the flow is stopping.
-                Err(TrySendError::Closed(_)) => {}
-            }
-        } else {
-            self.hold(messages);
-        }
-    }
-
-    fn hold(&mut self, messages: Vec<OwnedMessage>) {
-        // What a message takes besides its key and value (topic, headers,
-        // bookkeeping), so that empty messages count too.
-        const OVERHEAD: usize = 256;
-        self.held_bytes += messages
-            .iter()
-            .map(|m| OVERHEAD + m.payload().map_or(0, <[u8]>::len) + m.key().map_or(0, <[u8]>::len))
-            .sum::<usize>();
-        if self.held.is_empty() {
-            self.held = messages;
-        } else {
-            self.held.extend(messages);
-        }
-    }
-
-    /// Hands the held messages to the lane if it has room.
-    fn release(&mut self) {
-        if self.held.is_empty() {
-            return;
-        }
-        match self.queue.try_send(std::mem::take(&mut self.held)) {
-            Ok(()) => self.held_bytes = 0,
-            Err(TrySendError::Full(messages)) => self.held = messages,
-            Err(TrySendError::Closed(_)) => self.held_bytes = 0,
-        }
+        })
     }
 }
 

@@ -823,3 +823,58 @@ async fn a_partition_stuck_on_a_slow_run_does_not_hold_back_the_others() {
     }
     assert_eq!(last["0"], (BACKLOG + 50 - 1) as i64);
 }
+
+#[tokio::test]
+async fn a_backlog_of_large_messages_behind_a_slow_run_does_not_stop_the_consumer() {
+    let p = pipeline().await;
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let model = gated_model(gate, seen.clone()).await;
+    let flow = p.run_version("2.0.0", &format!("http:{model}"), None).await;
+    // Partition 0 is stuck on its first message with 55 MB behind it: more
+    // than a flow may hold for a lane that is behind (16 MiB, after the two
+    // pieces of at most 256 messages its queue takes).
+    const BACKLOG: usize = 800;
+    let pad = "x".repeat(70_000);
+    let backlog: Vec<String> = (0..BACKLOG)
+        .map(|i| json!({"p": 0, "i": i, "pad": pad}).to_string())
+        .collect();
+    produce_to_partition(&p.input, 0, &backlog[..1]).await;
+    wait_until("partition 0's first run is under way", || async {
+        !seen.lock().unwrap().is_empty()
+    })
+    .await;
+    produce_to_partition(&p.input, 0, &backlog[1..]).await;
+
+    // The consumer keeps polling: the other partitions go on, and the
+    // flow stays in its group (no new assignment).
+    let others: Vec<String> = (0..20)
+        .map(|i| json!({"p": 1 + i % 2, "i": i / 2}).to_string())
+        .collect();
+    produce_to_partition(&p.input, 1, &others[..10]).await;
+    produce_to_partition(&p.input, 2, &others[10..]).await;
+    let done = read_for(&p.output, 20, Duration::from_secs(60)).await;
+    assert_eq!(
+        done.len(),
+        20,
+        "partitions 1 and 2 are done while partition 0 waits behind its backlog"
+    );
+    assert!(
+        done.iter()
+            .all(|r| r.headers["eventflows-source-partition"] != "0")
+    );
+    assert_eq!(p.stats(&flow).await["assignments"], 1, "no rebalance");
+
+    open.send(true).unwrap();
+    let outputs = read(&p.output, BACKLOG + 20).await;
+    let zero: Vec<i64> = outputs
+        .iter()
+        .filter(|r| r.headers["eventflows-source-partition"] == "0")
+        .map(|r| r.headers["eventflows-source-offset"].parse().unwrap())
+        .collect();
+    assert_eq!(
+        zero,
+        (0..BACKLOG as i64).collect::<Vec<i64>>(),
+        "partition 0's backlog is done once, in order"
+    );
+}

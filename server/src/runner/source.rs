@@ -1,0 +1,103 @@
+//! A lane's source: the queue of fetched messages of its partition, taken
+//! a batch at a time.
+
+use std::sync::Arc;
+
+use futures::{FutureExt, StreamExt};
+use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
+use rdkafka::error::KafkaError;
+use rdkafka::message::OwnedMessage;
+use tokio::sync::mpsc;
+
+use super::Stats;
+use super::subscribe::FlowContext;
+
+/// Most messages a lane takes at once: it stores its offsets at least this
+/// often.
+pub(super) const BATCH: usize = 256;
+
+pub(super) struct Source {
+    queue: StreamPartitionQueue<FlowContext>,
+    /// Messages of the partition that reached the consumer's queue instead
+    /// (see `subscribe`); they come first.
+    strays: mpsc::Receiver<OwnedMessage>,
+    strays_open: bool,
+    stats: Arc<Stats>,
+}
+
+impl Source {
+    pub fn new(
+        queue: StreamPartitionQueue<FlowContext>,
+        strays: mpsc::Receiver<OwnedMessage>,
+        stats: Arc<Stats>,
+    ) -> Self {
+        Source {
+            queue,
+            strays,
+            strays_open: true,
+            stats,
+        }
+    }
+
+    /// The next messages, at most [`BATCH`], waiting for the first.
+    pub async fn next(&mut self) -> Vec<OwnedMessage> {
+        loop {
+            let first = tokio::select! {
+                biased;
+                stray = self.strays.recv(), if self.strays_open => match stray {
+                    Some(message) => Ok(message),
+                    None => {
+                        self.strays_open = false;
+                        continue;
+                    }
+                },
+                next = self.queue.recv() => next.map(|m| m.detach()),
+            };
+            match first {
+                Ok(message) => {
+                    let mut batch = vec![message];
+                    self.fill(&mut batch);
+                    return batch;
+                }
+                Err(error) => self.failed(error),
+            }
+        }
+    }
+
+    /// The messages ready now, at most [`BATCH`]; empty if there are none.
+    pub fn ready(&mut self) -> Vec<OwnedMessage> {
+        let mut batch = Vec::new();
+        self.fill(&mut batch);
+        batch
+    }
+
+    fn fill(&mut self, batch: &mut Vec<OwnedMessage>) {
+        while batch.len() < BATCH {
+            match self.strays.try_recv() {
+                Ok(message) => batch.push(message),
+                Err(_) => break,
+            }
+        }
+        let mut stream = self.queue.stream();
+        while batch.len() < BATCH {
+            match stream.next().now_or_never().flatten() {
+                Some(Ok(message)) => batch.push(message.detach()),
+                Some(Err(error)) => {
+                    self.failed(error);
+                    break;
+                }
+                None => break,
+            }
+        }
+        if !batch.is_empty() {
+            self.stats.set_running();
+        }
+    }
+
+    /// Errors of the partition's fetches (librdkafka retries them itself).
+    fn failed(&self, error: KafkaError) {
+        tracing::debug!(%error, "partition fetch error");
+        self.stats
+            .set_state(format!("waiting for the broker: {error}"));
+    }
+}
