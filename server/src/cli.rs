@@ -175,7 +175,7 @@ fn init_tracing(default: &str) {
 }
 
 async fn open(settings: &Settings) -> anyhow::Result<Services> {
-    std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+    crate::db::create_private_dir(&settings.data_dir).with_context(|| {
         format!(
             "could not create the data directory {}",
             settings.data_dir.display()
@@ -221,10 +221,13 @@ async fn serve(services: Services, settings: Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("could not listen on {}", settings.listen))?;
     tracing::info!(settings = ?settings, "Event Flows is listening on http://{}", settings.listen);
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("the web server stopped with an error");
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .context("the web server stopped with an error");
     supervisor.abort();
     if tokio::time::timeout(RUNNER_SHUTDOWN, runner.shutdown())
         .await

@@ -1,14 +1,16 @@
 //! The HTTP app: server functions under `/api`, `/healthz`, and the built UI
 //! (compressed, with the single-page fallback to `index.html`).
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
 use axum::{
     Json, Router,
     body::{Body, Bytes},
-    extract::{DefaultBodyLimit, Path as UrlPath, State},
+    extract::{ConnectInfo, DefaultBodyLimit, Path as UrlPath, State},
     http::{HeaderMap, HeaderValue, Request, StatusCode, header},
+    middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -20,7 +22,7 @@ use tower_http::{
     set_header::SetResponseHeaderLayer,
 };
 
-use app::api::SharedBackend;
+use app::api::{ClientAddress, SharedBackend};
 
 use crate::runner::{MAX_INPUT_BYTES, RunError};
 use crate::services::Services;
@@ -49,12 +51,17 @@ pub fn router(services: Services, dist_dir: &Path) -> Router {
         .fallback(ServeFile::new(index));
 
     Router::new()
-        .route("/api/{*fn_name}", post(server_fn))
+        .route(
+            "/api/{*fn_name}",
+            post(server_fn).layer(middleware::from_fn(same_site_json)),
+        )
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route(
             "/v1/algo/{org}/{name}/{version}",
-            post(run_algorithm).layer(DefaultBodyLimit::max(MAX_INPUT_BYTES + 1)),
+            post(run_algorithm)
+                .layer(DefaultBodyLimit::max(MAX_INPUT_BYTES + 1))
+                .layer(middleware::from_fn(same_site_json)),
         )
         .fallback_service(ui)
         .layer(SetResponseHeaderLayer::if_not_present(
@@ -65,10 +72,74 @@ pub fn router(services: Services, dist_dir: &Path) -> Router {
         .with_state(state)
 }
 
+/// Refuses what a browser may send from another site on a user's behalf:
+/// the server functions and the REST route take only JSON bodies (a plain
+/// HTML form cannot send one), and a request whose `Origin` (or, without
+/// one, `Referer`) names another host is refused. Requests without either
+/// header come from programs, not from pages.
+async fn same_site_json(request: Request<Body>, next: Next) -> Response {
+    let headers = request.headers();
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return api_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Send the request body as JSON, with Content-Type: application/json.".into(),
+        );
+    }
+    if let Some(source) = headers
+        .get(header::ORIGIN)
+        .or_else(|| headers.get(header::REFERER))
+        && !same_host(source, headers)
+    {
+        tracing::info!(source = ?source, "cross-site request refused");
+        return api_error(
+            StatusCode::FORBIDDEN,
+            "Requests from other sites are refused.".into(),
+        );
+    }
+    next.run(request).await
+}
+
+/// Whether an `Origin` or `Referer` value names the host the request was
+/// sent to (as a proxy in front of the server passes it on, if any).
+fn same_host(source: &HeaderValue, headers: &HeaderMap) -> bool {
+    let Some(host) = headers
+        .get("x-forwarded-host")
+        .or_else(|| headers.get(header::HOST))
+        .and_then(|h| h.to_str().ok())
+    else {
+        return false;
+    };
+    let Ok(source) = source.to_str() else {
+        return false;
+    };
+    let Some((_, rest)) = source.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    !authority.is_empty() && authority.eq_ignore_ascii_case(host.trim())
+}
+
 async fn server_fn(State(state): State<AppState>, request: Request<Body>) -> impl IntoResponse {
     let backend = state.backend.clone();
-    leptos_axum::handle_server_fns_with_context(move || provide_context(backend.clone()), request)
-        .await
+    let client = ClientAddress(
+        request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip()),
+    );
+    leptos_axum::handle_server_fns_with_context(
+        move || {
+            provide_context(backend.clone());
+            provide_context(client);
+        },
+        request,
+    )
+    .await
 }
 
 /// Prometheus metrics: per flow and of the process.

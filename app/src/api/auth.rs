@@ -20,7 +20,12 @@ pub async fn login(username: String, password: String) -> Result<CurrentUser, Ap
             let backend = super::backend()?;
             let previous = super::session_token();
             let (user, token) = backend
-                .log_in(username, &password, previous.as_deref())
+                .log_in(
+                    username,
+                    &password,
+                    previous.as_deref(),
+                    super::client_address(),
+                )
                 .await?;
             set_cookie(&backend.session_cookie(Some(&token)));
             Ok(user)

@@ -13,6 +13,10 @@ use crate::domain::{
 
 /// Name of the HttpOnly cookie that carries the session token.
 pub const SESSION_COOKIE: &str = "eventflows_session";
+/// The session cookie's name when the server is reached over HTTPS: the
+/// `__Host-` prefix makes browsers refuse it unless it is `Secure`, set by
+/// this host for every path, with no `Domain`.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-eventflows_session";
 
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
@@ -20,12 +24,15 @@ pub trait Backend: Send + Sync + 'static {
     async fn session_user(&self, token: &str) -> Result<Option<CurrentUser>, AppError>;
 
     /// Checks the password. On success ends `previous` (if any), starts a new
-    /// session and returns its token. Unknown user and wrong password fail alike.
+    /// session and returns its token. Unknown user and wrong password fail
+    /// alike; repeated failures for a name or from a `client` address are
+    /// refused for a while without checking.
     async fn log_in(
         &self,
         username: &str,
         password: &str,
         previous: Option<&str>,
+        client: Option<std::net::IpAddr>,
     ) -> Result<(CurrentUser, String), AppError>;
 
     /// Ends the session on the server.
@@ -123,7 +130,7 @@ pub fn token_from_headers(headers: &http::HeaderMap) -> Option<String> {
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
+        .find(|(name, _)| *name == SECURE_SESSION_COOKIE || *name == SESSION_COOKIE)
         .map(|(_, value)| value.to_owned())
         .filter(|value| !value.is_empty())
 }

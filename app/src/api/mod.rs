@@ -12,7 +12,9 @@ mod catalog;
 
 pub use auth::*;
 #[cfg(feature = "ssr")]
-pub use backend::{Backend, SESSION_COOKIE, SharedBackend, token_from_headers};
+pub use backend::{
+    Backend, SECURE_SESSION_COOKIE, SESSION_COOKIE, SharedBackend, token_from_headers,
+};
 pub use brokers::*;
 pub use catalog::*;
 
@@ -27,6 +29,15 @@ pub(crate) fn respond<T>(result: Result<T, AppError>) -> Result<T, AppError> {
             if let Ok(status) = http::StatusCode::from_u16(error.status()) {
                 options.set_status(status);
             }
+            if let AppError::TooManyRequests {
+                retry_after_secs, ..
+            } = error
+            {
+                options.insert_header(
+                    http::header::RETRY_AFTER,
+                    http::HeaderValue::from(*retry_after_secs),
+                );
+            }
         }
     }
     result
@@ -35,6 +46,17 @@ pub(crate) fn respond<T>(result: Result<T, AppError>) -> Result<T, AppError> {
 #[cfg(feature = "ssr")]
 pub(crate) fn backend() -> Result<SharedBackend, AppError> {
     leptos::prelude::use_context::<SharedBackend>().ok_or(AppError::Internal)
+}
+
+/// The address of the client a server function call came from, when the
+/// server knows it (provided with each call's context).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddress(pub Option<std::net::IpAddr>);
+
+/// The client address of this call, if known.
+#[cfg(feature = "ssr")]
+pub(crate) fn client_address() -> Option<std::net::IpAddr> {
+    leptos::prelude::use_context::<ClientAddress>().and_then(|c| c.0)
 }
 
 /// The session token sent with this request, if any.

@@ -173,8 +173,9 @@ impl fmt::Display for TopicName {
     }
 }
 
-/// What the admin types into the **Connect queue** form.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// What the admin types into the **Connect queue** form. Its `Debug` shows
+/// whether a password was given, never the password.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewBrokerConnection {
     pub name: String,
     pub bootstrap_servers: String,
@@ -186,6 +187,23 @@ pub struct NewBrokerConnection {
     pub password: String,
     /// PEM of the certificate authority that signed the brokers' certificates.
     pub ca_pem: String,
+}
+
+impl std::fmt::Debug for NewBrokerConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewBrokerConnection")
+            .field("name", &self.name)
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("security_protocol", &self.security_protocol)
+            .field("sasl_mechanism", &self.sasl_mechanism)
+            .field("username", &self.username)
+            .field(
+                "password",
+                &if self.password.is_empty() { "" } else { "set" },
+            )
+            .field("ca_pem", &if self.ca_pem.is_empty() { "" } else { "set" })
+            .finish()
+    }
 }
 
 /// Whether the broker answered the last time it was asked.
@@ -277,6 +295,19 @@ pub struct TopicDetails {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_connection_form_prints_without_its_password() {
+        let form = NewBrokerConnection {
+            name: "prod".into(),
+            username: "svc".into(),
+            password: "canary-password".into(),
+            ..Default::default()
+        };
+        let printed = format!("{form:?}");
+        assert!(!printed.contains("canary-password"), "{printed}");
+        assert!(printed.contains(r#"password: "set""#) && printed.contains("svc"));
+    }
 
     #[test]
     fn bootstrap_servers_need_host_and_port() {

@@ -31,6 +31,13 @@ pub enum AppError {
     /// The message broker refused or could not be reached.
     #[error("{message}")]
     Broker { message: String },
+    /// Too many attempts (failed logins) or too much at once: try again
+    /// after `retry_after_secs`.
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        retry_after_secs: u64,
+    },
     /// Anything else; the details are in the server log.
     #[error("Something went wrong on the server. The details are in the server log.")]
     Internal,
@@ -66,6 +73,7 @@ impl AppError {
             Self::Validation { .. } => 422,
             Self::Conflict { .. } => 409,
             Self::Broker { .. } => 502,
+            Self::TooManyRequests { .. } => 429,
             Self::Internal => 500,
             Self::Transport { .. } => 400,
         }
@@ -102,6 +110,11 @@ mod tests {
         assert_eq!(AppError::validation("name", "bad").status(), 422);
         assert_eq!(AppError::conflict("dup").status(), 409);
         assert_eq!(AppError::Internal.status(), 500);
+        let busy = AppError::TooManyRequests {
+            message: "later".into(),
+            retry_after_secs: 3,
+        };
+        assert_eq!(busy.status(), 429);
     }
 
     #[test]

@@ -27,9 +27,11 @@ pub fn AlgorithmPage(tab: Tab) -> impl IntoView {
         <A href="/catalog" attr:class="text-sm text-blue-700 hover:underline">"← ML service catalog"</A>
         {move || match details.get() {
             None => view! { <Loading what="the algorithm" /> }.into_any(),
-            Some(Err(AppError::Forbidden)) => view! {
-                <h1 class="mt-2 text-xl font-semibold">"Not allowed"</h1>
-                <p class="mt-2">"This algorithm belongs to an organization you are not a member of."</p>
+            Some(Err(AppError::NotFound { .. })) => view! {
+                <h1 class="mt-2 text-xl font-semibold">"Algorithm not found"</h1>
+                <p class="mt-2">
+                    {format!("There is no algorithm {}/{} in your organizations.", org(), name())}
+                </p>
             }
             .into_any(),
             Some(Err(e)) => view! { <div class="mt-2"><ErrorNotice message=e.to_string() /></div> }.into_any(),

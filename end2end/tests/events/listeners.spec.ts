@@ -110,9 +110,11 @@ test('a member of another organization cannot open the algorithm or change its f
   await logIn(page, users.ben);
   await expect(page.getByRole('link', { name: 'acme/sentiment' })).toHaveCount(0);
   await page.goto('/algorithms/acme/sentiment/events');
-  await expect(page.getByRole('heading', { name: 'Not allowed' })).toBeVisible();
+  // Answered as if it did not exist, so that names cannot be probed.
+  await expect(page.getByRole('heading', { name: 'Algorithm not found' })).toBeVisible();
+  await expect(page.getByText('There is no algorithm acme/sentiment in your organizations.')).toBeVisible();
   const reply = await page.request.post('/api/list_events', { data: { org: 'acme', name: 'sentiment' } });
-  expect(reply.status()).toBe(403);
+  expect(reply.status()).toBe(404);
 });
 
 test('the Overview tab lists versions newest first and adds one', async ({ page }) => {

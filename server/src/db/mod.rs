@@ -120,6 +120,16 @@ impl DbError {
     }
 }
 
+/// Creates a directory (and its missing parents) that only this user may
+/// enter; an existing one is left as it is.
+pub fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+}
+
 /// The connection pool.
 #[derive(Clone)]
 pub struct Db {
@@ -135,9 +145,28 @@ impl Db {
         if backend == Backend::Sqlite {
             let path = std::path::Path::new(url.strip_prefix("sqlite://").unwrap_or(url));
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent).with_context(|| {
+                create_private_dir(parent).with_context(|| {
                     format!("could not create the directory {}", parent.display())
                 })?;
+            }
+            // Readable by this user only (SQLite gives its journal files the
+            // same permissions); an existing file is left as it is.
+            if url != ":memory:" && !url.starts_with("file:") {
+                use std::os::unix::fs::OpenOptionsExt;
+                match std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(path)
+                {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => {
+                        return Err(e).with_context(|| {
+                            format!("could not create the database file {}", path.display())
+                        });
+                    }
+                }
             }
         }
         let manager = Manager {

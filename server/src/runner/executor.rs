@@ -39,6 +39,9 @@ impl RunError {
     }
 }
 
+/// The most a model server's reply may have.
+pub const MAX_REPLY_BYTES: usize = 4 * 1024 * 1024;
+
 /// Runs algorithms; holds the HTTP client shared by every `http:` runtime.
 #[derive(Clone)]
 pub struct Executor {
@@ -105,12 +108,33 @@ impl Executor {
         })?;
         let status = response.status();
         let retry_after = retry_after(response.headers());
-        let body = response.bytes().await.map_err(|_| {
+        // A reply this large is not read: it could not be written anyway,
+        // and the same input would get it again.
+        let too_large = || {
+            RunError::BadInput(format!(
+                "the model server's reply is larger than {} MiB",
+                MAX_REPLY_BYTES / (1024 * 1024)
+            ))
+        };
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_REPLY_BYTES as u64)
+        {
+            return Err(too_large());
+        }
+        let mut response = response;
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|_| {
             RunError::Transient(
                 format!("the model server at {url} broke off its reply"),
                 None,
             )
-        })?;
+        })? {
+            if body.len() + chunk.len() > MAX_REPLY_BYTES {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
         let excerpt = || String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
         match classify_status(status.as_u16()) {
             Reply::Output => serde_json::from_slice(&body).map_err(|_| {
@@ -343,6 +367,36 @@ mod tests {
             exec.run(&runtime, b"{}").await,
             Err(RunError::Transient(_, None))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_reply_past_the_bound_is_refused_without_reading_it_all() {
+        use axum::{Router, body::Body, routing::post};
+        // One reply says its length up front; the other streams without one.
+        let app = Router::new()
+            .route("/sized", post(|| async { "x".repeat(MAX_REPLY_BYTES + 1) }))
+            .route(
+                "/streamed",
+                post(|| async {
+                    let chunk = axum::body::Bytes::from(vec![b' '; 1024 * 1024]);
+                    let chunks = (0..8).map(move |_| Ok::<_, std::io::Error>(chunk.clone()));
+                    Body::from_stream(futures::stream::iter(chunks))
+                }),
+            )
+            .route("/fine", post(|| async { "[1, 2, 3]" }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let exec = Executor::new().unwrap();
+        for path in ["sized", "streamed"] {
+            let runtime = Runtime::Http(format!("{base}/{path}"));
+            assert!(
+                matches!(exec.run(&runtime, b"{}").await, Err(RunError::BadInput(m)) if m.contains("larger than 4 MiB")),
+                "{path}"
+            );
+        }
+        let fine = Runtime::Http(format!("{base}/fine"));
+        assert_eq!(exec.run(&fine, b"{}").await.unwrap(), b"[1,2,3]");
     }
 
     #[test]

@@ -29,8 +29,8 @@ use tokio::sync::{Notify, mpsc, watch};
 use app::domain::AppError;
 
 use super::lane::{self, Worker};
-use super::source::Source;
 use super::revoke::{FinishOnDrop, LaneControl, Lanes, blocking_in_callback};
+use super::source::Source;
 use super::{FlowConfig, Runner, Stats};
 use crate::db::flows::ActiveFlow;
 use crate::kafka::BrokerSettings;
@@ -173,7 +173,9 @@ pub fn consumer(
 /// partitions are assigned, so that none of their messages reaches the
 /// consumer's queue; the setting stays with the partition.
 fn own_queues(consumer: &BaseConsumer<FlowContext>, topic: &str, partitions: &[i32]) {
-    use rdkafka::bindings::{rd_kafka_queue_destroy, rd_kafka_queue_forward, rd_kafka_queue_get_partition};
+    use rdkafka::bindings::{
+        rd_kafka_queue_destroy, rd_kafka_queue_forward, rd_kafka_queue_get_partition,
+    };
     let Ok(topic) = CString::new(topic) else {
         return;
     };

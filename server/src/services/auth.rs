@@ -9,9 +9,13 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
-use app::api::SESSION_COOKIE;
+use app::api::{SECURE_SESSION_COOKIE, SESSION_COOKIE};
 use app::domain::{AppError, CurrentUser, Role};
 
+use std::net::IpAddr;
+use std::time::Instant;
+
+use super::throttle::{Key, Refusal};
 use super::{Services, blocking, internal};
 use crate::db::{now_ms, users};
 
@@ -52,6 +56,22 @@ pub fn token_hash(token: &str) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+fn too_many(refusal: Refusal) -> AppError {
+    match refusal {
+        Refusal::Wait(wait) => AppError::TooManyRequests {
+            message: format!(
+                "Too many failed logins. Try again in {} seconds.",
+                wait.as_secs()
+            ),
+            retry_after_secs: wait.as_secs(),
+        },
+        Refusal::Busy => AppError::TooManyRequests {
+            message: "The server is busy with other logins. Try again in a moment.".into(),
+            retry_after_secs: 1,
+        },
+    }
 }
 
 /// A hash to verify against when the user does not exist, so that an
@@ -96,7 +116,15 @@ impl Services {
         username: &str,
         password: &str,
         previous: Option<&str>,
+        client: Option<IpAddr>,
     ) -> Result<(CurrentUser, String), AppError> {
+        let mut keys = vec![Key::User(username.to_owned())];
+        keys.extend(client.map(Key::Client));
+        if let Err(refusal) = self.logins.check(&keys, Instant::now()) {
+            tracing::info!(?client, "login refused: too many failed attempts");
+            return Err(too_many(refusal));
+        }
+        let turn = self.logins.turn().await.map_err(too_many)?;
         let name = username.to_owned();
         let user = self
             .db
@@ -109,10 +137,20 @@ impl Services {
             .unwrap_or_else(|| dummy_hash().to_owned());
         let password = password.to_owned();
         let matches = blocking(move || verify_password(&password, &stored)).await?;
+        drop(turn);
+        let known = user.is_some();
         let Some(user) = user.filter(|_| matches) else {
-            tracing::info!(username, "login refused");
+            self.logins.failed(&keys, Instant::now());
+            // A name no user has is often a password typed into the wrong
+            // field: it is not written to the log.
+            if known {
+                tracing::info!(username, ?client, "login refused: wrong password");
+            } else {
+                tracing::info!(?client, "login refused: unknown user name");
+            }
             return Err(AppError::Unauthorized);
         };
+        self.logins.succeeded(&keys[..1]);
 
         let token = new_token()?;
         let hash = token_hash(&token);
@@ -142,20 +180,51 @@ impl Services {
     }
 
     pub fn session_cookie(&self, token: Option<&str>) -> String {
-        let secure = if self.secure_cookies { "; Secure" } else { "" };
-        match token {
-            Some(token) => format!(
-                "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
-                SESSION_LIFETIME_MS / 1000
-            ),
-            None => format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}"),
-        }
+        session_cookie(self.secure_cookies, token)
     }
+}
+
+/// The `Set-Cookie` value for a session (`None`: clears it). Over HTTPS the
+/// cookie is `Secure` and carries the `__Host-` prefix.
+fn session_cookie(secure: bool, token: Option<&str>) -> String {
+    let (name, secure) = if secure {
+        (SECURE_SESSION_COOKIE, "; Secure")
+    } else {
+        (SESSION_COOKIE, "")
+    };
+    let (value, max_age) = match token {
+        Some(token) => (token, SESSION_LIFETIME_MS / 1000),
+        None => ("", 0),
+    };
+    format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn over_https_the_session_cookie_is_secure_and_host_only() {
+        let cookie = session_cookie(true, Some("t0ken"));
+        assert!(
+            cookie.starts_with("__Host-eventflows_session=t0ken; Path=/;"),
+            "{cookie}"
+        );
+        assert!(cookie.ends_with("; Secure") && !cookie.contains("Domain"));
+        let plain = session_cookie(false, Some("t0ken"));
+        assert!(plain.starts_with("eventflows_session=t0ken;") && !plain.contains("Secure"));
+        assert!(session_cookie(true, None).contains("Max-Age=0"));
+        // Either name is read back.
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert(
+            axum::http::header::COOKIE,
+            "a=1; __Host-eventflows_session=t0ken".parse().unwrap(),
+        );
+        assert_eq!(
+            app::api::token_from_headers(&headers).as_deref(),
+            Some("t0ken")
+        );
+    }
 
     #[test]
     fn password_hashes_are_argon2id_and_verify() {

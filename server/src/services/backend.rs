@@ -23,8 +23,9 @@ impl Backend for Services {
         username: &str,
         password: &str,
         previous: Option<&str>,
+        client: Option<std::net::IpAddr>,
     ) -> Result<(CurrentUser, String), AppError> {
-        Services::log_in(self, username, password, previous).await
+        Services::log_in(self, username, password, previous, client).await
     }
 
     async fn log_out(&self, token: &str) -> Result<(), AppError> {

@@ -28,24 +28,25 @@ impl Services {
             .map_err(internal)
     }
 
-    /// The algorithm, if it exists and `user` may see it.
+    /// The algorithm, if it exists and `user` may see it. Another
+    /// organization's algorithm is "not found", exactly like one that does
+    /// not exist, so that its name cannot be probed.
     pub(super) async fn visible_algorithm(
         &self,
         user: &CurrentUser,
         org: &str,
         name: &str,
     ) -> Result<AlgorithmRow, AppError> {
+        let not_found = || AppError::not_found(format!("The algorithm {org}/{name}"));
+        if !self.is_member(user, org).await? {
+            return Err(not_found());
+        }
         let (o, n) = (org.to_owned(), name.to_owned());
-        let row = self
-            .db
+        self.db
             .run(move |c| queries::find_algorithm(c, &o, &n))
             .await
             .map_err(internal)?
-            .ok_or_else(|| AppError::not_found(format!("The algorithm {org}/{name}")))?;
-        if !self.is_member(user, org).await? {
-            return Err(AppError::Forbidden);
-        }
-        Ok(row)
+            .ok_or_else(not_found)
     }
 
     pub async fn catalog(&self, user: &CurrentUser) -> Result<Vec<AlgorithmSummary>, AppError> {

@@ -7,6 +7,7 @@ pub mod brokers;
 pub mod catalog;
 pub mod directory;
 pub mod run;
+pub mod throttle;
 
 use app::domain::AppError;
 
@@ -34,6 +35,7 @@ pub struct Services {
     pub clients: Clients,
     pub runner: Runner,
     pub secure_cookies: bool,
+    pub logins: std::sync::Arc<throttle::LoginGuard>,
 }
 
 impl Services {
@@ -44,6 +46,7 @@ impl Services {
             secrets,
             clients: Clients::default(),
             secure_cookies,
+            logins: Default::default(),
         })
     }
 }

@@ -287,3 +287,23 @@ fn the_demo_can_connect_the_local_broker_once() {
     let unreachable = eventflows(&TestDb::fresh(), &["demo", "--kafka", "127.0.0.1:1"], "");
     assert_fails_with(&unreachable, "127.0.0.1:1");
 }
+
+#[test]
+fn a_new_data_directory_and_database_are_private_to_their_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = TestDb::fresh();
+    let data = db.dir.join("new").join("data");
+    let out = Command::new(env!("CARGO_BIN_EXE_eventflows"))
+        .arg("migrate")
+        .env("EVENTFLOWS_DATA_DIR", &data)
+        .env_remove("EVENTFLOWS_DATABASE_URL")
+        .env_remove("EVENTFLOWS_SECRET_KEY")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "data directory");
+    assert_eq!(mode(&db.dir.join("new")), 0o700, "its new parent");
+    assert_eq!(mode(&data.join("eventflows.db")), 0o600, "SQLite file");
+}

@@ -587,9 +587,10 @@ async fn flow_changes_are_checked_on_the_server() {
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text());
     assert_eq!(r.json()["field"], "dlq_topic");
     // Another organization's member.
+    // (Another organization's algorithm is not found, as if absent.)
     let ben = p.app.login("ben", "ben-password").await;
     let r = call(p.flow(&p.input, "subscribe", "1.0.0", None), ben.clone()).await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
     let r = p
         .app
         .call(
@@ -598,7 +599,7 @@ async fn flow_changes_are_checked_on_the_server() {
             Some(&ben),
         )
         .await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
     let r = p.app.call("list_catalog", json!({}), Some(&ben)).await;
     assert_eq!(
         r.json()
@@ -709,7 +710,7 @@ async fn a_run_through_the_rest_api_is_answered_and_published() {
     let ben = p.app.login("ben", "ben-password").await;
     assert_eq!(
         run("1.1.0", r#"{"text":"x"}"#, Some(&ben)).await.status,
-        StatusCode::FORBIDDEN
+        StatusCode::NOT_FOUND
     );
     assert_eq!(
         run("1.1.0", r#"{"text":"x"}"#, None).await.status,

@@ -13,5 +13,6 @@ mod outage;
 mod roles;
 mod scale;
 mod secrets;
+mod security;
 mod support;
 mod web;

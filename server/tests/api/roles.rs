@@ -102,12 +102,26 @@ async fn member_server_functions_refuse_anonymous_callers_and_other_organization
     for (endpoint, args) in calls {
         let anonymous = app.call(endpoint, args.clone(), None).await;
         assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED, "{endpoint}");
-        let other_org = app.call(endpoint, args, Some(&ben)).await;
+        // Another organization's algorithm answers like one that does not
+        // exist, so that its name cannot be probed.
+        let other_org = app.call(endpoint, args.clone(), Some(&ben)).await;
         assert_eq!(
             other_org.status,
-            StatusCode::FORBIDDEN,
+            StatusCode::NOT_FOUND,
             "{endpoint}: {}",
             other_org.text()
+        );
+        let absent = serde_json::to_string(&args)
+            .unwrap()
+            .replace("\"echo\"", "\"nothing\"");
+        let absent = app
+            .call(endpoint, serde_json::from_str(&absent).unwrap(), Some(&ben))
+            .await;
+        assert_eq!(absent.status, other_org.status, "{endpoint}");
+        assert_eq!(
+            absent.text().replace("acme/nothing", "acme/echo"),
+            other_org.text(),
+            "{endpoint}: the same answer"
         );
     }
     for (endpoint, args) in [
