@@ -115,6 +115,29 @@ pub struct FlowError {
     pub dead_lettered: bool,
 }
 
+/// A failed message a flow keeps in the database: one it could not send to
+/// a Dead Letter Queue (it has none, or writing there failed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptFailure {
+    /// When it failed, as `YYYY-MM-DD HH:MM:SS UTC`.
+    pub at: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub version: String,
+    pub kind: String,
+    pub message: String,
+    pub attempts: u32,
+    /// The key, shown safely (text, or a note on its bytes).
+    pub key: Option<String>,
+    /// The value, shown safely: pretty-printed JSON, text, or a note on
+    /// its bytes; at most the part that was kept.
+    pub value: String,
+    /// The value's whole length, and whether only its start was kept.
+    pub value_bytes: u64,
+    pub value_cut: bool,
+    pub headers: Vec<(String, String)>,
+}
+
 /// One run of the flow's algorithm.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunRecord {
@@ -149,4 +172,13 @@ pub struct FlowStats {
     /// The partitions this server instance owns, while the flow runs here.
     #[serde(default)]
     pub partitions: Vec<i32>,
+    /// The newest failed messages the flow keeps, newest first.
+    #[serde(default)]
+    pub kept_failures: Vec<KeptFailure>,
+    /// How many failed messages it keeps, and how many older ones were
+    /// dropped to stay within the bound.
+    #[serde(default)]
+    pub failures_kept: u64,
+    #[serde(default)]
+    pub failures_dropped: u64,
 }

@@ -15,7 +15,7 @@ pub use broker::{
 pub use error::AppError;
 pub use flow::{
     AlgorithmDetails, AlgorithmSummary, Direction, EventRow, FlowError, FlowRequest, FlowState,
-    FlowStats, RunRecord, VersionInfo,
+    FlowStats, KeptFailure, RunRecord, VersionInfo,
 };
 pub use names::{
     AlgorithmName, AlgorithmPath, BUILTIN_ALGORITHMS, OrgName, Runtime, Username, Version,

@@ -434,6 +434,51 @@ fn Numbers(stats: FlowStats) -> impl IntoView {
             }
             .into_any()
         }}
+        <h3 class="mt-4 font-semibold">"Failed messages kept"</h3>
+        {if stats.kept_failures.is_empty() {
+            view! {
+                <p class="text-sm text-slate-600" data-testid="failures-kept">
+                    "None. Messages that fail and cannot go to a Dead Letter Queue are kept here."
+                </p>
+            }
+            .into_any()
+        } else {
+            let summary = if stats.failures_dropped > 0 {
+                format!(
+                    "{} kept (newest first); {} older ones were dropped.",
+                    stats.failures_kept, stats.failures_dropped
+                )
+            } else {
+                format!("{} kept (newest first).", stats.failures_kept)
+            };
+            view! {
+                <p class="text-sm text-slate-600" data-testid="failures-kept">{summary}</p>
+                <ul class="mt-1 space-y-2 text-sm" aria-label="Failed messages kept">
+                    {stats.kept_failures.iter().map(|f| view! {
+                        <li class="rounded border border-slate-200 p-2" data-testid="kept-failure">
+                            <div class="font-mono text-xs text-slate-600">
+                                {format!(
+                                    "{} · partition {} offset {} · version {} · {} · {} attempt{}",
+                                    f.at, f.partition, f.offset, f.version, f.kind, f.attempts,
+                                    if f.attempts == 1 { "" } else { "s" }
+                                )}
+                            </div>
+                            <div>{f.message.clone()}</div>
+                            {f.key.clone().map(|key| view! {
+                                <div class="font-mono text-xs">"Key: " {key}</div>
+                            })}
+                            <pre class="mt-1 max-h-48 overflow-auto whitespace-pre-wrap break-all bg-slate-50 p-1 text-xs">{f.value.clone()}</pre>
+                            {f.value_cut.then(|| view! {
+                                <div class="text-xs text-slate-600">
+                                    {format!("The first part of {} bytes.", f.value_bytes)}
+                                </div>
+                            })}
+                        </li>
+                    }).collect_view()}
+                </ul>
+            }
+            .into_any()
+        }}
         <h3 class="mt-4 font-semibold">"Recent runs"</h3>
         {if stats.recent_runs.is_empty() {
             view! { <p class="text-sm text-slate-600">"No runs yet."</p> }.into_any()

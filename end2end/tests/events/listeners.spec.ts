@@ -98,6 +98,20 @@ test('a member enables a listener with a Dead Letter Queue, watches it work, edi
   await expect(page.getByRole('status')).toHaveText(`Changes to the listener on ${t.input} saved.`);
   await expect(inputRow).toContainText('1.1.0');
 
+  // Without a Dead Letter Queue, a failed message is kept and shown.
+  await inputRow.getByRole('button', { name: `Edit Subscribe on ${t.input}` }).click();
+  dialog = page.getByRole('dialog', { name: 'Edit listener' });
+  await dialog.getByLabel('Enable Dead Letter Queue').uncheck();
+  await dialog.getByRole('button', { name: 'Save Changes' }).click();
+  await expect(page.getByRole('status')).toHaveText(`Changes to the listener on ${t.input} saved.`);
+  const kept = await page.request.post('/v1/algo/acme/echo/1.0.0', { data: { kept_for_later: true } });
+  expect(kept.status()).toBe(200);
+  await inputRow.getByRole('button', { name: `Monitor Subscribe on ${t.input}` }).click();
+  const failure = monitor.getByTestId('kept-failure').first();
+  await expect(failure).toContainText('"kept_for_later": true', { timeout: 30_000 });
+  await expect(failure).toContainText('version 1.1.0');
+  await expect(monitor.getByTestId('failures-kept')).toHaveText('1 kept (newest first).');
+
   await inputRow.getByRole('button', { name: `Disable Subscribe on ${t.input}` }).click();
   const confirm = page.getByRole('dialog', { name: 'Disable listener?' });
   await expect(confirm).toContainText(`Messages on ${t.input} will no longer be processed`);

@@ -52,6 +52,11 @@ pub fn connection_name_taken(conn: &mut AnyConnection, name: &str) -> QueryResul
 /// Deletes the connection with its grants and flows; returns whether it existed.
 pub fn delete_connection(conn: &mut AnyConnection, id: &str) -> QueryResult<bool> {
     conn.transaction(|c| {
+        let gone: Vec<String> = flows::table
+            .filter(flows::connection_id.eq(id))
+            .select(flows::id)
+            .load(c)?;
+        super::failures::forget(c, &gone)?;
         diesel::delete(flows::table.filter(flows::connection_id.eq(id))).execute(c)?;
         diesel::delete(topic_grants::table.filter(topic_grants::connection_id.eq(id)))
             .execute(c)?;

@@ -246,6 +246,7 @@ pub fn delete_ungranted_flows(
             _ => false,
         };
         if !allowed {
+            super::failures::forget(conn, std::slice::from_ref(&flow.id))?;
             removed += diesel::delete(flows::table.find(&flow.id)).execute(conn)?;
         }
     }

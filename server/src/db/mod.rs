@@ -5,6 +5,7 @@
 
 pub mod brokers;
 pub mod directory;
+pub mod failures;
 pub mod flows;
 pub mod schema;
 pub mod users;

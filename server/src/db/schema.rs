@@ -102,6 +102,25 @@ diesel::table! {
         created_at -> BigInt,
         updated_at -> BigInt,
         consumer_group -> Nullable<Text>,
+        failures_dropped -> BigInt,
+    }
+}
+
+diesel::table! {
+    flow_failures (id) {
+        id -> Text,
+        flow_id -> Text,
+        at_ms -> BigInt,
+        source_partition -> Integer,
+        source_offset -> BigInt,
+        version -> Text,
+        kind -> Text,
+        message -> Text,
+        attempts -> Integer,
+        record_key -> Nullable<Binary>,
+        record_value -> Nullable<Binary>,
+        value_bytes -> BigInt,
+        headers -> Text,
     }
 }
 
@@ -120,4 +139,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     broker_connections,
     topic_grants,
     flows,
+    flow_failures,
 );

@@ -28,6 +28,7 @@ use super::stats::KEEP_RUNS;
 use super::subscribe::FlowContext;
 use super::write::{self, WriteError};
 use super::{FlowConfig, RunError, Runner, Stats, Target};
+use crate::db::failures::{self, NewFailure};
 use crate::db::flows::ActiveFlow;
 use crate::db::now_ms;
 
@@ -69,9 +70,9 @@ pub(super) async fn lane(mut worker: Worker, mut source: Source) {
             if batch.is_empty() {
                 // Nothing new: wait for the oldest message's writes.
                 if !worker.settle(&mut in_flight, &mut done, true).await {
-                    return worker.report(&mut done);
+                    return worker.report(&mut done).await;
                 }
-                worker.report(&mut done);
+                worker.report(&mut done).await;
                 continue;
             }
             batch
@@ -103,14 +104,14 @@ pub(super) async fn lane(mut worker: Worker, mut source: Source) {
                     || in_flight.bytes >= IN_FLIGHT_BYTES)
             {
                 if !worker.settle(&mut in_flight, &mut done, true).await {
-                    return worker.report(&mut done);
+                    return worker.report(&mut done).await;
                 }
             }
         }
         if !worker.settle(&mut in_flight, &mut done, false).await {
-            return worker.report(&mut done);
+            return worker.report(&mut done).await;
         }
-        worker.report(&mut done);
+        worker.report(&mut done).await;
     }
     // Finish what was started, then store its offsets.
     while !in_flight.messages.is_empty() {
@@ -118,7 +119,7 @@ pub(super) async fn lane(mut worker: Worker, mut source: Source) {
             break;
         }
     }
-    worker.report(&mut done);
+    worker.report(&mut done).await;
 }
 
 /// What a batch runs with: the flow's configuration when the batch began.
@@ -268,6 +269,9 @@ fn resend_plan(writes: &[Vec<Option<Resend>>]) -> Vec<(usize, usize)> {
 struct Done {
     /// The last finished offset.
     offset: Option<(i32, i64)>,
+    /// Failed messages that went to no Dead Letter Queue: kept in the
+    /// database before their offsets are stored.
+    failures: Vec<NewFailure>,
     /// The newest runs, oldest first.
     runs: VecDeque<(i32, i64, Arc<str>, &'static str, u64)>,
 }
@@ -741,6 +745,22 @@ impl Worker {
                 });
                 tracing::info!(flow = %self.spec.id, partition, offset, kind = failure.kind,
                     attempts = failure.attempts, dead_lettered, "{}", failure.message);
+                if !dead_lettered {
+                    let (value, value_bytes) = NewFailure::value_kept(message.payload());
+                    done.failures.push(NewFailure {
+                        at_ms: failure.at_ms,
+                        partition,
+                        offset,
+                        version: pending.version.to_string(),
+                        kind: failure.kind.to_owned(),
+                        message: failure.message.clone(),
+                        attempts: failure.attempts.min(i32::MAX as u32) as i32,
+                        key: message.key().map(<[u8]>::to_vec),
+                        value,
+                        value_bytes,
+                        headers: failures::headers_json(message.headers()),
+                    });
+                }
                 if dead_lettered {
                     "dead-lettered"
                 } else {
@@ -763,8 +783,49 @@ impl Worker {
         ));
     }
 
-    /// Stores the last finished offset and publishes the recent runs.
-    fn report(&self, done: &mut Done) {
+    /// Keeps the failed messages that went to no Dead Letter Queue, then
+    /// stores the last finished offset and publishes the recent runs. While
+    /// the database cannot keep them, the offset waits (retried with
+    /// backoff); if the lane is stopped first, it is not stored, so those
+    /// messages run again later.
+    async fn report(&self, done: &mut Done) {
+        if !done.failures.is_empty() {
+            let mut backoff = FIRST_RESEND;
+            loop {
+                let failures = done.failures.clone();
+                let flow = self.spec.id.clone();
+                match self
+                    .runner
+                    .inner
+                    .db
+                    .run(move |c| failures::keep(c, &flow, &failures))
+                    .await
+                {
+                    Ok(()) => {
+                        done.failures.clear();
+                        break;
+                    }
+                    Err(error) => {
+                        tracing::warn!(flow = %self.spec.id, %error, "could not keep failed messages; retrying");
+                        self.stats
+                            .set_state(format!("cannot keep failed messages: {error}"));
+                    }
+                }
+                let mut stop = self.stop.clone();
+                if self.stopping() {
+                    done.offset = None;
+                    return;
+                }
+                tokio::select! {
+                    _ = stop.wait_for(|stopped| *stopped) => {
+                        done.offset = None;
+                        return;
+                    }
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(MAX_RESEND);
+            }
+        }
         if let Some((partition, offset)) = done.offset.take() {
             // librdkafka's rd_kafka_offset_store commits `offset + 1` itself.
             if let Err(error) = self

@@ -10,6 +10,7 @@
 
 mod executor;
 pub mod headers;
+mod kept;
 mod lane;
 pub mod metrics;
 pub(crate) mod publish;
@@ -32,13 +33,16 @@ use app::domain::{AppError, FlowStats, Runtime};
 
 pub use executor::{Executor, MAX_INPUT_BYTES, RunError, builtin};
 pub use retry::RetryPolicy;
-pub use stats::Stats;
+pub use stats::{Stats, clock};
 
 use crate::db::flows::{ActiveFlow, active_flows};
-use crate::db::{Db, brokers::find_connection};
+use crate::db::{Db, brokers::find_connection, failures};
 use crate::kafka::BrokerSettings;
 use crate::secrets::SecretBox;
 use subscribe::FlowContext;
+
+/// Kept failures a flow's monitor shows, newest first.
+const SHOWN_FAILURES: i64 = 20;
 
 /// How often the runner re-reads the database on its own.
 pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(5);
@@ -343,6 +347,22 @@ impl Runner {
         }
         if snapshot.state.is_empty() {
             snapshot.state = "stopped".into();
+        }
+        let id = flow_id.to_owned();
+        match self
+            .inner
+            .db
+            .run(move |c| failures::latest(c, &id, SHOWN_FAILURES))
+            .await
+        {
+            Ok((rows, kept, dropped)) => {
+                snapshot.kept_failures = rows.into_iter().map(Into::into).collect();
+                snapshot.failures_kept = kept.max(0) as u64;
+                snapshot.failures_dropped = dropped.max(0) as u64;
+            }
+            Err(error) => {
+                tracing::warn!(flow = flow_id, %error, "could not read the kept failures")
+            }
         }
         snapshot
     }

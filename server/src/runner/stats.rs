@@ -167,6 +167,7 @@ impl Stats {
                 .unwrap_or_default(),
             consumer_group: None,
             partitions: Vec::new(),
+            ..FlowStats::default()
         }
     }
 }

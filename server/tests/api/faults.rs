@@ -352,11 +352,15 @@ async fn flows_enabled_before_consumer_groups_were_stored_keep_their_group() {
     s.add_algorithm_version("acme.ml/x", "1.0.0", "builtin:echo", "")
         .await
         .unwrap();
+    // Back to before the consumer_groups migration (and the ones after it).
     let db = s.db.clone();
-    tokio::task::spawn_blocking(move || db.revert_last_migration())
-        .await
-        .unwrap()
-        .unwrap();
+    tokio::task::spawn_blocking(move || {
+        db.revert_last_migration()?;
+        db.revert_last_migration()
+    })
+    .await
+    .unwrap()
+    .unwrap();
     let (connection, topic) = (p.connection.clone(), p.input.clone());
     s.db.run(move |c| {
         let algorithm = server::db::flows::find_algorithm(c, "acme.ml", "x")?
@@ -376,7 +380,7 @@ async fn flows_enabled_before_consumer_groups_were_stored_keep_their_group() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(applied, 1);
+    assert_eq!(applied, 2);
     let (connection, topic) = (p.connection.clone(), p.input.clone());
     let (old, new) =
         s.db.run(move |c| {

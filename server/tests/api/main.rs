@@ -6,6 +6,7 @@ mod auth;
 mod brokers;
 mod cli;
 mod crash;
+mod failures;
 mod faults;
 mod flows;
 mod kafka;

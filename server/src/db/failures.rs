@@ -1,0 +1,177 @@
+//! Failed messages kept per flow: those a flow could not process and could
+//! not dead-letter (it has no Dead Letter Queue, or writing there failed).
+//! They survive restarts and every instance sharing the database sees them.
+
+use diesel::prelude::*;
+
+use super::schema::{flow_failures, flows};
+use super::{AnyConnection, new_id};
+
+/// Failed messages kept per flow at most; past this the oldest go first
+/// (and are counted in `flows.failures_dropped`).
+pub const KEEP_PER_FLOW: i64 = 1000;
+/// Bytes of a failed message's value kept at most.
+pub const KEEP_VALUE_BYTES: usize = 64 * 1024;
+
+/// A failed message to keep.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewFailure {
+    pub at_ms: i64,
+    pub partition: i32,
+    pub offset: i64,
+    pub version: String,
+    pub kind: String,
+    pub message: String,
+    pub attempts: i32,
+    pub key: Option<Vec<u8>>,
+    /// The value, at most [`KEEP_VALUE_BYTES`] of it.
+    pub value: Option<Vec<u8>>,
+    /// The value's whole length.
+    pub value_bytes: i64,
+    /// The input's headers as a JSON array of `[name, value]` pairs.
+    pub headers: String,
+}
+
+impl NewFailure {
+    /// Cuts `value` to what is kept; `value_bytes` keeps its length.
+    pub fn value_kept(value: Option<&[u8]>) -> (Option<Vec<u8>>, i64) {
+        match value {
+            None => (None, 0),
+            Some(v) => (
+                Some(v[..v.len().min(KEEP_VALUE_BYTES)].to_vec()),
+                v.len() as i64,
+            ),
+        }
+    }
+}
+
+/// A kept failure, as read back.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+pub struct FailureRow {
+    pub at_ms: i64,
+    pub partition: i32,
+    pub offset: i64,
+    pub version: String,
+    pub kind: String,
+    pub message: String,
+    pub attempts: i32,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub value_bytes: i64,
+    pub headers: String,
+}
+
+/// Keeps `failures` of a flow, then drops its oldest past [`KEEP_PER_FLOW`].
+pub fn keep(conn: &mut AnyConnection, flow_id: &str, failures: &[NewFailure]) -> QueryResult<()> {
+    conn.transaction(|c| {
+        for f in failures {
+            diesel::insert_into(flow_failures::table)
+                .values((
+                    flow_failures::id.eq(new_id()),
+                    flow_failures::flow_id.eq(flow_id),
+                    flow_failures::at_ms.eq(f.at_ms),
+                    flow_failures::source_partition.eq(f.partition),
+                    flow_failures::source_offset.eq(f.offset),
+                    flow_failures::version.eq(&f.version),
+                    flow_failures::kind.eq(&f.kind),
+                    flow_failures::message.eq(&f.message),
+                    flow_failures::attempts.eq(f.attempts),
+                    flow_failures::record_key.eq(f.key.as_deref()),
+                    flow_failures::record_value.eq(f.value.as_deref()),
+                    flow_failures::value_bytes.eq(f.value_bytes),
+                    flow_failures::headers.eq(&f.headers),
+                ))
+                .execute(c)?;
+        }
+        let count: i64 = flow_failures::table
+            .filter(flow_failures::flow_id.eq(flow_id))
+            .count()
+            .get_result(c)?;
+        let excess = count - KEEP_PER_FLOW;
+        if excess > 0 {
+            let oldest: Vec<String> = flow_failures::table
+                .filter(flow_failures::flow_id.eq(flow_id))
+                .order((
+                    flow_failures::at_ms.asc(),
+                    flow_failures::source_partition.asc(),
+                    flow_failures::source_offset.asc(),
+                ))
+                .select(flow_failures::id)
+                .limit(excess)
+                .load(c)?;
+            diesel::delete(flow_failures::table.filter(flow_failures::id.eq_any(&oldest)))
+                .execute(c)?;
+            diesel::update(flows::table.find(flow_id))
+                .set(flows::failures_dropped.eq(flows::failures_dropped + oldest.len() as i64))
+                .execute(c)?;
+        }
+        Ok(())
+    })
+}
+
+/// A flow's newest kept failures (at most `limit`), how many it keeps and
+/// how many were dropped.
+pub fn latest(
+    conn: &mut AnyConnection,
+    flow_id: &str,
+    limit: i64,
+) -> QueryResult<(Vec<FailureRow>, i64, i64)> {
+    let rows = flow_failures::table
+        .filter(flow_failures::flow_id.eq(flow_id))
+        .order((
+            flow_failures::at_ms.desc(),
+            flow_failures::source_partition.desc(),
+            flow_failures::source_offset.desc(),
+        ))
+        .select((
+            flow_failures::at_ms,
+            flow_failures::source_partition,
+            flow_failures::source_offset,
+            flow_failures::version,
+            flow_failures::kind,
+            flow_failures::message,
+            flow_failures::attempts,
+            flow_failures::record_key,
+            flow_failures::record_value,
+            flow_failures::value_bytes,
+            flow_failures::headers,
+        ))
+        .limit(limit)
+        .load(conn)?;
+    let kept: i64 = flow_failures::table
+        .filter(flow_failures::flow_id.eq(flow_id))
+        .count()
+        .get_result(conn)?;
+    let dropped: i64 = flows::table
+        .find(flow_id)
+        .select(flows::failures_dropped)
+        .first(conn)
+        .optional()?
+        .unwrap_or(0);
+    Ok((rows, kept, dropped))
+}
+
+/// Forgets the failures of flows that are deleted.
+pub fn forget(conn: &mut AnyConnection, flow_ids: &[String]) -> QueryResult<usize> {
+    diesel::delete(flow_failures::table.filter(flow_failures::flow_id.eq_any(flow_ids)))
+        .execute(conn)
+}
+
+/// The headers of a record as kept: `[name, value]` pairs, values as text.
+pub fn headers_json(headers: Option<&rdkafka::message::OwnedHeaders>) -> String {
+    use rdkafka::message::Headers;
+    let pairs: Vec<(String, String)> = headers
+        .map(|h| {
+            h.iter()
+                .map(|header| {
+                    let value = header
+                        .value
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                        .unwrap_or_default();
+                    (header.key.to_owned(), value)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    serde_json::to_string(&pairs).unwrap_or_else(|_| "[]".into())
+}
