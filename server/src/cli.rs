@@ -215,6 +215,9 @@ async fn serve(services: Services, settings: Settings) -> anyhow::Result<()> {
     let runner = services.runner.clone();
     runner.set_instance(instance);
     runner.set_retry_limit(settings.retry_limit);
+    if let Some(token) = &settings.metrics_token {
+        let _ = services.metrics_token.set(token.clone());
+    }
     let supervisor = runner.start();
     let app = crate::http::router(services, &settings.dist_dir);
     let listener = tokio::net::TcpListener::bind(settings.listen)

@@ -23,6 +23,8 @@ pub struct Settings {
     /// How long a flow retries one message whose model keeps failing
     /// transiently before the message counts as failed.
     pub retry_limit: std::time::Duration,
+    /// The bearer token `/metrics` asks for; without one `/metrics` is off.
+    pub metrics_token: Option<String>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -35,6 +37,7 @@ impl std::fmt::Debug for Settings {
             .field("secret_key", &self.secret_key.as_ref().map(|_| "set"))
             .field("secure_cookies", &self.secure_cookies)
             .field("retry_limit", &self.retry_limit)
+            .field("metrics_token", &self.metrics_token.as_ref().map(|_| "set"))
             .finish()
     }
 }
@@ -50,6 +53,7 @@ struct FileSettings {
     secret_key: Option<String>,
     secure_cookies: Option<bool>,
     retry_limit_secs: Option<u64>,
+    metrics_token: Option<String>,
 }
 
 impl Settings {
@@ -111,7 +115,16 @@ impl Settings {
                 .retry_limit_secs
                 .unwrap_or(crate::runner::retry::DEFAULT_RETRY_LIMIT.as_secs()),
         };
+        let metrics_token = env("EVENTFLOWS_METRICS_TOKEN").or(file.metrics_token);
+        if let Some(token) = &metrics_token
+            && (token.trim().len() < 16 || token.trim() != token)
+        {
+            bail!(
+                "EVENTFLOWS_METRICS_TOKEN must have at least 16 characters and no surrounding spaces"
+            );
+        }
         Ok(Self {
+            metrics_token,
             retry_limit: std::time::Duration::from_secs(retry_limit_secs),
             listen,
             database_url,
@@ -181,6 +194,30 @@ mod tests {
         let file = dir.join("bad.toml");
         std::fs::write(&file, "colour = \"red\"\n").unwrap();
         assert!(Settings::load(Some(&file), |_| None).is_err());
+    }
+
+    #[test]
+    fn a_metrics_token_is_long_enough_and_never_printed() {
+        let with = |token: &'static str| {
+            Settings::load(None, move |n| {
+                (n == "EVENTFLOWS_METRICS_TOKEN").then(|| token.into())
+            })
+        };
+        assert!(
+            Settings::load(None, |_| None)
+                .unwrap()
+                .metrics_token
+                .is_none()
+        );
+        let short = with("short").err().unwrap().to_string();
+        assert!(short.contains("EVENTFLOWS_METRICS_TOKEN"), "{short}");
+        assert!(with(" padded-token-0123456789 ").is_err());
+        let set = with("scraper-token-0123456789").unwrap();
+        assert_eq!(
+            set.metrics_token.as_deref(),
+            Some("scraper-token-0123456789")
+        );
+        assert!(!format!("{set:?}").contains("scraper-token"));
     }
 
     #[test]

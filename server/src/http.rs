@@ -142,15 +142,41 @@ async fn server_fn(State(state): State<AppState>, request: Request<Body>) -> imp
     .await
 }
 
-/// Prometheus metrics: per flow and of the process.
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+/// Prometheus metrics: per flow and of the process. Off unless a token is
+/// set; then only a scrape with `Authorization: Bearer <token>` gets them.
+/// Served from what the flows last measured: a scrape asks the broker
+/// nothing.
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(token) = state.services.metrics_token.get() else {
+        return (
+            StatusCode::NOT_FOUND,
+            "Metrics are off. Set EVENTFLOWS_METRICS_TOKEN and scrape with Authorization: Bearer <token>.\n",
+        )
+            .into_response();
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    // Digests are compared, so the time taken says nothing about the token.
+    use sha2::{Digest, Sha256};
+    if Sha256::digest(given.as_bytes()) != Sha256::digest(token.as_bytes()) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "A valid bearer token is needed.\n",
+        )
+            .into_response();
+    }
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.services.runner.metrics_text().await,
+        state.services.runner.metrics_text(),
     )
+        .into_response()
 }
 
 /// 200 when the database answers, 503 otherwise.

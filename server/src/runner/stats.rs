@@ -142,6 +142,10 @@ impl Stats {
         self.progress.lock().map(|p| p.clone()).unwrap_or_default()
     }
 
+    pub fn set_lag(&self, lag: u64) {
+        self.lag.set(lag.min(i64::MAX as u64) as i64);
+    }
+
     pub fn snapshot(&self, lag: Option<u64>) -> FlowStats {
         if let Some(lag) = lag {
             self.lag.set(lag as i64);

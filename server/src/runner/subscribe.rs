@@ -44,6 +44,8 @@ const FULL_QUEUE_BACKOFF_MS: &str = "20";
 /// How often the consumer loop polls the consumer while nothing happens,
 /// so that a flow whose lanes are all busy stays in its group.
 const LIVENESS_POLL: Duration = Duration::from_secs(1);
+/// Liveness polls between two measurements of the flow's lag.
+const LAG_EVERY: u32 = 5;
 
 /// Follows the flow's partition assignment: gives each assigned partition
 /// a queue of its own, tells the consumer loop which partitions need a
@@ -224,6 +226,10 @@ pub async fn run(
     let mut stream = consumer.stream();
     let mut liveness = tokio::time::interval(LIVENESS_POLL);
     liveness.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // Every LAG_EVERY polls the flow measures its lag for /metrics, on the
+    // blocking pool, one measurement at a time.
+    let mut ticks: u32 = 0;
+    let mut measuring: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         let next = tokio::select! {
             _ = stop.changed() => break,
@@ -247,7 +253,18 @@ pub async fn run(
             }
             // A poll without waiting: the group sees the consumer alive
             // while every lane is busy.
-            _ = liveness.tick() => stream.next().now_or_never().flatten(),
+            _ = liveness.tick() => {
+                ticks += 1;
+                if ticks % LAG_EVERY == 0 && measuring.as_ref().is_none_or(|m| m.is_finished()) {
+                    let (consumer, topic, stats) = (consumer.clone(), worker.spec.topic.clone(), stats.clone());
+                    measuring = Some(tokio::task::spawn_blocking(move || {
+                        if let (_, Some(lag)) = position(&consumer, &topic, &stats.progress()) {
+                            stats.set_lag(lag);
+                        }
+                    }));
+                }
+                stream.next().now_or_never().flatten()
+            }
             next = stream.next() => next,
         };
         match next {

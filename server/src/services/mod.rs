@@ -36,6 +36,8 @@ pub struct Services {
     pub runner: Runner,
     pub secure_cookies: bool,
     pub logins: std::sync::Arc<throttle::LoginGuard>,
+    /// The bearer token `/metrics` asks for; unset, `/metrics` is off.
+    pub metrics_token: std::sync::Arc<std::sync::OnceLock<String>>,
 }
 
 impl Services {
@@ -47,6 +49,7 @@ impl Services {
             clients: Clients::default(),
             secure_cookies,
             logins: Default::default(),
+            metrics_token: Default::default(),
         })
     }
 }

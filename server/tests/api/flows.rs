@@ -342,9 +342,14 @@ async fn good_and_bad_messages_give_outputs_and_one_dead_letter_each() {
     assert!(!stats["recent_runs"].as_array().unwrap().is_empty());
 
     // /metrics reads the same counters.
+    app.services
+        .metrics_token
+        .set("a-token-for-the-scraper".into())
+        .unwrap();
     let reply = app
         .request(
             axum::http::Request::get("/metrics")
+                .header("authorization", "Bearer a-token-for-the-scraper")
                 .body(axum::body::Body::empty())
                 .unwrap(),
         )

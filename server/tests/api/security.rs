@@ -266,3 +266,39 @@ async fn requests_from_other_sites_and_bodies_that_are_not_json_are_refused() {
         assert!(run.text().contains("Content-Type: application/json"));
     }
 }
+
+#[tokio::test]
+async fn metrics_are_off_without_a_token_and_need_it_when_set() {
+    let app = app_with_users().await;
+    let scrape = |authorization: Option<&'static str>| {
+        let mut request = Request::get("/metrics");
+        if let Some(value) = authorization {
+            request = request.header(header::AUTHORIZATION, value);
+        }
+        app.request(request.body(Body::empty()).unwrap())
+    };
+    let off = scrape(None).await;
+    assert_eq!(off.status, StatusCode::NOT_FOUND);
+    assert!(off.text().contains("EVENTFLOWS_METRICS_TOKEN"));
+    app.services
+        .metrics_token
+        .set("scraper-token-0123456789".into())
+        .unwrap();
+    for refused in [
+        None,
+        Some("Bearer wrong-token-0123456789"),
+        Some("scraper-token-0123456789"),
+    ] {
+        let reply = scrape(refused).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{refused:?}");
+        assert_eq!(reply.headers[header::WWW_AUTHENTICATE], "Bearer");
+        assert!(!reply.text().contains("eventflows_"));
+    }
+    let served = scrape(Some("Bearer scraper-token-0123456789")).await;
+    assert_eq!(served.status, StatusCode::OK);
+    assert!(
+        served
+            .text()
+            .contains("eventflows_process_resident_memory_bytes")
+    );
+}
