@@ -68,6 +68,38 @@ struct Running {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
     consumer: Arc<StreamConsumer<FlowContext>>,
+    /// Closes the consumer elsewhere if the flow is dropped unstopped.
+    teardown: CloseAway,
+}
+
+/// When a running flow is dropped without [`stop`] (its runtime going
+/// away), closes its consumer on a thread of its own once nothing else
+/// holds it: librdkafka's close blocks, and one that is serving a
+/// rebalance at that moment can wait forever, which must not hold up the
+/// thread that dropped the flow.
+struct CloseAway(Option<Arc<StreamConsumer<FlowContext>>>);
+
+impl CloseAway {
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CloseAway {
+    fn drop(&mut self) {
+        let Some(consumer) = self.0.take() else {
+            return;
+        };
+        let _ = std::thread::Builder::new()
+            .name("eventflows-close".into())
+            .spawn(move || {
+                let deadline = std::time::Instant::now() + Duration::from_secs(60);
+                while Arc::strong_count(&consumer) > 1 && std::time::Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                drop(consumer);
+            });
+    }
 }
 
 pub(crate) struct Inner {
@@ -252,6 +284,7 @@ impl Runner {
             config: config_tx,
             stop: stop_tx,
             task,
+            teardown: CloseAway(Some(consumer.clone())),
             consumer,
         })
     }
@@ -393,7 +426,9 @@ impl Runner {
 /// for a broker that is gone.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
-async fn stop(flow: Running) {
+async fn stop(mut flow: Running) {
+    // Stopped here: the close below is waited for.
+    flow.teardown.disarm();
     let id = flow.spec.id.clone();
     let _ = flow.stop.send(true);
     if let Err(error) = flow.task.await {
