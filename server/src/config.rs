@@ -25,6 +25,8 @@ pub struct Settings {
     pub retry_limit: std::time::Duration,
     /// The bearer token `/metrics` asks for; without one `/metrics` is off.
     pub metrics_token: Option<String>,
+    /// A session unused this long ends.
+    pub session_idle: std::time::Duration,
 }
 
 impl std::fmt::Debug for Settings {
@@ -38,6 +40,7 @@ impl std::fmt::Debug for Settings {
             .field("secure_cookies", &self.secure_cookies)
             .field("retry_limit", &self.retry_limit)
             .field("metrics_token", &self.metrics_token.as_ref().map(|_| "set"))
+            .field("session_idle", &self.session_idle)
             .finish()
     }
 }
@@ -54,6 +57,7 @@ struct FileSettings {
     secure_cookies: Option<bool>,
     retry_limit_secs: Option<u64>,
     metrics_token: Option<String>,
+    session_idle_minutes: Option<u64>,
 }
 
 impl Settings {
@@ -123,7 +127,19 @@ impl Settings {
                 "EVENTFLOWS_METRICS_TOKEN must have at least 16 characters and no surrounding spaces"
             );
         }
+        let session_idle_minutes = match env("EVENTFLOWS_SESSION_IDLE_MINUTES") {
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(minutes) if (1..=20_160).contains(&minutes) => minutes,
+                _ => bail!(
+                    "EVENTFLOWS_SESSION_IDLE_MINUTES '{v}' is not a number of minutes from 1 to 20160 (14 days)"
+                ),
+            },
+            None => file
+                .session_idle_minutes
+                .unwrap_or(crate::services::DEFAULT_SESSION_IDLE.as_secs() / 60),
+        };
         Ok(Self {
+            session_idle: std::time::Duration::from_secs(session_idle_minutes * 60),
             metrics_token,
             retry_limit: std::time::Duration::from_secs(retry_limit_secs),
             listen,
@@ -218,6 +234,27 @@ mod tests {
             Some("scraper-token-0123456789")
         );
         assert!(!format!("{set:?}").contains("scraper-token"));
+    }
+
+    #[test]
+    fn the_session_idle_limit_is_minutes_within_bounds() {
+        let with = |v: &'static str| {
+            Settings::load(None, move |n| {
+                (n == "EVENTFLOWS_SESSION_IDLE_MINUTES").then(|| v.into())
+            })
+        };
+        assert_eq!(
+            Settings::load(None, |_| None).unwrap().session_idle,
+            std::time::Duration::from_secs(8 * 3600)
+        );
+        assert_eq!(
+            with("30").unwrap().session_idle,
+            std::time::Duration::from_secs(1800)
+        );
+        for bad in ["0", "20161", "soon"] {
+            let error = with(bad).err().unwrap().to_string();
+            assert!(error.contains("EVENTFLOWS_SESSION_IDLE_MINUTES"), "{error}");
+        }
     }
 
     #[test]

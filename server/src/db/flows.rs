@@ -221,6 +221,32 @@ pub fn disable_flow(
 }
 
 /// Deletes the flows on a topic whose direction is no longer granted.
+/// Flows that dead-letter into `topic` while their algorithm may no longer
+/// publish there lose their Dead Letter Queue (their failed messages are
+/// then kept in the database). Returns how many.
+pub fn drop_ungranted_dead_letter_queues(
+    conn: &mut AnyConnection,
+    connection_id: &str,
+    topic: &str,
+) -> QueryResult<usize> {
+    let publishers = topic_grants::table
+        .filter(topic_grants::connection_id.eq(connection_id))
+        .filter(topic_grants::topic.eq(topic))
+        .filter(topic_grants::can_publish.eq(true))
+        .select(topic_grants::algorithm_id);
+    diesel::update(
+        flows::table
+            .filter(flows::connection_id.eq(connection_id))
+            .filter(flows::dlq_topic.eq(topic))
+            .filter(flows::algorithm_id.ne_all(publishers)),
+    )
+    .set((
+        flows::dlq_topic.eq(None::<String>),
+        flows::updated_at.eq(now_ms()),
+    ))
+    .execute(conn)
+}
+
 pub fn delete_ungranted_flows(
     conn: &mut AnyConnection,
     connection_id: &str,

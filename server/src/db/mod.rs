@@ -215,16 +215,19 @@ impl Db {
     /// Reverts the newest migration (for tests of what a migration does to
     /// rows written before it).
     #[doc(hidden)]
-    pub fn revert_last_migration(&self) -> anyhow::Result<()> {
+    /// Reverts the newest applied migration and returns its version.
+    pub fn revert_last_migration(&self) -> anyhow::Result<String> {
         let mut conn = self
             .pool
             .get()
             .context("could not connect to the database")?;
         match &mut *conn {
-            AnyConnection::Sqlite(c) => c.revert_last_migration(SQLITE_MIGRATIONS).map(|_| ()),
-            AnyConnection::Postgresql(c) => {
-                c.revert_last_migration(POSTGRES_MIGRATIONS).map(|_| ())
-            }
+            AnyConnection::Sqlite(c) => c
+                .revert_last_migration(SQLITE_MIGRATIONS)
+                .map(|v| v.to_string()),
+            AnyConnection::Postgresql(c) => c
+                .revert_last_migration(POSTGRES_MIGRATIONS)
+                .map(|v| v.to_string()),
         }
         .map_err(|e| anyhow::anyhow!("{e}"))
     }

@@ -55,6 +55,7 @@ diesel::table! {
         user_id -> Text,
         created_at -> BigInt,
         expires_at -> BigInt,
+        last_seen_at -> BigInt,
     }
 }
 

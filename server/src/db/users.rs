@@ -63,20 +63,37 @@ pub fn insert_session(
             sessions::user_id.eq(user_id),
             sessions::created_at.eq(now_ms()),
             sessions::expires_at.eq(expires_at),
+            sessions::last_seen_at.eq(now_ms()),
         ))
         .execute(conn)
         .map(|_| ())
 }
 
-/// The user of a session that has not expired.
-pub fn session_user(conn: &mut AnyConnection, token_hash: &str) -> QueryResult<Option<UserRow>> {
-    sessions::table
+/// The user of a session that has not expired and was used less than
+/// `idle_ms` ago; the use is recorded (at most once a minute).
+pub fn session_user(
+    conn: &mut AnyConnection,
+    token_hash: &str,
+    idle_ms: i64,
+) -> QueryResult<Option<UserRow>> {
+    let now = now_ms();
+    let found: Option<(UserRow, i64)> = sessions::table
         .inner_join(users::table)
         .filter(sessions::token_hash.eq(token_hash))
-        .filter(sessions::expires_at.gt(now_ms()))
-        .select(UserRow::as_select())
+        .filter(sessions::expires_at.gt(now))
+        .filter(sessions::last_seen_at.gt(now - idle_ms))
+        .select((UserRow::as_select(), sessions::last_seen_at))
         .first(conn)
-        .optional()
+        .optional()?;
+    let Some((user, last_seen)) = found else {
+        return Ok(None);
+    };
+    if last_seen < now - 60_000 {
+        diesel::update(sessions::table.filter(sessions::token_hash.eq(token_hash)))
+            .set(sessions::last_seen_at.eq(now))
+            .execute(conn)?;
+    }
+    Ok(Some(user))
 }
 
 pub fn delete_session(conn: &mut AnyConnection, token_hash: &str) -> QueryResult<usize> {

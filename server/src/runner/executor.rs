@@ -54,6 +54,9 @@ impl Executor {
             http: reqwest::Client::builder()
                 .timeout(RUN_TIMEOUT)
                 .connect_timeout(Duration::from_secs(5))
+                // A model endpoint is where the version says, not where
+                // its server sends us (a redirect also turns POST into GET).
+                .redirect(reqwest::redirect::Policy::none())
                 .build()?,
         })
     }
@@ -135,22 +138,41 @@ impl Executor {
             }
             body.extend_from_slice(&chunk);
         }
-        let excerpt = || String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+        // What the model server said goes to the server's log only: the
+        // error a member sees (on the monitor, in a dead letter, from the
+        // REST route) names the status, not the reply.
+        let logged = |what: &str| {
+            let excerpt = String::from_utf8_lossy(&body[..body.len().min(500)]);
+            tracing::info!(url, %status, reply = %excerpt, "{what}");
+        };
         match classify_status(status.as_u16()) {
             Reply::Output => serde_json::from_slice(&body).map_err(|_| {
-                RunError::Transient(
-                    format!("the model server's reply is not JSON: {}", excerpt()),
-                    None,
-                )
+                logged("the model server's reply is not JSON");
+                RunError::Transient("the model server's reply is not JSON".into(), None)
             }),
-            Reply::BadInput => Err(RunError::BadInput(format!(
-                "the model server refused the input ({status}): {}",
-                excerpt()
-            ))),
-            Reply::Transient => Err(RunError::Transient(
-                format!("the model server failed ({status}): {}", excerpt()),
-                retry_after,
-            )),
+            Reply::BadInput => {
+                logged("the model server refused the input");
+                Err(RunError::BadInput(format!(
+                    "the model server refused the input ({status})"
+                )))
+            }
+            Reply::Transient if status.is_redirection() => {
+                logged("the model server redirected the call");
+                Err(RunError::Transient(
+                    format!(
+                        "the model server answered {status}: redirects are not followed; \
+                         the version's URL must be the model's own endpoint"
+                    ),
+                    retry_after,
+                ))
+            }
+            Reply::Transient => {
+                logged("the model server failed");
+                Err(RunError::Transient(
+                    format!("the model server failed ({status})"),
+                    retry_after,
+                ))
+            }
         }
     }
 }
@@ -397,6 +419,47 @@ mod tests {
         }
         let fine = Runtime::Http(format!("{base}/fine"));
         assert_eq!(exec.run(&fine, b"{}").await.unwrap(), b"[1,2,3]");
+    }
+
+    #[tokio::test]
+    async fn redirects_are_not_followed_and_replies_stay_out_of_errors() {
+        use axum::{Router, http::StatusCode, response::Redirect, routing::post};
+        let followed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = followed.clone();
+        let app = Router::new()
+            .route("/moved", post(|| async { Redirect::temporary("/inside") }))
+            .route(
+                "/inside",
+                axum::routing::any(move || {
+                    seen.store(true, std::sync::atomic::Ordering::SeqCst);
+                    async { "{\"internal\": \"secret-metadata\"}" }
+                }),
+            )
+            .route(
+                "/refuses",
+                post(|| async { (StatusCode::BAD_REQUEST, "secret-token-in-the-reply") }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let exec = Executor::new().unwrap();
+        let moved = exec
+            .run(&Runtime::Http(format!("{base}/moved")), b"{}")
+            .await;
+        assert!(
+            matches!(&moved, Err(RunError::Transient(m, _)) if m.contains("307") && m.contains("redirects are not followed")),
+            "{moved:?}"
+        );
+        assert!(!followed.load(std::sync::atomic::Ordering::SeqCst));
+        let refused = exec
+            .run(&Runtime::Http(format!("{base}/refuses")), b"{}")
+            .await;
+        match refused {
+            Err(RunError::BadInput(m)) => {
+                assert_eq!(m, "the model server refused the input (400 Bad Request)");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

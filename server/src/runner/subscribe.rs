@@ -84,7 +84,14 @@ impl ConsumerContext for FlowContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let list = match rebalance {
             Rebalance::Assign(list) => {
-                own_queues(consumer, &self.topic, &partitions_of(list, &self.topic));
+                // A consumer that is closing runs nothing more.
+                // SAFETY: the handle is this live consumer's.
+                let closing = unsafe {
+                    rdkafka::bindings::rd_kafka_consumer_closed(consumer.client().native_ptr()) != 0
+                };
+                if !closing {
+                    own_queues(consumer, &self.topic, &partitions_of(list, &self.topic));
+                }
                 return;
             }
             Rebalance::Revoke(list) => list,

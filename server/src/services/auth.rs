@@ -100,9 +100,10 @@ impl Services {
 impl Services {
     pub async fn session_user(&self, token: &str) -> Result<Option<CurrentUser>, AppError> {
         let hash = token_hash(token);
+        let idle_ms = self.session_idle.as_millis().min(i64::MAX as u128) as i64;
         let user = self
             .db
-            .run(move |c| users::session_user(c, &hash))
+            .run(move |c| users::session_user(c, &hash, idle_ms))
             .await
             .map_err(internal)?;
         match user {

@@ -342,14 +342,13 @@ impl Services {
                 ));
             }
         }
-        if !self
-            .live_topics(&row)
-            .await?
-            .iter()
-            .any(|t| t.name == topic.as_str())
-        {
-            return Err(AppError::not_found(format!("The topic '{topic}'")));
-        }
+        // Access is given only on a topic the broker shows; it can always
+        // be taken away (the broker down, the topic gone).
+        let on_broker = match self.live_topics(&row).await {
+            Ok(topics) if topics.iter().any(|t| t.name == topic.as_str()) => Ok(()),
+            Ok(_) => Err(AppError::not_found(format!("The topic '{topic}'"))),
+            Err(error) => Err(error),
+        };
         let (key, name) = (row.id.clone(), topic.to_string());
         let outcome = self
             .db
@@ -367,18 +366,43 @@ impl Services {
                                 grant.access.subscribe,
                                 grant.access.publish,
                             )),
-                            None => return Ok(Err(grant.algorithm.clone())),
+                            None => {
+                                return Ok(Err(AppError::not_found(format!(
+                                    "The algorithm '{}'",
+                                    grant.algorithm.trim()
+                                ))));
+                            }
+                        }
+                    }
+                    if let Err(error) = on_broker {
+                        let before: HashMap<String, (bool, bool)> =
+                            queries::topic_grants(c, &key, &name)?
+                                .into_iter()
+                                .map(|(org, alg, s, p)| (format!("{org}/{alg}"), (s, p)))
+                                .collect();
+                        let adds = grants.iter().any(|g| {
+                            let (s, p) = before
+                                .get(g.algorithm.trim())
+                                .copied()
+                                .unwrap_or((false, false));
+                            (g.access.subscribe && !s) || (g.access.publish && !p)
+                        });
+                        // Nothing granted there: nothing to take away either.
+                        if adds || before.is_empty() {
+                            return Ok(Err(error));
                         }
                     }
                     queries::replace_topic_grants(c, &key, &name, &resolved)?;
                     crate::db::flows::delete_ungranted_flows(c, &key, &name)?;
+                    crate::db::flows::drop_ungranted_dead_letter_queues(c, &key, &name)?;
                     Ok(Ok(()))
                 })
             })
             .await
             .map_err(internal)?;
-        outcome
-            .map_err(|unknown| AppError::not_found(format!("The algorithm '{}'", unknown.trim())))
+        outcome?;
+        // Flows that lost their access stop now, not at the next round.
+        self.runner.reconcile().await
     }
 
     pub async fn algorithm_names(&self) -> Result<Vec<String>, AppError> {

@@ -38,7 +38,12 @@ pub struct Services {
     pub logins: std::sync::Arc<throttle::LoginGuard>,
     /// The bearer token `/metrics` asks for; unset, `/metrics` is off.
     pub metrics_token: std::sync::Arc<std::sync::OnceLock<String>>,
+    /// A session unused this long ends ([`DEFAULT_SESSION_IDLE`] unless set).
+    pub session_idle: std::time::Duration,
 }
+
+/// How long a session may go unused before it ends.
+pub const DEFAULT_SESSION_IDLE: std::time::Duration = std::time::Duration::from_secs(8 * 60 * 60);
 
 impl Services {
     pub fn new(db: Db, secrets: SecretBox, secure_cookies: bool) -> anyhow::Result<Self> {
@@ -50,6 +55,7 @@ impl Services {
             secure_cookies,
             logins: Default::default(),
             metrics_token: Default::default(),
+            session_idle: DEFAULT_SESSION_IDLE,
         })
     }
 }

@@ -148,3 +148,38 @@ async fn the_session_names_the_users_organizations() {
         json!(["acme"])
     );
 }
+
+#[tokio::test]
+async fn a_session_left_idle_too_long_ends_and_one_in_use_goes_on() {
+    let app = app_with_ana().await;
+    let idle_ms = app.services.session_idle.as_millis() as i64;
+    let set_last_seen = |token: &str, at: i64| {
+        let hash = server::services::auth::token_hash(token);
+        app.services.db.run(move |c| {
+            diesel::update(sessions::table.filter(sessions::token_hash.eq(hash)))
+                .set(sessions::last_seen_at.eq(at))
+                .execute(c)
+        })
+    };
+    let last_seen = |token: &str| {
+        let hash = server::services::auth::token_hash(token);
+        app.services.db.run(move |c| {
+            sessions::table
+                .filter(sessions::token_hash.eq(hash))
+                .select(sessions::last_seen_at)
+                .first::<i64>(c)
+        })
+    };
+    // Used a little less than the idle limit ago: still valid, and the use
+    // counts as activity.
+    let busy = app.login("ana", "ana-password").await;
+    set_last_seen(&busy, now_ms() - idle_ms + 60_000)
+        .await
+        .unwrap();
+    assert_eq!(whoami(&app, Some(&busy)).await["username"], "ana");
+    assert!(last_seen(&busy).await.unwrap() > now_ms() - 60_000);
+    // Idle past the limit: anonymous, although not expired.
+    let idle = app.login("ana", "ana-password").await;
+    set_last_seen(&idle, now_ms() - idle_ms - 1).await.unwrap();
+    assert_eq!(whoami(&app, Some(&idle)).await, Value::Null);
+}

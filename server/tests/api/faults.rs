@@ -354,9 +354,12 @@ async fn flows_enabled_before_consumer_groups_were_stored_keep_their_group() {
         .unwrap();
     // Back to before the consumer_groups migration (and the ones after it).
     let db = s.db.clone();
-    tokio::task::spawn_blocking(move || {
-        db.revert_last_migration()?;
-        db.revert_last_migration()
+    let reverted = tokio::task::spawn_blocking(move || {
+        let mut reverted = 1;
+        while !db.revert_last_migration()?.contains("000003") {
+            reverted += 1;
+        }
+        anyhow::Ok(reverted)
     })
     .await
     .unwrap()
@@ -380,7 +383,7 @@ async fn flows_enabled_before_consumer_groups_were_stored_keep_their_group() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(applied, 2);
+    assert_eq!(applied, reverted);
     let (connection, topic) = (p.connection.clone(), p.input.clone());
     let (old, new) =
         s.db.run(move |c| {

@@ -884,3 +884,127 @@ async fn a_backlog_of_large_messages_behind_a_slow_run_does_not_stop_the_consume
         "partition 0's backlog is done once, in order"
     );
 }
+
+#[tokio::test]
+async fn flows_that_lose_their_grant_stop_when_it_is_saved() {
+    let p = pipeline().await;
+    p.save(&p.input, "subscribe", "1.0.0", None).await;
+    let flow = p.subscribe_flow_id().await;
+    assert_eq!(
+        p.app.services.runner.flow_stats(&flow).await.state,
+        "running"
+    );
+    let r = p
+        .app
+        .call(
+            "save_topic_grants",
+            json!({"id": p.connection, "topic": p.input, "grants": []}),
+            Some(&p.admin),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    // Stopped by the time the change is answered, not at the next round.
+    assert_eq!(
+        p.app.services.runner.flow_stats(&flow).await.state,
+        "stopped"
+    );
+}
+
+#[tokio::test]
+async fn taking_publish_access_on_a_dead_letter_queue_away_keeps_failures_instead() {
+    let p = pipeline().await;
+    p.save(&p.output, "publish", "1.0.0", None).await;
+    p.save(&p.input, "subscribe", "1.0.0", Some(&p.dlq)).await;
+    let flow = p.subscribe_flow_id().await;
+    let r = p
+        .app
+        .call(
+            "save_topic_grants",
+            json!({"id": p.connection, "topic": p.dlq, "grants": []}),
+            Some(&p.admin),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let events = p.events().await;
+    let row = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["topic"] == p.input.as_str())
+        .unwrap();
+    assert_eq!(
+        row["flow"]["dlq_topic"],
+        Value::Null,
+        "the flow lost its DLQ"
+    );
+    produce_to_partition(&p.input, 0, &["not json".to_owned()]).await;
+    wait_until("the bad message is kept", || async {
+        p.stats(&flow).await["failures_kept"] == 1
+    })
+    .await;
+    assert!(
+        read_for(&p.dlq, 1, Duration::from_secs(3)).await.is_empty(),
+        "nothing was written to the topic the algorithm may no longer publish to"
+    );
+}
+
+#[tokio::test]
+async fn access_can_be_taken_away_while_the_broker_is_down_but_not_given() {
+    use server::db::brokers::{ConnectionRow, insert_connection, replace_topic_grants};
+    let p = pipeline().await;
+    // A connection whose broker does not answer, with a grant on a topic.
+    let algorithm = p
+        .app
+        .services
+        .db
+        .run(|c| {
+            let algorithm = server::db::flows::find_algorithm(c, "acme", "sentiment")?
+                .unwrap()
+                .0;
+            insert_connection(
+                c,
+                &ConnectionRow {
+                    id: "gone-broker".into(),
+                    name: "gone".into(),
+                    bootstrap_servers: "127.0.0.1:9".into(),
+                    security_protocol: "PLAINTEXT".into(),
+                    sasl_mechanism: None,
+                    username: None,
+                    password_encrypted: None,
+                    ca_pem_encrypted: None,
+                    created_at: 0,
+                },
+            )?;
+            replace_topic_grants(c, "gone-broker", "t", &[(algorithm.clone(), true, false)])?;
+            Ok(algorithm)
+        })
+        .await
+        .unwrap();
+    assert!(!algorithm.is_empty());
+    let grants = |subscribe: bool, publish: bool| {
+        json!({"id": "gone-broker", "topic": "t", "grants": [
+            {"algorithm": "acme/sentiment", "access": {"subscribe": subscribe, "publish": publish}}
+        ]})
+    };
+    let more = p
+        .app
+        .call("save_topic_grants", grants(true, true), Some(&p.admin))
+        .await;
+    assert_eq!(
+        more.status,
+        StatusCode::BAD_GATEWAY,
+        "giving access needs the broker: {}",
+        more.text()
+    );
+    let none = json!({"id": "gone-broker", "topic": "t", "grants": []});
+    let removed = p.app.call("save_topic_grants", none, Some(&p.admin)).await;
+    assert_eq!(removed.status, StatusCode::OK, "{}", removed.text());
+    let left = p
+        .app
+        .services
+        .db
+        .run(|c| server::db::brokers::topic_grants(c, "gone-broker", "t"))
+        .await
+        .unwrap();
+    assert!(left.is_empty());
+}
