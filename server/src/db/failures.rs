@@ -13,9 +13,9 @@ pub const KEEP_PER_FLOW: i64 = 1000;
 /// Bytes of a failed message's value kept at most.
 pub const KEEP_VALUE_BYTES: usize = 64 * 1024;
 
-/// A failed message to keep.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewFailure {
+/// A failed message, as kept and as read back.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+pub struct Failure {
     pub at_ms: i64,
     pub partition: i32,
     pub offset: i64,
@@ -32,7 +32,7 @@ pub struct NewFailure {
     pub headers: String,
 }
 
-impl NewFailure {
+impl Failure {
     /// Cuts `value` to what is kept; `value_bytes` keeps its length.
     pub fn value_kept(value: Option<&[u8]>) -> (Option<Vec<u8>>, i64) {
         match value {
@@ -45,24 +45,8 @@ impl NewFailure {
     }
 }
 
-/// A kept failure, as read back.
-#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
-pub struct FailureRow {
-    pub at_ms: i64,
-    pub partition: i32,
-    pub offset: i64,
-    pub version: String,
-    pub kind: String,
-    pub message: String,
-    pub attempts: i32,
-    pub key: Option<Vec<u8>>,
-    pub value: Option<Vec<u8>>,
-    pub value_bytes: i64,
-    pub headers: String,
-}
-
 /// Keeps `failures` of a flow, then drops its oldest past [`KEEP_PER_FLOW`].
-pub fn keep(conn: &mut AnyConnection, flow_id: &str, failures: &[NewFailure]) -> QueryResult<()> {
+pub fn keep(conn: &mut AnyConnection, flow_id: &str, failures: &[Failure]) -> QueryResult<()> {
     conn.transaction(|c| {
         for f in failures {
             diesel::insert_into(flow_failures::table)
@@ -115,7 +99,7 @@ pub fn latest(
     conn: &mut AnyConnection,
     flow_id: &str,
     limit: i64,
-) -> QueryResult<(Vec<FailureRow>, i64, i64)> {
+) -> QueryResult<(Vec<Failure>, i64, i64)> {
     let rows = flow_failures::table
         .filter(flow_failures::flow_id.eq(flow_id))
         .order((
@@ -155,23 +139,4 @@ pub fn latest(
 pub fn forget(conn: &mut AnyConnection, flow_ids: &[String]) -> QueryResult<usize> {
     diesel::delete(flow_failures::table.filter(flow_failures::flow_id.eq_any(flow_ids)))
         .execute(conn)
-}
-
-/// The headers of a record as kept: `[name, value]` pairs, values as text.
-pub fn headers_json(headers: Option<&rdkafka::message::OwnedHeaders>) -> String {
-    use rdkafka::message::Headers;
-    let pairs: Vec<(String, String)> = headers
-        .map(|h| {
-            h.iter()
-                .map(|header| {
-                    let value = header
-                        .value
-                        .map(|v| String::from_utf8_lossy(v).into_owned())
-                        .unwrap_or_default();
-                    (header.key.to_owned(), value)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    serde_json::to_string(&pairs).unwrap_or_else(|_| "[]".into())
 }

@@ -57,6 +57,25 @@ pub fn size(headers: &OwnedHeaders) -> usize {
         .sum()
 }
 
+/// A record's headers as text, for keeping with a failed message: a JSON
+/// array of `[name, value]` pairs (values read as UTF-8, lossily).
+pub fn as_json(headers: Option<&OwnedHeaders>) -> String {
+    let pairs: Vec<(&str, String)> = headers
+        .map(|h| {
+            h.iter()
+                .map(|header| {
+                    let value = header
+                        .value
+                        .map(String::from_utf8_lossy)
+                        .unwrap_or_default();
+                    (header.key, value.into_owned())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    serde_json::to_string(&pairs).unwrap_or_else(|_| "[]".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,5 +101,29 @@ mod tests {
             ]
         );
         assert_eq!(size(&built), "trace-id".len() + 3 + VERSION.len() + 5 + 16);
+    }
+
+    #[test]
+    fn headers_kept_with_a_failure_read_as_json_pairs() {
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "trace-id",
+                value: Some(b"abc".as_slice()),
+            })
+            .insert(Header {
+                key: "raw",
+                value: Some([0xff_u8].as_slice()),
+            })
+            .insert(Header::<&[u8]> {
+                key: "empty",
+                value: None,
+            });
+        let pairs: Vec<(String, String)> = serde_json::from_str(&as_json(Some(&headers))).unwrap();
+        let expected = [("trace-id", "abc"), ("raw", "\u{fffd}"), ("empty", "")];
+        assert_eq!(
+            pairs,
+            expected.map(|(k, v)| (k.to_owned(), v.to_owned())).to_vec()
+        );
+        assert_eq!(as_json(None), "[]");
     }
 }

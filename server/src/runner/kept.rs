@@ -2,12 +2,12 @@
 
 use app::domain::KeptFailure;
 
-use crate::db::failures::FailureRow;
+use crate::db::failures::Failure;
 
 /// How a kept failure is shown: its bytes as pretty-printed JSON, as text,
 /// or (not UTF-8) as their length and first bytes in hex.
-impl From<FailureRow> for KeptFailure {
-    fn from(row: FailureRow) -> Self {
+impl From<Failure> for KeptFailure {
+    fn from(row: Failure) -> Self {
         let value_bytes = row.value_bytes.max(0) as u64;
         let kept = row.value.as_deref().unwrap_or_default();
         let value_cut = (kept.len() as u64) < value_bytes;
@@ -59,8 +59,8 @@ fn shown(bytes: &[u8], whole: bool) -> String {
 mod tests {
     use super::*;
 
-    fn row(value: Option<&[u8]>, value_bytes: i64) -> FailureRow {
-        FailureRow {
+    fn row(value: Option<&[u8]>, value_bytes: i64) -> Failure {
+        Failure {
             at_ms: 0,
             partition: 1,
             offset: 7,
@@ -88,12 +88,6 @@ mod tests {
         let cut: KeptFailure = row(Some(br#"{"a":"#), 70_000).into();
         assert!(cut.value_cut);
         assert_eq!(cut.value, r#"{"a":"#, "a cut value is shown as it is");
-        assert_eq!(row(None, 0).into_kept().value, "(no value)");
-    }
-
-    impl FailureRow {
-        fn into_kept(self) -> KeptFailure {
-            self.into()
-        }
+        assert_eq!(KeptFailure::from(row(None, 0)).value, "(no value)");
     }
 }

@@ -28,7 +28,7 @@ use super::stats::KEEP_RUNS;
 use super::subscribe::FlowContext;
 use super::write::{self, WriteError};
 use super::{FlowConfig, RunError, Runner, Stats, Target};
-use crate::db::failures::{self, NewFailure};
+use crate::db::failures::{self, Failure as KeptFailure};
 use crate::db::flows::ActiveFlow;
 use crate::db::now_ms;
 
@@ -271,7 +271,7 @@ struct Done {
     offset: Option<(i32, i64)>,
     /// Failed messages that went to no Dead Letter Queue: kept in the
     /// database before their offsets are stored.
-    failures: Vec<NewFailure>,
+    failures: Vec<KeptFailure>,
     /// The newest runs, oldest first.
     runs: VecDeque<(i32, i64, Arc<str>, &'static str, u64)>,
 }
@@ -746,8 +746,8 @@ impl Worker {
                 tracing::info!(flow = %self.spec.id, partition, offset, kind = failure.kind,
                     attempts = failure.attempts, dead_lettered, "{}", failure.message);
                 if !dead_lettered {
-                    let (value, value_bytes) = NewFailure::value_kept(message.payload());
-                    done.failures.push(NewFailure {
+                    let (value, value_bytes) = KeptFailure::value_kept(message.payload());
+                    done.failures.push(KeptFailure {
                         at_ms: failure.at_ms,
                         partition,
                         offset,
@@ -758,7 +758,7 @@ impl Worker {
                         key: message.key().map(<[u8]>::to_vec),
                         value,
                         value_bytes,
-                        headers: failures::headers_json(message.headers()),
+                        headers: headers::as_json(message.headers()),
                     });
                 }
                 if dead_lettered {

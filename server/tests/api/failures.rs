@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use server::db::failures::{self, KEEP_PER_FLOW, NewFailure};
+use server::db::failures::{self, Failure, KEEP_PER_FLOW};
 
 use crate::flows::{pipeline, wait_until};
 use crate::kafka::produce_to_partition;
@@ -56,9 +56,9 @@ async fn failed_messages_without_a_dlq_are_kept_and_survive_a_restart() {
     assert_eq!(after["kept_failures"], Value::Array(kept));
 }
 
-fn failure(i: i64) -> NewFailure {
-    let (value, value_bytes) = NewFailure::value_kept(Some(&vec![b'x'; 70_000]));
-    NewFailure {
+fn failure(i: i64) -> Failure {
+    let (value, value_bytes) = Failure::value_kept(Some(&vec![b'x'; 70_000]));
+    Failure {
         at_ms: 1_000 + i,
         partition: 0,
         offset: i,
@@ -80,7 +80,7 @@ async fn a_flow_keeps_a_bounded_number_of_failures_and_counts_what_it_dropped() 
     let flow = p.subscribe_flow_id().await;
     let db = &p.app.services.db;
     for batch in 0..(KEEP_PER_FLOW + 5) / 100 + 1 {
-        let records: Vec<NewFailure> = (batch * 100..(batch + 1) * 100)
+        let records: Vec<Failure> = (batch * 100..(batch + 1) * 100)
             .filter(|i| *i < KEEP_PER_FLOW + 5)
             .map(failure)
             .collect();

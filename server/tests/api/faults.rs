@@ -44,10 +44,7 @@ async fn flaky_model(down: Arc<AtomicBool>, calls: Arc<AtomicUsize>) -> String {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/predict", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    url
+    crate::support::serve_model(app).await
 }
 
 #[tokio::test]

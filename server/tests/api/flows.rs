@@ -14,7 +14,7 @@ use app::domain::Role;
 
 use crate::brokers::connect;
 use crate::kafka::{bootstrap, produce_keyed, produce_to_partition, unique_topic};
-use crate::support::TestApp;
+use crate::support::{Reply, TestApp};
 
 /// A record read back from a topic.
 #[derive(Debug, Clone)]
@@ -211,6 +211,17 @@ impl Pipeline {
         self.save(&self.output, "publish", version, None).await;
         self.save(&self.input, "subscribe", version, dlq).await;
         self.subscribe_flow_id().await
+    }
+
+    /// Replaces the grants on `topic` as the admin; the reply.
+    pub async fn save_grants(&self, connection: &str, topic: &str, grants: Value) -> Reply {
+        self.app
+            .call(
+                "save_topic_grants",
+                json!({"id": connection, "topic": topic, "grants": grants}),
+                Some(&self.admin),
+            )
+            .await
     }
 
     pub async fn events(&self) -> Value {
@@ -755,10 +766,7 @@ pub async fn gated_model(
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/predict", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    url
+    crate::support::serve_model(app).await
 }
 
 #[tokio::test]
@@ -894,14 +902,7 @@ async fn flows_that_lose_their_grant_stop_when_it_is_saved() {
         p.app.services.runner.flow_stats(&flow).await.state,
         "running"
     );
-    let r = p
-        .app
-        .call(
-            "save_topic_grants",
-            json!({"id": p.connection, "topic": p.input, "grants": []}),
-            Some(&p.admin),
-        )
-        .await;
+    let r = p.save_grants(&p.connection, &p.input, json!([])).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     // Stopped by the time the change is answered, not at the next round.
     assert_eq!(
@@ -916,14 +917,7 @@ async fn taking_publish_access_on_a_dead_letter_queue_away_keeps_failures_instea
     p.save(&p.output, "publish", "1.0.0", None).await;
     p.save(&p.input, "subscribe", "1.0.0", Some(&p.dlq)).await;
     let flow = p.subscribe_flow_id().await;
-    let r = p
-        .app
-        .call(
-            "save_topic_grants",
-            json!({"id": p.connection, "topic": p.dlq, "grants": []}),
-            Some(&p.admin),
-        )
-        .await;
+    let r = p.save_grants(&p.connection, &p.dlq, json!([])).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let events = p.events().await;
     let row = events
@@ -953,8 +947,7 @@ async fn access_can_be_taken_away_while_the_broker_is_down_but_not_given() {
     use server::db::brokers::{ConnectionRow, insert_connection, replace_topic_grants};
     let p = pipeline().await;
     // A connection whose broker does not answer, with a grant on a topic.
-    let algorithm = p
-        .app
+    p.app
         .services
         .db
         .run(|c| {
@@ -975,36 +968,27 @@ async fn access_can_be_taken_away_while_the_broker_is_down_but_not_given() {
                     created_at: 0,
                 },
             )?;
-            replace_topic_grants(c, "gone-broker", "t", &[(algorithm.clone(), true, false)])?;
-            Ok(algorithm)
+            replace_topic_grants(c, "gone-broker", "t", &[(algorithm, true, false)])
         })
         .await
         .unwrap();
-    assert!(!algorithm.is_empty());
-    let grants = |subscribe: bool, publish: bool| {
-        json!({"id": "gone-broker", "topic": "t", "grants": [
-            {"algorithm": "acme/sentiment", "access": {"subscribe": subscribe, "publish": publish}}
-        ]})
+    let granted = || {
+        p.app
+            .services
+            .db
+            .run(|c| server::db::brokers::topic_grants(c, "gone-broker", "t"))
     };
-    let more = p
-        .app
-        .call("save_topic_grants", grants(true, true), Some(&p.admin))
-        .await;
+    let more =
+        json!([{"algorithm": "acme/sentiment", "access": {"subscribe": true, "publish": true}}]);
+    let more = p.save_grants("gone-broker", "t", more).await;
     assert_eq!(
         more.status,
         StatusCode::BAD_GATEWAY,
         "giving access needs the broker: {}",
         more.text()
     );
-    let none = json!({"id": "gone-broker", "topic": "t", "grants": []});
-    let removed = p.app.call("save_topic_grants", none, Some(&p.admin)).await;
+    assert_eq!(granted().await.unwrap().len(), 1, "nothing was saved");
+    let removed = p.save_grants("gone-broker", "t", json!([])).await;
     assert_eq!(removed.status, StatusCode::OK, "{}", removed.text());
-    let left = p
-        .app
-        .services
-        .db
-        .run(|c| server::db::brokers::topic_grants(c, "gone-broker", "t"))
-        .await
-        .unwrap();
-    assert!(left.is_empty());
+    assert!(granted().await.unwrap().is_empty());
 }

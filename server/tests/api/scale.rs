@@ -68,10 +68,7 @@ pub async fn counting_model(pause: Duration, runs: Runs) -> String {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/predict", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    url
+    crate::support::serve_model(app).await
 }
 
 /// A server process with the data directory `n` (so the instance name kept

@@ -203,6 +203,15 @@ impl std::io::Write for LogWriter {
     }
 }
 
+/// Serves a model (routes under `/predict`) on a free local port for the
+/// rest of the test and returns its `/predict` URL.
+pub async fn serve_model(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/predict", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
 /// Sends every log line of this test process (all levels) into a buffer.
 pub fn capture_logs() {
     static ONCE: std::sync::Once = std::sync::Once::new();
