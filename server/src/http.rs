@@ -23,6 +23,7 @@ use tower_http::{
 };
 
 use app::api::{ClientAddress, SharedBackend};
+use app::domain::AppError;
 
 use crate::runner::{MAX_INPUT_BYTES, RunError};
 use crate::services::Services;
@@ -132,7 +133,7 @@ async fn server_fn(State(state): State<AppState>, request: Request<Body>) -> imp
             .get::<ConnectInfo<SocketAddr>>()
             .map(|info| info.0.ip()),
     );
-    leptos_axum::handle_server_fns_with_context(
+    let response = leptos_axum::handle_server_fns_with_context(
         move || {
             provide_context(backend.clone());
             provide_context(client);
@@ -140,6 +141,28 @@ async fn server_fn(State(state): State<AppState>, request: Request<Body>) -> imp
         request,
     )
     .await
+    .into_response();
+    arguments_refused_as_bad_request(response).await
+}
+
+/// Arguments that do not read as the server function's (a missing field, an
+/// unknown choice) are the caller's mistake: 400 with the reason, not the
+/// 500 they would otherwise get.
+async fn arguments_refused_as_bad_request(response: Response) -> Response {
+    if response.status() != StatusCode::INTERNAL_SERVER_ERROR {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response();
+    };
+    if matches!(
+        serde_json::from_slice::<AppError>(&bytes),
+        Ok(AppError::Transport { .. })
+    ) {
+        parts.status = StatusCode::BAD_REQUEST;
+    }
+    Response::from_parts(parts, Body::from(bytes))
 }
 
 /// Prometheus metrics: per flow and of the process. Off unless a token is

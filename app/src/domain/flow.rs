@@ -63,6 +63,96 @@ impl Direction {
     }
 }
 
+/// How a subscribe flow orders the runs of a partition's messages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlowOrdering {
+    /// One message of a partition at a time, in offset order.
+    #[default]
+    Partition,
+    /// Messages with the same key in offset order; different keys at once.
+    Key,
+    /// Any message at any time, up to the concurrency bound.
+    None,
+}
+
+/// Most runs a flow may have in flight per partition.
+pub const MAX_CONCURRENCY: u32 = 256;
+
+impl FlowOrdering {
+    pub const ALL: [FlowOrdering; 3] = [
+        FlowOrdering::Partition,
+        FlowOrdering::Key,
+        FlowOrdering::None,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlowOrdering::Partition => "partition",
+            FlowOrdering::Key => "key",
+            FlowOrdering::None => "none",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.as_str() == value)
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            FlowOrdering::Partition => "Per partition",
+            FlowOrdering::Key => "Per key",
+            FlowOrdering::None => "None",
+        }
+    }
+
+    /// One line on what the ordering promises.
+    pub fn explain(self) -> &'static str {
+        match self {
+            FlowOrdering::Partition => "Each partition's messages run one at a time, in order.",
+            FlowOrdering::Key => {
+                "Messages with the same key run in order; different keys run at the same time."
+            }
+            FlowOrdering::None => "Messages run at the same time, in any order.",
+        }
+    }
+
+    /// The ordering with its bound, as the Events tab and the monitor show
+    /// it: "Per partition", "Per key, 16 at once".
+    pub fn summary(self, concurrency: u32) -> String {
+        match self {
+            FlowOrdering::Partition => self.label().to_owned(),
+            _ => format!("{}, {concurrency} at once", self.label()),
+        }
+    }
+
+    /// Runs in flight per partition when none is chosen: one for
+    /// `partition`, enough to keep a model server busy otherwise.
+    pub fn default_concurrency(self) -> u32 {
+        match self {
+            FlowOrdering::Partition => 1,
+            FlowOrdering::Key | FlowOrdering::None => 32,
+        }
+    }
+
+    /// Whether `concurrency` runs per partition may go with this ordering;
+    /// the reason when not.
+    pub fn check_concurrency(self, concurrency: u32) -> Result<(), String> {
+        if self == FlowOrdering::Partition && concurrency != 1 {
+            return Err(
+                "With ordering per partition one message runs at a time: concurrent runs must be 1."
+                    .into(),
+            );
+        }
+        if !(1..=MAX_CONCURRENCY).contains(&concurrency) {
+            return Err(format!(
+                "Concurrent runs per partition must be between 1 and {MAX_CONCURRENCY}."
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A flow as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlowState {
@@ -70,6 +160,14 @@ pub struct FlowState {
     pub enabled: bool,
     pub version: String,
     pub dlq_topic: Option<String>,
+    #[serde(default)]
+    pub ordering: FlowOrdering,
+    #[serde(default = "one")]
+    pub concurrency: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// One row of the **Events** tab: a topic the algorithm has a grant on, in
@@ -102,6 +200,12 @@ pub struct FlowRequest {
     pub direction: Direction,
     pub version: String,
     pub dlq_topic: Option<String>,
+    /// Of a subscribe flow; `partition` when left out.
+    #[serde(default)]
+    pub ordering: FlowOrdering,
+    /// Runs in flight per partition; the ordering's default when left out.
+    #[serde(default)]
+    pub concurrency: Option<u32>,
 }
 
 /// A failure the debugging view shows.
@@ -172,6 +276,12 @@ pub struct FlowStats {
     /// The partitions this server instance owns, while the flow runs here.
     #[serde(default)]
     pub partitions: Vec<i32>,
+    /// How it orders its runs, and how many run at once per partition,
+    /// while it runs.
+    #[serde(default)]
+    pub ordering: Option<FlowOrdering>,
+    #[serde(default)]
+    pub concurrency: Option<u32>,
     /// The newest failed messages the flow keeps, newest first.
     #[serde(default)]
     pub kept_failures: Vec<KeptFailure>,

@@ -14,8 +14,8 @@ pub use broker::{
 };
 pub use error::AppError;
 pub use flow::{
-    AlgorithmDetails, AlgorithmSummary, Direction, EventRow, FlowError, FlowRequest, FlowState,
-    FlowStats, KeptFailure, RunRecord, VersionInfo,
+    AlgorithmDetails, AlgorithmSummary, Direction, EventRow, FlowError, FlowOrdering, FlowRequest,
+    FlowState, FlowStats, KeptFailure, MAX_CONCURRENCY, RunRecord, VersionInfo,
 };
 pub use names::{
     AlgorithmName, AlgorithmPath, BUILTIN_ALGORITHMS, OrgName, Runtime, Username, Version,

@@ -4,7 +4,9 @@ use leptos::prelude::*;
 
 use crate::api::{disable_flow, get_flow_stats, list_events, save_flow};
 use crate::components::{ConfirmActions, Dialog, ErrorNotice, Loading, SuccessNotice};
-use crate::domain::{AlgorithmDetails, Direction, EventRow, FlowRequest, FlowStats};
+use crate::domain::{
+    AlgorithmDetails, Direction, EventRow, FlowOrdering, FlowRequest, FlowStats, MAX_CONCURRENCY,
+};
 
 /// Which dialog is open on the Events tab.
 #[derive(Clone)]
@@ -54,6 +56,7 @@ pub fn EventsTab(details: AlgorithmDetails) -> impl IntoView {
                             <th scope="col" class="px-4 py-2">"State"</th>
                             <th scope="col" class="px-4 py-2">"Version"</th>
                             <th scope="col" class="px-4 py-2">"DLQ"</th>
+                            <th scope="col" class="px-4 py-2">"Ordering"</th>
                             <th scope="col" class="px-4 py-2 text-right">"Actions"</th>
                         </tr>
                     </thead>
@@ -124,6 +127,13 @@ fn Row(
             <td class="px-4 py-2">{flow.as_ref().filter(|_| enabled).map(|f| f.version.clone()).unwrap_or_else(|| "–".into())}</td>
             <td class="px-4 py-2">
                 {flow.as_ref().filter(|_| enabled).and_then(|f| f.dlq_topic.clone()).unwrap_or_else(|| "–".into())}
+            </td>
+            <td class="px-4 py-2">
+                {flow
+                    .as_ref()
+                    .filter(|_| enabled && row.direction == Direction::Subscribe)
+                    .map(|f| f.ordering.summary(f.concurrency))
+                    .unwrap_or_else(|| "–".into())}
             </td>
             <td class="px-4 py-2 text-right whitespace-nowrap">
                 {(enabled && row.direction == Direction::Subscribe).then(|| {
@@ -204,6 +214,29 @@ fn EnableDialog(
             .or_else(|| row.dlq_options.first().cloned())
             .unwrap_or_default(),
     );
+    let ordering = RwSignal::new(current.as_ref().map(|f| f.ordering).unwrap_or_default());
+    let concurrency = RwSignal::new(
+        current
+            .as_ref()
+            .map(|f| f.concurrency)
+            .unwrap_or(1)
+            .to_string(),
+    );
+    // A new ordering starts from its own default bound.
+    let choose_ordering = move |value: String| {
+        let chosen = FlowOrdering::parse(&value).unwrap_or_default();
+        ordering.set(chosen);
+        concurrency.set(chosen.default_concurrency().to_string());
+    };
+    let concurrency_error = move || {
+        let chosen = ordering.get();
+        match concurrency.get().trim().parse::<u32>() {
+            Ok(n) => chosen.check_concurrency(n).err(),
+            Err(_) => Some(format!(
+                "Concurrent runs per partition must be a whole number between 1 and {MAX_CONCURRENCY}."
+            )),
+        }
+    };
     let error = RwSignal::new(None::<String>);
     let action = Action::new_local(|request: &FlowRequest| save_flow(request.clone()));
     let pending = action.pending();
@@ -224,6 +257,10 @@ fn EnableDialog(
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         error.set(None);
+        if subscribe && let Some(message) = concurrency_error() {
+            error.set(Some(message));
+            return;
+        }
         action.dispatch_local(FlowRequest {
             org: org.clone(),
             name: name.clone(),
@@ -232,6 +269,14 @@ fn EnableDialog(
             direction: submit_row.direction,
             version: version.get_untracked(),
             dlq_topic: (subscribe && use_dlq.get_untracked()).then(|| dlq.get_untracked()),
+            ordering: if subscribe {
+                ordering.get_untracked()
+            } else {
+                FlowOrdering::Partition
+            },
+            concurrency: subscribe
+                .then(|| concurrency.get_untracked().trim().parse().ok())
+                .flatten(),
         });
     };
     let title = if editing {
@@ -279,6 +324,45 @@ fn EnableDialog(
                             .into_any()
                         }}
                     </Show>
+                    <details class="rounded border border-slate-200 p-3">
+                        <summary class="cursor-pointer text-sm font-medium">"Advanced"</summary>
+                        <div class="mt-3 space-y-3">
+                            <div>
+                                <label for="flow-ordering" class="block text-sm font-medium">"Ordering"</label>
+                                <select
+                                    id="flow-ordering"
+                                    class="mt-1 w-full rounded border border-slate-300 px-3 py-2"
+                                    aria-describedby="flow-ordering-help"
+                                    prop:value=move || ordering.get().as_str()
+                                    on:change=move |ev| choose_ordering(event_target_value(&ev))
+                                >
+                                    {FlowOrdering::ALL.into_iter().map(|o| view! {
+                                        <option value=o.as_str() selected=move || ordering.get() == o>{o.label()}</option>
+                                    }).collect_view()}
+                                </select>
+                                <p id="flow-ordering-help" class="mt-1 text-xs text-slate-600">{move || ordering.get().explain()}</p>
+                            </div>
+                            <div>
+                                <label for="flow-concurrency" class="block text-sm font-medium">"Concurrent runs per partition"</label>
+                                <input
+                                    id="flow-concurrency"
+                                    type="number"
+                                    min="1"
+                                    max=MAX_CONCURRENCY.to_string()
+                                    class="mt-1 w-32 rounded border border-slate-300 px-3 py-2"
+                                    aria-describedby="flow-concurrency-help"
+                                    aria-invalid=move || concurrency_error().is_some().to_string()
+                                    disabled=move || ordering.get() == FlowOrdering::Partition
+                                    bind:value=concurrency
+                                />
+                                <p id="flow-concurrency-help" class="mt-1 text-xs text-slate-600">
+                                    {move || concurrency_error().unwrap_or_else(|| {
+                                        "How many of a partition's messages may run at once (for model servers that take many requests).".into()
+                                    })}
+                                </p>
+                            </div>
+                        </div>
+                    </details>
                 })}
                 {move || error.get().map(|e| view! { <ErrorNotice message=e /> })}
                 <div class="flex justify-end gap-3 pt-2">
@@ -399,6 +483,13 @@ fn Numbers(stats: FlowStats) -> impl IntoView {
             <dt class="text-slate-500">"Consumer group"</dt>
             <dd class="font-mono text-xs break-all" data-testid="flow-group">
                 {stats.consumer_group.clone().unwrap_or_else(|| "–".into())}
+            </dd>
+            <dt class="text-slate-500">"Ordering"</dt>
+            <dd data-testid="flow-ordering">
+                {match (stats.ordering, stats.concurrency) {
+                    (Some(ordering), Some(concurrency)) => ordering.summary(concurrency),
+                    _ => "–".to_owned(),
+                }}
             </dd>
             <dt class="text-slate-500">"Partitions here"</dt>
             <dd data-testid="flow-partitions">

@@ -383,6 +383,8 @@ impl Bench {
                         direction,
                         version: "1.0.0".into(),
                         dlq_topic: None,
+                        ordering: Default::default(),
+                        concurrency: None,
                     },
                 )
                 .await?;

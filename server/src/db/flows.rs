@@ -2,6 +2,8 @@
 
 use diesel::prelude::*;
 
+use app::domain::{FlowOrdering, MAX_CONCURRENCY};
+
 use super::schema::{
     algorithm_versions, algorithms, broker_connections, flows, memberships, organizations,
     topic_grants, users,
@@ -115,6 +117,8 @@ pub struct FlowRow {
     pub dlq_topic: Option<String>,
     pub enabled: bool,
     pub consumer_group: Option<String>,
+    pub ordering: String,
+    pub concurrency: i32,
 }
 
 pub fn flows_of(conn: &mut AnyConnection, algorithm_id: &str) -> QueryResult<Vec<FlowRow>> {
@@ -142,6 +146,8 @@ pub fn upsert_flow(
     direction: &str,
     version: &str,
     dlq_topic: Option<&str>,
+    ordering: &str,
+    concurrency: i32,
 ) -> QueryResult<String> {
     conn.transaction(|c| {
         let existing: Option<String> = flows::table
@@ -159,6 +165,8 @@ pub fn upsert_flow(
                     .set((
                         flows::version.eq(version),
                         flows::dlq_topic.eq(dlq_topic),
+                        flows::ordering.eq(ordering),
+                        flows::concurrency.eq(concurrency),
                         flows::enabled.eq(true),
                         flows::updated_at.eq(now),
                     ))
@@ -176,6 +184,8 @@ pub fn upsert_flow(
                         flows::direction.eq(direction),
                         flows::version.eq(version),
                         flows::dlq_topic.eq(dlq_topic),
+                        flows::ordering.eq(ordering),
+                        flows::concurrency.eq(concurrency),
                         flows::enabled.eq(true),
                         flows::created_at.eq(now),
                         flows::updated_at.eq(now),
@@ -293,6 +303,9 @@ pub struct ActiveFlow {
     pub dlq_topic: Option<String>,
     /// The Kafka consumer group of a subscribe flow.
     pub consumer_group: String,
+    pub ordering: FlowOrdering,
+    /// Runs in flight per partition.
+    pub concurrency: u32,
 }
 
 /// Every enabled flow whose version exists.
@@ -327,6 +340,8 @@ pub fn active_flows(conn: &mut AnyConnection) -> QueryResult<Vec<ActiveFlow>> {
             version: f.version,
             runtime,
             dlq_topic: f.dlq_topic,
+            ordering: FlowOrdering::parse(&f.ordering).unwrap_or_default(),
+            concurrency: f.concurrency.clamp(1, MAX_CONCURRENCY as i32) as u32,
         })
         .collect())
 }

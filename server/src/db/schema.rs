@@ -104,6 +104,8 @@ diesel::table! {
         updated_at -> BigInt,
         consumer_group -> Nullable<Text>,
         failures_dropped -> BigInt,
+        ordering -> Text,
+        concurrency -> Integer,
     }
 }
 

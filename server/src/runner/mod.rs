@@ -8,6 +8,7 @@
 //! change applies from the next message without restarting the consumer;
 //! disabling drains in-flight work and commits before the consumer stops.
 
+mod commit;
 mod executor;
 pub mod headers;
 mod kept;
@@ -16,10 +17,12 @@ pub mod metrics;
 pub(crate) mod publish;
 pub mod retry;
 mod revoke;
+mod runs;
 mod source;
 mod stats;
 mod subscribe;
 pub mod write;
+mod writer;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -29,7 +32,7 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use app::domain::{AppError, FlowStats, Runtime};
+use app::domain::{AppError, FlowOrdering, FlowStats, Runtime};
 
 pub use executor::{Executor, MAX_INPUT_BYTES, RunError, builtin};
 pub use retry::RetryPolicy;
@@ -53,6 +56,9 @@ pub struct FlowConfig {
     pub version: String,
     pub runtime: Runtime,
     pub dlq_topic: Option<String>,
+    pub ordering: FlowOrdering,
+    /// Runs in flight per partition.
+    pub concurrency: u32,
 }
 
 /// A topic outputs are written to.
@@ -231,6 +237,8 @@ impl Runner {
                     version: spec.version.clone(),
                     runtime,
                     dlq_topic: spec.dlq_topic.clone(),
+                    ordering: spec.ordering,
+                    concurrency: spec.concurrency,
                 },
                 Err(e) => {
                     self.stats_of(&id).set_state(format!("cannot run: {e}"));
@@ -349,16 +357,18 @@ impl Runner {
         let running = {
             let running = self.inner.flows.lock().await;
             running.get(flow_id).map(|r| {
+                let config = r.config.borrow();
                 (
                     r.consumer.clone(),
                     r.spec.topic.clone(),
                     r.spec.consumer_group.clone(),
+                    (config.ordering, config.concurrency),
                 )
             })
         };
         let is_running = running.is_some();
         let mut snapshot = match running {
-            Some((consumer, topic, group)) => {
+            Some((consumer, topic, group, (ordering, concurrency))) => {
                 let progress = stats.progress();
                 let (partitions, lag) = tokio::task::spawn_blocking(move || {
                     subscribe::position(&consumer, &topic, &progress)
@@ -368,6 +378,8 @@ impl Runner {
                 let mut snapshot = stats.snapshot(lag);
                 snapshot.partitions = partitions;
                 snapshot.consumer_group = Some(group);
+                snapshot.ordering = Some(ordering);
+                snapshot.concurrency = Some(concurrency);
                 snapshot
             }
             None => stats.snapshot(None),

@@ -97,7 +97,6 @@ impl Source {
     /// Errors of the partition's fetches (librdkafka retries them itself).
     fn failed(&self, error: KafkaError) {
         tracing::debug!(%error, "partition fetch error");
-        self.stats
-            .set_state(format!("waiting for the broker: {error}"));
+        self.stats.broker_away(error);
     }
 }

@@ -13,6 +13,8 @@ use app::domain::{FlowError, FlowStats, RunRecord};
 use super::metrics::{FlowLabels, Metrics};
 
 const KEEP_ERRORS: usize = 20;
+/// How a flow's state starts while its broker cannot be reached.
+pub const BROKER_AWAY: &str = "waiting for the broker";
 /// Recent runs kept for the debugging view.
 pub(super) const KEEP_RUNS: usize = 50;
 
@@ -92,6 +94,21 @@ impl Stats {
         }
         if let Ok(mut s) = self.state.lock()
             && *s != "running"
+        {
+            *s = "running".into();
+        }
+    }
+
+    /// The broker cannot be reached: the state says why until it can.
+    pub fn broker_away(&self, reason: impl std::fmt::Display) {
+        self.set_state(format!("{BROKER_AWAY}: {reason}"));
+    }
+
+    /// The broker answered: an outage the flow showed is over, even when no
+    /// message has arrived since.
+    pub fn broker_reachable(&self) {
+        if let Ok(mut s) = self.state.lock()
+            && s.starts_with(BROKER_AWAY)
         {
             *s = "running".into();
         }
@@ -207,6 +224,23 @@ mod tests {
         assert_eq!(clock(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(clock(951_782_400_000), "2000-02-29 00:00:00 UTC");
         assert_eq!(clock(1_795_462_863_000), "2026-11-23 19:41:03 UTC");
+    }
+
+    #[test]
+    fn a_broker_outage_shows_until_the_broker_answers() {
+        let stats = Stats::default();
+        stats.set_running();
+        stats.broker_away("1/1 brokers are down");
+        assert_eq!(
+            stats.snapshot(None).state,
+            "waiting for the broker: 1/1 brokers are down"
+        );
+        stats.broker_reachable();
+        assert_eq!(stats.snapshot(None).state, "running");
+        // Other states are not the broker's to clear.
+        stats.set_state("cannot write: topic deleted");
+        stats.broker_reachable();
+        assert_eq!(stats.snapshot(None).state, "cannot write: topic deleted");
     }
 
     #[test]

@@ -64,8 +64,7 @@ impl ClientContext for FlowContext {
     /// them until messages flow again.
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
         tracing::debug!(target: "librdkafka", %error, "{reason}");
-        self.stats
-            .set_state(format!("waiting for the broker: {reason}"));
+        self.stats.broker_away(reason);
     }
 
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
@@ -267,6 +266,7 @@ pub async fn run(
                     measuring = Some(tokio::task::spawn_blocking(move || {
                         if let (_, Some(lag)) = position(&consumer, &topic, &stats.progress()) {
                             stats.set_lag(lag);
+                            stats.broker_reachable();
                         }
                     }));
                 }
@@ -297,7 +297,7 @@ pub async fn run(
                 }
             }
             Some(Err(error)) => {
-                stats.set_state(format!("waiting for the broker: {error}"));
+                stats.broker_away(&error);
                 tracing::debug!(flow = %worker.spec.id, %error, "consumer error");
                 tokio::select! {
                     _ = stop.changed() => break,

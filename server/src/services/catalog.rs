@@ -9,8 +9,8 @@
 use std::collections::HashMap;
 
 use app::domain::{
-    AlgorithmDetails, AlgorithmSummary, AppError, CurrentUser, Direction, EventRow, FlowRequest,
-    FlowState, FlowStats, TopicName, VersionInfo,
+    AlgorithmDetails, AlgorithmSummary, AppError, CurrentUser, Direction, EventRow, FlowOrdering,
+    FlowRequest, FlowState, FlowStats, TopicName, VersionInfo,
 };
 
 use super::{Services, internal};
@@ -164,6 +164,8 @@ impl Services {
                         enabled: f.enabled,
                         version: f.version.clone(),
                         dlq_topic: f.dlq_topic.clone(),
+                        ordering: FlowOrdering::parse(&f.ordering).unwrap_or_default(),
+                        concurrency: f.concurrency.max(1) as u32,
                     });
                 let dlq_options = match direction {
                     Direction::Publish => Vec::new(),
@@ -247,6 +249,21 @@ impl Services {
                 ));
             }
         }
+        let ordering = request.ordering;
+        let concurrency = request
+            .concurrency
+            .unwrap_or_else(|| ordering.default_concurrency());
+        if request.direction == Direction::Publish
+            && (ordering != FlowOrdering::Partition || concurrency != 1)
+        {
+            return Err(AppError::validation(
+                "ordering",
+                "Ordering and concurrent runs apply only to a subscribe flow.",
+            ));
+        }
+        ordering
+            .check_concurrency(concurrency)
+            .map_err(|message| AppError::validation("concurrency", message))?;
         let (connection, version, dlq, direction) = (
             request.connection_id.clone(),
             request.version.trim().to_owned(),
@@ -264,12 +281,15 @@ impl Services {
                     direction.as_str(),
                     &version,
                     dlq.as_deref(),
+                    ordering.as_str(),
+                    concurrency as i32,
                 )
             })
             .await
             .map_err(internal)?;
         tracing::info!(user = %user.username, algorithm = %format!("{}/{}", request.org, request.name),
-            topic = %topic, direction = direction.as_str(), version = %request.version, "flow saved");
+            topic = %topic, direction = direction.as_str(), version = %request.version,
+            ordering = ordering.as_str(), concurrency, "flow saved");
         self.runner.reconcile().await
     }
 

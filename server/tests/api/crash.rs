@@ -155,6 +155,8 @@ pub async fn seed(
                 direction,
                 "1.0.0",
                 None,
+                "partition",
+                1,
             )
         })
         .await

@@ -394,6 +394,8 @@ async fn flows_enabled_before_consumer_groups_were_stored_keep_their_group() {
                 "subscribe",
                 "1.0.0",
                 None,
+                "partition",
+                1,
             )?;
             Ok((
                 find_flow(c, "old-flow")?.unwrap().consumer_group,

@@ -163,16 +163,29 @@ pub async fn produce_keyed(topic: &str, values: &[String]) {
 /// Produces `values` to one partition of `topic`, all sends in flight at
 /// once, and waits for the acks.
 pub async fn produce_to_partition(topic: &str, partition: i32, values: &[String]) {
+    let unkeyed: Vec<(Option<String>, String)> = values.iter().map(|v| (None, v.clone())).collect();
+    produce_keyed_to_partition(topic, partition, &unkeyed).await
+}
+
+/// [`produce_to_partition`] with a key per record.
+pub async fn produce_keyed_to_partition(
+    topic: &str,
+    partition: i32,
+    records: &[(Option<String>, String)],
+) {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
         .set("message.timeout.ms", "20000")
         .create()
         .unwrap();
     let mut deliveries = Vec::new();
-    for value in values {
-        let record = FutureRecord::<(), str>::to(topic)
+    for (key, value) in records {
+        let mut record = FutureRecord::<str, str>::to(topic)
             .partition(partition)
             .payload(value);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
         deliveries.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
     }
     for delivery in deliveries {

@@ -10,6 +10,7 @@ mod failures;
 mod faults;
 mod flows;
 mod kafka;
+mod ordering;
 mod outage;
 mod roles;
 mod scale;

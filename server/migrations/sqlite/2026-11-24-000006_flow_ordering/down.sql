@@ -1,0 +1,2 @@
+ALTER TABLE flows DROP COLUMN concurrency;
+ALTER TABLE flows DROP COLUMN ordering;

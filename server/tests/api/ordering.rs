@@ -1,0 +1,202 @@
+//! Ordering and concurrent runs per partition: a flow on a model server
+//! runs different keys at the same time and each key in order.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::flows::{pipeline, read};
+use crate::kafka::produce_keyed_to_partition;
+
+/// What the model saw: each call's start and end, in the order they
+/// happened, and the most calls it had at once.
+#[derive(Default)]
+struct ModelLog {
+    events: Vec<(bool, String, i64)>,
+    running: usize,
+    most: usize,
+}
+
+/// A model that answers `{"k": …, "i": …}` with its input after a delay
+/// that varies per message, noting every call in `log`.
+async fn logging_model(log: Arc<Mutex<ModelLog>>) -> String {
+    use axum::{Json, Router, routing::post};
+    let app = Router::new().route(
+        "/predict",
+        post(move |Json(input): Json<Value>| {
+            let log = log.clone();
+            async move {
+                let (key, i) = (
+                    input["k"].as_str().unwrap().to_owned(),
+                    input["i"].as_i64().unwrap(),
+                );
+                {
+                    let mut log = log.lock().unwrap();
+                    log.events.push((true, key.clone(), i));
+                    log.running += 1;
+                    log.most = log.most.max(log.running);
+                }
+                tokio::time::sleep(Duration::from_millis((i * 37 % 23) as u64)).await;
+                {
+                    let mut log = log.lock().unwrap();
+                    log.events.push((false, key, i));
+                    log.running -= 1;
+                }
+                Json(input)
+            }
+        }),
+    );
+    crate::support::serve_model(app).await
+}
+
+#[tokio::test]
+async fn with_key_ordering_keys_run_at_the_same_time_and_each_in_order() {
+    let p = pipeline().await;
+    let log = Arc::new(Mutex::new(ModelLog::default()));
+    let model = logging_model(log.clone()).await;
+    p.app
+        .services
+        .add_algorithm_version("acme/sentiment", "2.0.0", &format!("http:{model}"), "")
+        .await
+        .unwrap();
+    const N: i64 = 200;
+    let records: Vec<(Option<String>, String)> = (0..N)
+        .map(|i| {
+            let key = format!("k{}", i % 20);
+            (Some(key.clone()), json!({"k": key, "i": i}).to_string())
+        })
+        .collect();
+    produce_keyed_to_partition(&p.input, 0, &records).await;
+    p.save(&p.output, "publish", "2.0.0", None).await;
+    let mut request = p.flow(&p.input, "subscribe", "2.0.0", None);
+    request["request"]["ordering"] = json!("key");
+    request["request"]["concurrency"] = json!(16);
+    let reply = p.app.call("save_flow", request, Some(&p.ana)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+
+    let outputs = read(&p.output, N as usize).await;
+    assert_eq!(outputs.len(), N as usize, "every message has its output");
+    let offsets: Vec<i64> = outputs
+        .iter()
+        .map(|o| o.headers["eventflows-source-offset"].parse().unwrap())
+        .collect();
+    assert_eq!(
+        offsets,
+        (0..N).collect::<Vec<_>>(),
+        "outputs are written in input order, each once"
+    );
+
+    let log = log.lock().unwrap();
+    // Per key, each call starts only after the previous call ended.
+    let mut open: HashMap<&str, Option<i64>> = HashMap::new();
+    let mut last: HashMap<&str, i64> = HashMap::new();
+    for (start, key, i) in &log.events {
+        let running = open.entry(key).or_default();
+        if *start {
+            assert_eq!(*running, None, "key {key}: {i} started while another ran");
+            let previous = last.insert(key, *i).unwrap_or(-1);
+            assert!(*i > previous, "key {key}: {i} ran after {previous}");
+            *running = Some(*i);
+        } else {
+            assert_eq!(*running, Some(*i));
+            *running = None;
+        }
+    }
+    assert_eq!(log.events.len(), 2 * N as usize, "each message ran once");
+    assert!(
+        log.most > 1,
+        "different keys ran at the same time (at most {} at once)",
+        log.most
+    );
+    assert!(log.most <= 16, "no more than 16 at once ({})", log.most);
+    drop(log);
+
+    let flow = p.subscribe_flow_id().await;
+    let stats = p.stats(&flow).await;
+    assert_eq!(
+        (stats["ordering"].clone(), stats["concurrency"].clone()),
+        (json!("key"), json!(16))
+    );
+    let events = p.events().await;
+    let row = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["topic"] == p.input.as_str())
+        .unwrap();
+    assert_eq!(row["flow"]["ordering"], "key");
+    assert_eq!(row["flow"]["concurrency"], 16);
+}
+
+#[tokio::test]
+async fn ordering_and_concurrency_are_checked_on_the_server() {
+    let p = pipeline().await;
+    let cases = [
+        ("subscribe", json!("key"), json!(0), "between 1 and 256"),
+        ("subscribe", json!("none"), json!(257), "between 1 and 256"),
+        ("subscribe", json!("partition"), json!(4), "must be 1"),
+        (
+            "publish",
+            json!("key"),
+            json!(8),
+            "only to a subscribe flow",
+        ),
+    ];
+    for (direction, ordering, concurrency, says) in cases {
+        let topic = if direction == "publish" {
+            &p.output
+        } else {
+            &p.input
+        };
+        let mut request = p.flow(topic, direction, "1.0.0", None);
+        request["request"]["ordering"] = ordering.clone();
+        request["request"]["concurrency"] = concurrency.clone();
+        let reply = p.app.call("save_flow", request, Some(&p.ana)).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{ordering} × {concurrency}"
+        );
+        assert!(
+            reply.text().contains(says),
+            "{ordering} × {concurrency}: {}",
+            reply.text()
+        );
+    }
+    let events = p.events().await;
+    assert!(
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["flow"].is_null()),
+        "nothing was saved"
+    );
+    // An unknown ordering is refused as well.
+    let mut request = p.flow(&p.input, "subscribe", "1.0.0", None);
+    request["request"]["ordering"] = json!("random");
+    let reply = p.app.call("save_flow", request, Some(&p.ana)).await;
+    assert!(reply.status.is_client_error(), "{} {}", reply.status, reply.text());
+    // Left out, a key ordering gets its default bound.
+    let mut request = p.flow(&p.input, "subscribe", "1.0.0", None);
+    request["request"]["ordering"] = json!("key");
+    let reply = p.app.call("save_flow", request, Some(&p.ana)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let events = p.events().await;
+    let row = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["topic"] == p.input.as_str())
+        .unwrap();
+    assert_eq!(
+        (
+            row["flow"]["ordering"].clone(),
+            row["flow"]["concurrency"].clone()
+        ),
+        (json!("key"), json!(32))
+    );
+}
