@@ -97,6 +97,26 @@ test('a member enables a listener with a Dead Letter Queue, watches it work, edi
   await dialog.getByRole('button', { name: 'Save Changes' }).click();
   await expect(page.getByRole('status')).toHaveText(`Changes to the listener on ${t.input} saved.`);
   await expect(inputRow).toContainText('1.1.0');
+  await expect(inputRow).toContainText('Per partition');
+
+  // Ordering and concurrent runs, in the dialog's closed Advanced section.
+  await inputRow.getByRole('button', { name: `Edit Subscribe on ${t.input}` }).click();
+  dialog = page.getByRole('dialog', { name: 'Edit listener' });
+  await expect(dialog.getByLabel('Ordering')).toBeHidden();
+  await dialog.getByText('Advanced').click();
+  await expect(dialog.getByLabel('Ordering')).toHaveValue('partition');
+  await expect(dialog.getByLabel('Concurrent runs per partition')).toBeDisabled();
+  await dialog.getByLabel('Ordering').selectOption({ label: 'Per key' });
+  await expect(dialog.getByText('Messages with the same key run in order; different keys run at the same time.')).toBeVisible();
+  await expect(dialog.getByLabel('Concurrent runs per partition')).toHaveValue('32');
+  await dialog.getByLabel('Concurrent runs per partition').fill('0');
+  await dialog.getByRole('button', { name: 'Save Changes' }).click();
+  await expect(dialog.getByRole('alert')).toContainText('must be between 1 and 256');
+  await dialog.getByLabel('Concurrent runs per partition').fill('16');
+  await dialog.getByRole('button', { name: 'Save Changes' }).click();
+  await expect(page.getByRole('status')).toHaveText(`Changes to the listener on ${t.input} saved.`);
+  await expect(inputRow).toContainText('Per key, 16 at once');
+  await expect(monitor.getByTestId('flow-ordering')).toHaveText('Per key, 16 at once');
 
   // Without a Dead Letter Queue, a failed message is kept and shown.
   await inputRow.getByRole('button', { name: `Edit Subscribe on ${t.input}` }).click();

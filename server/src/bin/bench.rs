@@ -5,8 +5,10 @@
 //! (the limit), the same passthrough writing the five `eventflows-` headers a
 //! flow's output carries, and subscribe flows running echo, sentiment and an
 //! HTTP model that answers after 5 ms; for 100-byte and 1-KB messages on 1
-//! and 3 partitions. Then the resident memory and threads with 1, 50 and 200 idle
-//! flows. `--smoke` runs a few messages and checks outputs equal inputs.
+//! and 3 partitions. Then flows on model servers (5 and 50 ms, 1,000
+//! distinct keys) ordered per partition, per key with 8 and 64 runs in
+//! flight, and unordered with 64, each against its bound. Then the resident
+//! memory and threads with 1, 50 and 200 idle flows. `--smoke` runs a few messages and checks outputs equal inputs.
 
 use std::collections::{HashMap, VecDeque};
 use std::process::{Child, Command, Stdio};
@@ -24,7 +26,8 @@ use serde_json::{Value, json};
 use server::runner::headers as header;
 
 use app::domain::{
-    Access, CurrentUser, Direction, FlowRequest, NewBrokerConnection, Role, TopicGrant, TopicName,
+    Access, CurrentUser, Direction, FlowOrdering, FlowRequest, NewBrokerConnection, Role,
+    TopicGrant, TopicName,
 };
 use server::{db::Db, runner::metrics::process_usage, secrets::SecretBox, services::Services};
 
@@ -67,11 +70,13 @@ fn start_tansu() -> anyhow::Result<Broker> {
     Ok(Broker(child, format!("127.0.0.1:{port}")))
 }
 
-async fn slow_model() -> anyhow::Result<String> {
+/// A model server that answers each request with its input after
+/// `millis`, taking any number of requests at once.
+async fn slow_model(millis: u64) -> anyhow::Result<String> {
     let app = Router::new().route(
         "/predict",
-        post(|Json(input): Json<Value>| async move {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        post(move |Json(input): Json<Value>| async move {
+            tokio::time::sleep(Duration::from_millis(millis)).await;
             Json(input)
         }),
     );
@@ -98,8 +103,8 @@ fn payload(i: usize, size: usize) -> String {
     )
 }
 
-/// Produces `n` messages keyed `{prefix}{i}` with every send in flight;
-/// returns send times by key.
+/// Produces `n` messages keyed `{prefix}{i}` (or `{prefix}{i % keys}`)
+/// with every send in flight; returns send times by key.
 async fn produce(
     bootstrap: &str,
     topic: &str,
@@ -107,6 +112,7 @@ async fn produce(
     n: usize,
     size: usize,
     pace: Option<Duration>,
+    keys: Option<usize>,
 ) -> anyhow::Result<HashMap<String, i64>> {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -125,7 +131,7 @@ async fn produce(
     let mut pending = VecDeque::new();
     let mut sent = HashMap::new();
     for i in 0..n {
-        let key = format!("{prefix}{i}");
+        let key = format!("{prefix}{}", keys.map_or(i, |k| i % k));
         let value = payload(i, size);
         sent.insert(key.clone(), now_ms());
         let delivery = producer
@@ -274,6 +280,52 @@ async fn passthrough(
     Ok(())
 }
 
+/// Flows on a model server: (row, model latency in ms, ordering, runs in
+/// flight per partition).
+const MODEL_ROWS: [(&str, u64, FlowOrdering, u32); 5] = [
+    ("http", 5, FlowOrdering::Partition, 1),
+    ("http-key8", 5, FlowOrdering::Key, 8),
+    ("http-key64", 5, FlowOrdering::Key, 64),
+    ("http-none64", 5, FlowOrdering::None, 64),
+    ("http50-key64", 50, FlowOrdering::Key, 64),
+];
+/// Distinct keys of the messages model rows run.
+const MODEL_KEYS: usize = 1000;
+
+fn model_row(runtime: &str) -> Option<(u64, FlowOrdering, u32)> {
+    MODEL_ROWS
+        .iter()
+        .find(|r| r.0 == runtime)
+        .map(|&(_, millis, ordering, in_flight)| (millis, ordering, in_flight))
+}
+
+/// Requests a second the model server answers on its own, with 256 at once
+/// for two seconds.
+async fn model_capacity(url: &str) -> anyhow::Result<f64> {
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    let window = Duration::from_secs(2);
+    let mut tasks = Vec::new();
+    for _ in 0..256 {
+        let (client, url) = (client.clone(), url.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let mut answered = 0u64;
+            while started.elapsed() < window {
+                let reply = client.post(&url).json(&json!({"text": "x"})).send().await;
+                if reply.is_ok_and(|r| r.status().is_success()) {
+                    answered += 1;
+                }
+            }
+            answered
+        }));
+    }
+    let mut answered = 0;
+    for task in tasks {
+        answered += task.await?;
+    }
+    Ok(answered as f64 / started.elapsed().as_secs_f64())
+}
+
 struct Row {
     runtime: &'static str,
     size: usize,
@@ -370,6 +422,26 @@ impl Bench {
         direction: Direction,
         enable: bool,
     ) -> anyhow::Result<()> {
+        self.flow_ordered(
+            algorithm,
+            topic,
+            direction,
+            enable,
+            FlowOrdering::Partition,
+            None,
+        )
+        .await
+    }
+
+    async fn flow_ordered(
+        &self,
+        algorithm: &str,
+        topic: &str,
+        direction: Direction,
+        enable: bool,
+        ordering: FlowOrdering,
+        concurrency: Option<u32>,
+    ) -> anyhow::Result<()> {
         let (org, name) = algorithm.split_once('/').unwrap();
         if enable {
             self.services
@@ -383,8 +455,8 @@ impl Bench {
                         direction,
                         version: "1.0.0".into(),
                         dlq_topic: None,
-                        ordering: Default::default(),
-                        concurrency: None,
+                        ordering,
+                        concurrency,
                     },
                 )
                 .await?;
@@ -407,11 +479,12 @@ impl Bench {
         let n = self
             .messages
             .unwrap_or(if size <= 100 { 100_000 } else { 50_000 });
-        // An HTTP model answering after 5 ms is slow by design: fewer messages.
-        let n = if runtime == "http" {
-            (n / 10).min(2_000)
-        } else {
-            n
+        // Models answering after 5 or 50 ms are slow by design: fewer messages.
+        let n = match model_row(runtime) {
+            Some((_, _, 1)) => (n / 10).min(2_000),
+            Some((50, _, _)) => (n / 10).min(5_000),
+            Some(_) => (n / 10).min(10_000),
+            None => n,
         };
         let rounds = if self.smoke { 1 } else { ROUNDS };
         let mut results = Vec::new();
@@ -454,7 +527,9 @@ impl Bench {
         let a = algorithm.as_str();
         let input = self.topic("in", partitions, &[(a, true, false)]).await?;
         let output = self.topic("out", 1, &[(a, false, true)]).await?;
-        produce(&self.bootstrap, &input, "k", n, size, None).await?;
+        let model = model_row(runtime);
+        let keys = model.map(|_| MODEL_KEYS);
+        produce(&self.bootstrap, &input, "k", n, size, None, keys).await?;
         let cpu_before = (
             cpu_seconds(std::process::id()),
             cpu_seconds(self.broker_pid),
@@ -469,8 +544,17 @@ impl Bench {
                 stop_rx,
             )))
         } else {
+            let (ordering, in_flight) = model.map_or((FlowOrdering::Partition, 1), |m| (m.1, m.2));
             self.flow(a, &output, Direction::Publish, true).await?;
-            self.flow(a, &input, Direction::Subscribe, true).await?;
+            self.flow_ordered(
+                a,
+                &input,
+                Direction::Subscribe,
+                true,
+                ordering,
+                Some(in_flight),
+            )
+            .await?;
             None
         };
         let (bootstrap, out) = (self.bootstrap.clone(), output.clone());
@@ -483,19 +567,26 @@ impl Bench {
         let cpu_us = per_message(cpu_before.0, std::process::id());
         let broker_cpu_us = per_message(cpu_before.1, self.broker_pid);
         if self.smoke {
-            let mut got: Vec<String> = backlog.iter().map(|r| r.0.clone()).collect();
-            got.sort();
-            got.dedup();
-            ensure!(
-                got.len() == n,
-                "{runtime}: {} distinct outputs for {n} inputs",
-                got.len()
-            );
+            // The input's number: in its key, or (for model rows, whose keys
+            // repeat) in the text the model echoes.
+            let index = |key: &str, output: &Value| -> anyhow::Result<usize> {
+                if keys.is_none() {
+                    return Ok(key.trim_start_matches('k').parse()?);
+                }
+                let text = output["text"].as_str().unwrap_or_default();
+                Ok(text.split_whitespace().nth(3).unwrap_or_default().parse()?)
+            };
+            let mut got = Vec::new();
             for (key, _, value) in &backlog {
-                let i: usize = key.trim_start_matches('k').parse()?;
                 let output: Value = serde_json::from_slice(value)?;
+                let i = index(key, &output)?;
+                got.push(i);
                 match runtime {
-                    "limit" | "limit+headers" | "echo" | "http" => ensure!(
+                    _ if model.is_some() => ensure!(
+                        output == serde_json::from_str::<Value>(&payload(i, size))?,
+                        "{runtime}: output differs from input {i}"
+                    ),
+                    "limit" | "limit+headers" | "echo" => ensure!(
                         output == serde_json::from_str::<Value>(&payload(i, size))?,
                         "{runtime}: output differs from input {i}"
                     ),
@@ -505,6 +596,13 @@ impl Bench {
                     ),
                 }
             }
+            got.sort_unstable();
+            got.dedup();
+            ensure!(
+                got.len() == n,
+                "{runtime}: {} distinct outputs for {n} inputs",
+                got.len()
+            );
         }
 
         let mut measured = None;
@@ -512,9 +610,9 @@ impl Bench {
             let l = self.latency_messages;
             // A steady pace the pipeline keeps up with (one partition of the
             // 5-ms model serves ~160 a second), so that latency is not queueing.
-            let pace = Duration::from_millis(if runtime == "http" { 10 } else { 2 });
+            let pace = Duration::from_millis(if model.is_some() { 10 } else { 2 });
             // Keys of their own, so that no backlog output counts as one of these.
-            let sent = produce(&self.bootstrap, &input, "l", l, size, Some(pace)).await?;
+            let sent = produce(&self.bootstrap, &input, "l", l, size, Some(pace), None).await?;
             let (bootstrap, out) = (self.bootstrap.clone(), output.clone());
             let (all, _) = tokio::task::spawn_blocking(move || {
                 read(&bootstrap, &out, n + l, Duration::from_secs(600))
@@ -623,13 +721,17 @@ async fn main() -> anyhow::Result<()> {
     let db = tokio::task::spawn_blocking(move || Db::open(&url)).await??;
     let services = Services::new(db, SecretBox::random()?, false)?;
     services.add_organization("bench").await?;
-    let model = slow_model().await?;
-    for (name, runtime) in [
+    let (model, model50) = (slow_model(5).await?, slow_model(50).await?);
+    let mut algorithms = vec![
         ("limit", "builtin:echo".to_owned()),
         ("echo", "builtin:echo".into()),
         ("sentiment", "builtin:sentiment".into()),
-        ("http", format!("http:{model}")),
-    ] {
+    ];
+    for (name, millis, _, _) in MODEL_ROWS {
+        let url = if millis == 50 { &model50 } else { &model };
+        algorithms.push((name, format!("http:{url}")));
+    }
+    for (name, runtime) in algorithms {
         services
             .add_algorithm_version(&format!("bench/{name}"), "1.0.0", &runtime, "")
             .await?;
@@ -657,14 +759,12 @@ async fn main() -> anyhow::Result<()> {
         smoke,
     };
 
+    let wanted = |runtime: &str| only.as_ref().is_none_or(|o| o.iter().any(|r| r == runtime));
     let mut rows = Vec::new();
     for &partitions in &partition_counts {
         for &size in &sizes {
             for runtime in ["limit", "limit+headers", "echo", "sentiment", "http"] {
-                if only
-                    .as_ref()
-                    .is_some_and(|o| !o.iter().any(|r| r == runtime))
-                {
+                if !wanted(runtime) {
                     continue;
                 }
                 let row = bench.measure(runtime, size, partitions).await?;
@@ -674,6 +774,23 @@ async fn main() -> anyhow::Result<()> {
                 );
                 rows.push(row);
             }
+        }
+    }
+    // Flows on model servers, with 1,000 distinct keys, beside the echo row.
+    let capacity = model_capacity(&model).await?;
+    eprintln!("the 5-ms model alone answers {capacity:.0} requests a second");
+    let mut model_rows = Vec::new();
+    for &partitions in &partition_counts {
+        for (runtime, millis, _, _) in MODEL_ROWS {
+            if runtime == "http" || !wanted(runtime) || (millis == 50 && partitions > 1) {
+                continue;
+            }
+            let row = bench.measure(runtime, 100, partitions).await?;
+            eprintln!(
+                "{runtime:>12} {partitions} p: {:>7.0} msg/s  p50 {:>4} ms  p99 {:>4} ms  cpu {:>5.1} µs/msg",
+                row.per_second, row.p50_ms, row.p99_ms, row.cpu_us
+            );
+            model_rows.push(row);
         }
     }
     let idle = if args.iter().any(|a| a == "--no-idle") {
@@ -718,6 +835,42 @@ async fn main() -> anyhow::Result<()> {
             "ratio_to_limit": ratio, "ratio_to_limit_with_headers": ratio_headers, "cpu_us_per_message": row.cpu_us,
             "broker_cpu_us_per_message": row.broker_cpu_us}));
     }
+    println!(
+        "\nThe 5-ms model server alone: {capacity:.0} requests a second.\n\n| flow | partitions | model ms | ordering | in flight | msg/s | bound | × bound | p50 ms | p99 ms | CPU µs/msg |"
+    );
+    println!("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    let mut json_models = Vec::new();
+    for row in rows
+        .iter()
+        .filter(|r| r.runtime == "http" && r.size == 100)
+        .chain(&model_rows)
+    {
+        let Some((millis, ordering, in_flight)) = model_row(row.runtime) else {
+            continue;
+        };
+        let echo = rows
+            .iter()
+            .find(|r| r.runtime == "echo" && r.size == row.size && r.partitions == row.partitions)
+            .map_or(f64::INFINITY, |r| r.per_second);
+        let model_capacity = if millis == 5 { capacity } else { f64::INFINITY };
+        let bound = (f64::from(in_flight) * f64::from(row.partitions) * 1000.0 / millis as f64)
+            .min(model_capacity)
+            .min(echo);
+        println!(
+            "| {} | {} | {millis} | {} | {in_flight} | {:.0} | {bound:.0} | {:.2} | {} | {} | {:.1} |",
+            row.runtime,
+            row.partitions,
+            ordering.as_str(),
+            row.per_second,
+            row.per_second / bound,
+            row.p50_ms,
+            row.p99_ms,
+            row.cpu_us
+        );
+        json_models.push(json!({"flow": row.runtime, "partitions": row.partitions, "model_ms": millis,
+            "ordering": ordering.as_str(), "in_flight": in_flight, "messages_per_second": row.per_second,
+            "bound": bound, "ratio_to_bound": row.per_second / bound}));
+    }
     println!("\n| idle flows | resident MiB | threads | MiB per flow | threads per flow |");
     println!("|---:|---:|---:|---:|---:|");
     let (_, base_rss, base_threads) = idle.first().copied().unwrap_or_default();
@@ -740,7 +893,9 @@ async fn main() -> anyhow::Result<()> {
     }
     std::fs::write(
         &json_path,
-        serde_json::to_string_pretty(&json!({"throughput": json_rows, "idle": json_idle}))?,
+        serde_json::to_string_pretty(
+            &json!({"throughput": json_rows, "models": json_models, "idle": json_idle}),
+        )?,
     )?;
     eprintln!("\nwritten to {json_path}");
     if smoke {

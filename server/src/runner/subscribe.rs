@@ -100,6 +100,13 @@ impl ConsumerContext for FlowContext {
         if partitions.is_empty() {
             return;
         }
+        // An assignment the consumer loop has not acted on yet (assigned and
+        // revoked within one poll) starts no lane: such a lane would never
+        // be stopped, and would keep the partition from getting a new lane
+        // when it is assigned again.
+        if let Ok(mut assigned) = self.assigned.lock() {
+            assigned.retain(|p| !partitions.contains(p));
+        }
         // Waiting for the lanes and the synchronous commit both block.
         let finished = blocking_in_callback(|can_wait| {
             let finished = self.lanes.revoke(&partitions, can_wait);

@@ -18,10 +18,15 @@ use crate::support::TestDb;
 
 /// A model server that answers after a short pause, so that a run takes time.
 async fn slow_model() -> String {
+    model_taking(3).await
+}
+
+/// A model server that answers after `millis`, any number of calls at once.
+async fn model_taking(millis: u64) -> String {
     let app = Router::new().route(
         "/predict",
-        post(|Json(input): Json<Value>| async move {
-            tokio::time::sleep(Duration::from_millis(3)).await;
+        post(move |Json(input): Json<Value>| async move {
+            tokio::time::sleep(Duration::from_millis(millis)).await;
             Json(input)
         }),
     );
@@ -91,6 +96,18 @@ pub async fn seed(
     runtime: &str,
     partitions: u32,
 ) -> (String, String) {
+    seed_ordered(db, bootstrap, runtime, partitions, "partition", 1).await
+}
+
+/// [`seed`] with the subscribe flow's ordering and runs in flight.
+pub async fn seed_ordered(
+    db: &TestDb,
+    bootstrap: &str,
+    runtime: &str,
+    partitions: u32,
+    ordering: &'static str,
+    concurrency: i32,
+) -> (String, String) {
     let (input, output) = (unique_topic("in"), unique_topic("out"));
     let url = db.url.clone();
     let pool = tokio::task::spawn_blocking(move || Db::open(&url))
@@ -143,6 +160,10 @@ pub async fn seed(
     // Enabled straight in the database: no consumer may run in this process.
     for (topic, direction) in [(&output, "publish"), (&input, "subscribe")] {
         let (connection, topic) = (connection.clone(), topic.clone());
+        let (ordering, concurrency) = match direction {
+            "subscribe" => (ordering, concurrency),
+            _ => ("partition", 1),
+        };
         s.db.run(move |c| {
             let algorithm = server::db::flows::find_algorithm(c, "acme", "model")?
                 .unwrap()
@@ -155,8 +176,8 @@ pub async fn seed(
                 direction,
                 "1.0.0",
                 None,
-                "partition",
-                1,
+                ordering,
+                concurrency,
             )
         })
         .await
@@ -173,8 +194,30 @@ async fn killing_the_server_mid_stream_loses_no_message() {
     const N: usize = 1500;
     let values: Vec<String> = (0..N).map(|i| format!(r#"{{"n": {i}}}"#)).collect();
     produce_keyed(&input, &values).await;
+    kill_mid_stream_and_restart(&db, &output, N).await;
+}
 
-    let server = start_server(&db);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_server_during_runs_in_flight_per_key_loses_no_message() {
+    let db = TestDb::fresh();
+    // Slow enough that 64 runs at once per partition still take seconds.
+    let model = model_taking(30).await;
+    let runtime = format!("http:{model}");
+    let (input, output) = seed_ordered(&db, bootstrap(), &runtime, 3, "key", 64).await;
+    const PER_PARTITION: usize = 4000;
+    for partition in 0..3 {
+        let records: Vec<(Option<String>, String)> = (0..PER_PARTITION)
+            .map(|i| (Some(format!("k{}", i % 50)), format!(r#"{{"n": {i}}}"#)))
+            .collect();
+        crate::kafka::produce_keyed_to_partition(&input, partition, &records).await;
+    }
+    kill_mid_stream_and_restart(&db, &output, 3 * PER_PARTITION).await;
+}
+
+/// Starts the server on `db`, kills it once it has written some outputs,
+/// starts it again, and checks that each of the `n` inputs has an output.
+async fn kill_mid_stream_and_restart(db: &TestDb, output: &str, n: usize) {
+    let server = start_server(db);
     let deadline = Instant::now() + Duration::from_secs(90);
     while read_for(&output, 100, Duration::from_millis(500))
         .await
@@ -184,17 +227,17 @@ async fn killing_the_server_mid_stream_loses_no_message() {
         assert!(Instant::now() < deadline, "the server processed nothing");
     }
     drop(server); // SIGKILL
-    let at_kill = read_for(&output, N, Duration::from_secs(2)).await.len();
+    let at_kill = read_for(&output, n, Duration::from_secs(2)).await.len();
     assert!(
-        at_kill < N,
-        "the kill came too late to be mid-stream ({at_kill} of {N} done)"
+        at_kill < n,
+        "the kill came too late to be mid-stream ({at_kill} of {n} done)"
     );
 
-    let _server = start_server(&db);
+    let _server = start_server(db);
     let deadline = Instant::now() + Duration::from_secs(120);
     let outputs = loop {
-        let outputs = read_for(&output, N * 2, Duration::from_secs(2)).await;
-        if sources(&outputs).into_iter().collect::<HashSet<_>>().len() >= N {
+        let outputs = read_for(&output, n * 2, Duration::from_secs(2)).await;
+        if sources(&outputs).into_iter().collect::<HashSet<_>>().len() >= n {
             break outputs;
         }
         if Instant::now() >= deadline {
@@ -204,7 +247,7 @@ async fn killing_the_server_mid_stream_loses_no_message() {
                 *per.entry(*p).or_default() += 1;
             }
             panic!(
-                "after the restart only {} of {N} inputs have an output (per partition {per:?}; {at_kill} at the kill)",
+                "after the restart only {} of {n} inputs have an output (per partition {per:?}; {at_kill} at the kill)",
                 unique.len()
             );
         }
@@ -224,9 +267,9 @@ async fn killing_the_server_mid_stream_loses_no_message() {
             );
         }
     }
-    assert_eq!(unique.len(), N);
+    assert_eq!(unique.len(), n);
     println!(
-        "killed after {at_kill} of {N} outputs; {} duplicates after the restart",
+        "killed after {at_kill} of {n} outputs; {} duplicates after the restart",
         all.len() - unique.len()
     );
 }

@@ -179,7 +179,12 @@ async fn ordering_and_concurrency_are_checked_on_the_server() {
     let mut request = p.flow(&p.input, "subscribe", "1.0.0", None);
     request["request"]["ordering"] = json!("random");
     let reply = p.app.call("save_flow", request, Some(&p.ana)).await;
-    assert!(reply.status.is_client_error(), "{} {}", reply.status, reply.text());
+    assert!(
+        reply.status.is_client_error(),
+        "{} {}",
+        reply.status,
+        reply.text()
+    );
     // Left out, a key ordering gets its default bound.
     let mut request = p.flow(&p.input, "subscribe", "1.0.0", None);
     request["request"]["ordering"] = json!("key");
