@@ -230,7 +230,6 @@ pub fn disable_flow(
     Ok(n > 0)
 }
 
-/// Deletes the flows on a topic whose direction is no longer granted.
 /// Flows that dead-letter into `topic` while their algorithm may no longer
 /// publish there lose their Dead Letter Queue (their failed messages are
 /// then kept in the database). Returns how many.
@@ -257,6 +256,7 @@ pub fn drop_ungranted_dead_letter_queues(
     .execute(conn)
 }
 
+/// Deletes the flows on a topic whose direction is no longer granted.
 pub fn delete_ungranted_flows(
     conn: &mut AnyConnection,
     connection_id: &str,

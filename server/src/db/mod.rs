@@ -212,10 +212,9 @@ impl Db {
         Ok(applied)
     }
 
-    /// Reverts the newest migration (for tests of what a migration does to
-    /// rows written before it).
+    /// Reverts the newest applied migration and returns its version (for
+    /// tests of what a migration does to rows written before it).
     #[doc(hidden)]
-    /// Reverts the newest applied migration and returns its version.
     pub fn revert_last_migration(&self) -> anyhow::Result<String> {
         let mut conn = self
             .pool

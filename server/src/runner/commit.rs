@@ -281,7 +281,7 @@ mod tests {
         commit.finished(finished(13, None));
         commit.flush().await;
         assert_eq!(log.lines(), vec!["keep 11", "store 2/13"]);
-        let stats = commit.stats.snapshot(None);
+        let stats = commit.stats.snapshot();
         assert_eq!((stats.succeeded, stats.dead_lettered), (2, 1));
         let runs = &stats.recent_runs;
         assert_eq!(runs.len(), 4);
@@ -326,7 +326,7 @@ mod tests {
         assert!(
             commit
                 .stats
-                .snapshot(None)
+                .snapshot()
                 .state
                 .starts_with("cannot keep failed messages: database is down")
         );

@@ -26,7 +26,7 @@ use super::source::Source;
 use super::subscribe::FlowContext;
 use super::write::WriteError;
 use super::writer::{Failure, Ran, Record, Sink, Writer};
-use super::{FlowConfig, RunError, Runner, Stats, Target};
+use super::{Executor, FlowConfig, RunError, Runner, Stats, Target};
 use crate::db::failures::{self, Failure as KeptFailure};
 use crate::db::flows::ActiveFlow;
 
@@ -89,12 +89,10 @@ pub(super) async fn lane(mut worker: Worker, mut source: Source) {
                 let settled = if runs.is_empty() {
                     writer.settle(&mut commit, true).await
                 } else {
-                    match runs.next().await {
-                        Some(Some((ran, setup))) => {
-                            writer.submit(ran, &setup.outputs, &mut commit).await
-                                && writer.settle(&mut commit, false).await
-                        }
-                        _ => {
+                    match write_oldest(&mut runs, &mut writer, &mut commit).await {
+                        Ok(()) => writer.settle(&mut commit, false).await,
+                        Err(Halt::WriteStopped) => false,
+                        Err(Halt::RunStopped) => {
                             stopped = true;
                             true
                         }
@@ -121,18 +119,23 @@ pub(super) async fn lane(mut worker: Worker, mut source: Source) {
                 setup = Arc::new(worker.setup(writer.sink()).await);
             }
             let (ordering, limit) = setup.runs();
-            if !runs.is_empty() && (ordering, limit) != (runs.ordering(), runs.limit()) {
-                // Runs started under the old ordering finish first.
-                match finish_runs(&mut runs, &mut writer, &mut commit).await {
-                    Some(true) => {}
-                    Some(false) => return commit.flush().await,
-                    None => {
+            let changed = (ordering, limit) != (runs.ordering(), runs.limit());
+            // Runs started under another ordering finish first; when as
+            // many run as may, the oldest makes room.
+            while !runs.is_empty() && (changed || runs.is_full()) {
+                match write_oldest(&mut runs, &mut writer, &mut commit).await {
+                    Ok(()) => {}
+                    Err(Halt::WriteStopped) => return commit.flush().await,
+                    Err(Halt::RunStopped) => {
                         stopped = true;
                         break;
                     }
                 }
             }
-            if runs.is_empty() && (ordering, limit) != (runs.ordering(), runs.limit()) {
+            if stopped {
+                break;
+            }
+            if changed {
                 runs = Runs::new(ordering, limit);
             }
             if limit == 1 {
@@ -146,18 +149,6 @@ pub(super) async fn lane(mut worker: Worker, mut source: Source) {
                 }
                 continue;
             }
-            while runs.is_full() {
-                let Some(Some((ran, setup))) = runs.next().await else {
-                    stopped = true;
-                    break;
-                };
-                if !writer.submit(ran, &setup.outputs, &mut commit).await {
-                    return commit.flush().await;
-                }
-            }
-            if stopped {
-                break;
-            }
             let (key, offset) = (message.key().map(<[u8]>::to_vec), message.offset());
             let run = worker.run_owned(setup.clone(), message);
             runs.push(key.as_deref(), offset, run);
@@ -170,31 +161,47 @@ pub(super) async fn lane(mut worker: Worker, mut source: Source) {
     }
     // Finish what was started, then store its offsets. After a run that
     // was stopped during retries, later runs are dropped unwritten.
-    if !stopped && finish_runs(&mut runs, &mut writer, &mut commit).await == Some(false) {
-        return commit.flush().await;
+    if !stopped {
+        while !runs.is_empty() {
+            match write_oldest(&mut runs, &mut writer, &mut commit).await {
+                Ok(()) => {}
+                Err(Halt::WriteStopped) => return commit.flush().await,
+                Err(Halt::RunStopped) => break,
+            }
+        }
     }
     drop(runs);
     writer.join(&mut commit).await;
     commit.flush().await;
 }
 
+/// A run in flight: its result with what it ran with, or `None` if the
+/// lane was stopped during its retries.
 type Running = Option<(Ran, Arc<Setup>)>;
 
-/// Hands every run in flight to the write step, in order. `Some(false)` if
-/// the flow was stopped while a write kept failing, `None` if a run was
-/// stopped during retries (the runs after it are left unwritten).
-async fn finish_runs(
+/// Why a lane cannot go on.
+enum Halt {
+    /// A run was stopped during retries: it and the runs after it stay
+    /// unwritten, so their offsets are not stored.
+    RunStopped,
+    /// The flow was stopped while a write kept failing.
+    WriteStopped,
+}
+
+/// Hands the oldest run in flight, once over, to the write step.
+async fn write_oldest(
     runs: &mut Runs<Running>,
     writer: &mut Writer<KafkaSink>,
     commit: &mut KafkaCommit,
-) -> Option<bool> {
-    while let Some(running) = runs.next().await {
-        let (ran, setup) = running?;
-        if !writer.submit(ran, &setup.outputs, commit).await {
-            return Some(false);
-        }
+) -> Result<(), Halt> {
+    match runs.next().await {
+        None => Ok(()),
+        Some(None) => Err(Halt::RunStopped),
+        Some(Some((ran, setup))) => match writer.submit(ran, &setup.outputs, commit).await {
+            true => Ok(()),
+            false => Err(Halt::WriteStopped),
+        },
     }
-    Some(true)
 }
 
 /// What a batch runs with: the flow's configuration when the batch began.
@@ -266,37 +273,20 @@ impl Worker {
         }
     }
 
-    /// The run step: runs the algorithm, retrying transient failures.
-    /// `None` when the flow was stopped during retries.
+    /// The run step, inline. `None` when the lane was stopped during
+    /// retries.
     async fn run(&self, setup: &Setup, message: OwnedMessage) -> Option<Ran> {
-        self.stats.consumed.inc();
-        let started = Instant::now();
-        let executor = self.runner.executor();
-        let ran = run_with_retries(
+        run_step(
+            self.runner.executor(),
             &self.retry,
             self.stop.clone(),
-            &ModelState(&self.stats),
-            || async {
-                match message.payload() {
-                    None => Err(RunError::BadInput("the message has no value".into())),
-                    Some(input) => executor.run(&setup.runtime, input).await,
-                }
-            },
-        )
-        .await?;
-        Some(Ran {
+            &self.stats,
+            setup,
             message,
-            version: setup.version.clone(),
-            dlq: setup.dlq.clone(),
-            started,
-            result: ran
-                .result
-                .map_err(|e| Failure::now(e.kind(), e.message().to_owned(), ran.attempts)),
-        })
+        )
+        .await
     }
-}
 
-impl Worker {
     /// The run step as a task of its own, for runs in flight at once.
     fn run_owned(
         &self,
@@ -310,27 +300,40 @@ impl Worker {
             self.stats.clone(),
         );
         async move {
-            stats.consumed.inc();
-            let started = Instant::now();
-            let ran = run_with_retries(&retry, stop, &ModelState(&stats), || async {
-                match message.payload() {
-                    None => Err(RunError::BadInput("the message has no value".into())),
-                    Some(input) => executor.run(&setup.runtime, input).await,
-                }
-            })
-            .await?;
-            let ran = Ran {
-                message,
-                version: setup.version.clone(),
-                dlq: setup.dlq.clone(),
-                started,
-                result: ran
-                    .result
-                    .map_err(|e| Failure::now(e.kind(), e.message().to_owned(), ran.attempts)),
-            };
+            let ran = run_step(&executor, &retry, stop, &stats, &setup, message).await?;
             Some((ran, setup))
         }
     }
+}
+
+/// The run step: runs the algorithm on a message, retrying transient
+/// failures. `None` when `stop` turned true during retries.
+async fn run_step(
+    executor: &Executor,
+    retry: &RetryPolicy,
+    stop: watch::Receiver<bool>,
+    stats: &Stats,
+    setup: &Setup,
+    message: OwnedMessage,
+) -> Option<Ran> {
+    stats.consumed.inc();
+    let started = Instant::now();
+    let ran = run_with_retries(retry, stop, &ModelState(stats), || async {
+        match message.payload() {
+            None => Err(RunError::BadInput("the message has no value".into())),
+            Some(input) => executor.run(&setup.runtime, input).await,
+        }
+    })
+    .await?;
+    Some(Ran {
+        message,
+        version: setup.version.clone(),
+        dlq: setup.dlq.clone(),
+        started,
+        result: ran
+            .result
+            .map_err(|e| Failure::now(e.kind(), e.message().to_owned(), ran.attempts)),
+    })
 }
 
 /// Writes to Kafka through the runner's shared producers.

@@ -351,7 +351,8 @@ impl Runner {
         self.inner.metrics.encode()
     }
 
-    /// The flow's counters, with its consumer lag when it is running.
+    /// The flow's counters, with its consumer lag (as the flow last
+    /// measured it) when it is running.
     pub async fn flow_stats(&self, flow_id: &str) -> FlowStats {
         let stats = self.stats_of(flow_id);
         let running = {
@@ -369,20 +370,23 @@ impl Runner {
         let is_running = running.is_some();
         let mut snapshot = match running {
             Some((consumer, topic, group, (ordering, concurrency))) => {
-                let progress = stats.progress();
-                let (partitions, lag) = tokio::task::spawn_blocking(move || {
-                    subscribe::position(&consumer, &topic, &progress)
-                })
-                .await
-                .unwrap_or_default();
-                let mut snapshot = stats.snapshot(lag);
+                // The lag is the flow's own measurement: the monitor asks
+                // the broker nothing.
+                let partitions =
+                    tokio::task::spawn_blocking(move || subscribe::assigned(&consumer, &topic))
+                        .await
+                        .unwrap_or_default();
+                let mut snapshot = stats.snapshot();
                 snapshot.partitions = partitions;
                 snapshot.consumer_group = Some(group);
                 snapshot.ordering = Some(ordering);
                 snapshot.concurrency = Some(concurrency);
                 snapshot
             }
-            None => stats.snapshot(None),
+            None => FlowStats {
+                lag: None,
+                ..stats.snapshot()
+            },
         };
         if !is_running && snapshot.state == "running" {
             snapshot.state = "stopped".into();

@@ -35,6 +35,8 @@ pub struct Stats {
     runs: Mutex<VecDeque<RunRecord>>,
     /// Next offset to process, per partition.
     progress: Mutex<HashMap<i32, i64>>,
+    /// Messages not yet processed, as last measured (see [`Stats::set_lag`]).
+    measured_lag: Mutex<Option<u64>>,
     /// When the flow's model began failing (milliseconds since the epoch),
     /// while its runs are being retried.
     unavailable_since: Mutex<Option<i64>>,
@@ -159,14 +161,17 @@ impl Stats {
         self.progress.lock().map(|p| p.clone()).unwrap_or_default()
     }
 
+    /// The flow's lag as it measured it (every few seconds, off the async
+    /// threads); the monitor and `/metrics` show this one.
     pub fn set_lag(&self, lag: u64) {
         self.lag.set(lag.min(i64::MAX as u64) as i64);
+        if let Ok(mut measured) = self.measured_lag.lock() {
+            *measured = Some(lag);
+        }
     }
 
-    pub fn snapshot(&self, lag: Option<u64>) -> FlowStats {
-        if let Some(lag) = lag {
-            self.lag.set(lag as i64);
-        }
+    pub fn snapshot(&self) -> FlowStats {
+        let lag = self.measured_lag.lock().ok().and_then(|l| *l);
         FlowStats {
             state: self.state.lock().map(|s| s.clone()).unwrap_or_default(),
             consumed: self.consumed.get(),
@@ -232,15 +237,15 @@ mod tests {
         stats.set_running();
         stats.broker_away("1/1 brokers are down");
         assert_eq!(
-            stats.snapshot(None).state,
+            stats.snapshot().state,
             "waiting for the broker: 1/1 brokers are down"
         );
         stats.broker_reachable();
-        assert_eq!(stats.snapshot(None).state, "running");
+        assert_eq!(stats.snapshot().state, "running");
         // Other states are not the broker's to clear.
         stats.set_state("cannot write: topic deleted");
         stats.broker_reachable();
-        assert_eq!(stats.snapshot(None).state, "cannot write: topic deleted");
+        assert_eq!(stats.snapshot().state, "cannot write: topic deleted");
     }
 
     #[test]
@@ -248,22 +253,22 @@ mod tests {
         let stats = Stats::default();
         stats.set_running();
         stats.model_unavailable("the model server failed (503)");
-        let first = stats.snapshot(None).state;
+        let first = stats.snapshot().state;
         assert!(first.starts_with("model unavailable since "), "{first}");
         assert!(
             first.ends_with("(the model server failed (503)), retrying"),
             "{first}"
         );
         stats.model_unavailable("the model server at x could not be reached");
-        let second = stats.snapshot(None).state;
+        let second = stats.snapshot().state;
         assert_eq!(first[..40], second[..40], "the outage keeps its start");
         stats.set_running();
         assert_eq!(
-            stats.snapshot(None).state,
+            stats.snapshot().state,
             second,
             "messages still arriving do not hide the outage"
         );
         stats.model_available();
-        assert_eq!(stats.snapshot(None).state, "running");
+        assert_eq!(stats.snapshot().state, "running");
     }
 }

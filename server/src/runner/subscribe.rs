@@ -271,7 +271,7 @@ pub async fn run(
                 if ticks % LAG_EVERY == 0 && measuring.as_ref().is_none_or(|m| m.is_finished()) {
                     let (consumer, topic, stats) = (consumer.clone(), worker.spec.topic.clone(), stats.clone());
                     measuring = Some(tokio::task::spawn_blocking(move || {
-                        if let (_, Some(lag)) = position(&consumer, &topic, &stats.progress()) {
+                        if let Some(lag) = lag(&consumer, &topic, &stats.progress()) {
                             stats.set_lag(lag);
                             stats.broker_reachable();
                         }
@@ -361,27 +361,30 @@ fn partitions_of(list: &TopicPartitionList, topic: &str) -> Vec<i32> {
     partitions
 }
 
-/// The partitions of `topic` assigned to this consumer, and the messages on
-/// them not yet processed (the high watermark minus the next offset to
-/// process, when every watermark could be read). Blocking.
-pub fn position(
+/// The partitions of `topic` assigned to this consumer. Blocking (a
+/// request to librdkafka's own thread), but no broker call.
+pub fn assigned(consumer: &StreamConsumer<FlowContext>, topic: &str) -> Vec<i32> {
+    consumer
+        .assignment()
+        .map(|assignment| partitions_of(&assignment, topic))
+        .unwrap_or_default()
+}
+
+/// The messages on the assigned partitions of `topic` not yet processed
+/// (the high watermark minus the next offset to process), when every
+/// watermark could be read. Blocking: asks the broker.
+fn lag(
     consumer: &StreamConsumer<FlowContext>,
     topic: &str,
     progress: &HashMap<i32, i64>,
-) -> (Vec<i32>, Option<u64>) {
-    let Ok(assignment) = consumer.assignment() else {
-        return (Vec::new(), None);
-    };
-    let partitions = partitions_of(&assignment, topic);
-    let mut total = Some(0u64);
-    for &partition in &partitions {
-        let Ok((low, high)) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(2))
-        else {
-            total = None;
-            break;
-        };
+) -> Option<u64> {
+    let mut total = 0u64;
+    for partition in assigned(consumer, topic) {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition, Duration::from_secs(2))
+            .ok()?;
         let next = progress.get(&partition).copied().unwrap_or(low).max(low);
-        total = total.map(|t| t + (high - next).max(0) as u64);
+        total += (high - next).max(0) as u64;
     }
-    (partitions, total)
+    Some(total)
 }

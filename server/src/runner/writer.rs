@@ -1020,7 +1020,7 @@ mod tests {
         assert!(
             writer
                 .stats
-                .snapshot(None)
+                .snapshot()
                 .state
                 .starts_with("cannot write: broker away")
         );

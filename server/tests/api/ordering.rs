@@ -120,13 +120,7 @@ async fn with_key_ordering_keys_run_at_the_same_time_and_each_in_order() {
         (stats["ordering"].clone(), stats["concurrency"].clone()),
         (json!("key"), json!(16))
     );
-    let events = p.events().await;
-    let row = events
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["topic"] == p.input.as_str())
-        .unwrap();
+    let row = p.input_row().await;
     assert_eq!(row["flow"]["ordering"], "key");
     assert_eq!(row["flow"]["concurrency"], 16);
 }
@@ -190,13 +184,7 @@ async fn ordering_and_concurrency_are_checked_on_the_server() {
     request["request"]["ordering"] = json!("key");
     let reply = p.app.call("save_flow", request, Some(&p.ana)).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
-    let events = p.events().await;
-    let row = events
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["topic"] == p.input.as_str())
-        .unwrap();
+    let row = p.input_row().await;
     assert_eq!(
         (
             row["flow"]["ordering"].clone(),
