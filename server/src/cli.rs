@@ -215,6 +215,8 @@ async fn serve(services: Services, settings: Settings) -> anyhow::Result<()> {
     let runner = services.runner.clone();
     runner.set_instance(instance);
     runner.set_retry_limit(settings.retry_limit);
+    runner.set_model_connections_per_host(settings.model_connections_per_host);
+    runner.set_write_timeout(settings.write_timeout);
     let mut services = services;
     services.session_idle = settings.session_idle;
     if let Some(token) = &settings.metrics_token {

@@ -23,6 +23,12 @@ pub struct Settings {
     /// How long a flow retries one message whose model keeps failing
     /// transiently before the message counts as failed.
     pub retry_limit: std::time::Duration,
+    /// Calls in flight at once to one model server (`host:port`), from
+    /// every flow and REST run of this instance.
+    pub model_connections_per_host: usize,
+    /// How long a write to the broker may wait for its acknowledgement
+    /// before it is sent again.
+    pub write_timeout: std::time::Duration,
     /// The bearer token `/metrics` asks for; without one `/metrics` is off.
     pub metrics_token: Option<String>,
     /// A session unused this long ends.
@@ -39,6 +45,11 @@ impl std::fmt::Debug for Settings {
             .field("secret_key", &self.secret_key.as_ref().map(|_| "set"))
             .field("secure_cookies", &self.secure_cookies)
             .field("retry_limit", &self.retry_limit)
+            .field(
+                "model_connections_per_host",
+                &self.model_connections_per_host,
+            )
+            .field("write_timeout", &self.write_timeout)
             .field("metrics_token", &self.metrics_token.as_ref().map(|_| "set"))
             .field("session_idle", &self.session_idle)
             .finish()
@@ -56,6 +67,8 @@ struct FileSettings {
     secret_key: Option<String>,
     secure_cookies: Option<bool>,
     retry_limit_secs: Option<u64>,
+    model_connections_per_host: Option<usize>,
+    write_timeout_secs: Option<u64>,
     metrics_token: Option<String>,
     session_idle_minutes: Option<u64>,
 }
@@ -119,6 +132,36 @@ impl Settings {
                 .retry_limit_secs
                 .unwrap_or(crate::runner::retry::DEFAULT_RETRY_LIMIT.as_secs()),
         };
+        let model_connections_per_host = match env("EVENTFLOWS_MODEL_CONNECTIONS_PER_HOST") {
+            Some(v) => match v.trim().parse::<usize>() {
+                Ok(n) if (1..=4096).contains(&n) => n,
+                _ => bail!(
+                    "EVENTFLOWS_MODEL_CONNECTIONS_PER_HOST '{v}' is not a number from 1 to 4096"
+                ),
+            },
+            None => match file.model_connections_per_host {
+                Some(n) if !(1..=4096).contains(&n) => {
+                    bail!("model_connections_per_host {n} is not a number from 1 to 4096")
+                }
+                Some(n) => n,
+                None => crate::runner::DEFAULT_CONNECTIONS_PER_HOST,
+            },
+        };
+        let write_timeout_secs = match env("EVENTFLOWS_WRITE_TIMEOUT_SECS") {
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(secs) if (1..=300).contains(&secs) => secs,
+                _ => bail!(
+                    "EVENTFLOWS_WRITE_TIMEOUT_SECS '{v}' is not a number of seconds from 1 to 300"
+                ),
+            },
+            None => match file.write_timeout_secs {
+                Some(secs) if !(1..=300).contains(&secs) => {
+                    bail!("write_timeout_secs {secs} is not a number of seconds from 1 to 300")
+                }
+                Some(secs) => secs,
+                None => crate::runner::SEND_TIMEOUT.as_secs(),
+            },
+        };
         let metrics_token = env("EVENTFLOWS_METRICS_TOKEN").or(file.metrics_token);
         if let Some(token) = &metrics_token
             && (token.trim().len() < 16 || token.trim() != token)
@@ -142,6 +185,8 @@ impl Settings {
             session_idle: std::time::Duration::from_secs(session_idle_minutes * 60),
             metrics_token,
             retry_limit: std::time::Duration::from_secs(retry_limit_secs),
+            model_connections_per_host,
+            write_timeout: std::time::Duration::from_secs(write_timeout_secs),
             listen,
             database_url,
             data_dir,
@@ -254,6 +299,50 @@ mod tests {
         for bad in ["0", "20161", "soon"] {
             let error = with(bad).err().unwrap().to_string();
             assert!(error.contains("EVENTFLOWS_SESSION_IDLE_MINUTES"), "{error}");
+        }
+    }
+
+    #[test]
+    fn calls_per_model_server_are_a_bounded_number() {
+        let with = |v: &'static str| {
+            Settings::load(None, move |n| {
+                (n == "EVENTFLOWS_MODEL_CONNECTIONS_PER_HOST").then(|| v.into())
+            })
+        };
+        assert_eq!(
+            Settings::load(None, |_| None)
+                .unwrap()
+                .model_connections_per_host,
+            crate::runner::DEFAULT_CONNECTIONS_PER_HOST
+        );
+        assert_eq!(with("8").unwrap().model_connections_per_host, 8);
+        for bad in ["0", "4097", "many"] {
+            let error = with(bad).err().unwrap().to_string();
+            assert!(
+                error.contains("EVENTFLOWS_MODEL_CONNECTIONS_PER_HOST"),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_write_timeout_is_seconds_within_bounds() {
+        let with = |v: &'static str| {
+            Settings::load(None, move |n| {
+                (n == "EVENTFLOWS_WRITE_TIMEOUT_SECS").then(|| v.into())
+            })
+        };
+        assert_eq!(
+            Settings::load(None, |_| None).unwrap().write_timeout,
+            std::time::Duration::from_secs(30)
+        );
+        assert_eq!(
+            with("5").unwrap().write_timeout,
+            std::time::Duration::from_secs(5)
+        );
+        for bad in ["0", "301", "later"] {
+            let error = with(bad).err().unwrap().to_string();
+            assert!(error.contains("EVENTFLOWS_WRITE_TIMEOUT_SECS"), "{error}");
         }
     }
 

@@ -5,7 +5,12 @@
 //! Built-in algorithms run inline, guarded against panics; HTTP runtimes POST
 //! the input to a model server, bounded in time.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::sync::Semaphore;
 
 use app::domain::Runtime;
 use serde_json::{Value, json};
@@ -42,23 +47,85 @@ impl RunError {
 /// The most a model server's reply may have.
 pub const MAX_REPLY_BYTES: usize = 4 * 1024 * 1024;
 
+/// Calls to one model server in flight at once, from all flows and REST
+/// runs of this instance, unless set otherwise.
+pub const DEFAULT_CONNECTIONS_PER_HOST: usize = 64;
+
 /// Runs algorithms; holds the HTTP client shared by every `http:` runtime.
 #[derive(Clone)]
 pub struct Executor {
     http: reqwest::Client,
+    hosts: Arc<Hosts>,
+}
+
+/// The bound on calls in flight per model server (`host:port`). A call
+/// waits for its turn before it is sent (that wait is not part of its
+/// time limit): a slow model server slows its flows down instead of
+/// piling up requests, and its connections are kept alive and reused, at
+/// most as many as calls in flight.
+struct Hosts {
+    per_host: AtomicUsize,
+    turns: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl Hosts {
+    fn turn_for(&self, url: &str) -> Arc<Semaphore> {
+        let host = reqwest::Url::parse(url)
+            .ok()
+            .map(|u| {
+                format!(
+                    "{}:{}",
+                    u.host_str().unwrap_or_default(),
+                    u.port_or_known_default().unwrap_or(0)
+                )
+            })
+            .unwrap_or_default();
+        let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
+        turns
+            .entry(host)
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_host.load(Ordering::Relaxed))))
+            .clone()
+    }
 }
 
 impl Executor {
     pub fn new() -> anyhow::Result<Self> {
+        Self::with_connections_per_host(DEFAULT_CONNECTIONS_PER_HOST)
+    }
+
+    /// An executor that has at most `per_host` calls in flight (and keeps
+    /// at most as many connections) per model server.
+    pub fn with_connections_per_host(per_host: usize) -> anyhow::Result<Self> {
+        let per_host = per_host.max(1);
         Ok(Self {
             http: reqwest::Client::builder()
                 .timeout(RUN_TIMEOUT)
                 .connect_timeout(Duration::from_secs(5))
+                .pool_max_idle_per_host(per_host)
+                .pool_idle_timeout(Duration::from_secs(60))
+                .tcp_nodelay(true)
                 // A model endpoint is where the version says, not where
                 // its server sends us (a redirect also turns POST into GET).
                 .redirect(reqwest::redirect::Policy::none())
                 .build()?,
+            hosts: Arc::new(Hosts {
+                per_host: AtomicUsize::new(per_host),
+                turns: Mutex::new(HashMap::new()),
+            }),
         })
+    }
+
+    /// Sets the bound on calls in flight per model server, for calls that
+    /// start from now on.
+    pub fn set_connections_per_host(&self, per_host: usize) {
+        self.hosts
+            .per_host
+            .store(per_host.max(1), Ordering::Relaxed);
+        self.hosts
+            .turns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     pub async fn run(&self, runtime: &Runtime, input: &[u8]) -> Result<Vec<u8>, RunError> {
@@ -99,6 +166,9 @@ impl Executor {
     }
 
     async fn run_http(&self, url: &str, input: &Value) -> Result<Value, RunError> {
+        let turn = self.hosts.turn_for(url);
+        // Held until the reply is read; the semaphore is never closed.
+        let _turn = turn.acquire().await.ok();
         let response = self.http.post(url).json(input).send().await.map_err(|e| {
             RunError::Transient(
                 if e.is_timeout() {

@@ -384,6 +384,10 @@ impl Sink for KafkaSink {
             })
     }
 
+    fn renew(&self, target: &Target, producer: &FutureProducer) {
+        self.runner.renew_producer(&target.connection_id, producer);
+    }
+
     fn send(
         &self,
         producer: &FutureProducer,

@@ -34,7 +34,8 @@ use tokio::task::JoinHandle;
 
 use app::domain::{AppError, FlowOrdering, FlowStats, Runtime};
 
-pub use executor::{Executor, MAX_INPUT_BYTES, RunError, builtin};
+pub use executor::{DEFAULT_CONNECTIONS_PER_HOST, Executor, MAX_INPUT_BYTES, RunError, builtin};
+pub use publish::SEND_TIMEOUT;
 pub use retry::RetryPolicy;
 pub use stats::{Stats, clock};
 
@@ -164,6 +165,12 @@ impl Runner {
         if let Ok(mut policy) = self.inner.retry.write() {
             policy.limit = limit;
         }
+    }
+
+    /// How many calls to one model server may be in flight at once, from
+    /// every flow and REST run of this instance.
+    pub fn set_model_connections_per_host(&self, per_host: usize) {
+        self.inner.executor.set_connections_per_host(per_host);
     }
 
     pub(crate) fn retry_policy(&self) -> RetryPolicy {

@@ -3,23 +3,44 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
 use app::domain::AppError;
 
 use super::Runner;
 
-/// How long a send may wait for the broker's acknowledgement.
-pub(super) const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a send may wait for the broker's acknowledgement, unless set
+/// otherwise; then it fails and the flow sends it again (in order).
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Default)]
 pub(crate) struct Producers {
     by_connection: Mutex<HashMap<String, FutureProducer>>,
+    /// The producers' `message.timeout.ms`; 0 for [`SEND_TIMEOUT`].
+    timeout_ms: AtomicU64,
+}
+
+impl Producers {
+    fn timeout(&self) -> Duration {
+        match self.timeout_ms.load(Ordering::Relaxed) {
+            0 => SEND_TIMEOUT,
+            ms => Duration::from_millis(ms),
+        }
+    }
 }
 
 impl Runner {
+    /// How long a write may wait for the broker's acknowledgement before
+    /// it counts as failed and is sent again; for producers created from
+    /// now on.
+    pub fn set_write_timeout(&self, timeout: Duration) {
+        let ms = timeout.as_millis().clamp(1, u64::MAX as u128) as u64;
+        self.inner.producers.timeout_ms.store(ms, Ordering::Relaxed);
+    }
+
     /// The shared producer of a broker connection, created on first use.
     pub(crate) async fn producer(&self, connection_id: &str) -> Result<FutureProducer, AppError> {
         if let Some(p) = self
@@ -43,7 +64,10 @@ impl Runner {
                 "message.max.bytes",
                 super::write::MAX_RECORD_BYTES.to_string(),
             )
-            .set("message.timeout.ms", SEND_TIMEOUT.as_millis().to_string())
+            .set(
+                "message.timeout.ms",
+                self.inner.producers.timeout().as_millis().to_string(),
+            )
             .create()
             .map_err(|e| AppError::Broker {
                 message: format!("could not create a producer: {e}"),
@@ -60,6 +84,29 @@ impl Runner {
             .clone())
     }
 
+    /// Forgets the connection's producer if it is still `failed`, so that
+    /// the next write makes a new one; `failed` goes once every write it
+    /// holds has failed or been acknowledged (on a thread of its own, as
+    /// dropping a producer waits for its threads).
+    pub(crate) fn renew_producer(&self, connection_id: &str, failed: &FutureProducer) {
+        let same = |p: &FutureProducer| {
+            std::ptr::eq(p.client().native_ptr(), failed.client().native_ptr())
+        };
+        let removed = match self.inner.producers.by_connection.lock() {
+            Ok(mut map) if map.get(connection_id).is_some_and(same) => map.remove(connection_id),
+            _ => None,
+        };
+        if let Some(producer) = removed {
+            tracing::info!(
+                connection = connection_id,
+                "a write timed out; writing through a new producer"
+            );
+            let _ = std::thread::Builder::new()
+                .name("eventflows-producer-drop".into())
+                .spawn(move || drop(producer));
+        }
+    }
+
     /// Sends one record and waits for the broker's acknowledgement.
     pub(crate) async fn send(
         &self,
@@ -72,7 +119,7 @@ impl Runner {
             .await
             .map_err(|e| e.to_string())?;
         producer
-            .send(record, SEND_TIMEOUT)
+            .send(record, self.inner.producers.timeout())
             .await
             .map(|_| ())
             .map_err(|(e, _)| format!("writing to '{topic}' failed: {e}"))

@@ -15,6 +15,8 @@ use super::metrics::{FlowLabels, Metrics};
 const KEEP_ERRORS: usize = 20;
 /// How a flow's state starts while its broker cannot be reached.
 pub const BROKER_AWAY: &str = "waiting for the broker";
+/// The state's start while writes fail and are sent again.
+const CANNOT_WRITE: &str = "cannot write";
 /// Recent runs kept for the debugging view.
 pub(super) const KEEP_RUNS: usize = 50;
 
@@ -111,6 +113,22 @@ impl Stats {
     pub fn broker_reachable(&self) {
         if let Ok(mut s) = self.state.lock()
             && s.starts_with(BROKER_AWAY)
+        {
+            *s = "running".into();
+        }
+    }
+
+    /// Writes keep failing and are sent again: the state says why until
+    /// one gets through.
+    pub fn cannot_write(&self, reason: &str) {
+        self.set_state(format!("{CANNOT_WRITE}: {reason}"));
+    }
+
+    /// A write that had failed got through: a write failure the flow showed
+    /// is over.
+    pub fn written_again(&self) {
+        if let Ok(mut s) = self.state.lock()
+            && s.starts_with(CANNOT_WRITE)
         {
             *s = "running".into();
         }
@@ -246,6 +264,23 @@ mod tests {
         stats.set_state("cannot write: topic deleted");
         stats.broker_reachable();
         assert_eq!(stats.snapshot().state, "cannot write: topic deleted");
+    }
+
+    #[test]
+    fn failing_writes_show_until_one_gets_through() {
+        let stats = Stats::default();
+        stats.set_running();
+        stats.cannot_write("writing to 'out' failed: timed out");
+        assert_eq!(
+            stats.snapshot().state,
+            "cannot write: writing to 'out' failed: timed out"
+        );
+        stats.written_again();
+        assert_eq!(stats.snapshot().state, "running");
+        // Other states are not the writer's to clear.
+        stats.broker_away("1/1 brokers are down");
+        stats.written_again();
+        assert!(stats.snapshot().state.starts_with(BROKER_AWAY));
     }
 
     #[test]

@@ -20,15 +20,22 @@ pub enum WriteError {
     Permanent(String),
     /// Worth sending again.
     Retryable(String),
+    /// The broker did not acknowledge it in time: worth sending again,
+    /// through a new producer. After a timeout an idempotent producer has
+    /// to bump its epoch, which not every broker serves (tansu 0.6.0 fails
+    /// every later write of that producer).
+    TimedOut(String),
 }
 
 impl WriteError {
     /// Sorts a producer or delivery error for a write to `topic`.
     pub fn from_kafka(topic: &str, error: &KafkaError) -> Self {
-        let permanent = error.rdkafka_error_code().is_some_and(is_permanent);
+        let code = error.rdkafka_error_code();
         let message = format!("writing to '{topic}' failed: {error}");
-        if permanent {
+        if code.is_some_and(is_permanent) {
             WriteError::Permanent(message)
+        } else if code == Some(RDKafkaErrorCode::MessageTimedOut) {
+            WriteError::TimedOut(message)
         } else {
             WriteError::Retryable(message)
         }
@@ -36,7 +43,7 @@ impl WriteError {
 
     pub fn message(&self) -> &str {
         match self {
-            WriteError::Permanent(m) | WriteError::Retryable(m) => m,
+            WriteError::Permanent(m) | WriteError::Retryable(m) | WriteError::TimedOut(m) => m,
         }
     }
 }
@@ -98,8 +105,12 @@ mod tests {
                 WriteError::Permanent(_)
             ));
         }
+        let timed_out = KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut);
+        assert!(matches!(
+            WriteError::from_kafka("t", &timed_out),
+            WriteError::TimedOut(_)
+        ));
         for code in [
-            RDKafkaErrorCode::MessageTimedOut,
             RDKafkaErrorCode::QueueFull,
             RDKafkaErrorCode::AllBrokersDown,
             RDKafkaErrorCode::NotEnoughReplicas,

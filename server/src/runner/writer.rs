@@ -41,6 +41,10 @@ pub(super) trait Sink {
     /// The producer of a target's connection; a deleted connection is a
     /// write that can never succeed.
     async fn producer(&self, target: &Target) -> Result<Self::Producer, WriteError>;
+    /// Stops using `producer` for the target's connection after a write
+    /// through it timed out: the next [`Sink::producer`] makes a new one
+    /// (unless that was done already).
+    fn renew(&self, target: &Target, producer: &Self::Producer);
     /// Hands a record to the producer without waiting for the broker.
     fn send(
         &self,
@@ -164,7 +168,8 @@ impl Resend {
     fn of<D>(state: &WriteState<D>) -> Self {
         match state {
             WriteState::Acked => Resend::Acked,
-            WriteState::Failed(WriteError::Retryable(_)) | WriteState::Sent(_) => Resend::Retryable,
+            WriteState::Failed(WriteError::Retryable(_) | WriteError::TimedOut(_))
+            | WriteState::Sent(_) => Resend::Retryable,
             WriteState::Failed(WriteError::Permanent(_)) => Resend::Permanent,
             WriteState::GaveUp => Resend::Done,
         }
@@ -539,6 +544,13 @@ impl<S: Sink> Writer<S> {
                     .collect()
             })
             .collect();
+        // A write that timed out is sent again through a new producer.
+        let mut renew = self.messages.iter().any(|p| {
+            p.writes.iter().any(|w| {
+                *w.target == **target
+                    && matches!(w.state, WriteState::Failed(WriteError::TimedOut(_)))
+            })
+        });
         let mut messages = std::mem::take(&mut self.messages);
         let mut settled = true;
         for (m, i) in resend_plan(&states) {
@@ -548,7 +560,7 @@ impl<S: Sink> Writer<S> {
                 self.gave_up(i, pending, error).await;
                 continue;
             }
-            match self.send_until_settled(i, pending).await {
+            match self.send_until_settled(i, pending, &mut renew).await {
                 None => {
                     settled = false;
                     break;
@@ -596,12 +608,18 @@ impl<S: Sink> Writer<S> {
         &self,
         i: usize,
         pending: &Pending<S::Delivery>,
+        renew: &mut bool,
     ) -> Option<Result<(), WriteError>> {
         let write = &pending.writes[i];
         let mut backoff = FIRST_RESEND;
         loop {
             let error = match self.sink.producer(&write.target).await {
                 Err(error) => error,
+                Ok(producer) if *renew => {
+                    *renew = false;
+                    self.sink.renew(&write.target, &producer);
+                    continue;
+                }
                 Ok(producer) => {
                     let record = self.record(write.kind, pending);
                     let answer = match self.sink.send(&producer, &write.target, record) {
@@ -609,16 +627,21 @@ impl<S: Sink> Writer<S> {
                         Err(error) => Err(error),
                     };
                     match answer {
-                        Ok(()) => return Some(Ok(())),
-                        Err(error) => error,
+                        Ok(()) => {
+                            self.stats.written_again();
+                            return Some(Ok(()));
+                        }
+                        Err(error) => {
+                            *renew = matches!(error, WriteError::TimedOut(_));
+                            error
+                        }
                     }
                 }
             };
             if matches!(error, WriteError::Permanent(_)) {
                 return Some(Err(error));
             }
-            self.stats
-                .set_state(format!("cannot write: {}", error.message()));
+            self.stats.cannot_write(error.message());
             tracing::warn!(flow = %self.flow, error = error.message(), "write failed; retrying");
             let mut stop = self.stop.clone();
             if self.stopping() {
@@ -685,6 +708,8 @@ mod tests {
         topic: String,
         value: Vec<u8>,
         headers: HashMap<String, String>,
+        /// Which producer sent it: 0 first, one more after each renewal.
+        producer: u32,
     }
 
     /// A broker that answers from a script per topic (acknowledging once the
@@ -695,6 +720,8 @@ mod tests {
         sent: Arc<Mutex<Vec<Sent>>>,
         /// Topics whose connection is gone.
         gone: Vec<String>,
+        /// The producer in use (counts renewals).
+        producer: Arc<Mutex<u32>>,
     }
 
     impl FakeSink {
@@ -726,26 +753,34 @@ mod tests {
     type FakeDelivery = Pin<Box<dyn Future<Output = Result<(), WriteError>> + Send>>;
 
     impl Sink for FakeSink {
-        type Producer = ();
+        type Producer = u32;
         type Delivery = FakeDelivery;
 
-        async fn producer(&self, target: &Target) -> Result<(), WriteError> {
+        async fn producer(&self, target: &Target) -> Result<u32, WriteError> {
             if self.gone.contains(&target.topic) {
                 return Err(WriteError::Permanent(format!(
                     "the connection of '{}' was deleted",
                     target.topic
                 )));
             }
-            Ok(())
+            Ok(*self.producer.lock().unwrap())
+        }
+
+        fn renew(&self, _: &Target, producer: &u32) {
+            let mut current = self.producer.lock().unwrap();
+            if *current == *producer {
+                *current += 1;
+            }
         }
 
         fn send(
             &self,
-            _: &(),
+            producer: &u32,
             target: &Arc<Target>,
             record: Record<'_>,
         ) -> Result<FakeDelivery, WriteError> {
             self.sent.lock().unwrap().push(Sent {
+                producer: *producer,
                 topic: target.topic.clone(),
                 value: record.value.to_vec(),
                 headers: record
@@ -853,7 +888,7 @@ mod tests {
         sink.script("out", [Answer::Later(release)]);
         let (mut writer, _stop) = writer(sink.clone());
         let mut next = FakeNext::default();
-        let outputs = [(target("out"), Ok(()))];
+        let outputs = [(target("out"), Ok(0))];
         for offset in 0..3 {
             assert!(writer.submit(output(offset), &outputs, &mut next).await);
         }
@@ -878,7 +913,7 @@ mod tests {
         sink.script("out", [Answer::Ack, Answer::Later(answer), Answer::Ack]);
         let (mut writer, _stop) = writer(sink.clone());
         let mut next = FakeNext::default();
-        let outputs = [(target("out"), Ok(()))];
+        let outputs = [(target("out"), Ok(0))];
         for offset in 0..3 {
             assert!(writer.submit(output(offset), &outputs, &mut next).await);
         }
@@ -898,12 +933,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_write_that_timed_out_is_sent_again_through_a_new_producer() {
+        let sink = FakeSink::default();
+        let timed_out = Answer::Fail(WriteError::TimedOut("no answer in time".into()));
+        sink.script("out", [Answer::Ack, timed_out]);
+        let (mut writer, _stop) = writer(sink.clone());
+        let mut next = FakeNext::default();
+        let outputs = [(target("out"), Ok(0))];
+        for offset in 0..3 {
+            assert!(writer.submit(output(offset), &outputs, &mut next).await);
+        }
+        assert!(writer.join(&mut next).await);
+        let sent: Vec<(i64, u32)> = sink
+            .sent()
+            .iter()
+            .map(|s| {
+                (
+                    s.headers[headers::SOURCE_OFFSET].parse().unwrap(),
+                    s.producer,
+                )
+            })
+            .collect();
+        assert_eq!(
+            sent,
+            vec![(0, 0), (1, 0), (2, 0), (1, 1), (2, 1)],
+            "the timed-out record and every later one go again, through producer 1"
+        );
+        assert_eq!(next.offsets(), vec![0, 1, 2]);
+    }
+
+    #[tokio::test]
     async fn an_output_that_can_never_be_written_becomes_a_dead_letter() {
         let sink = FakeSink::default();
         sink.script("out", [Answer::Ack, permanent()]);
         let (mut writer, _stop) = writer(sink.clone());
         let mut next = FakeNext::default();
-        let outputs = [(target("out"), Ok(()))];
+        let outputs = [(target("out"), Ok(0))];
         for offset in 0..3 {
             let ran = ran(offset, b"input", Ok(b"output".to_vec()), true);
             assert!(writer.submit(ran, &outputs, &mut next).await);
@@ -980,7 +1045,7 @@ mod tests {
         let (mut writer, _stop) = writer(sink.clone());
         let mut next = FakeNext::default();
         let big = vec![b'y'; write::MAX_RECORD_BYTES];
-        let outputs = [(target("out"), Ok(()))];
+        let outputs = [(target("out"), Ok(0))];
         assert!(
             writer
                 .submit(ran(0, b"in", Ok(big), true), &outputs, &mut next)
@@ -998,7 +1063,7 @@ mod tests {
         sink.script("out", std::iter::repeat_with(retryable).take(1000));
         let (mut writer, stop) = writer(sink.clone());
         let mut next = FakeNext::default();
-        let outputs = [(target("out"), Ok(()))];
+        let outputs = [(target("out"), Ok(0))];
         assert!(writer.submit(output(0), &outputs, &mut next).await);
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(60)).await;

@@ -414,3 +414,121 @@ async fn flows_enabled_before_consumer_groups_were_stored_keep_their_group() {
         ))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_that_fail_while_their_broker_is_away_are_sent_again_in_input_order() {
+    // Outputs go to a broker of their own, which goes away while the input's
+    // broker stays: the flow keeps running messages, and their writes fail
+    // for real (the producer's timeout, shortened here).
+    let mut outputs_broker = OwnBroker::start();
+    let p = pipeline().await;
+    p.app
+        .services
+        .runner
+        .set_write_timeout(Duration::from_secs(2));
+    let reply = p
+        .app
+        .call(
+            "connect_broker",
+            crate::brokers::plaintext("outputs", &outputs_broker.bootstrap()),
+            Some(&p.admin),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let outputs = reply.json().as_str().unwrap().to_owned();
+    let r = p
+        .app
+        .call(
+            "create_topic",
+            json!({"id": outputs, "topic": "out", "partitions": 1}),
+            Some(&p.admin),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let grants =
+        json!([{"algorithm": "acme/sentiment", "access": {"subscribe": false, "publish": true}}]);
+    let r = p
+        .app
+        .call(
+            "save_topic_grants",
+            json!({"id": outputs, "topic": "out", "grants": grants}),
+            Some(&p.admin),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let publish = json!({"request": {"org": "acme", "name": "sentiment", "connection_id": outputs,
+        "topic": "out", "direction": "Publish", "version": "1.0.0", "dlq_topic": null}});
+    let r = p.app.call("save_flow", publish, Some(&p.ana)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    p.save(&p.input, "subscribe", "1.0.0", None).await;
+    let flow = p.subscribe_flow_id().await;
+
+    let text = |i: usize| json!({"text": format!("good {i}")}).to_string();
+    produce_to_partition(&p.input, 0, &(0..20).map(text).collect::<Vec<_>>()).await;
+    let before = read_on(
+        &outputs_broker.bootstrap(),
+        "out",
+        20,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(
+        before.len(),
+        20,
+        "the flow writes while its broker is there"
+    );
+
+    outputs_broker.down();
+    const N: usize = 300;
+    produce_to_partition(&p.input, 0, &(20..N).map(text).collect::<Vec<_>>()).await;
+    wait_until("the flow shows its writes failing", || async {
+        p.stats(&flow).await["state"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("cannot write")
+    })
+    .await;
+    outputs_broker.up();
+
+    let all = read_on(
+        &outputs_broker.bootstrap(),
+        "out",
+        2 * N,
+        Duration::from_secs(60),
+    )
+    .await;
+    let offsets: Vec<i64> = all
+        .iter()
+        .map(|r| r.headers["eventflows-source-offset"].parse().unwrap())
+        .collect();
+    // Each input once at least, and the first write of each in input order:
+    // a write sent again comes with every later one, so nothing overtakes.
+    let mut firsts = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for offset in &offsets {
+        if seen.insert(*offset) {
+            firsts.push(*offset);
+        }
+    }
+    assert_eq!(
+        firsts,
+        (0..N as i64).collect::<Vec<_>>(),
+        "every input has an output, first written in input order ({} written)",
+        offsets.len()
+    );
+    // After a resend, the records continue from the failed one in order.
+    for pair in offsets.windows(2) {
+        assert!(
+            pair[1] == pair[0] + 1 || pair[1] <= pair[0],
+            "no input was skipped over: {} then {}",
+            pair[0],
+            pair[1]
+        );
+    }
+    wait_until("the flow runs again", || async {
+        let s = p.stats(&flow).await;
+        s["state"] == "running" && s["succeeded"] == N
+    })
+    .await;
+    println!("{} outputs for {N} inputs", offsets.len());
+}

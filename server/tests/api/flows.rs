@@ -43,6 +43,13 @@ pub async fn read_on(bootstrap: &str, topic: &str, count: usize, limit: Duration
 }
 
 fn read_blocking(bootstrap: &str, topic: &str, count: usize, limit: Duration) -> Vec<Read> {
+    let consumer = reader_consumer(bootstrap, topic);
+    let mut out = Vec::new();
+    poll_into(&consumer, &mut out, count, Instant::now() + limit);
+    out
+}
+
+fn reader_consumer(bootstrap: &str, topic: &str) -> BaseConsumer {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", format!("test-reader-{}", server::db::new_id()))
@@ -53,8 +60,12 @@ fn read_blocking(bootstrap: &str, topic: &str, count: usize, limit: Duration) ->
         .create()
         .unwrap();
     consumer.subscribe(&[topic]).unwrap();
-    let mut out = Vec::new();
-    let deadline = Instant::now() + limit;
+    consumer
+}
+
+/// Adds what `consumer` reads to `out` until it holds `count` records or
+/// `deadline` passed.
+fn poll_into(consumer: &BaseConsumer, out: &mut Vec<Read>, count: usize, deadline: Instant) {
     while out.len() < count && Instant::now() < deadline {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
             let headers = m
@@ -77,7 +88,36 @@ fn read_blocking(bootstrap: &str, topic: &str, count: usize, limit: Duration) ->
             });
         }
     }
-    out
+}
+
+/// A reader that keeps its place: each call adds what arrived since the
+/// last one, so a long topic is read once, not again from the start.
+pub struct Reader {
+    inner: std::sync::Arc<std::sync::Mutex<(BaseConsumer, Vec<Read>)>>,
+}
+
+impl Reader {
+    /// Reads `topic` from the beginning.
+    pub fn new(topic: &str) -> Self {
+        let consumer = reader_consumer(bootstrap(), topic);
+        Reader {
+            inner: std::sync::Arc::new(std::sync::Mutex::new((consumer, Vec::new()))),
+        }
+    }
+
+    /// Reads until `count` records arrived in all or `limit` passed
+    /// (off the async threads); returns every record read so far.
+    pub async fn read(&self, count: usize, limit: Duration) -> Vec<Read> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = inner.lock().unwrap();
+            let (consumer, out) = &mut *guard;
+            poll_into(consumer, out, count, Instant::now() + limit);
+            out.clone()
+        })
+        .await
+        .unwrap()
+    }
 }
 
 /// Waits until `check` holds (or fails after 60 s).

@@ -23,8 +23,12 @@ struct ModelLog {
 /// A model that answers `{"k": …, "i": …}` with its input after a delay
 /// that varies per message, noting every call in `log`.
 async fn logging_model(log: Arc<Mutex<ModelLog>>) -> String {
+    crate::support::serve_model(logging_app(log)).await
+}
+
+fn logging_app(log: Arc<Mutex<ModelLog>>) -> axum::Router {
     use axum::{Json, Router, routing::post};
-    let app = Router::new().route(
+    Router::new().route(
         "/predict",
         post(move |Json(input): Json<Value>| {
             let log = log.clone();
@@ -48,8 +52,7 @@ async fn logging_model(log: Arc<Mutex<ModelLog>>) -> String {
                 Json(input)
             }
         }),
-    );
-    crate::support::serve_model(app).await
+    )
 }
 
 #[tokio::test]
@@ -191,5 +194,65 @@ async fn ordering_and_concurrency_are_checked_on_the_server() {
             row["flow"]["concurrency"].clone()
         ),
         (json!("key"), json!(32))
+    );
+}
+
+#[tokio::test]
+async fn calls_to_one_model_server_are_bounded_and_keep_their_connections() {
+    use axum::serve::ListenerExt;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let p = pipeline().await;
+    const BOUND: usize = 6;
+    p.app.services.runner.set_model_connections_per_host(BOUND);
+    let log = Arc::new(Mutex::new(ModelLog::default()));
+    let connections = Arc::new(AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let model = format!("http://{}/predict", listener.local_addr().unwrap());
+    let counted = connections.clone();
+    let listener = listener.tap_io(move |_| {
+        counted.fetch_add(1, Ordering::SeqCst);
+    });
+    let app = logging_app(log.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    p.app
+        .services
+        .add_algorithm_version("acme/sentiment", "2.0.0", &format!("http:{model}"), "")
+        .await
+        .unwrap();
+    // Three partitions, unordered, 64 runs in flight each: far more runs
+    // may be in flight than the bound lets through.
+    const PER_PARTITION: i64 = 100;
+    for partition in 0..3 {
+        let records: Vec<(Option<String>, String)> = (0..PER_PARTITION)
+            .map(|i| {
+                let key = format!("p{partition}-{i}");
+                (Some(key.clone()), json!({"k": key, "i": i}).to_string())
+            })
+            .collect();
+        produce_keyed_to_partition(&p.input, partition, &records).await;
+    }
+    p.save(&p.output, "publish", "2.0.0", None).await;
+    let mut request = p.flow(&p.input, "subscribe", "2.0.0", None);
+    request["request"]["ordering"] = json!("none");
+    request["request"]["concurrency"] = json!(64);
+    let reply = p.app.call("save_flow", request, Some(&p.ana)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+
+    let n = 3 * PER_PARTITION as usize;
+    let outputs = read(&p.output, n).await;
+    assert_eq!(outputs.len(), n, "every message has its output");
+    let log = log.lock().unwrap();
+    assert_eq!(log.events.len(), 2 * n, "each message ran once");
+    assert!(
+        log.most <= BOUND,
+        "at most {BOUND} calls at once to the model server ({})",
+        log.most
+    );
+    assert!(log.most > 1, "calls still ran side by side ({})", log.most);
+    let opened = connections.load(Ordering::SeqCst);
+    assert!(
+        opened <= BOUND,
+        "{n} calls reused at most {BOUND} connections ({opened} opened)"
     );
 }

@@ -14,7 +14,7 @@ use app::domain::Role;
 use server::{db::Db, secrets::SecretBox, services::Services};
 
 use crate::crash::{ServerProcess, seed, start_server_in};
-use crate::flows::read_for;
+use crate::flows::Reader;
 use crate::kafka::{bootstrap, produce_keyed};
 use crate::support::TestDb;
 
@@ -172,8 +172,9 @@ async fn an_instance_killed_mid_stream_and_replaced_loses_nothing_and_never_runs
 
     // Every input offset ends with an output.
     let deadline = Instant::now() + Duration::from_secs(240);
+    let reader = Reader::new(&output);
     let outputs = loop {
-        let outputs = read_for(&output, N * 2, Duration::from_secs(3)).await;
+        let outputs = reader.read(N * 2, Duration::from_secs(3)).await;
         let sources: HashSet<(String, String)> = outputs
             .iter()
             .map(|r| {
