@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 //! Event Flows user interface and the server functions it calls.
 //!
 //! `domain` holds the wasm-safe types shared by the browser and the server;

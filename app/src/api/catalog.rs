@@ -30,7 +30,8 @@ pub async fn get_algorithm(org: String, name: String) -> Result<AlgorithmDetails
     )
 }
 
-/// Adds a version (semver, runtime `builtin:…` or `http:…`) to an algorithm.
+/// Adds a version (semver, runtime `builtin:…`, `http:…` or `http-batch:…`)
+/// to an algorithm.
 #[server(endpoint = "add_version", input = Json)]
 pub async fn add_version(
     org: String,

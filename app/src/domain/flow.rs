@@ -153,6 +153,75 @@ impl FlowOrdering {
     }
 }
 
+/// Most inputs one batch may have.
+pub const MAX_BATCH_SIZE: u32 = 256;
+/// Longest a flow waits to fill a batch, in milliseconds.
+pub const MAX_BATCH_WAIT_MS: u32 = 1000;
+/// Inputs per batch for a model that takes batches, unless chosen.
+pub const DEFAULT_BATCH_SIZE: u32 = 32;
+/// How long a flow waits to fill a batch, unless chosen.
+pub const DEFAULT_BATCH_WAIT_MS: u32 = 20;
+
+/// How a subscribe flow batches its inputs for a model that takes batches:
+/// up to `size` messages of a partition in one request, waiting at most
+/// `wait_ms` for a batch to fill. A size of 1 sends one input at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Batching {
+    pub size: u32,
+    pub wait_ms: u32,
+}
+
+impl Default for Batching {
+    fn default() -> Self {
+        Batching {
+            size: 1,
+            wait_ms: DEFAULT_BATCH_WAIT_MS,
+        }
+    }
+}
+
+impl Batching {
+    /// What a flow of a version whose model takes batches (or not) gets
+    /// when nothing is chosen.
+    pub fn default_for(takes_batches: bool) -> Self {
+        Batching {
+            size: if takes_batches { DEFAULT_BATCH_SIZE } else { 1 },
+            wait_ms: DEFAULT_BATCH_WAIT_MS,
+        }
+    }
+
+    /// Whether these bounds may go with a version whose model takes
+    /// batches (or not); the field and the reason when not.
+    pub fn check(self, takes_batches: bool) -> Result<(), (&'static str, String)> {
+        if !(1..=MAX_BATCH_SIZE).contains(&self.size) {
+            return Err((
+                "batch_size",
+                format!("Batch size must be between 1 and {MAX_BATCH_SIZE}."),
+            ));
+        }
+        if self.size > 1 && !takes_batches {
+            return Err((
+                "batch_size",
+                "This version's model takes one input at a time (its runtime is not http-batch:): batch size must be 1."
+                    .into(),
+            ));
+        }
+        if self.wait_ms > MAX_BATCH_WAIT_MS {
+            return Err((
+                "batch_wait_ms",
+                format!("Batch wait must be between 0 and {MAX_BATCH_WAIT_MS} ms."),
+            ));
+        }
+        Ok(())
+    }
+
+    /// As the Events tab and the monitor show it: "batches of 32 (wait
+    /// 20 ms)"; `None` without batches.
+    pub fn summary(self) -> Option<String> {
+        (self.size > 1).then(|| format!("batches of {} (wait {} ms)", self.size, self.wait_ms))
+    }
+}
+
 /// A flow as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlowState {
@@ -164,6 +233,8 @@ pub struct FlowState {
     pub ordering: FlowOrdering,
     #[serde(default = "one")]
     pub concurrency: u32,
+    #[serde(default)]
+    pub batching: Batching,
 }
 
 fn one() -> u32 {
@@ -206,6 +277,14 @@ pub struct FlowRequest {
     /// Runs in flight per partition; the ordering's default when left out.
     #[serde(default)]
     pub concurrency: Option<u32>,
+    /// Inputs per request, for a version whose model takes batches; 32 for
+    /// such a version when left out, 1 otherwise.
+    #[serde(default)]
+    pub batch_size: Option<u32>,
+    /// How long to wait for a batch to fill, in milliseconds (20 when left
+    /// out).
+    #[serde(default)]
+    pub batch_wait_ms: Option<u32>,
 }
 
 /// A failure the debugging view shows.
@@ -282,6 +361,9 @@ pub struct FlowStats {
     pub ordering: Option<FlowOrdering>,
     #[serde(default)]
     pub concurrency: Option<u32>,
+    /// How it batches inputs for its model, while it runs.
+    #[serde(default)]
+    pub batching: Option<Batching>,
     /// The newest failed messages the flow keeps, newest first.
     #[serde(default)]
     pub kept_failures: Vec<KeptFailure>,

@@ -14,8 +14,9 @@ pub use broker::{
 };
 pub use error::AppError;
 pub use flow::{
-    AlgorithmDetails, AlgorithmSummary, Direction, EventRow, FlowError, FlowOrdering, FlowRequest,
-    FlowState, FlowStats, KeptFailure, MAX_CONCURRENCY, RunRecord, VersionInfo,
+    AlgorithmDetails, AlgorithmSummary, Batching, DEFAULT_BATCH_SIZE, DEFAULT_BATCH_WAIT_MS,
+    Direction, EventRow, FlowError, FlowOrdering, FlowRequest, FlowState, FlowStats, KeptFailure,
+    MAX_BATCH_SIZE, MAX_BATCH_WAIT_MS, MAX_CONCURRENCY, RunRecord, VersionInfo,
 };
 pub use names::{
     AlgorithmName, AlgorithmPath, BUILTIN_ALGORITHMS, OrgName, Runtime, Username, Version,

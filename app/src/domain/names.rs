@@ -145,7 +145,12 @@ pub const BUILTIN_ALGORITHMS: &[&str] = &["echo", "sentiment", "word-count", "js
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Runtime {
     Builtin(String),
+    /// A model server that takes one input per request (POST, JSON).
     Http(String),
+    /// A model server that takes batches: `{"instances": [...]}` in,
+    /// `{"predictions": [...]}` out, one prediction per instance, in order
+    /// (the KServe v1 / TF Serving shape).
+    HttpBatch(String),
 }
 
 impl Runtime {
@@ -163,22 +168,32 @@ impl Runtime {
                 ),
             ));
         }
-        if let Some(url) = value.strip_prefix("http:") {
-            let rest = url
-                .strip_prefix("http://")
-                .or_else(|| url.strip_prefix("https://"));
-            let host = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or(""));
-            if host.is_some_and(|h| !h.is_empty() && !h.contains(char::is_whitespace)) {
-                return Ok(Self::Http(url.to_owned()));
+        let (url, batch) = match (
+            value.strip_prefix("http:"),
+            value.strip_prefix("http-batch:"),
+        ) {
+            (Some(url), _) => (url, false),
+            (_, Some(url)) => (url, true),
+            (None, None) => {
+                return Err(AppError::validation(
+                    "runtime",
+                    "A runtime is builtin:ID, http:URL or http-batch:URL, for example builtin:sentiment.",
+                ));
             }
-            return Err(AppError::validation(
-                "runtime",
-                "An HTTP runtime needs a full URL, for example http:http://127.0.0.1:8080/predict.",
-            ));
+        };
+        let rest = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"));
+        let host = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or(""));
+        if host.is_some_and(|h| !h.is_empty() && !h.contains(char::is_whitespace)) {
+            return Ok(match batch {
+                false => Self::Http(url.to_owned()),
+                true => Self::HttpBatch(url.to_owned()),
+            });
         }
         Err(AppError::validation(
             "runtime",
-            "A runtime is builtin:ID or http:URL, for example builtin:sentiment.",
+            "An HTTP runtime needs a full URL, for example http:http://127.0.0.1:8080/predict.",
         ))
     }
 }
@@ -188,7 +203,15 @@ impl fmt::Display for Runtime {
         match self {
             Runtime::Builtin(id) => write!(f, "builtin:{id}"),
             Runtime::Http(url) => write!(f, "http:{url}"),
+            Runtime::HttpBatch(url) => write!(f, "http-batch:{url}"),
         }
+    }
+}
+
+impl Runtime {
+    /// Whether the model takes batches of inputs in one request.
+    pub fn takes_batches(&self) -> bool {
+        matches!(self, Runtime::HttpBatch(_))
     }
 }
 
@@ -248,6 +271,21 @@ mod tests {
                 .to_string(),
             "http:https://models.local/predict"
         );
+        assert_eq!(
+            Runtime::parse("http-batch:http://models.local/v1/models/m:predict").unwrap(),
+            Runtime::HttpBatch("http://models.local/v1/models/m:predict".into())
+        );
+        assert!(
+            Runtime::parse("http-batch:http://m/predict")
+                .unwrap()
+                .takes_batches()
+        );
+        assert!(
+            !Runtime::parse("http:http://m/predict")
+                .unwrap()
+                .takes_batches()
+        );
+        assert!(Runtime::parse("http-batch:ftp://x").is_err());
         assert!(Runtime::parse("builtin:nope").is_err());
         assert!(Runtime::parse("http:ftp://x").is_err());
         assert!(Runtime::parse("http:http://").is_err());

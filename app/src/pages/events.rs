@@ -5,7 +5,8 @@ use leptos::prelude::*;
 use crate::api::{disable_flow, get_flow_stats, list_events, save_flow};
 use crate::components::{ConfirmActions, Dialog, ErrorNotice, Loading, SuccessNotice};
 use crate::domain::{
-    AlgorithmDetails, Direction, EventRow, FlowOrdering, FlowRequest, FlowStats, MAX_CONCURRENCY,
+    AlgorithmDetails, Batching, DEFAULT_BATCH_SIZE, Direction, EventRow, FlowOrdering, FlowRequest,
+    FlowStats, MAX_BATCH_SIZE, MAX_BATCH_WAIT_MS, MAX_CONCURRENCY, Runtime,
 };
 
 /// Which dialog is open on the Events tab.
@@ -28,6 +29,13 @@ pub fn EventsTab(details: AlgorithmDetails) -> impl IntoView {
     let watching = RwSignal::new(None::<(String, String)>);
     let notice = RwSignal::new(None::<String>);
     let versions: Vec<String> = details.versions.iter().map(|v| v.version.clone()).collect();
+    // Versions whose model takes batches of inputs (runtime http-batch:).
+    let batch_versions: Vec<String> = details
+        .versions
+        .iter()
+        .filter(|v| Runtime::parse(&v.runtime).is_ok_and(|r| r.takes_batches()))
+        .map(|v| v.version.clone())
+        .collect();
     let can_manage = details.can_manage;
     let done = Callback::new(move |message: String| {
         open.set(None);
@@ -80,6 +88,7 @@ pub fn EventsTab(details: AlgorithmDetails) -> impl IntoView {
                         name=name.clone()
                         row=row
                         versions=versions.clone()
+                        batch_versions=batch_versions.clone()
                         on_close=Callback::new(move |_| open.set(None))
                         on_done=done
                     />
@@ -132,7 +141,10 @@ fn Row(
                 {flow
                     .as_ref()
                     .filter(|_| enabled && row.direction == Direction::Subscribe)
-                    .map(|f| f.ordering.summary(f.concurrency))
+                    .map(|f| match f.batching.summary() {
+                        Some(batches) => format!("{}; {batches}", f.ordering.summary(f.concurrency)),
+                        None => f.ordering.summary(f.concurrency),
+                    })
                     .unwrap_or_else(|| "–".into())}
             </td>
             <td class="px-4 py-2 text-right whitespace-nowrap">
@@ -194,6 +206,7 @@ fn EnableDialog(
     name: String,
     row: EventRow,
     versions: Vec<String>,
+    batch_versions: Vec<String>,
     on_close: Callback<()>,
     on_done: Callback<String>,
 ) -> impl IntoView {
@@ -237,6 +250,36 @@ fn EnableDialog(
             )),
         }
     };
+    // Batches, for versions whose model takes them.
+    let batches = {
+        let batch_versions = batch_versions.clone();
+        move || batch_versions.contains(&version.get())
+    };
+    let current_batching = current.as_ref().map(|f| f.batching);
+    let batch_size = RwSignal::new(
+        current_batching
+            .filter(|b| b.size > 1)
+            .map_or(DEFAULT_BATCH_SIZE, |b| b.size)
+            .to_string(),
+    );
+    let batch_wait = RwSignal::new(current_batching.unwrap_or_default().wait_ms.to_string());
+    let batch_error = {
+        let batches = batches.clone();
+        move || {
+            if !batches() {
+                return None;
+            }
+            let (Ok(size), Ok(wait_ms)) = (
+                batch_size.get().trim().parse::<u32>(),
+                batch_wait.get().trim().parse::<u32>(),
+            ) else {
+                return Some(format!(
+                    "Batch size is a whole number from 1 to {MAX_BATCH_SIZE}; batch wait from 0 to {MAX_BATCH_WAIT_MS} ms."
+                ));
+            };
+            Batching { size, wait_ms }.check(true).err().map(|(_, m)| m)
+        }
+    };
     let error = RwSignal::new(None::<String>);
     let action = Action::new_local(|request: &FlowRequest| save_flow(request.clone()));
     let pending = action.pending();
@@ -254,13 +297,17 @@ fn EnableDialog(
     let options = row.dlq_options.clone();
     let no_options = options.is_empty();
     let submit_row = row.clone();
+    let submit_batches = batches.clone();
+    let batch_error_shown = batch_error.clone();
+    let batch_error_invalid = batch_error.clone();
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         error.set(None);
-        if subscribe && let Some(message) = concurrency_error() {
+        if subscribe && let Some(message) = concurrency_error().or_else(&batch_error) {
             error.set(Some(message));
             return;
         }
+        let batched = subscribe && submit_batches();
         action.dispatch_local(FlowRequest {
             org: org.clone(),
             name: name.clone(),
@@ -276,6 +323,14 @@ fn EnableDialog(
             },
             concurrency: subscribe
                 .then(|| concurrency.get_untracked().trim().parse().ok())
+                .flatten(),
+            batch_size: Some(if batched {
+                batch_size.get_untracked().trim().parse().unwrap_or(1)
+            } else {
+                1
+            }),
+            batch_wait_ms: batched
+                .then(|| batch_wait.get_untracked().trim().parse().ok())
                 .flatten(),
         });
     };
@@ -361,6 +416,46 @@ fn EnableDialog(
                                     })}
                                 </p>
                             </div>
+                            <Show when=batches.clone()>
+                                <div class="flex gap-4">
+                                    <div>
+                                        <label for="flow-batch-size" class="block text-sm font-medium">"Batch size"</label>
+                                        <input
+                                            id="flow-batch-size"
+                                            type="number"
+                                            min="1"
+                                            max=MAX_BATCH_SIZE.to_string()
+                                            class="mt-1 w-32 rounded border border-slate-300 px-3 py-2"
+                                            aria-describedby="flow-batch-help"
+                                            aria-invalid={
+                                                let invalid = batch_error_invalid.clone();
+                                                move || invalid().is_some().to_string()
+                                            }
+                                            bind:value=batch_size
+                                        />
+                                    </div>
+                                    <div>
+                                        <label for="flow-batch-wait" class="block text-sm font-medium">"Batch wait (ms)"</label>
+                                        <input
+                                            id="flow-batch-wait"
+                                            type="number"
+                                            min="0"
+                                            max=MAX_BATCH_WAIT_MS.to_string()
+                                            class="mt-1 w-32 rounded border border-slate-300 px-3 py-2"
+                                            aria-describedby="flow-batch-help"
+                                            bind:value=batch_wait
+                                        />
+                                    </div>
+                                </div>
+                                <p id="flow-batch-help" class="mt-1 text-xs text-slate-600">
+                                    {
+                                        let shown = batch_error_shown.clone();
+                                        move || shown().unwrap_or_else(|| {
+                                            "This version's model takes batches: up to this many messages of a partition go in one request, waiting at most this long for a batch to fill.".into()
+                                        })
+                                    }
+                                </p>
+                            </Show>
                         </div>
                     </details>
                 })}
@@ -487,7 +582,12 @@ fn Numbers(stats: FlowStats) -> impl IntoView {
             <dt class="text-slate-500">"Ordering"</dt>
             <dd data-testid="flow-ordering">
                 {match (stats.ordering, stats.concurrency) {
-                    (Some(ordering), Some(concurrency)) => ordering.summary(concurrency),
+                    (Some(ordering), Some(concurrency)) => {
+                        match stats.batching.and_then(Batching::summary) {
+                            Some(batches) => format!("{}; {batches}", ordering.summary(concurrency)),
+                            None => ordering.summary(concurrency),
+                        }
+                    }
                     _ => "–".to_owned(),
                 }}
             </dd>

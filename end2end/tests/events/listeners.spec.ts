@@ -167,3 +167,51 @@ test('the Overview tab lists versions newest first and adds one', async ({ page 
   await expect(page.getByRole('status')).toHaveText(`Version ${version} added.`);
   await expect(rows.nth(1)).toContainText(version);
 });
+
+test('a member sets batches for a version whose model takes them', async ({ page, baseURL }) => {
+  const admin = await playwrightRequest.newContext({ baseURL });
+  await call(admin, 'login', { username: users.admin.name, password: users.admin.password });
+  const id: string = await call(admin, 'connect_broker', {
+    connection: {
+      name: unique('batches'), bootstrap_servers: kafka, security_protocol: 'PLAINTEXT',
+      sasl_mechanism: '', username: '', password: '', ca_pem: '',
+    },
+  });
+  const input = unique('texts');
+  await call(admin, 'create_topic', { id, topic: input, partitions: 1 });
+  await call(admin, 'save_topic_grants', {
+    id, topic: input, grants: [{ algorithm: 'acme/word-count', access: { subscribe: true, publish: false } }],
+  });
+  const version = `9.${Date.now() % 1000}.0`;
+  await call(admin, 'add_version', {
+    org: 'acme', name: 'word-count', version, runtime: 'http-batch:http://127.0.0.1:9/v1/models/words:predict',
+  });
+  await admin.dispose();
+
+  await logIn(page, users.ana);
+  await page.goto('/algorithms/acme/word-count/events');
+  const inputRow = page.getByRole('row').filter({ hasText: input }).filter({ hasText: 'Subscribe' });
+  await inputRow.getByRole('button', { name: `Enable Subscribe on ${input}` }).click();
+  const dialog = page.getByRole('dialog', { name: 'Enable listener' });
+  await dialog.getByText('Advanced').click();
+  // A version whose model takes one input at a time has no batch fields.
+  await dialog.getByLabel('Version').selectOption('2.0.0');
+  await expect(dialog.getByLabel('Batch size')).toHaveCount(0);
+  await dialog.getByLabel('Version').selectOption(version);
+  await expect(dialog.getByLabel('Batch size')).toHaveValue('32');
+  await expect(dialog.getByLabel('Batch wait (ms)')).toHaveValue('20');
+  await dialog.getByLabel('Batch size').fill('300');
+  await expect(dialog.getByLabel('Batch size')).toHaveAttribute('aria-invalid', 'true');
+  await dialog.getByRole('button', { name: 'Enable Listener' }).click();
+  await expect(dialog.getByRole('alert')).toContainText('Batch size must be between 1 and 256.');
+  await dialog.getByLabel('Batch size').fill('16');
+  await dialog.getByLabel('Batch wait (ms)').fill('50');
+  await dialog.getByRole('button', { name: 'Enable Listener' }).click();
+  await expect(page.getByRole('status')).toHaveText(`Listener on ${input} enabled.`);
+  await expect(inputRow).toContainText('Per partition; batches of 16 (wait 50 ms)');
+  await inputRow.getByRole('button', { name: `Monitor Subscribe on ${input}` }).click();
+  await expect(page.getByTestId('flow-ordering')).toHaveText('Per partition; batches of 16 (wait 50 ms)');
+  await inputRow.getByRole('button', { name: `Disable Subscribe on ${input}` }).click();
+  await page.getByRole('dialog', { name: 'Disable listener?' }).getByRole('button', { name: 'Disable' }).click();
+  await expect(inputRow).toContainText('Disabled');
+});

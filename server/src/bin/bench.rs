@@ -281,22 +281,41 @@ async fn passthrough(
 }
 
 /// Flows on a model server: (row, model latency in ms, ordering, runs in
-/// flight per partition).
-const MODEL_ROWS: [(&str, u64, FlowOrdering, u32); 5] = [
-    ("http", 5, FlowOrdering::Partition, 1),
-    ("http-key8", 5, FlowOrdering::Key, 8),
-    ("http-key64", 5, FlowOrdering::Key, 64),
-    ("http-none64", 5, FlowOrdering::None, 64),
-    ("http50-key64", 50, FlowOrdering::Key, 64),
+/// flight per partition, inputs per batch: above 1 on a model that takes
+/// batches).
+const MODEL_ROWS: [(&str, u64, FlowOrdering, u32, u32); 7] = [
+    ("http", 5, FlowOrdering::Partition, 1, 1),
+    ("http-key8", 5, FlowOrdering::Key, 8, 1),
+    ("http-key64", 5, FlowOrdering::Key, 64, 1),
+    ("http-none64", 5, FlowOrdering::None, 64, 1),
+    ("http50-key64", 50, FlowOrdering::Key, 64, 1),
+    ("http-batch32", 5, FlowOrdering::Partition, 1, 32),
+    ("http-batch32-key64", 5, FlowOrdering::Key, 64, 32),
 ];
 /// Distinct keys of the messages model rows run.
 const MODEL_KEYS: usize = 1000;
 
-fn model_row(runtime: &str) -> Option<(u64, FlowOrdering, u32)> {
+fn model_row(runtime: &str) -> Option<(u64, FlowOrdering, u32, u32)> {
     MODEL_ROWS
         .iter()
         .find(|r| r.0 == runtime)
-        .map(|&(_, millis, ordering, in_flight)| (millis, ordering, in_flight))
+        .map(|&(_, millis, ordering, in_flight, batch)| (millis, ordering, in_flight, batch))
+}
+
+/// A model server that takes batches (`{"instances": [...]}`) and answers
+/// each with its instances as predictions after `millis`.
+async fn batch_model(millis: u64) -> anyhow::Result<String> {
+    let app = Router::new().route(
+        "/predict",
+        post(move |Json(body): Json<Value>| async move {
+            tokio::time::sleep(Duration::from_millis(millis)).await;
+            Json(json!({ "predictions": body["instances"] }))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/predict", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(url)
 }
 
 /// Requests a second the model server answers on its own, with 256 at once
@@ -429,10 +448,12 @@ impl Bench {
             enable,
             FlowOrdering::Partition,
             None,
+            None,
         )
         .await
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn flow_ordered(
         &self,
         algorithm: &str,
@@ -441,6 +462,7 @@ impl Bench {
         enable: bool,
         ordering: FlowOrdering,
         concurrency: Option<u32>,
+        batch_size: Option<u32>,
     ) -> anyhow::Result<()> {
         let (org, name) = algorithm.split_once('/').unwrap();
         if enable {
@@ -457,6 +479,8 @@ impl Bench {
                         dlq_topic: None,
                         ordering,
                         concurrency,
+                        batch_size,
+                        batch_wait_ms: None,
                     },
                 )
                 .await?;
@@ -481,8 +505,8 @@ impl Bench {
             .unwrap_or(if size <= 100 { 100_000 } else { 50_000 });
         // Models answering after 5 or 50 ms are slow by design: fewer messages.
         let n = match model_row(runtime) {
-            Some((_, _, 1)) => (n / 10).min(2_000),
-            Some((50, _, _)) => (n / 10).min(5_000),
+            Some((_, _, 1, 1)) => (n / 10).min(2_000),
+            Some((50, _, _, _)) => (n / 10).min(5_000),
             Some(_) => (n / 10).min(10_000),
             None => n,
         };
@@ -544,7 +568,8 @@ impl Bench {
                 stop_rx,
             )))
         } else {
-            let (ordering, in_flight) = model.map_or((FlowOrdering::Partition, 1), |m| (m.1, m.2));
+            let (ordering, in_flight, batch) =
+                model.map_or((FlowOrdering::Partition, 1, 1), |m| (m.1, m.2, m.3));
             self.flow(a, &output, Direction::Publish, true).await?;
             self.flow_ordered(
                 a,
@@ -553,6 +578,7 @@ impl Bench {
                 true,
                 ordering,
                 Some(in_flight),
+                Some(batch),
             )
             .await?;
             None
@@ -727,9 +753,14 @@ async fn main() -> anyhow::Result<()> {
         ("echo", "builtin:echo".into()),
         ("sentiment", "builtin:sentiment".into()),
     ];
-    for (name, millis, _, _) in MODEL_ROWS {
-        let url = if millis == 50 { &model50 } else { &model };
-        algorithms.push((name, format!("http:{url}")));
+    let batch_model = batch_model(5).await?;
+    for (name, millis, _, _, batch) in MODEL_ROWS {
+        let runtime = match (millis, batch) {
+            (_, 2..) => format!("http-batch:{batch_model}"),
+            (50, _) => format!("http:{model50}"),
+            _ => format!("http:{model}"),
+        };
+        algorithms.push((name, runtime));
     }
     for (name, runtime) in algorithms {
         services
@@ -781,7 +812,7 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("the 5-ms model alone answers {capacity:.0} requests a second");
     let mut model_rows = Vec::new();
     for &partitions in &partition_counts {
-        for (runtime, millis, _, _) in MODEL_ROWS {
+        for (runtime, millis, _, _, _) in MODEL_ROWS {
             if runtime == "http" || !wanted(runtime) || (millis == 50 && partitions > 1) {
                 continue;
             }
@@ -836,28 +867,34 @@ async fn main() -> anyhow::Result<()> {
             "broker_cpu_us_per_message": row.broker_cpu_us}));
     }
     println!(
-        "\nThe 5-ms model server alone: {capacity:.0} requests a second.\n\n| flow | partitions | model ms | ordering | in flight | msg/s | bound | × bound | p50 ms | p99 ms | CPU µs/msg |"
+        "\nThe 5-ms model server alone: {capacity:.0} requests a second.\n\n| flow | partitions | model ms | ordering | in flight | batch | msg/s | bound | × bound | p50 ms | p99 ms | CPU µs/msg |"
     );
-    println!("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut json_models = Vec::new();
     for row in rows
         .iter()
         .filter(|r| r.runtime == "http" && r.size == 100)
         .chain(&model_rows)
     {
-        let Some((millis, ordering, in_flight)) = model_row(row.runtime) else {
+        let Some((millis, ordering, in_flight, batch)) = model_row(row.runtime) else {
             continue;
         };
         let echo = rows
             .iter()
             .find(|r| r.runtime == "echo" && r.size == row.size && r.partitions == row.partitions)
             .map_or(f64::INFINITY, |r| r.per_second);
-        let model_capacity = if millis == 5 { capacity } else { f64::INFINITY };
-        let bound = (f64::from(in_flight) * f64::from(row.partitions) * 1000.0 / millis as f64)
+        // The single-input model's own capacity bounds the rows that call it.
+        let model_capacity = if millis == 5 && batch == 1 {
+            capacity
+        } else {
+            f64::INFINITY
+        };
+        let bound = (f64::from(in_flight * batch) * f64::from(row.partitions) * 1000.0
+            / millis as f64)
             .min(model_capacity)
             .min(echo);
         println!(
-            "| {} | {} | {millis} | {} | {in_flight} | {:.0} | {bound:.0} | {:.2} | {} | {} | {:.1} |",
+            "| {} | {} | {millis} | {} | {in_flight} | {batch} | {:.0} | {bound:.0} | {:.2} | {} | {} | {:.1} |",
             row.runtime,
             row.partitions,
             ordering.as_str(),
@@ -868,7 +905,7 @@ async fn main() -> anyhow::Result<()> {
             row.cpu_us
         );
         json_models.push(json!({"flow": row.runtime, "partitions": row.partitions, "model_ms": millis,
-            "ordering": ordering.as_str(), "in_flight": in_flight, "messages_per_second": row.per_second,
+            "ordering": ordering.as_str(), "in_flight": in_flight, "batch": batch, "messages_per_second": row.per_second,
             "bound": bound, "ratio_to_bound": row.per_second / bound}));
     }
     println!("\n| idle flows | resident MiB | threads | MiB per flow | threads per flow |");

@@ -2,7 +2,7 @@
 
 use diesel::prelude::*;
 
-use app::domain::{FlowOrdering, MAX_CONCURRENCY};
+use app::domain::{Batching, FlowOrdering, MAX_BATCH_SIZE, MAX_BATCH_WAIT_MS, MAX_CONCURRENCY};
 
 use super::schema::{
     algorithm_versions, algorithms, broker_connections, flows, memberships, organizations,
@@ -119,6 +119,22 @@ pub struct FlowRow {
     pub consumer_group: Option<String>,
     pub ordering: String,
     pub concurrency: i32,
+    pub batch_size: i32,
+    pub batch_wait_ms: i32,
+}
+
+impl FlowRow {
+    pub fn batching(&self) -> Batching {
+        batching(self.batch_size, self.batch_wait_ms)
+    }
+}
+
+/// Stored batch bounds, kept within the bounds a flow may have.
+fn batching(size: i32, wait_ms: i32) -> Batching {
+    Batching {
+        size: size.clamp(1, MAX_BATCH_SIZE as i32) as u32,
+        wait_ms: wait_ms.clamp(0, MAX_BATCH_WAIT_MS as i32) as u32,
+    }
 }
 
 pub fn flows_of(conn: &mut AnyConnection, algorithm_id: &str) -> QueryResult<Vec<FlowRow>> {
@@ -148,6 +164,7 @@ pub fn upsert_flow(
     dlq_topic: Option<&str>,
     ordering: &str,
     concurrency: i32,
+    batch: Batching,
 ) -> QueryResult<String> {
     conn.transaction(|c| {
         let existing: Option<String> = flows::table
@@ -167,6 +184,8 @@ pub fn upsert_flow(
                         flows::dlq_topic.eq(dlq_topic),
                         flows::ordering.eq(ordering),
                         flows::concurrency.eq(concurrency),
+                        flows::batch_size.eq(batch.size as i32),
+                        flows::batch_wait_ms.eq(batch.wait_ms as i32),
                         flows::enabled.eq(true),
                         flows::updated_at.eq(now),
                     ))
@@ -186,6 +205,8 @@ pub fn upsert_flow(
                         flows::dlq_topic.eq(dlq_topic),
                         flows::ordering.eq(ordering),
                         flows::concurrency.eq(concurrency),
+                        flows::batch_size.eq(batch.size as i32),
+                        flows::batch_wait_ms.eq(batch.wait_ms as i32),
                         flows::enabled.eq(true),
                         flows::created_at.eq(now),
                         flows::updated_at.eq(now),
@@ -306,6 +327,7 @@ pub struct ActiveFlow {
     pub ordering: FlowOrdering,
     /// Runs in flight per partition.
     pub concurrency: u32,
+    pub batching: Batching,
 }
 
 /// Every enabled flow whose version exists.
@@ -342,6 +364,7 @@ pub fn active_flows(conn: &mut AnyConnection) -> QueryResult<Vec<ActiveFlow>> {
             dlq_topic: f.dlq_topic,
             ordering: FlowOrdering::parse(&f.ordering).unwrap_or_default(),
             concurrency: f.concurrency.clamp(1, MAX_CONCURRENCY as i32) as u32,
+            batching: batching(f.batch_size, f.batch_wait_ms),
         })
         .collect())
 }

@@ -106,6 +106,8 @@ diesel::table! {
         failures_dropped -> BigInt,
         ordering -> Text,
         concurrency -> Integer,
+        batch_size -> Integer,
+        batch_wait_ms -> Integer,
     }
 }
 

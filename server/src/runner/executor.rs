@@ -49,7 +49,7 @@ pub const MAX_REPLY_BYTES: usize = 4 * 1024 * 1024;
 
 /// Calls to one model server in flight at once, from all flows and REST
 /// runs of this instance, unless set otherwise.
-pub const DEFAULT_CONNECTIONS_PER_HOST: usize = 64;
+pub const DEFAULT_CONNECTIONS_PER_HOST: usize = 256;
 
 /// Runs algorithms; holds the HTTP client shared by every `http:` runtime.
 #[derive(Clone)]
@@ -129,15 +129,8 @@ impl Executor {
     }
 
     pub async fn run(&self, runtime: &Runtime, input: &[u8]) -> Result<Vec<u8>, RunError> {
-        if input.len() > MAX_INPUT_BYTES {
-            return Err(RunError::BadInput(format!(
-                "the message has {} bytes; at most {MAX_INPUT_BYTES} are accepted",
-                input.len()
-            )));
-        }
-        let not_json =
-            |e: serde_json::Error| RunError::BadInput(format!("the message is not JSON: {e}"));
         if matches!(runtime, Runtime::Builtin(id) if id == "echo") {
+            check_size(input)?;
             // The output is the input: check it is JSON (UTF-8 text, RFC 8259),
             // without building it.
             let text = std::str::from_utf8(input).map_err(|e| {
@@ -146,12 +139,60 @@ impl Executor {
             serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(not_json)?;
             return Ok(input.to_vec());
         }
-        let value: Value = serde_json::from_slice(input).map_err(not_json)?;
+        let value = Self::input(input)?;
         let output = match runtime {
             Runtime::Builtin(id) => self.run_builtin(id, value).await?,
             Runtime::Http(url) => self.run_http(url, &value).await?,
+            Runtime::HttpBatch(url) => {
+                return self
+                    .run_batch(url, std::slice::from_ref(&value))
+                    .await
+                    .map(|mut outputs| outputs.remove(0));
+            }
         };
         serde_json::to_vec(&output).map_err(|e| RunError::BadInput(e.to_string()))
+    }
+
+    /// A message's value as a model's input: JSON of at most
+    /// [`MAX_INPUT_BYTES`].
+    pub fn input(input: &[u8]) -> Result<Value, RunError> {
+        check_size(input)?;
+        serde_json::from_slice(input).map_err(not_json)
+    }
+
+    /// Runs inputs on a model that takes batches, in one request
+    /// `{"instances": [...]}`; the reply must be `{"predictions": [...]}`
+    /// with one prediction per instance, in order. A reply of another
+    /// shape refuses the batch as bad input, so that the flow can split it
+    /// to find the input at fault.
+    pub async fn run_batch(&self, url: &str, inputs: &[Value]) -> Result<Vec<Vec<u8>>, RunError> {
+        let reply = self.run_http(url, &json!({ "instances": inputs })).await?;
+        let predictions = match reply {
+            Value::Object(mut map) => match map.remove("predictions") {
+                Some(Value::Array(predictions)) => predictions,
+                _ => {
+                    return Err(RunError::BadInput(
+                        "the model server's reply has no \"predictions\" list".into(),
+                    ));
+                }
+            },
+            _ => {
+                return Err(RunError::BadInput(
+                    "the model server's reply is not an object with \"predictions\"".into(),
+                ));
+            }
+        };
+        if predictions.len() != inputs.len() {
+            return Err(RunError::BadInput(format!(
+                "the model server answered {} predictions for {} instances",
+                predictions.len(),
+                inputs.len()
+            )));
+        }
+        predictions
+            .iter()
+            .map(|p| serde_json::to_vec(p).map_err(|e| RunError::BadInput(e.to_string())))
+            .collect()
     }
 
     /// Built-ins are linear in their (bounded) input, so they run inline,
@@ -245,6 +286,20 @@ impl Executor {
             }
         }
     }
+}
+
+fn check_size(input: &[u8]) -> Result<(), RunError> {
+    if input.len() > MAX_INPUT_BYTES {
+        return Err(RunError::BadInput(format!(
+            "the message has {} bytes; at most {MAX_INPUT_BYTES} are accepted",
+            input.len()
+        )));
+    }
+    Ok(())
+}
+
+fn not_json(e: serde_json::Error) -> RunError {
+    RunError::BadInput(format!("the message is not JSON: {e}"))
 }
 
 /// What a model server's status code means for the message.

@@ -9,6 +9,7 @@
 //! store the offset after every batch. This file also connects the steps to
 //! Kafka and the database.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,7 +18,7 @@ use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use tokio::sync::watch;
 
-use app::domain::{AppError, FlowOrdering, Runtime};
+use app::domain::{AppError, Batching, FlowOrdering, Runtime};
 
 use super::commit::{Commit, Keeper, Offsets};
 use super::retry::{RetryObserver, RetryPolicy, run_with_retries};
@@ -107,7 +108,8 @@ pub(super) async fn lane(mut worker: Worker, mut source: Source) {
             batch
         };
         let mut setup = Arc::new(worker.setup(writer.sink()).await);
-        for message in batch {
+        let mut queue: VecDeque<OwnedMessage> = batch.into();
+        while let Some(message) = queue.pop_front() {
             if worker.stopping() {
                 break;
             }
@@ -137,6 +139,20 @@ pub(super) async fn lane(mut worker: Worker, mut source: Source) {
             }
             if changed {
                 runs = Runs::new(ordering, limit);
+            }
+            if let Some((url, batching)) = setup.batches() {
+                // Up to a batch of this partition's messages in one request,
+                // waiting at most the batch wait for it to fill.
+                queue.push_front(message);
+                fill(&mut queue, &mut source, &worker.stop, batching).await;
+                let take = queue.len().min(batching.size as usize);
+                let chunk: Vec<OwnedMessage> = queue.drain(..take).collect();
+                let offset = chunk[0].offset();
+                let keys: Vec<Option<Vec<u8>>> =
+                    chunk.iter().map(|m| m.key().map(<[u8]>::to_vec)).collect();
+                let run = worker.run_batch_owned(setup.clone(), url, chunk);
+                runs.push_batch(keys.iter().map(Option::as_deref), offset, run);
+                continue;
             }
             if limit == 1 {
                 let Some(ran) = worker.run(&setup, message).await else {
@@ -175,9 +191,10 @@ pub(super) async fn lane(mut worker: Worker, mut source: Source) {
     commit.flush().await;
 }
 
-/// A run in flight: its result with what it ran with, or `None` if the
-/// lane was stopped during its retries.
-type Running = Option<(Ran, Arc<Setup>)>;
+/// A run in flight (of one message, or of a batch): its results, in offset
+/// order, with what it ran with, or `None` if the lane was stopped during
+/// its retries.
+type Running = Option<(Vec<Ran>, Arc<Setup>)>;
 
 /// Why a lane cannot go on.
 enum Halt {
@@ -197,10 +214,14 @@ async fn write_oldest(
     match runs.next().await {
         None => Ok(()),
         Some(None) => Err(Halt::RunStopped),
-        Some(Some((ran, setup))) => match writer.submit(ran, &setup.outputs, commit).await {
-            true => Ok(()),
-            false => Err(Halt::WriteStopped),
-        },
+        Some(Some((ran, setup))) => {
+            for ran in ran {
+                if !writer.submit(ran, &setup.outputs, commit).await {
+                    return Err(Halt::WriteStopped);
+                }
+            }
+            Ok(())
+        }
     }
 }
 
@@ -210,6 +231,7 @@ struct Setup {
     runtime: Runtime,
     ordering: FlowOrdering,
     concurrency: u32,
+    batching: Batching,
     version: Arc<str>,
     dlq: Option<Arc<Target>>,
     outputs: Vec<(Arc<Target>, Result<FutureProducer, WriteError>)>,
@@ -235,8 +257,24 @@ impl Setup {
     fn runs(&self) -> (FlowOrdering, usize) {
         match self.runtime {
             Runtime::Builtin(_) => (FlowOrdering::Partition, 1),
-            Runtime::Http(_) if self.ordering == FlowOrdering::Partition => (self.ordering, 1),
-            Runtime::Http(_) => (self.ordering, self.concurrency.max(1) as usize),
+            Runtime::Http(_) | Runtime::HttpBatch(_)
+                if self.ordering == FlowOrdering::Partition =>
+            {
+                (self.ordering, 1)
+            }
+            Runtime::Http(_) | Runtime::HttpBatch(_) => {
+                (self.ordering, self.concurrency.max(1) as usize)
+            }
+        }
+    }
+
+    /// The model's URL and the batch bounds, when runs go in batches.
+    fn batches(&self) -> Option<(Arc<str>, Batching)> {
+        match &self.runtime {
+            Runtime::HttpBatch(url) if self.batching.size > 1 => {
+                Some((url.as_str().into(), self.batching))
+            }
+            _ => None,
         }
     }
 }
@@ -262,6 +300,7 @@ impl Worker {
             runtime: config.runtime,
             ordering: config.ordering,
             concurrency: config.concurrency,
+            batching: config.batching,
             version: config.version.into(),
             dlq: config.dlq_topic.map(|topic| {
                 Arc::new(Target {
@@ -301,6 +340,26 @@ impl Worker {
         );
         async move {
             let ran = run_step(&executor, &retry, stop, &stats, &setup, message).await?;
+            Some((vec![ran], setup))
+        }
+    }
+
+    /// The run step for a batch of messages, as a task of its own.
+    fn run_batch_owned(
+        &self,
+        setup: Arc<Setup>,
+        url: Arc<str>,
+        messages: Vec<OwnedMessage>,
+    ) -> impl std::future::Future<Output = Running> + Send + 'static {
+        let (executor, retry, stop, stats) = (
+            self.runner.executor().clone(),
+            self.retry,
+            self.stop.clone(),
+            self.stats.clone(),
+        );
+        async move {
+            let ran =
+                run_batch_step(&executor, &retry, stop, &stats, &setup, &url, messages).await?;
             Some((ran, setup))
         }
     }
@@ -334,6 +393,113 @@ async fn run_step(
             .result
             .map_err(|e| Failure::now(e.kind(), e.message().to_owned(), ran.attempts)),
     })
+}
+
+/// Adds to `queue` the partition's messages that arrive until it holds a
+/// batch, waiting at most the batch wait (or until the lane stops).
+async fn fill(
+    queue: &mut VecDeque<OwnedMessage>,
+    source: &mut Source,
+    stop: &watch::Receiver<bool>,
+    batching: Batching,
+) {
+    let size = batching.size as usize;
+    queue.extend(source.ready());
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(batching.wait_ms.into());
+    let mut stop = stop.clone();
+    while queue.len() < size {
+        tokio::select! {
+            more = source.next() => queue.extend(more),
+            _ = tokio::time::sleep_until(deadline) => break,
+            _ = stop.wait_for(|stopped| *stopped) => break,
+        }
+    }
+}
+
+/// The run step for a batch: inputs that are not JSON fail at once; the
+/// rest go to the model in one request, retried as one while the model
+/// fails transiently. When the model refuses the batch as bad input, it is
+/// split in halves and each half runs on its own, down to single messages,
+/// so that only the messages at fault fail. `None` when `stop` turned true
+/// during retries. The results are in the messages' order.
+async fn run_batch_step(
+    executor: &Executor,
+    retry: &RetryPolicy,
+    stop: watch::Receiver<bool>,
+    stats: &Stats,
+    setup: &Setup,
+    url: &str,
+    messages: Vec<OwnedMessage>,
+) -> Option<Vec<Ran>> {
+    let started = Instant::now();
+    let mut results: Vec<Option<Result<Vec<u8>, Failure>>> = Vec::with_capacity(messages.len());
+    let mut inputs = Vec::new();
+    for (i, message) in messages.iter().enumerate() {
+        stats.consumed.inc();
+        let input = match message.payload() {
+            None => Err(RunError::BadInput("the message has no value".into())),
+            Some(payload) => Executor::input(payload),
+        };
+        match input {
+            Ok(value) => {
+                results.push(None);
+                inputs.push((i, value));
+            }
+            Err(e) => results.push(Some(Err(Failure::now(e.kind(), e.message().to_owned(), 1)))),
+        }
+    }
+    // Parts still to run, the next one last.
+    let mut parts = vec![inputs];
+    while let Some(mut part) = parts.pop() {
+        if part.is_empty() {
+            continue;
+        }
+        let values: Vec<serde_json::Value> = part.iter().map(|(_, v)| v.clone()).collect();
+        let ran = run_with_retries(retry, stop.clone(), &ModelState(stats), || {
+            executor.run_batch(url, &values)
+        })
+        .await?;
+        match ran.result {
+            Ok(outputs) => {
+                for ((i, _), output) in part.iter().zip(outputs) {
+                    results[*i] = Some(Ok(output));
+                }
+            }
+            Err(RunError::BadInput(_)) if part.len() > 1 => {
+                let second = part.split_off(part.len() / 2);
+                parts.push(second);
+                parts.push(part);
+            }
+            Err(error) => {
+                for (i, _) in &part {
+                    results[*i] = Some(Err(Failure::now(
+                        error.kind(),
+                        error.message().to_owned(),
+                        ran.attempts,
+                    )));
+                }
+            }
+        }
+    }
+    Some(
+        messages
+            .into_iter()
+            .zip(results)
+            .map(|(message, result)| Ran {
+                message,
+                version: setup.version.clone(),
+                dlq: setup.dlq.clone(),
+                started,
+                result: result.unwrap_or_else(|| {
+                    Err(Failure::now(
+                        "bad-input",
+                        "the message was not run".into(),
+                        0,
+                    ))
+                }),
+            })
+            .collect(),
+    )
 }
 
 /// Writes to Kafka through the runner's shared producers.

@@ -32,7 +32,7 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use app::domain::{AppError, FlowOrdering, FlowStats, Runtime};
+use app::domain::{AppError, Batching, FlowOrdering, FlowStats, Runtime};
 
 pub use executor::{DEFAULT_CONNECTIONS_PER_HOST, Executor, MAX_INPUT_BYTES, RunError, builtin};
 pub use publish::SEND_TIMEOUT;
@@ -60,6 +60,8 @@ pub struct FlowConfig {
     pub ordering: FlowOrdering,
     /// Runs in flight per partition.
     pub concurrency: u32,
+    /// Inputs per request, for a model that takes batches.
+    pub batching: Batching,
 }
 
 /// A topic outputs are written to.
@@ -246,6 +248,7 @@ impl Runner {
                     dlq_topic: spec.dlq_topic.clone(),
                     ordering: spec.ordering,
                     concurrency: spec.concurrency,
+                    batching: spec.batching,
                 },
                 Err(e) => {
                     self.stats_of(&id).set_state(format!("cannot run: {e}"));
@@ -370,13 +373,13 @@ impl Runner {
                     r.consumer.clone(),
                     r.spec.topic.clone(),
                     r.spec.consumer_group.clone(),
-                    (config.ordering, config.concurrency),
+                    (config.ordering, config.concurrency, config.batching),
                 )
             })
         };
         let is_running = running.is_some();
         let mut snapshot = match running {
-            Some((consumer, topic, group, (ordering, concurrency))) => {
+            Some((consumer, topic, group, (ordering, concurrency, batching))) => {
                 // The lag is the flow's own measurement: the monitor asks
                 // the broker nothing.
                 let partitions =
@@ -388,6 +391,7 @@ impl Runner {
                 snapshot.consumer_group = Some(group);
                 snapshot.ordering = Some(ordering);
                 snapshot.concurrency = Some(concurrency);
+                snapshot.batching = Some(batching);
                 snapshot
             }
             None => FlowStats {

@@ -69,24 +69,24 @@ pub trait RetryObserver {
     fn recovered(&self);
 }
 
-/// How a run ended.
+/// How a run ended (its output: one message's, or a batch's).
 #[derive(Debug, PartialEq, Eq)]
-pub struct Ran {
-    pub result: Result<Vec<u8>, RunError>,
+pub struct Ran<T = Vec<u8>> {
+    pub result: Result<T, RunError>,
     pub attempts: u32,
 }
 
 /// Runs `attempt` until it succeeds, fails for good, or the policy gives up.
 /// `None` if `stop` turned true first: the message then stays unprocessed.
-pub async fn run_with_retries<F, Fut>(
+pub async fn run_with_retries<T, F, Fut>(
     policy: &RetryPolicy,
     mut stop: watch::Receiver<bool>,
     observer: &impl RetryObserver,
     mut attempt: F,
-) -> Option<Ran>
+) -> Option<Ran<T>>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<Vec<u8>, RunError>>,
+    Fut: std::future::Future<Output = Result<T, RunError>>,
 {
     let started = Instant::now();
     let mut attempts = 0u32;
@@ -202,7 +202,7 @@ mod tests {
     async fn bad_input_fails_at_once() {
         let (_stop, stop_rx) = watch::channel(false);
         let seen = Seen::default();
-        let ran = run_with_retries(&RetryPolicy::default(), stop_rx, &seen, || async {
+        let ran: Ran = run_with_retries(&RetryPolicy::default(), stop_rx, &seen, || async {
             Err(RunError::BadInput("not JSON".into()))
         })
         .await
@@ -220,7 +220,7 @@ mod tests {
             ..RetryPolicy::default()
         };
         let started = Instant::now();
-        let ran = run_with_retries(&policy, stop_rx, &Seen::default(), || async {
+        let ran: Ran = run_with_retries(&policy, stop_rx, &Seen::default(), || async {
             Err(transient())
         })
         .await
@@ -241,14 +241,15 @@ mod tests {
     async fn stopping_during_retries_leaves_the_message_unprocessed() {
         let (stop, stop_rx) = watch::channel(false);
         let mut calls = 0;
-        let ran = run_with_retries(&RetryPolicy::default(), stop_rx, &Seen::default(), || {
-            calls += 1;
-            if calls == 3 {
-                let _ = stop.send(true);
-            }
-            async { Err(transient()) }
-        })
-        .await;
+        let ran: Option<Ran> =
+            run_with_retries(&RetryPolicy::default(), stop_rx, &Seen::default(), || {
+                calls += 1;
+                if calls == 3 {
+                    let _ = stop.send(true);
+                }
+                async { Err(transient()) }
+            })
+            .await;
         assert_eq!(ran, None);
         assert_eq!(calls, 3);
     }

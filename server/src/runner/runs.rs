@@ -12,7 +12,7 @@ use std::future::Future;
 
 use futures::StreamExt;
 use futures::channel::oneshot;
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, FutureExt, Shared};
 use futures::stream::FuturesOrdered;
 
 use app::domain::FlowOrdering;
@@ -26,7 +26,7 @@ pub(super) struct Runs<T> {
     offsets: VecDeque<i64>,
     /// Per key, the offset of its newest run started and a signal that
     /// resolves when that run is over.
-    keys: HashMap<Option<Vec<u8>>, (i64, oneshot::Receiver<()>)>,
+    keys: HashMap<Option<Vec<u8>>, (i64, Shared<oneshot::Receiver<()>>)>,
 }
 
 impl<T: Send + 'static> Runs<T> {
@@ -65,13 +65,35 @@ impl<T: Send + 'static> Runs<T> {
         offset: i64,
         run: impl Future<Output = T> + Send + 'static,
     ) {
+        self.push_batch([key], offset, run)
+    }
+
+    /// Starts `run` for messages from `offset` on with these keys (a batch
+    /// of them in one run), once its ordering allows: with `key`, after
+    /// the earlier runs of every one of the keys.
+    pub fn push_batch<'k>(
+        &mut self,
+        keys: impl IntoIterator<Item = Option<&'k [u8]>>,
+        offset: i64,
+        run: impl Future<Output = T> + Send + 'static,
+    ) {
         let after = match self.ordering {
             FlowOrdering::Key => {
                 let (over, signal) = oneshot::channel::<()>();
-                let before = self
-                    .keys
-                    .insert(key.map(<[u8]>::to_vec), (offset, signal))
-                    .map(|(_, signal)| signal);
+                let signal = signal.shared();
+                let mut before = Vec::new();
+                for key in keys {
+                    let previous = self
+                        .keys
+                        .insert(key.map(<[u8]>::to_vec), (offset, signal.clone()));
+                    // The same key twice in a batch waits once.
+                    if let Some((_, previous)) = previous
+                        && !previous.ptr_eq(&signal)
+                        && previous.peek().is_none()
+                    {
+                        before.push(previous);
+                    }
+                }
                 Some((before, over))
             }
             FlowOrdering::Partition | FlowOrdering::None => None,
@@ -81,9 +103,9 @@ impl<T: Send + 'static> Runs<T> {
             match after {
                 None => run.await,
                 Some((before, over)) => {
-                    if let Some(before) = before {
-                        // Resolves (cancelled) when the earlier run is dropped.
-                        let _ = before.await;
+                    // Each resolves (cancelled) when its run is over or dropped.
+                    for earlier in before {
+                        let _ = earlier.await;
                     }
                     let result = run.await;
                     drop(over);
@@ -221,6 +243,26 @@ mod tests {
         runs.push(None, 1, log.run("n1".into(), 5));
         assert_eq!(drain(&mut runs).await, ["n0", "n1"]);
         assert!(log.position("start n1") > log.position("end n0"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_waits_for_the_earlier_runs_of_each_of_its_keys() {
+        let log = Log::default();
+        let mut runs = Runs::new(FlowOrdering::Key, 8);
+        runs.push(Some(b"a"), 0, log.run("a0".into(), 40));
+        runs.push(Some(b"b"), 1, log.run("b1".into(), 100));
+        // One run for offsets 2..5 with keys a, c, a: after a0, not after b1.
+        let keys: [Option<&[u8]>; 3] = [Some(b"a"), Some(b"c"), Some(b"a")];
+        runs.push_batch(keys, 2, log.run("batch".into(), 5));
+        runs.push(Some(b"c"), 5, log.run("c5".into(), 1));
+        assert_eq!(drain(&mut runs).await, ["a0", "b1", "batch", "c5"]);
+        assert!(log.position("start batch") > log.position("end a0"));
+        assert!(
+            log.position("start batch") < log.position("end b1"),
+            "b is not among its keys: {:?}",
+            log.lines()
+        );
+        assert!(log.position("start c5") > log.position("end batch"));
     }
 
     #[tokio::test(start_paused = true)]

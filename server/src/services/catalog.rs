@@ -9,8 +9,8 @@
 use std::collections::HashMap;
 
 use app::domain::{
-    AlgorithmDetails, AlgorithmSummary, AppError, CurrentUser, Direction, EventRow, FlowOrdering,
-    FlowRequest, FlowState, FlowStats, TopicName, VersionInfo,
+    AlgorithmDetails, AlgorithmSummary, AppError, Batching, CurrentUser, Direction, EventRow,
+    FlowOrdering, FlowRequest, FlowState, FlowStats, Runtime, TopicName, VersionInfo,
 };
 
 use super::{Services, internal};
@@ -166,6 +166,7 @@ impl Services {
                         dlq_topic: f.dlq_topic.clone(),
                         ordering: FlowOrdering::parse(&f.ordering).unwrap_or_default(),
                         concurrency: f.concurrency.max(1) as u32,
+                        batching: f.batching(),
                     });
                 let dlq_options = match direction {
                     Direction::Publish => Vec::new(),
@@ -206,12 +207,11 @@ impl Services {
                     && r.direction == request.direction
             })
             .ok_or_else(|| AppError::Forbidden)?;
-        if !self
-            .versions_of(&algorithm_id)
-            .await?
+        let versions = self.versions_of(&algorithm_id).await?;
+        let Some(chosen) = versions
             .iter()
-            .any(|v| v.version == request.version.trim())
-        {
+            .find(|v| v.version == request.version.trim())
+        else {
             return Err(AppError::validation(
                 "version",
                 format!(
@@ -221,7 +221,8 @@ impl Services {
                     request.version.trim()
                 ),
             ));
-        }
+        };
+        let takes_batches = Runtime::parse(&chosen.runtime).is_ok_and(|r| r.takes_batches());
         let dlq = request
             .dlq_topic
             .as_deref()
@@ -264,6 +265,21 @@ impl Services {
         ordering
             .check_concurrency(concurrency)
             .map_err(|message| AppError::validation("concurrency", message))?;
+        let subscribe = request.direction == Direction::Subscribe;
+        let default = Batching::default_for(takes_batches && subscribe);
+        let batching = Batching {
+            size: request.batch_size.unwrap_or(default.size),
+            wait_ms: request.batch_wait_ms.unwrap_or(default.wait_ms),
+        };
+        if !subscribe && batching.size != 1 {
+            return Err(AppError::validation(
+                "batch_size",
+                "Batches apply only to a subscribe flow.",
+            ));
+        }
+        batching
+            .check(takes_batches || !subscribe)
+            .map_err(|(field, message)| AppError::validation(field, message))?;
         let (connection, version, dlq, direction) = (
             request.connection_id.clone(),
             request.version.trim().to_owned(),
@@ -283,13 +299,14 @@ impl Services {
                     dlq.as_deref(),
                     ordering.as_str(),
                     concurrency as i32,
+                    batching,
                 )
             })
             .await
             .map_err(internal)?;
         tracing::info!(user = %user.username, algorithm = %format!("{}/{}", request.org, request.name),
             topic = %topic, direction = direction.as_str(), version = %request.version,
-            ordering = ordering.as_str(), concurrency, "flow saved");
+            ordering = ordering.as_str(), concurrency, batch_size = batching.size, "flow saved");
         self.runner.reconcile().await
     }
 

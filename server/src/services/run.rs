@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use rdkafka::producer::FutureRecord;
 
-use app::domain::{AppError, CurrentUser, Runtime};
+use app::domain::{AppError, CurrentUser, MAX_BATCH_SIZE, Runtime};
 
 use super::Services;
 use crate::runner::RunError;
@@ -43,12 +43,36 @@ impl Services {
         };
         let runtime = Runtime::parse(&found.runtime)?;
         let started = Instant::now();
-        let output = self
-            .runner
-            .executor()
-            .run(&runtime, input)
-            .await
-            .map_err(RunFailure::Run)?;
+        let executor = self.runner.executor();
+        // A model that takes batches takes `{"instances": [...]}` here too:
+        // the reply is `{"predictions": [...]}`, and each prediction is
+        // published as a record of its own.
+        let batch = match &runtime {
+            Runtime::HttpBatch(url) => batch_of(input)?.map(|instances| (url, instances)),
+            _ => None,
+        };
+        let (output, outputs) = match batch {
+            Some((url, instances)) => {
+                let outputs = executor
+                    .run_batch(url, &instances)
+                    .await
+                    .map_err(RunFailure::Run)?;
+                let predictions: Vec<serde_json::Value> = outputs
+                    .iter()
+                    .map(|o| serde_json::from_slice(o).unwrap_or(serde_json::Value::Null))
+                    .collect();
+                let output = serde_json::to_vec(&serde_json::json!({ "predictions": predictions }))
+                    .map_err(|_| AppError::Internal)?;
+                (output, outputs)
+            }
+            _ => {
+                let output = executor
+                    .run(&runtime, input)
+                    .await
+                    .map_err(RunFailure::Run)?;
+                (output.clone(), vec![output])
+            }
+        };
         let seconds = started.elapsed().as_secs_f64();
         let algorithm = format!("{org}/{name}");
         let headers = headers::build(
@@ -60,14 +84,39 @@ impl Services {
             ],
         );
         for target in self.runner.targets(&algorithm_id, version).iter() {
-            let record = FutureRecord::<[u8], [u8]>::to(&target.topic)
-                .payload(output.as_slice())
-                .headers(headers.clone());
-            self.runner
-                .send(&target.connection_id, record)
-                .await
-                .map_err(RunFailure::Publish)?;
+            for one in &outputs {
+                let record = FutureRecord::<[u8], [u8]>::to(&target.topic)
+                    .payload(one.as_slice())
+                    .headers(headers.clone());
+                self.runner
+                    .send(&target.connection_id, record)
+                    .await
+                    .map_err(RunFailure::Publish)?;
+            }
         }
         Ok((output, seconds))
+    }
+}
+
+/// The instances of a body in the batch shape `{"instances": [...]}` (no
+/// other field), at most [`MAX_BATCH_SIZE`] of them.
+fn batch_of(input: &[u8]) -> Result<Option<Vec<serde_json::Value>>, AppError> {
+    let Ok(serde_json::Value::Object(mut body)) = serde_json::from_slice(input) else {
+        return Ok(None);
+    };
+    if body.len() != 1 {
+        return Ok(None);
+    }
+    match body.remove("instances") {
+        Some(serde_json::Value::Array(instances)) => {
+            if instances.is_empty() || instances.len() > MAX_BATCH_SIZE as usize {
+                return Err(AppError::validation(
+                    "instances",
+                    format!("A batch has from 1 to {MAX_BATCH_SIZE} instances."),
+                ));
+            }
+            Ok(Some(instances))
+        }
+        _ => Ok(None),
     }
 }

@@ -178,6 +178,7 @@ pub async fn seed_ordered(
                 None,
                 ordering,
                 concurrency,
+                Default::default(),
             )
         })
         .await

@@ -396,6 +396,7 @@ async fn flows_enabled_before_consumer_groups_were_stored_keep_their_group() {
                 None,
                 "partition",
                 1,
+                Default::default(),
             )?;
             Ok((
                 find_flow(c, "old-flow")?.unwrap().consumer_group,

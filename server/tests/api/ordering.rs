@@ -256,3 +256,208 @@ async fn calls_to_one_model_server_are_bounded_and_keep_their_connections() {
         "{n} calls reused at most {BOUND} connections ({opened} opened)"
     );
 }
+
+/// A model that takes batches (`{"instances": [...]}` → `{"predictions":
+/// [...]}`), refusing with 400 any batch that holds an instance with
+/// `"poison": true`; `batches` notes the size of every call.
+async fn batch_model(batches: Arc<Mutex<Vec<usize>>>) -> String {
+    use axum::{Json, Router, http::StatusCode, routing::post};
+    let app = Router::new().route(
+        "/predict",
+        post(move |Json(body): Json<Value>| {
+            let batches = batches.clone();
+            async move {
+                let instances = body["instances"].as_array().cloned().unwrap_or_default();
+                batches.lock().unwrap().push(instances.len());
+                if instances.iter().any(|i| i["poison"] == true) {
+                    return Err(StatusCode::BAD_REQUEST);
+                }
+                let predictions: Vec<Value> =
+                    instances.iter().map(|i| json!({"seen": i["i"]})).collect();
+                Ok(Json(json!({ "predictions": predictions })))
+            }
+        }),
+    );
+    crate::support::serve_model(app).await
+}
+
+#[tokio::test]
+async fn a_batch_with_one_poison_message_is_split_until_only_that_one_fails() {
+    let p = pipeline().await;
+    let batches = Arc::new(Mutex::new(Vec::new()));
+    let model = batch_model(batches.clone()).await;
+    p.app
+        .services
+        .add_algorithm_version(
+            "acme/sentiment",
+            "3.0.0",
+            &format!("http-batch:{model}"),
+            "",
+        )
+        .await
+        .unwrap();
+    const N: i64 = 64;
+    const POISON: i64 = 40;
+    let values: Vec<String> = (0..N)
+        .map(|i| json!({"i": i, "poison": i == POISON}).to_string())
+        .collect();
+    // Written before the flow starts, so that batches fill at once.
+    crate::kafka::produce_to_partition(&p.input, 0, &values).await;
+    p.save(&p.output, "publish", "3.0.0", None).await;
+    let mut request = p.flow(&p.input, "subscribe", "3.0.0", Some(&p.dlq));
+    request["request"]["batch_size"] = json!(32);
+    request["request"]["batch_wait_ms"] = json!(200);
+    let reply = p.app.call("save_flow", request, Some(&p.ana)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+
+    let outputs = read(&p.output, (N - 1) as usize).await;
+    let offsets: Vec<i64> = outputs
+        .iter()
+        .map(|o| o.headers["eventflows-source-offset"].parse().unwrap())
+        .collect();
+    assert_eq!(
+        offsets,
+        (0..N).filter(|&i| i != POISON).collect::<Vec<_>>(),
+        "every good message has its output, in input order"
+    );
+    let seen: Vec<i64> = outputs
+        .iter()
+        .map(|o| {
+            serde_json::from_str::<Value>(&o.value).unwrap()["seen"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(seen, offsets, "each output is its own message's prediction");
+    let dead = read(&p.dlq, 1).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        dead[0].headers["eventflows-source-offset"],
+        POISON.to_string()
+    );
+    assert_eq!(dead[0].headers["eventflows-error-kind"], "bad-input");
+    assert!(
+        dead[0].headers["eventflows-error"].contains("refused the input (400"),
+        "{:?}",
+        dead[0].headers
+    );
+    let calls = batches.lock().unwrap().clone();
+    assert_eq!(calls[0], 32, "the first call is a full batch: {calls:?}");
+    // The batch holding the poison message is halved down to it: 32, 16,
+    // 8, 4, 2, 1 on the way (and their good halves).
+    assert!(calls.contains(&1), "split down to one message: {calls:?}");
+    assert_eq!(
+        calls.iter().filter(|&&n| n == 1).count(),
+        2,
+        "the last split runs the poison message and its neighbour alone: {calls:?}"
+    );
+    let row = p.input_row().await;
+    assert_eq!(row["flow"]["batching"], json!({"size": 32, "wait_ms": 200}));
+    let flow = p.subscribe_flow_id().await;
+    assert_eq!(
+        p.stats(&flow).await["batching"],
+        json!({"size": 32, "wait_ms": 200})
+    );
+}
+
+#[tokio::test]
+async fn batch_bounds_are_checked_on_the_server() {
+    let p = pipeline().await;
+    p.app
+        .services
+        .add_algorithm_version(
+            "acme/sentiment",
+            "3.0.0",
+            "http-batch:http://127.0.0.1:9/predict",
+            "",
+        )
+        .await
+        .unwrap();
+    let cases = [
+        ("1.0.0", json!(8), json!(null), "takes one input at a time"),
+        ("3.0.0", json!(0), json!(null), "between 1 and 256"),
+        ("3.0.0", json!(257), json!(null), "between 1 and 256"),
+        ("3.0.0", json!(32), json!(1001), "between 0 and 1000 ms"),
+    ];
+    for (version, size, wait, says) in cases {
+        let mut request = p.flow(&p.input, "subscribe", version, None);
+        request["request"]["batch_size"] = size.clone();
+        request["request"]["batch_wait_ms"] = wait.clone();
+        let reply = p.app.call("save_flow", request, Some(&p.ana)).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{version} {size} {wait}"
+        );
+        assert!(
+            reply.text().contains(says),
+            "{size} {wait}: {}",
+            reply.text()
+        );
+    }
+    assert!(p.input_row().await["flow"].is_null(), "nothing was saved");
+    // Left out, a version that takes batches gets batches of 32.
+    p.save(&p.input, "subscribe", "3.0.0", None).await;
+    assert_eq!(
+        p.input_row().await["flow"]["batching"],
+        json!({"size": 32, "wait_ms": 20})
+    );
+}
+
+#[tokio::test]
+async fn the_rest_route_runs_a_batch_on_a_model_that_takes_batches() {
+    use axum::body::Body;
+    use axum::http::{Request, header};
+    let p = pipeline().await;
+    let batches = Arc::new(Mutex::new(Vec::new()));
+    let model = batch_model(batches.clone()).await;
+    p.app
+        .services
+        .add_algorithm_version(
+            "acme/sentiment",
+            "3.0.0",
+            &format!("http-batch:{model}"),
+            "",
+        )
+        .await
+        .unwrap();
+    p.save(&p.output, "publish", "3.0.0", None).await;
+    let run = |body: String| {
+        let request = Request::post("/v1/algo/acme/sentiment/3.0.0")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::COOKIE, format!("eventflows_session={}", p.ana));
+        p.app.request(request.body(Body::from(body)).unwrap())
+    };
+    let batch = json!({"instances": [{"i": 1}, {"i": 2}, {"i": 3}]}).to_string();
+    let reply = run(batch).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(
+        reply.json()["result"],
+        json!({"predictions": [{"seen": 1}, {"seen": 2}, {"seen": 3}]})
+    );
+    // One input alone goes as a batch of one, and comes back on its own.
+    let reply = run(json!({"i": 7}).to_string()).await;
+    assert_eq!(reply.json()["result"], json!({"seen": 7}));
+    assert_eq!(batches.lock().unwrap().clone(), vec![3, 1]);
+    let published = read(&p.output, 4).await;
+    let seen: Vec<Value> = published
+        .iter()
+        .map(|r| serde_json::from_str::<Value>(&r.value).unwrap()["seen"].clone())
+        .collect();
+    assert_eq!(
+        seen,
+        vec![json!(1), json!(2), json!(3), json!(7)],
+        "each prediction is a record"
+    );
+    // Too many instances, and a batch the model refuses.
+    let many: Vec<Value> = (0..257).map(|i| json!({"i": i})).collect();
+    let reply = run(json!({ "instances": many }).to_string()).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.text()
+    );
+    let reply = run(json!({"instances": [{"i": 1, "poison": true}]}).to_string()).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text());
+}
