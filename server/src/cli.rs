@@ -84,7 +84,7 @@ enum AlgorithmCommand {
         /// Semantic version, MAJOR.MINOR.PATCH.
         #[arg(long)]
         version: String,
-        /// builtin:ID or http:URL
+        /// builtin:ID, http:URL, or http-batch:URL (a model that takes batches)
         #[arg(long)]
         runtime: String,
         /// What the algorithm does (used when the algorithm is new).

@@ -183,7 +183,7 @@ fn algorithm_versions_are_validated() {
     );
     assert_fails_with(
         &add(&["acme/echo", "--version", "2.0.0", "--runtime", "python:x"]),
-        "A runtime is builtin:ID or http:URL",
+        "A runtime is builtin:ID, http:URL or http-batch:URL",
     );
     assert_fails_with(
         &add(&["echo", "--version", "2.0.0", "--runtime", "builtin:echo"]),
