@@ -256,10 +256,13 @@ fn EnableDialog(
         move || batch_versions.contains(&version.get())
     };
     let current_batching = current.as_ref().map(|f| f.batching);
+    // A flow on a version that takes batches keeps its own size (1
+    // included); otherwise a batch-capable version starts from 32.
     let batch_size = RwSignal::new(
-        current_batching
-            .filter(|b| b.size > 1)
-            .map_or(DEFAULT_BATCH_SIZE, |b| b.size)
+        current
+            .as_ref()
+            .filter(|f| batch_versions.contains(&f.version))
+            .map_or(DEFAULT_BATCH_SIZE, |f| f.batching.size)
             .to_string(),
     );
     let batch_wait = RwSignal::new(current_batching.unwrap_or_default().wait_ms.to_string());

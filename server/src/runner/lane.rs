@@ -145,6 +145,10 @@ pub(super) async fn lane(mut worker: Worker, mut source: Source) {
                 // waiting at most the batch wait for it to fill.
                 queue.push_front(message);
                 fill(&mut queue, &mut source, &worker.stop, batching).await;
+                if worker.stopping() {
+                    // Nothing more starts: these messages stay unprocessed.
+                    break;
+                }
                 let take = queue.len().min(batching.size as usize);
                 let chunk: Vec<OwnedMessage> = queue.drain(..take).collect();
                 let offset = chunk[0].offset();
@@ -510,6 +514,8 @@ struct KafkaSink {
 /// The broker's answer to a record written to a target.
 struct KafkaDelivery {
     target: Arc<Target>,
+    /// The producer it was sent through.
+    producer: u64,
     delivery: DeliveryFuture,
 }
 
@@ -524,7 +530,9 @@ impl std::future::Future for KafkaDelivery {
             .poll(cx)
             .map(|answer| match answer {
                 Ok(Ok(_)) => Ok(()),
-                Ok(Err((error, _))) => Err(WriteError::from_kafka(&self.target.topic, &error)),
+                Ok(Err((error, _))) => {
+                    Err(WriteError::from_kafka(&self.target.topic, &error).through(self.producer))
+                }
                 Err(_) => Err(WriteError::Retryable(format!(
                     "writing to '{}' was cancelled",
                     self.target.topic
@@ -550,8 +558,8 @@ impl Sink for KafkaSink {
             })
     }
 
-    fn renew(&self, target: &Target, producer: &FutureProducer) {
-        self.runner.renew_producer(&target.connection_id, producer);
+    fn renew(&self, target: &Target, id: u64) {
+        self.runner.renew_producer(&target.connection_id, id);
     }
 
     fn send(
@@ -569,6 +577,7 @@ impl Sink for KafkaSink {
         match producer.send_result(kafka) {
             Ok(delivery) => Ok(KafkaDelivery {
                 target: target.clone(),
+                producer: super::publish::producer_id(producer),
                 delivery,
             }),
             Err((error, _)) => Err(WriteError::from_kafka(&target.topic, &error)),

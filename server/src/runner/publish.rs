@@ -12,6 +12,11 @@ use app::domain::AppError;
 
 use super::Runner;
 
+/// Which producer this is, for as long as it lives.
+pub(super) fn producer_id(producer: &FutureProducer) -> u64 {
+    producer.client().native_ptr() as usize as u64
+}
+
 /// How long a send may wait for the broker's acknowledgement, unless set
 /// otherwise; then it fails and the flow sends it again (in order).
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -84,16 +89,16 @@ impl Runner {
             .clone())
     }
 
-    /// Forgets the connection's producer if it is still `failed`, so that
-    /// the next write makes a new one; `failed` goes once every write it
-    /// holds has failed or been acknowledged (on a thread of its own, as
-    /// dropping a producer waits for its threads).
-    pub(crate) fn renew_producer(&self, connection_id: &str, failed: &FutureProducer) {
-        let same = |p: &FutureProducer| {
-            std::ptr::eq(p.client().native_ptr(), failed.client().native_ptr())
-        };
+    /// Forgets the connection's producer if it is still the producer
+    /// `failed` ([`producer_id`]), so that the next write makes a new one,
+    /// and has every lane take it up from its next message. The old one is
+    /// dropped a minute later, once no lane holds it, on a thread of its
+    /// own (dropping a producer waits for its threads).
+    pub(crate) fn renew_producer(&self, connection_id: &str, failed: u64) {
         let removed = match self.inner.producers.by_connection.lock() {
-            Ok(mut map) if map.get(connection_id).is_some_and(same) => map.remove(connection_id),
+            Ok(mut map) if map.get(connection_id).map(producer_id) == Some(failed) => {
+                map.remove(connection_id)
+            }
             _ => None,
         };
         if let Some(producer) = removed {
@@ -101,9 +106,15 @@ impl Runner {
                 connection = connection_id,
                 "a write timed out; writing through a new producer"
             );
+            self.inner
+                .publish_generation
+                .fetch_add(1, std::sync::atomic::Ordering::Release);
             let _ = std::thread::Builder::new()
                 .name("eventflows-producer-drop".into())
-                .spawn(move || drop(producer));
+                .spawn(move || {
+                    std::thread::sleep(Duration::from_secs(60));
+                    drop(producer);
+                });
         }
     }
 

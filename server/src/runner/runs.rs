@@ -5,23 +5,59 @@
 //!
 //! With `key` ordering a run waits for the run of the previous message with
 //! the same key (messages without a key count as one key); with `none` it
-//! waits for nothing.
+//! waits for nothing. Each run is a task of its own, so runs go on while
+//! the lane writes; dropping [`Runs`] stops those still under way.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 
 use futures::StreamExt;
 use futures::channel::oneshot;
-use futures::future::{BoxFuture, FutureExt, Shared};
+use futures::future::{FutureExt, Shared};
 use futures::stream::FuturesOrdered;
 
 use app::domain::FlowOrdering;
+
+/// A run as a task of its own: aborted when dropped; a panic in it goes on
+/// in whoever awaits it.
+struct Task<T>(tokio::task::JoinHandle<T>);
+
+impl<T: Send + 'static> Task<T> {
+    fn spawn(run: impl Future<Output = T> + Send + 'static) -> Self {
+        Task(tokio::spawn(run))
+    }
+}
+
+impl<T> Future for Task<T> {
+    type Output = T;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<T> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|done| match done {
+                Ok(value) => value,
+                Err(error) => match error.try_into_panic() {
+                    Ok(panic) => std::panic::resume_unwind(panic),
+                    Err(_) => unreachable!("a run is only aborted when its task is dropped"),
+                },
+            })
+    }
+}
+
+impl<T> Drop for Task<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// The run step of one partition, many runs at once.
 pub(super) struct Runs<T> {
     ordering: FlowOrdering,
     limit: usize,
-    in_flight: FuturesOrdered<BoxFuture<'static, T>>,
+    in_flight: FuturesOrdered<Task<T>>,
     /// Offsets of the runs in flight, oldest first.
     offsets: VecDeque<i64>,
     /// Per key, the offset of its newest run started and a signal that
@@ -99,7 +135,7 @@ impl<T: Send + 'static> Runs<T> {
             FlowOrdering::Partition | FlowOrdering::None => None,
         };
         self.offsets.push_back(offset);
-        self.in_flight.push_back(Box::pin(async move {
+        self.in_flight.push_back(Task::spawn(async move {
             match after {
                 None => run.await,
                 Some((before, over)) => {

@@ -23,8 +23,9 @@ pub enum WriteError {
     /// The broker did not acknowledge it in time: worth sending again,
     /// through a new producer. After a timeout an idempotent producer has
     /// to bump its epoch, which not every broker serves (tansu 0.6.0 fails
-    /// every later write of that producer).
-    TimedOut(String),
+    /// every later write of that producer). With the id of the producer
+    /// that gave up (see [`WriteError::through`]).
+    TimedOut(String, u64),
 }
 
 impl WriteError {
@@ -35,7 +36,7 @@ impl WriteError {
         if code.is_some_and(is_permanent) {
             WriteError::Permanent(message)
         } else if code == Some(RDKafkaErrorCode::MessageTimedOut) {
-            WriteError::TimedOut(message)
+            WriteError::TimedOut(message, 0)
         } else {
             WriteError::Retryable(message)
         }
@@ -43,7 +44,15 @@ impl WriteError {
 
     pub fn message(&self) -> &str {
         match self {
-            WriteError::Permanent(m) | WriteError::Retryable(m) | WriteError::TimedOut(m) => m,
+            WriteError::Permanent(m) | WriteError::Retryable(m) | WriteError::TimedOut(m, _) => m,
+        }
+    }
+
+    /// The error of a write through the producer `id`.
+    pub fn through(self, id: u64) -> Self {
+        match self {
+            WriteError::TimedOut(message, _) => WriteError::TimedOut(message, id),
+            other => other,
         }
     }
 }
@@ -108,7 +117,7 @@ mod tests {
         let timed_out = KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut);
         assert!(matches!(
             WriteError::from_kafka("t", &timed_out),
-            WriteError::TimedOut(_)
+            WriteError::TimedOut(_, 0)
         ));
         for code in [
             RDKafkaErrorCode::QueueFull,

@@ -41,10 +41,10 @@ pub(super) trait Sink {
     /// The producer of a target's connection; a deleted connection is a
     /// write that can never succeed.
     async fn producer(&self, target: &Target) -> Result<Self::Producer, WriteError>;
-    /// Stops using `producer` for the target's connection after a write
-    /// through it timed out: the next [`Sink::producer`] makes a new one
-    /// (unless that was done already).
-    fn renew(&self, target: &Target, producer: &Self::Producer);
+    /// Stops using the producer `id` for the target's connection after a
+    /// write through it timed out: the next [`Sink::producer`] makes a new
+    /// one (unless that was done already).
+    fn renew(&self, target: &Target, id: u64);
     /// Hands a record to the producer without waiting for the broker.
     fn send(
         &self,
@@ -168,7 +168,7 @@ impl Resend {
     fn of<D>(state: &WriteState<D>) -> Self {
         match state {
             WriteState::Acked => Resend::Acked,
-            WriteState::Failed(WriteError::Retryable(_) | WriteError::TimedOut(_))
+            WriteState::Failed(WriteError::Retryable(_) | WriteError::TimedOut(..))
             | WriteState::Sent(_) => Resend::Retryable,
             WriteState::Failed(WriteError::Permanent(_)) => Resend::Permanent,
             WriteState::GaveUp => Resend::Done,
@@ -545,10 +545,12 @@ impl<S: Sink> Writer<S> {
             })
             .collect();
         // A write that timed out is sent again through a new producer.
-        let mut renew = self.messages.iter().any(|p| {
-            p.writes.iter().any(|w| {
-                *w.target == **target
-                    && matches!(w.state, WriteState::Failed(WriteError::TimedOut(_)))
+        let mut renew = self.messages.iter().find_map(|p| {
+            p.writes.iter().find_map(|w| match &w.state {
+                WriteState::Failed(WriteError::TimedOut(_, id)) if *w.target == **target => {
+                    Some(*id)
+                }
+                _ => None,
             })
         });
         let mut messages = std::mem::take(&mut self.messages);
@@ -608,18 +610,16 @@ impl<S: Sink> Writer<S> {
         &self,
         i: usize,
         pending: &Pending<S::Delivery>,
-        renew: &mut bool,
+        renew: &mut Option<u64>,
     ) -> Option<Result<(), WriteError>> {
         let write = &pending.writes[i];
         let mut backoff = FIRST_RESEND;
         loop {
+            if let Some(id) = renew.take() {
+                self.sink.renew(&write.target, id);
+            }
             let error = match self.sink.producer(&write.target).await {
                 Err(error) => error,
-                Ok(producer) if *renew => {
-                    *renew = false;
-                    self.sink.renew(&write.target, &producer);
-                    continue;
-                }
                 Ok(producer) => {
                     let record = self.record(write.kind, pending);
                     let answer = match self.sink.send(&producer, &write.target, record) {
@@ -632,7 +632,9 @@ impl<S: Sink> Writer<S> {
                             return Some(Ok(()));
                         }
                         Err(error) => {
-                            *renew = matches!(error, WriteError::TimedOut(_));
+                            if let WriteError::TimedOut(_, id) = &error {
+                                *renew = Some(*id);
+                            }
                             error
                         }
                     }
@@ -766,9 +768,9 @@ mod tests {
             Ok(*self.producer.lock().unwrap())
         }
 
-        fn renew(&self, _: &Target, producer: &u32) {
+        fn renew(&self, _: &Target, id: u64) {
             let mut current = self.producer.lock().unwrap();
-            if *current == *producer {
+            if u64::from(*current) == id {
                 *current += 1;
             }
         }
@@ -935,7 +937,7 @@ mod tests {
     #[tokio::test]
     async fn a_write_that_timed_out_is_sent_again_through_a_new_producer() {
         let sink = FakeSink::default();
-        let timed_out = Answer::Fail(WriteError::TimedOut("no answer in time".into()));
+        let timed_out = Answer::Fail(WriteError::TimedOut("no answer in time".into(), 0));
         sink.script("out", [Answer::Ack, timed_out]);
         let (mut writer, _stop) = writer(sink.clone());
         let mut next = FakeNext::default();
