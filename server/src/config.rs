@@ -132,36 +132,22 @@ impl Settings {
                 .retry_limit_secs
                 .unwrap_or(crate::runner::retry::DEFAULT_RETRY_LIMIT.as_secs()),
         };
-        let model_connections_per_host = match env("EVENTFLOWS_MODEL_CONNECTIONS_PER_HOST") {
-            Some(v) => match v.trim().parse::<usize>() {
-                Ok(n) if (1..=4096).contains(&n) => n,
-                _ => bail!(
-                    "EVENTFLOWS_MODEL_CONNECTIONS_PER_HOST '{v}' is not a number from 1 to 4096"
-                ),
-            },
-            None => match file.model_connections_per_host {
-                Some(n) if !(1..=4096).contains(&n) => {
-                    bail!("model_connections_per_host {n} is not a number from 1 to 4096")
-                }
-                Some(n) => n,
-                None => crate::runner::DEFAULT_CONNECTIONS_PER_HOST,
-            },
-        };
-        let write_timeout_secs = match env("EVENTFLOWS_WRITE_TIMEOUT_SECS") {
-            Some(v) => match v.trim().parse::<u64>() {
-                Ok(secs) if (1..=300).contains(&secs) => secs,
-                _ => bail!(
-                    "EVENTFLOWS_WRITE_TIMEOUT_SECS '{v}' is not a number of seconds from 1 to 300"
-                ),
-            },
-            None => match file.write_timeout_secs {
-                Some(secs) if !(1..=300).contains(&secs) => {
-                    bail!("write_timeout_secs {secs} is not a number of seconds from 1 to 300")
-                }
-                Some(secs) => secs,
-                None => crate::runner::SEND_TIMEOUT.as_secs(),
-            },
-        };
+        let model_connections_per_host = bounded(
+            env("EVENTFLOWS_MODEL_CONNECTIONS_PER_HOST"),
+            file.model_connections_per_host.map(|n| n as u64),
+            "model_connections_per_host",
+            1..=4096,
+            "a number",
+        )?
+        .map_or(crate::runner::DEFAULT_CONNECTIONS_PER_HOST, |n| n as usize);
+        let write_timeout_secs = bounded(
+            env("EVENTFLOWS_WRITE_TIMEOUT_SECS"),
+            file.write_timeout_secs,
+            "write_timeout_secs",
+            1..=300,
+            "a number of seconds",
+        )?
+        .unwrap_or(crate::runner::SEND_TIMEOUT.as_secs());
         let metrics_token = env("EVENTFLOWS_METRICS_TOKEN").or(file.metrics_token);
         if let Some(token) = &metrics_token
             && (token.trim().len() < 16 || token.trim() != token)
@@ -194,6 +180,30 @@ impl Settings {
             secret_key,
             secure_cookies,
         })
+    }
+}
+
+/// A whole-number setting within `range`: from the environment variable
+/// (`EVENTFLOWS_` and `key` in capitals) if set, else from the file's
+/// `key`; `None` when neither sets it. `what` names the number in errors.
+fn bounded(
+    from_env: Option<String>,
+    from_file: Option<u64>,
+    key: &str,
+    range: std::ops::RangeInclusive<u64>,
+    what: &str,
+) -> anyhow::Result<Option<u64>> {
+    let (start, end) = (range.start(), range.end());
+    if let Some(v) = from_env {
+        let name = format!("EVENTFLOWS_{}", key.to_uppercase());
+        return match v.trim().parse::<u64>() {
+            Ok(n) if range.contains(&n) => Ok(Some(n)),
+            _ => bail!("{name} '{v}' is not {what} from {start} to {end}"),
+        };
+    }
+    match from_file {
+        Some(n) if !range.contains(&n) => bail!("{key} {n} is not {what} from {start} to {end}"),
+        other => Ok(other),
     }
 }
 

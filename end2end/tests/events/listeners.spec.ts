@@ -10,16 +10,22 @@ async function call(api: APIRequestContext, fn: string, data: object) {
   return reply.json();
 }
 
-/** As admin, through the API: a connection, three topics and the grants. */
-async function setUp(baseURL: string) {
+/** An admin's API session, and a new connection to the test broker. */
+async function connectAsAdmin(baseURL: string, prefix: string) {
   const admin = await playwrightRequest.newContext({ baseURL });
   await call(admin, 'login', { username: users.admin.name, password: users.admin.password });
   const id: string = await call(admin, 'connect_broker', {
     connection: {
-      name: unique('events'), bootstrap_servers: kafka, security_protocol: 'PLAINTEXT',
+      name: unique(prefix), bootstrap_servers: kafka, security_protocol: 'PLAINTEXT',
       sasl_mechanism: '', username: '', password: '', ca_pem: '',
     },
   });
+  return { admin, id };
+}
+
+/** As admin, through the API: a connection, three topics and the grants. */
+async function setUp(baseURL: string) {
+  const { admin, id } = await connectAsAdmin(baseURL, 'events');
   const topics = { input: unique('reviews'), output: unique('scores'), dlq: unique('reviews-dlq') };
   for (const [topic, partitions] of [[topics.input, 3], [topics.output, 1], [topics.dlq, 1]] as const) {
     await call(admin, 'create_topic', { id, topic, partitions });
@@ -169,14 +175,7 @@ test('the Overview tab lists versions newest first and adds one', async ({ page 
 });
 
 test('a member sets batches for a version whose model takes them', async ({ page, baseURL }) => {
-  const admin = await playwrightRequest.newContext({ baseURL });
-  await call(admin, 'login', { username: users.admin.name, password: users.admin.password });
-  const id: string = await call(admin, 'connect_broker', {
-    connection: {
-      name: unique('batches'), bootstrap_servers: kafka, security_protocol: 'PLAINTEXT',
-      sasl_mechanism: '', username: '', password: '', ca_pem: '',
-    },
-  });
+  const { admin, id } = await connectAsAdmin(baseURL!, 'batches');
   const input = unique('texts');
   await call(admin, 'create_topic', { id, topic: input, partitions: 1 });
   await call(admin, 'save_topic_grants', {

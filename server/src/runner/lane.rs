@@ -330,18 +330,23 @@ impl Worker {
         .await
     }
 
+    /// What a run step needs, owned, for a task of its own.
+    fn for_a_task(&self) -> (Executor, RetryPolicy, watch::Receiver<bool>, Arc<Stats>) {
+        (
+            self.runner.executor().clone(),
+            self.retry,
+            self.stop.clone(),
+            self.stats.clone(),
+        )
+    }
+
     /// The run step as a task of its own, for runs in flight at once.
     fn run_owned(
         &self,
         setup: Arc<Setup>,
         message: OwnedMessage,
     ) -> impl std::future::Future<Output = Running> + Send + 'static {
-        let (executor, retry, stop, stats) = (
-            self.runner.executor().clone(),
-            self.retry,
-            self.stop.clone(),
-            self.stats.clone(),
-        );
+        let (executor, retry, stop, stats) = self.for_a_task();
         async move {
             let ran = run_step(&executor, &retry, stop, &stats, &setup, message).await?;
             Some((vec![ran], setup))
@@ -355,12 +360,7 @@ impl Worker {
         url: Arc<str>,
         messages: Vec<OwnedMessage>,
     ) -> impl std::future::Future<Output = Running> + Send + 'static {
-        let (executor, retry, stop, stats) = (
-            self.runner.executor().clone(),
-            self.retry,
-            self.stop.clone(),
-            self.stats.clone(),
-        );
+        let (executor, retry, stop, stats) = self.for_a_task();
         async move {
             let ran =
                 run_batch_step(&executor, &retry, stop, &stats, &setup, &url, messages).await?;

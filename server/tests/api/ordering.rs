@@ -281,9 +281,9 @@ async fn batch_model(batches: Arc<Mutex<Vec<usize>>>) -> String {
     crate::support::serve_model(app).await
 }
 
-#[tokio::test]
-async fn a_batch_with_one_poison_message_is_split_until_only_that_one_fails() {
-    let p = pipeline().await;
+/// acme/sentiment 3.0.0 on a [`batch_model`]; returns the batch sizes it
+/// is called with.
+async fn batch_version(p: &crate::flows::Pipeline) -> Arc<Mutex<Vec<usize>>> {
     let batches = Arc::new(Mutex::new(Vec::new()));
     let model = batch_model(batches.clone()).await;
     p.app
@@ -296,6 +296,13 @@ async fn a_batch_with_one_poison_message_is_split_until_only_that_one_fails() {
         )
         .await
         .unwrap();
+    batches
+}
+
+#[tokio::test]
+async fn a_batch_with_one_poison_message_is_split_until_only_that_one_fails() {
+    let p = pipeline().await;
+    let batches = batch_version(&p).await;
     const N: i64 = 64;
     const POISON: i64 = 40;
     let values: Vec<String> = (0..N)
@@ -409,18 +416,7 @@ async fn the_rest_route_runs_a_batch_on_a_model_that_takes_batches() {
     use axum::body::Body;
     use axum::http::{Request, header};
     let p = pipeline().await;
-    let batches = Arc::new(Mutex::new(Vec::new()));
-    let model = batch_model(batches.clone()).await;
-    p.app
-        .services
-        .add_algorithm_version(
-            "acme/sentiment",
-            "3.0.0",
-            &format!("http-batch:{model}"),
-            "",
-        )
-        .await
-        .unwrap();
+    let batches = batch_version(&p).await;
     p.save(&p.output, "publish", "3.0.0", None).await;
     let run = |body: String| {
         let request = Request::post("/v1/algo/acme/sentiment/3.0.0")
