@@ -18,6 +18,9 @@ use futures::stream::FuturesOrdered;
 
 use app::domain::FlowOrdering;
 
+/// Resolves once a run is over (or dropped); any number may wait on it.
+type Over = Shared<oneshot::Receiver<()>>;
+
 /// A run as a task of its own: aborted when dropped; a panic in it goes on
 /// in whoever awaits it.
 struct Task<T>(tokio::task::JoinHandle<T>);
@@ -62,7 +65,7 @@ pub(super) struct Runs<T> {
     offsets: VecDeque<i64>,
     /// Per key, the offset of its newest run started and a signal that
     /// resolves when that run is over.
-    keys: HashMap<Option<Vec<u8>>, (i64, Shared<oneshot::Receiver<()>>)>,
+    keys: HashMap<Option<Vec<u8>>, (i64, Over)>,
 }
 
 impl<T: Send + 'static> Runs<T> {

@@ -99,7 +99,12 @@ pub struct Reader {
 impl Reader {
     /// Reads `topic` from the beginning.
     pub fn new(topic: &str) -> Self {
-        let consumer = reader_consumer(bootstrap(), topic);
+        Self::on(bootstrap(), topic)
+    }
+
+    /// [`Reader::new`] on another broker.
+    pub fn on(bootstrap: &str, topic: &str) -> Self {
+        let consumer = reader_consumer(bootstrap, topic);
         Reader {
             inner: std::sync::Arc::new(std::sync::Mutex::new((consumer, Vec::new()))),
         }
