@@ -57,12 +57,16 @@ impl Services {
                     .run_batch(url, &instances)
                     .await
                     .map_err(RunFailure::Run)?;
-                let predictions: Vec<serde_json::Value> = outputs
-                    .iter()
-                    .map(|o| serde_json::from_slice(o).unwrap_or(serde_json::Value::Null))
-                    .collect();
-                let output = serde_json::to_vec(&serde_json::json!({ "predictions": predictions }))
-                    .map_err(|_| AppError::Internal)?;
+                // Each output is already JSON: the reply is written around
+                // them rather than parsed and written again.
+                let mut output = b"{\"predictions\":[".to_vec();
+                for (i, one) in outputs.iter().enumerate() {
+                    if i > 0 {
+                        output.push(b',');
+                    }
+                    output.extend_from_slice(one);
+                }
+                output.extend_from_slice(b"]}");
                 (output, outputs)
             }
             _ => {
