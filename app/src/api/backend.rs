@@ -7,8 +7,8 @@ use async_trait::async_trait;
 
 use crate::domain::{
     AlgorithmDetails, AlgorithmSummary, AppError, BrokerConnectionDetails, BrokerConnectionSummary,
-    CurrentUser, Direction, EventRow, FlowRequest, FlowStats, NewBrokerConnection, TopicDetails,
-    TopicGrant, TopicName,
+    CurrentUser, DeadLetterPage, DeadLetterQuery, Direction, EventRow, FlowRequest, FlowStats,
+    NewBrokerConnection, ReplayRequest, Rewind, RewindPlan, TopicDetails, TopicGrant, TopicName,
 };
 
 /// Name of the HttpOnly cookie that carries the session token.
@@ -119,6 +119,38 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<(), AppError>;
 
     async fn flow_stats(&self, caller: &CurrentUser, flow_id: &str) -> Result<FlowStats, AppError>;
+
+    /// A page of the flow's dead letters, newest first.
+    async fn dead_letters(
+        &self,
+        caller: &CurrentUser,
+        flow_id: &str,
+        query: DeadLetterQuery,
+    ) -> Result<DeadLetterPage, AppError>;
+
+    /// Replays dead letters of a flow through a version; the replay's id.
+    async fn replay_dead_letters(
+        &self,
+        caller: &CurrentUser,
+        request: ReplayRequest,
+    ) -> Result<String, AppError>;
+
+    /// Pauses or resumes a subscribe flow.
+    async fn pause_flow(
+        &self,
+        caller: &CurrentUser,
+        flow_id: &str,
+        paused: bool,
+    ) -> Result<(), AppError>;
+
+    /// What rewinding a paused flow does; with `apply`, does it.
+    async fn rewind_flow(
+        &self,
+        caller: &CurrentUser,
+        flow_id: &str,
+        to: Rewind,
+        apply: bool,
+    ) -> Result<RewindPlan, AppError>;
 }
 
 pub type SharedBackend = Arc<dyn Backend>;

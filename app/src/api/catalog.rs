@@ -5,7 +5,8 @@ use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
 
 use crate::domain::{
-    AlgorithmDetails, AlgorithmSummary, AppError, Direction, EventRow, FlowRequest, FlowStats,
+    AlgorithmDetails, AlgorithmSummary, AppError, DeadLetterPage, DeadLetterQuery, Direction,
+    EventRow, FlowRequest, FlowStats, ReplayRequest, Rewind, RewindPlan,
 };
 
 #[server(endpoint = "list_catalog", input = Json)]
@@ -100,6 +101,59 @@ pub async fn get_flow_stats(flow_id: String) -> Result<FlowStats, AppError> {
         async {
             let user = super::caller().await?;
             super::backend()?.flow_stats(&user, &flow_id).await
+        }
+        .await,
+    )
+}
+
+/// A page of a flow's dead letters, newest first, for its monitor.
+#[server(endpoint = "list_dead_letters", input = Json)]
+pub async fn list_dead_letters(
+    flow_id: String,
+    query: DeadLetterQuery,
+) -> Result<DeadLetterPage, AppError> {
+    super::respond(
+        async {
+            let user = super::caller().await?;
+            super::backend()?.dead_letters(&user, &flow_id, query).await
+        }
+        .await,
+    )
+}
+
+/// Replays dead letters of a flow through a version; the replay's id.
+#[server(endpoint = "replay_dead_letters", input = Json)]
+pub async fn replay_dead_letters(request: ReplayRequest) -> Result<String, AppError> {
+    super::respond(
+        async {
+            let user = super::caller().await?;
+            super::backend()?.replay_dead_letters(&user, request).await
+        }
+        .await,
+    )
+}
+
+/// Pauses (`paused: true`) or resumes a subscribe flow.
+#[server(endpoint = "pause_flow", input = Json)]
+pub async fn pause_flow(flow_id: String, paused: bool) -> Result<(), AppError> {
+    super::respond(
+        async {
+            let user = super::caller().await?;
+            super::backend()?.pause_flow(&user, &flow_id, paused).await
+        }
+        .await,
+    )
+}
+
+/// What rewinding a paused flow does (`apply: false`), or does it.
+#[server(endpoint = "rewind_flow", input = Json)]
+pub async fn rewind_flow(flow_id: String, to: Rewind, apply: bool) -> Result<RewindPlan, AppError> {
+    super::respond(
+        async {
+            let user = super::caller().await?;
+            super::backend()?
+                .rewind_flow(&user, &flow_id, to, apply)
+                .await
         }
         .await,
     )

@@ -235,6 +235,9 @@ pub struct FlowState {
     pub concurrency: u32,
     #[serde(default)]
     pub batching: Batching,
+    /// Paused: kept as it is, but not running.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 fn one() -> u32 {
@@ -298,12 +301,18 @@ pub struct FlowError {
     pub dead_lettered: bool,
 }
 
-/// A failed message a flow keeps in the database: one it could not send to
-/// a Dead Letter Queue (it has none, or writing there failed).
+/// A message a flow could not process: a record on its Dead Letter Queue,
+/// or (for a flow without one, or when writing there failed) a failure it
+/// keeps in the database.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeptFailure {
+pub struct DeadLetter {
+    /// What a replay names it by: `topic:<dlq topic>:<partition>:<offset>`
+    /// or `kept:<id>`.
+    #[serde(default)]
+    pub id: String,
     /// When it failed, as `YYYY-MM-DD HH:MM:SS UTC`.
     pub at: String,
+    /// Where the input came from on the flow's source topic.
     pub partition: i32,
     pub offset: i64,
     pub version: String,
@@ -319,6 +328,97 @@ pub struct KeptFailure {
     pub value_bytes: u64,
     pub value_cut: bool,
     pub headers: Vec<(String, String)>,
+    /// Where the record is on the Dead Letter Queue topic, as
+    /// `partition P offset O`.
+    #[serde(default)]
+    pub position: Option<String>,
+    /// For a message that failed again when replayed: the dead letter it
+    /// was a replay of (`topic/partition/offset`).
+    #[serde(default)]
+    pub replay_of: Option<String>,
+    /// "being replayed", "replayed, succeeded" or "replayed, failed again",
+    /// after the newest replay that included it.
+    #[serde(default)]
+    pub replayed: Option<String>,
+}
+
+/// The kinds of failure a dead letter may have, for the filter.
+pub const FAILURE_KINDS: [&str; 3] = ["bad-input", "transient", "write-failed"];
+
+/// Which dead letters to list (or replay): each filter is optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetterQuery {
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Text the error message contains (case-insensitive).
+    #[serde(default)]
+    pub search: Option<String>,
+    /// Where the previous page ended (from [`DeadLetterPage::next`]).
+    #[serde(default)]
+    pub cursor: Option<String>,
+}
+
+impl DeadLetterQuery {
+    /// Whether a dead letter passes the filters.
+    pub fn matches(&self, kind: &str, version: &str, message: &str) -> bool {
+        fn given(f: &Option<String>) -> Option<&str> {
+            f.as_deref().map(str::trim).filter(|t| !t.is_empty())
+        }
+        given(&self.kind).is_none_or(|k| k == kind)
+            && given(&self.version).is_none_or(|v| v == version)
+            && given(&self.search)
+                .is_none_or(|t| message.to_lowercase().contains(&t.to_lowercase()))
+    }
+}
+
+/// Dead letters per page at most.
+pub const DEAD_LETTERS_PER_PAGE: u32 = 20;
+
+/// One page of a flow's dead letters, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetterPage {
+    /// The flow's Dead Letter Queue topic, when the letters come from it;
+    /// `None` when they are the failures the flow keeps.
+    pub dlq_topic: Option<String>,
+    pub letters: Vec<DeadLetter>,
+    /// The cursor of the next (older) page, if there may be one.
+    pub next: Option<String>,
+}
+
+/// What **Replay** sends: the letters by id, or every letter that matches
+/// a filter, and the version to run them with (the flow's own when left
+/// out).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplayRequest {
+    pub flow_id: String,
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub letters: Vec<String>,
+    #[serde(default)]
+    pub matching: Option<DeadLetterQuery>,
+}
+
+/// Dead letters one replay takes at most.
+pub const MAX_REPLAY_LETTERS: usize = 10_000;
+
+/// How far a replay got.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplayProgress {
+    pub id: String,
+    pub version: String,
+    pub by: String,
+    /// When it was asked for, as `YYYY-MM-DD HH:MM:SS UTC`.
+    pub at: String,
+    /// "running", "done" or "stopped".
+    pub state: String,
+    /// Why it stopped, when it did before the end.
+    pub message: Option<String>,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub left: u64,
 }
 
 /// One run of the flow's algorithm.
@@ -366,11 +466,78 @@ pub struct FlowStats {
     pub batching: Option<Batching>,
     /// The newest failed messages the flow keeps, newest first.
     #[serde(default)]
-    pub kept_failures: Vec<KeptFailure>,
+    pub kept_failures: Vec<DeadLetter>,
     /// How many failed messages it keeps, and how many older ones were
     /// dropped to stay within the bound.
     #[serde(default)]
     pub failures_kept: u64,
     #[serde(default)]
     pub failures_dropped: u64,
+    /// The flow's replays, newest first.
+    #[serde(default)]
+    pub replays: Vec<ReplayProgress>,
+    /// Whether the flow is paused.
+    #[serde(default)]
+    pub paused: bool,
+}
+
+/// Where a paused flow starts again when it is resumed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Rewind {
+    /// The oldest message on each partition.
+    Earliest,
+    /// After the newest message: what is on the topic now is skipped.
+    Latest,
+    /// The first message at or after this time (milliseconds since the
+    /// epoch), on each partition.
+    Timestamp(i64),
+    /// These offsets, per partition: `(partition, offset)`.
+    Offsets(Vec<(i32, i64)>),
+}
+
+/// What a rewind does to one partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RewindPartition {
+    pub partition: i32,
+    /// The consumer group's committed offset, if it has one.
+    pub committed: Option<i64>,
+    /// Where it starts after the rewind.
+    pub to: i64,
+    /// The partition's end (the offset after its newest message).
+    pub end: i64,
+}
+
+/// What a rewind does: per partition, and how many messages will be
+/// processed (again) from the new position.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RewindPlan {
+    pub partitions: Vec<RewindPartition>,
+    pub messages: u64,
+    /// Whether the offsets were committed (false for a preview).
+    pub applied: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dead_letter_filters_apply_only_when_given() {
+        let all = DeadLetterQuery::default();
+        assert!(all.matches("bad-input", "1.0.0", "anything"));
+        let query = DeadLetterQuery {
+            kind: Some("bad-input".into()),
+            version: Some(" ".into()),
+            search: Some("String FIELD".into()),
+            cursor: None,
+        };
+        assert!(query.matches("bad-input", "2.0.0", "expected a string field \"text\""));
+        assert!(!query.matches("transient", "2.0.0", "expected a string field"));
+        assert!(!query.matches("bad-input", "2.0.0", "not JSON"));
+        let version = DeadLetterQuery {
+            version: Some("1.1.0".into()),
+            ..Default::default()
+        };
+        assert!(!version.matches("bad-input", "1.0.0", "x"));
+    }
 }

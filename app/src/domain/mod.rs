@@ -14,9 +14,11 @@ pub use broker::{
 };
 pub use error::AppError;
 pub use flow::{
-    AlgorithmDetails, AlgorithmSummary, Batching, DEFAULT_BATCH_SIZE, DEFAULT_BATCH_WAIT_MS,
-    Direction, EventRow, FlowError, FlowOrdering, FlowRequest, FlowState, FlowStats, KeptFailure,
-    MAX_BATCH_SIZE, MAX_BATCH_WAIT_MS, MAX_CONCURRENCY, RunRecord, VersionInfo,
+    AlgorithmDetails, AlgorithmSummary, Batching, DEAD_LETTERS_PER_PAGE, DEFAULT_BATCH_SIZE,
+    DEFAULT_BATCH_WAIT_MS, DeadLetter, DeadLetterPage, DeadLetterQuery, Direction, EventRow,
+    FAILURE_KINDS, FlowError, FlowOrdering, FlowRequest, FlowState, FlowStats, MAX_BATCH_SIZE,
+    MAX_BATCH_WAIT_MS, MAX_CONCURRENCY, MAX_REPLAY_LETTERS, ReplayProgress, ReplayRequest, Rewind,
+    RewindPartition, RewindPlan, RunRecord, VersionInfo,
 };
 pub use names::{
     AlgorithmName, AlgorithmPath, BUILTIN_ALGORITHMS, OrgName, Runtime, Username, Version,

@@ -2,6 +2,8 @@ use std::time::Duration;
 
 use leptos::prelude::*;
 
+use super::dead_letters::{DeadLetters, Replays};
+use super::rewind::PauseControls;
 use crate::api::{disable_flow, get_flow_stats, list_events, save_flow};
 use crate::components::{ConfirmActions, Dialog, ErrorNotice, Loading, SuccessNotice};
 use crate::domain::{
@@ -78,7 +80,17 @@ pub fn EventsTab(details: AlgorithmDetails) -> impl IntoView {
             }
             .into_any(),
         }}
-        {move || watching.get().map(|(id, label)| view! { <FlowMonitor flow_id=id label=label /> })}
+        {
+            let versions = versions.clone();
+            move || watching.get().map(|(id, label)| view! {
+                <FlowMonitor
+                    flow_id=id
+                    label=label
+                    versions=versions.clone()
+                    on_change=Callback::new(move |_| rows.refetch())
+                />
+            })
+        }
         {
             let (org, name, versions) = (org.clone(), name.clone(), versions.clone());
             move || match open.get() {
@@ -127,7 +139,9 @@ fn Row(
             <td class="px-4 py-2 font-medium">{row.topic.clone()}</td>
             <td class="px-4 py-2">{row.direction.label()}</td>
             <td class="px-4 py-2">
-                {if enabled {
+                {if enabled && flow.as_ref().is_some_and(|f| f.paused) {
+                    view! { <span class="rounded-full bg-amber-100 px-2 py-0.5 text-xs font-medium text-amber-800">"Paused"</span> }.into_any()
+                } else if enabled {
                     view! { <span class="rounded-full bg-green-100 px-2 py-0.5 text-xs font-medium text-green-800">"Enabled"</span> }.into_any()
                 } else {
                     view! { <span class="rounded-full bg-slate-100 px-2 py-0.5 text-xs font-medium text-slate-700">"Disabled"</span> }.into_any()
@@ -540,7 +554,13 @@ fn DisableDialog(
 
 /// The debugging view of one flow, refreshed every two seconds while open.
 #[component]
-fn FlowMonitor(flow_id: String, label: String) -> impl IntoView {
+fn FlowMonitor(
+    flow_id: String,
+    label: String,
+    versions: Vec<String>,
+    /// Called after the flow was paused or resumed.
+    on_change: Callback<()>,
+) -> impl IntoView {
     let id = flow_id.clone();
     let stats = LocalResource::new(move || get_flow_stats(id.clone()));
     if let Ok(handle) = set_interval_with_handle(move || stats.refetch(), Duration::from_secs(2)) {
@@ -552,14 +572,37 @@ fn FlowMonitor(flow_id: String, label: String) -> impl IntoView {
             last.set(Some(s));
         }
     });
+    // The dead letters are read again when new ones may have come, or a
+    // replay ended.
+    let changed = Memo::new(move |_| {
+        last.with(|s| {
+            s.as_ref().map_or(0, |s| {
+                s.dead_lettered as usize
+                    + s.failures_kept as usize
+                    + s.failures_dropped as usize
+                    + s.replays.iter().filter(|r| r.state != "running").count()
+            })
+        })
+    });
     view! {
         <section aria-label=format!("Flow {label}") class="mt-6 rounded-lg bg-white p-6 shadow">
-            <h2 class="text-lg font-semibold">{format!("Flow: {label}")}</h2>
+            <div class="flex items-center justify-between gap-2">
+                <h2 class="text-lg font-semibold">{format!("Flow: {label}")}</h2>
+                <PauseControls
+                    flow_id=flow_id.clone()
+                    paused=Signal::derive(move || last.with(|s| s.as_ref().map(|s| s.paused)))
+                    on_change=Callback::new(move |_| {
+                        stats.refetch();
+                        on_change.run(());
+                    })
+                />
+            </div>
             {move || match (last.get(), stats.get()) {
                 (_, Some(Err(e))) => view! { <ErrorNotice message=e.to_string() /> }.into_any(),
                 (None, _) => view! { <Loading what="the flow" /> }.into_any(),
                 (Some(s), _) => view! { <Numbers stats=s /> }.into_any(),
             }}
+            <DeadLetters flow_id=flow_id.clone() versions=versions finished=changed.into() />
         </section>
     }
 }
@@ -628,51 +671,22 @@ fn Numbers(stats: FlowStats) -> impl IntoView {
             }
             .into_any()
         }}
-        <h3 class="mt-4 font-semibold">"Failed messages kept"</h3>
-        {if stats.kept_failures.is_empty() {
-            view! {
-                <p class="text-sm text-slate-600" data-testid="failures-kept">
-                    "None. Messages that fail and cannot go to a Dead Letter Queue are kept here."
-                </p>
-            }
-            .into_any()
-        } else {
+        {(stats.failures_kept > 0 || stats.failures_dropped > 0).then(|| {
+            let noun = if stats.failures_kept == 1 { "failed message" } else { "failed messages" };
             let summary = if stats.failures_dropped > 0 {
                 format!(
-                    "{} kept (newest first); {} older ones were dropped.",
+                    "{} {noun} kept (the flow has no Dead Letter Queue); {} older ones were dropped.",
                     stats.failures_kept, stats.failures_dropped
                 )
             } else {
-                format!("{} kept (newest first).", stats.failures_kept)
+                format!(
+                    "{} {noun} kept (the flow has no Dead Letter Queue).",
+                    stats.failures_kept
+                )
             };
-            view! {
-                <p class="text-sm text-slate-600" data-testid="failures-kept">{summary}</p>
-                <ul class="mt-1 space-y-2 text-sm" aria-label="Failed messages kept">
-                    {stats.kept_failures.iter().map(|f| view! {
-                        <li class="rounded border border-slate-200 p-2" data-testid="kept-failure">
-                            <div class="font-mono text-xs text-slate-600">
-                                {format!(
-                                    "{} · partition {} offset {} · version {} · {} · {} attempt{}",
-                                    f.at, f.partition, f.offset, f.version, f.kind, f.attempts,
-                                    if f.attempts == 1 { "" } else { "s" }
-                                )}
-                            </div>
-                            <div>{f.message.clone()}</div>
-                            {f.key.clone().map(|key| view! {
-                                <div class="font-mono text-xs">"Key: " {key}</div>
-                            })}
-                            <pre class="mt-1 max-h-48 overflow-auto whitespace-pre-wrap break-all bg-slate-50 p-1 text-xs">{f.value.clone()}</pre>
-                            {f.value_cut.then(|| view! {
-                                <div class="text-xs text-slate-600">
-                                    {format!("The first part of {} bytes.", f.value_bytes)}
-                                </div>
-                            })}
-                        </li>
-                    }).collect_view()}
-                </ul>
-            }
-            .into_any()
-        }}
+            view! { <p class="mt-3 text-sm text-slate-600" data-testid="failures-kept">{summary}</p> }
+        })}
+        <Replays replays=stats.replays.clone() />
         <h3 class="mt-4 font-semibold">"Recent runs"</h3>
         {if stats.recent_runs.is_empty() {
             view! { <p class="text-sm text-slate-600">"No runs yet."</p> }.into_any()

@@ -3,10 +3,12 @@
 mod admin;
 mod algorithm;
 mod catalog;
+mod dead_letters;
 mod events;
 mod forbidden;
 mod login;
 mod not_found;
+mod rewind;
 
 pub use admin::{ConnectQueuePage, ConnectionDetailsPage, QueueManagerPage, TopicEditPage};
 pub use algorithm::{AlgorithmPage, Tab};

@@ -133,10 +133,13 @@ test('a member enables a listener with a Dead Letter Queue, watches it work, edi
   const kept = await page.request.post('/v1/algo/acme/echo/1.0.0', { data: { kept_for_later: true } });
   expect(kept.status()).toBe(200);
   await inputRow.getByRole('button', { name: `Monitor Subscribe on ${t.input}` }).click();
-  const failure = monitor.getByTestId('kept-failure').first();
+  const failure = monitor.getByTestId('dead-letter').first();
   await expect(failure).toContainText('"kept_for_later": true', { timeout: 30_000 });
   await expect(failure).toContainText('version 1.1.0');
-  await expect(monitor.getByTestId('failures-kept')).toHaveText('1 kept (newest first).');
+  await expect(monitor.getByTestId('dead-letters-source')).toContainText('Kept by the flow');
+  await expect(monitor.getByTestId('failures-kept')).toHaveText(
+    '1 failed message kept (the flow has no Dead Letter Queue).',
+  );
 
   await inputRow.getByRole('button', { name: `Disable Subscribe on ${t.input}` }).click();
   const confirm = page.getByRole('dialog', { name: 'Disable listener?' });
@@ -213,4 +216,89 @@ test('a member sets batches for a version whose model takes them', async ({ page
   await inputRow.getByRole('button', { name: `Disable Subscribe on ${input}` }).click();
   await page.getByRole('dialog', { name: 'Disable listener?' }).getByRole('button', { name: 'Disable' }).click();
   await expect(inputRow).toContainText('Disabled');
+});
+
+test('a member finds dead letters on the monitor, filters them and replays them with another version', async ({ page, baseURL }) => {
+  const { admin, id } = await connectAsAdmin(baseURL!, 'replays');
+  const t = { input: unique('texts'), output: unique('counts'), dlq: unique('texts-dlq') };
+  for (const topic of [t.input, t.output, t.dlq]) {
+    await call(admin, 'create_topic', { id, topic, partitions: 1 });
+  }
+  const grant = (algorithm: string, subscribe: boolean, publish: boolean) => ({ algorithm, access: { subscribe, publish } });
+  await call(admin, 'save_topic_grants', {
+    id, topic: t.input, grants: [grant('acme/word-count', true, false), grant('acme/echo', false, true)],
+  });
+  for (const topic of [t.output, t.dlq]) {
+    await call(admin, 'save_topic_grants', { id, topic, grants: [grant('acme/word-count', false, true)] });
+  }
+  // A version that takes what 2.0.0 refuses (inputs without "text").
+  const lenient = `7.${Date.now() % 1000}.0`;
+  await call(admin, 'add_version', { org: 'acme', name: 'word-count', version: lenient, runtime: 'builtin:echo' });
+  await admin.dispose();
+
+  await logIn(page, users.ana);
+  const flow = (name: string, topic: string, direction: string, version: string, dlq_topic: string | null) =>
+    call(page.request, 'save_flow', {
+      request: { org: 'acme', name, connection_id: id, topic, direction, version, dlq_topic },
+    });
+  await flow('word-count', t.input, 'Subscribe', '2.0.0', t.dlq);
+  await flow('word-count', t.output, 'Publish', lenient, null);
+  await flow('echo', t.input, 'Publish', '1.0.0', null);
+  for (const body of [{ text: 'three words here' }, { no_text: 1 }, { no_text: 2 }]) {
+    const reply = await page.request.post('/v1/algo/acme/echo/1.0.0', { data: body });
+    expect(reply.status()).toBe(200);
+  }
+
+  await page.goto('/algorithms/acme/word-count/events');
+  const inputRow = page.getByRole('row').filter({ hasText: t.input }).filter({ hasText: 'Subscribe' });
+  await inputRow.getByRole('button', { name: `Monitor Subscribe on ${t.input}` }).click();
+  const monitor = page.getByRole('region', { name: `Flow Subscribe on ${t.input}` });
+  const letters = monitor.getByRole('region', { name: 'Dead letters' });
+  await expect(monitor.getByTestId('stat-dead-lettered')).toHaveText('2', { timeout: 30_000 });
+  await expect(letters.getByTestId('dead-letters-source')).toContainText(`From the Dead Letter Queue ${t.dlq}`);
+  await expect(letters.getByTestId('dead-letter')).toHaveCount(2);
+  await expect(letters.getByTestId('dead-letter').first()).toContainText('"no_text": 2');
+  await expect(letters.getByTestId('dead-letter').first()).toContainText('bad-input');
+
+  // Filters: another kind finds none; this kind finds both.
+  await letters.getByLabel('Error kind').selectOption('transient');
+  await letters.getByRole('button', { name: 'Filter' }).click();
+  await expect(letters.getByTestId('no-dead-letters')).toHaveText('No dead letters match.');
+  await letters.getByLabel('Error kind').selectOption('bad-input');
+  await letters.getByRole('button', { name: 'Filter' }).click();
+  await expect(letters.getByTestId('dead-letter')).toHaveCount(2);
+
+  await letters.getByLabel('Select every dead letter on this page').check();
+  await letters.getByRole('button', { name: 'Replay selected (2)' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Replay dead letters' });
+  await expect(dialog).toContainText('Runs the 2 selected dead letters again');
+  await dialog.getByLabel('Version').selectOption(lenient);
+  await dialog.getByRole('button', { name: 'Replay' }).click();
+  await expect(dialog).toBeHidden();
+  await expect(letters.getByRole('status')).toHaveText('Replay started. Its progress shows under Replays.');
+  const replay = monitor.getByTestId('replay').first();
+  await expect(replay.getByTestId('replay-state')).toHaveText('done', { timeout: 30_000 });
+  await expect(replay).toContainText(`version ${lenient} · by ana`);
+  await expect(replay).toContainText('2 succeeded, 0 failed again, 0 left of 2');
+  await expect(letters.getByTestId('dead-letter-replayed')).toHaveText(['replayed, succeeded', 'replayed, succeeded']);
+
+  // Pause, rewind to the earliest message, resume: the three run again.
+  await expect(monitor.getByTestId('stat-consumed')).toHaveText('3');
+  await monitor.getByRole('button', { name: 'Pause' }).click();
+  await expect(monitor.getByTestId('flow-state')).toHaveText('paused');
+  await expect(inputRow).toContainText('Paused');
+  await monitor.getByRole('button', { name: 'Rewind…' }).click();
+  const rewind = page.getByRole('dialog', { name: 'Rewind the flow' });
+  await expect(rewind.getByRole('button', { name: 'Rewind' })).toBeDisabled();
+  await rewind.getByLabel('Start from').selectOption({ label: 'The earliest message' });
+  await rewind.getByRole('button', { name: 'Preview' }).click();
+  await expect(rewind.getByTestId('rewind-count')).toHaveText('3 messages will be processed from the new position.');
+  await rewind.getByRole('button', { name: 'Rewind' }).click();
+  await expect(rewind).toBeHidden();
+  await expect(monitor.getByRole('status').filter({ hasText: 'Rewound' })).toHaveText(
+    'Rewound: 3 messages will be processed when the flow resumes.',
+  );
+  await monitor.getByRole('button', { name: 'Resume' }).click();
+  await expect(monitor.getByTestId('stat-consumed')).toHaveText('6', { timeout: 30_000 });
+  await expect(monitor.getByTestId('flow-state')).toHaveText('running');
 });

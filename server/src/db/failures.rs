@@ -93,13 +93,45 @@ pub fn keep(conn: &mut AnyConnection, flow_id: &str, failures: &[Failure]) -> Qu
     })
 }
 
-/// A flow's newest kept failures (at most `limit`), how many it keeps and
-/// how many were dropped.
+/// The columns of a [`Failure`], for reading one back.
+type FailureColumns = (
+    flow_failures::at_ms,
+    flow_failures::source_partition,
+    flow_failures::source_offset,
+    flow_failures::version,
+    flow_failures::kind,
+    flow_failures::message,
+    flow_failures::attempts,
+    flow_failures::record_key,
+    flow_failures::record_value,
+    flow_failures::value_bytes,
+    flow_failures::headers,
+);
+
+const FAILURE_COLUMNS: FailureColumns = (
+    flow_failures::at_ms,
+    flow_failures::source_partition,
+    flow_failures::source_offset,
+    flow_failures::version,
+    flow_failures::kind,
+    flow_failures::message,
+    flow_failures::attempts,
+    flow_failures::record_key,
+    flow_failures::record_value,
+    flow_failures::value_bytes,
+    flow_failures::headers,
+);
+
+/// Kept failures with their ids.
+pub type WithIds = Vec<(String, Failure)>;
+
+/// A flow's newest kept failures (at most `limit`) with their ids, how
+/// many it keeps and how many were dropped.
 pub fn latest(
     conn: &mut AnyConnection,
     flow_id: &str,
     limit: i64,
-) -> QueryResult<(Vec<Failure>, i64, i64)> {
+) -> QueryResult<(WithIds, i64, i64)> {
     let rows = flow_failures::table
         .filter(flow_failures::flow_id.eq(flow_id))
         .order((
@@ -107,19 +139,7 @@ pub fn latest(
             flow_failures::source_partition.desc(),
             flow_failures::source_offset.desc(),
         ))
-        .select((
-            flow_failures::at_ms,
-            flow_failures::source_partition,
-            flow_failures::source_offset,
-            flow_failures::version,
-            flow_failures::kind,
-            flow_failures::message,
-            flow_failures::attempts,
-            flow_failures::record_key,
-            flow_failures::record_value,
-            flow_failures::value_bytes,
-            flow_failures::headers,
-        ))
+        .select((flow_failures::id, FAILURE_COLUMNS))
         .limit(limit)
         .load(conn)?;
     let kept: i64 = flow_failures::table
@@ -133,6 +153,48 @@ pub fn latest(
         .optional()?
         .unwrap_or(0);
     Ok((rows, kept, dropped))
+}
+
+/// What a filter looks at in a kept failure: (id, kind, version, message),
+/// newest first. At most [`KEEP_PER_FLOW`] of them.
+pub fn summaries(
+    conn: &mut AnyConnection,
+    flow_id: &str,
+) -> QueryResult<Vec<(String, String, String, String)>> {
+    flow_failures::table
+        .filter(flow_failures::flow_id.eq(flow_id))
+        .order((
+            flow_failures::at_ms.desc(),
+            flow_failures::source_partition.desc(),
+            flow_failures::source_offset.desc(),
+            flow_failures::id.desc(),
+        ))
+        .select((
+            flow_failures::id,
+            flow_failures::kind,
+            flow_failures::version,
+            flow_failures::message,
+        ))
+        .load(conn)
+}
+
+/// The kept failures of a flow with these ids (those that still exist).
+pub fn find(
+    conn: &mut AnyConnection,
+    flow_id: &str,
+    ids: &[String],
+) -> QueryResult<Vec<(String, Failure)>> {
+    let mut found = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        found.extend(
+            flow_failures::table
+                .filter(flow_failures::flow_id.eq(flow_id))
+                .filter(flow_failures::id.eq_any(chunk))
+                .select((flow_failures::id, FAILURE_COLUMNS))
+                .load::<(String, Failure)>(conn)?,
+        );
+    }
+    Ok(found)
 }
 
 /// Forgets the failures of flows that are deleted.

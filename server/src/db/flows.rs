@@ -6,7 +6,7 @@ use app::domain::{Batching, FlowOrdering, MAX_BATCH_SIZE, MAX_BATCH_WAIT_MS, MAX
 
 use super::schema::{
     algorithm_versions, algorithms, broker_connections, flows, memberships, organizations,
-    topic_grants, users,
+    paused_flows, topic_grants, users,
 };
 use super::{AnyConnection, new_id, now_ms};
 
@@ -64,6 +64,16 @@ pub fn versions(
             algorithm_versions::created_at,
         ))
         .load(conn)
+}
+
+/// An algorithm's `org/name`.
+pub fn algorithm_path(conn: &mut AnyConnection, algorithm_id: &str) -> QueryResult<String> {
+    let (org, name): (String, String) = algorithms::table
+        .inner_join(organizations::table)
+        .filter(algorithms::id.eq(algorithm_id))
+        .select((organizations::name, algorithms::name))
+        .first(conn)?;
+    Ok(format!("{org}/{name}"))
 }
 
 /// The organization an algorithm belongs to.
@@ -248,7 +258,20 @@ pub fn disable_flow(
     )
     .set((flows::enabled.eq(false), flows::updated_at.eq(now_ms())))
     .execute(conn)?;
+    // A disabled flow is not paused: enabled again, it runs.
+    let ids = flows::table
+        .filter(flows::algorithm_id.eq(algorithm_id))
+        .filter(flows::connection_id.eq(connection_id))
+        .filter(flows::topic.eq(topic))
+        .filter(flows::direction.eq(direction))
+        .select(flows::id);
+    diesel::delete(paused_flows::table.filter(paused_flows::flow_id.eq_any(ids))).execute(conn)?;
     Ok(n > 0)
+}
+
+/// Forgets which of these (deleted) flows were paused.
+pub fn forget_paused(conn: &mut AnyConnection, flow_ids: &[String]) -> QueryResult<usize> {
+    diesel::delete(paused_flows::table.filter(paused_flows::flow_id.eq_any(flow_ids))).execute(conn)
 }
 
 /// Flows that dead-letter into `topic` while their algorithm may no longer
@@ -304,6 +327,8 @@ pub fn delete_ungranted_flows(
         };
         if !allowed {
             super::failures::forget(conn, std::slice::from_ref(&flow.id))?;
+            super::replays::forget(conn, std::slice::from_ref(&flow.id))?;
+            forget_paused(conn, std::slice::from_ref(&flow.id))?;
             removed += diesel::delete(flows::table.find(&flow.id)).execute(conn)?;
         }
     }
@@ -330,7 +355,41 @@ pub struct ActiveFlow {
     pub batching: Batching,
 }
 
-/// Every enabled flow whose version exists.
+/// Pauses or resumes an enabled flow; returns whether one was found.
+pub fn set_paused(conn: &mut AnyConnection, id: &str, paused: bool) -> QueryResult<bool> {
+    conn.transaction(|c| {
+        let enabled = flows::table
+            .find(id)
+            .filter(flows::enabled.eq(true))
+            .count()
+            .get_result::<i64>(c)?
+            > 0;
+        if !enabled {
+            return Ok(false);
+        }
+        diesel::delete(paused_flows::table.find(id)).execute(c)?;
+        if paused {
+            diesel::insert_into(paused_flows::table)
+                .values((
+                    paused_flows::flow_id.eq(id),
+                    paused_flows::at_ms.eq(now_ms()),
+                ))
+                .execute(c)?;
+        }
+        Ok(true)
+    })
+}
+
+/// Whether a flow is paused.
+pub fn is_paused(conn: &mut AnyConnection, id: &str) -> QueryResult<bool> {
+    Ok(paused_flows::table
+        .find(id)
+        .count()
+        .get_result::<i64>(conn)?
+        > 0)
+}
+
+/// Every enabled flow that is not paused and whose version exists.
 pub fn active_flows(conn: &mut AnyConnection) -> QueryResult<Vec<ActiveFlow>> {
     let rows: Vec<(FlowRow, String, String, String)> = flows::table
         .inner_join(algorithms::table.inner_join(organizations::table))
@@ -340,6 +399,7 @@ pub fn active_flows(conn: &mut AnyConnection) -> QueryResult<Vec<ActiveFlow>> {
                 .and(algorithm_versions::version.eq(flows::version))),
         )
         .filter(flows::enabled.eq(true))
+        .filter(flows::id.ne_all(paused_flows::table.select(paused_flows::flow_id)))
         .select((
             FlowRow::as_select(),
             organizations::name,

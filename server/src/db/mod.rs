@@ -7,6 +7,7 @@ pub mod brokers;
 pub mod directory;
 pub mod failures;
 pub mod flows;
+pub mod replays;
 pub mod schema;
 pub mod users;
 

@@ -129,6 +129,39 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    paused_flows (flow_id) {
+        flow_id -> Text,
+        at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    replays (id) {
+        id -> Text,
+        flow_id -> Text,
+        version -> Text,
+        created_by -> Text,
+        created_at_ms -> BigInt,
+        state -> Text,
+        message -> Nullable<Text>,
+        finished_at_ms -> Nullable<BigInt>,
+        owner -> Nullable<Text>,
+        heartbeat_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    replay_letters (replay_id, seq) {
+        replay_id -> Text,
+        seq -> Integer,
+        flow_id -> Text,
+        letter -> Text,
+        outcome -> Text,
+        at_ms -> Nullable<BigInt>,
+    }
+}
+
 diesel::joinable!(topic_grants -> broker_connections (connection_id));
 diesel::joinable!(topic_grants -> algorithms (algorithm_id));
 diesel::joinable!(flows -> broker_connections (connection_id));
@@ -145,4 +178,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     topic_grants,
     flows,
     flow_failures,
+    replays,
+    replay_letters,
+    paused_flows,
 );

@@ -6,7 +6,9 @@
 //! by every request (see [`Clients`]).
 
 mod client;
+mod offsets;
 mod settings;
 
 pub use client::{BrokerClient, Clients};
+pub use offsets::{ReadingConsumer, ReadingContext, watermarks};
 pub use settings::{BrokerSettings, check_ca_pem, sealed_context};

@@ -20,6 +20,10 @@ pub const ERROR: &str = "eventflows-error";
 pub const ERROR_KIND: &str = "eventflows-error-kind";
 pub const ATTEMPTS: &str = "eventflows-attempts";
 pub const FAILED_AT: &str = "eventflows-failed-at";
+/// On a record written by a replay: the dead letter it replays, as
+/// `topic/partition/offset` of the Dead Letter Queue record (or `kept/<id>`
+/// for a failure the flow kept).
+pub const REPLAY_OF: &str = "eventflows-replay-of";
 /// On a dead letter whose value was cut to fit the broker's record size:
 /// the length of the whole value.
 pub const VALUE_TRUNCATED: &str = "eventflows-value-truncated";

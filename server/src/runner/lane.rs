@@ -396,6 +396,7 @@ async fn run_step(
         result: ran
             .result
             .map_err(|e| Failure::now(e.kind(), e.message().to_owned(), ran.attempts)),
+        replay_of: None,
     })
 }
 
@@ -501,18 +502,19 @@ async fn run_batch_step(
                         0,
                     ))
                 }),
+                replay_of: None,
             })
             .collect(),
     )
 }
 
 /// Writes to Kafka through the runner's shared producers.
-struct KafkaSink {
-    runner: Runner,
+pub(super) struct KafkaSink {
+    pub runner: Runner,
 }
 
 /// The broker's answer to a record written to a target.
-struct KafkaDelivery {
+pub(super) struct KafkaDelivery {
     target: Arc<Target>,
     /// The producer it was sent through.
     producer: u64,
@@ -602,9 +604,9 @@ impl Offsets for ConsumerOffsets {
 }
 
 /// Keeps failed messages in the database.
-struct DbKeeper {
-    runner: Runner,
-    flow: Arc<str>,
+pub(super) struct DbKeeper {
+    pub runner: Runner,
+    pub flow: Arc<str>,
 }
 
 impl Keeper for DbKeeper {

@@ -16,6 +16,14 @@ pub struct FlowLabels {
     pub topic: String,
 }
 
+/// The labels of the replay counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReplayLabels {
+    pub flow: String,
+    /// `succeeded` or `failed`.
+    pub outcome: String,
+}
+
 fn latency_histogram() -> Histogram {
     // 0.5 ms … ~16 s
     Histogram::new(exponential_buckets(0.0005, 2.0, 16))
@@ -30,6 +38,7 @@ pub struct Metrics {
     pub retries: Family<FlowLabels, Counter>,
     pub run_latency: Family<FlowLabels, Histogram, fn() -> Histogram>,
     pub lag: Family<FlowLabels, Gauge>,
+    pub replayed: Family<ReplayLabels, Counter>,
     resident_memory: Gauge,
     threads: Gauge,
 }
@@ -81,6 +90,12 @@ impl Default for Metrics {
             "Messages on the topic not yet processed",
             lag.clone(),
         );
+        let replayed = Family::<ReplayLabels, Counter>::default();
+        registry.register(
+            "flow_dead_letters_replayed",
+            "Dead letters replayed by this instance, by how the replay went",
+            replayed.clone(),
+        );
         let resident_memory = Gauge::default();
         let threads = Gauge::default();
         registry.register(
@@ -98,6 +113,7 @@ impl Default for Metrics {
             retries,
             run_latency,
             lag,
+            replayed,
             resident_memory,
             threads,
         }

@@ -11,12 +11,14 @@
 mod commit;
 mod executor;
 pub mod headers;
-mod kept;
 mod lane;
+mod letters;
 pub mod metrics;
 pub(crate) mod publish;
+mod replay;
 pub mod retry;
 mod revoke;
+mod rewind;
 mod runs;
 mod source;
 mod stats;
@@ -126,6 +128,11 @@ pub(crate) struct Inner {
     producers: publish::Producers,
     metrics: metrics::Metrics,
     retry: RwLock<RetryPolicy>,
+    /// This instance's name for holding replays when it was given none.
+    anonymous: String,
+    /// The replays running here, by id.
+    replays: tokio::sync::Mutex<HashMap<String, JoinHandle<()>>>,
+    replay_stop: watch::Sender<bool>,
 }
 
 /// The in-process flow supervisor. Cheap to clone.
@@ -149,6 +156,9 @@ impl Runner {
                 producers: publish::Producers::default(),
                 metrics: metrics::Metrics::default(),
                 retry: RwLock::new(RetryPolicy::default()),
+                anonymous: crate::db::new_id(),
+                replays: tokio::sync::Mutex::new(HashMap::new()),
+                replay_stop: watch::channel(false).0,
             }),
         })
     }
@@ -187,6 +197,7 @@ impl Runner {
                 if let Err(error) = runner.reconcile().await {
                     tracing::warn!(%error, "could not reconcile the flows");
                 }
+                runner.resume_replays().await;
                 tokio::time::sleep(RECONCILE_INTERVAL).await;
             }
         })
@@ -309,6 +320,7 @@ impl Runner {
 
     /// Stops every flow (draining and committing), for shutdown.
     pub async fn shutdown(&self) {
+        self.stop_replays().await;
         let mut running = self.inner.flows.lock().await;
         futures::future::join_all(running.drain().map(|(_, flow)| stop(flow))).await;
     }
@@ -413,7 +425,10 @@ impl Runner {
             .await
         {
             Ok((rows, kept, dropped)) => {
-                snapshot.kept_failures = rows.into_iter().map(Into::into).collect();
+                snapshot.kept_failures = rows
+                    .into_iter()
+                    .map(|(id, row)| letters::from_kept(&id, row))
+                    .collect();
                 snapshot.failures_kept = kept.max(0) as u64;
                 snapshot.failures_dropped = dropped.max(0) as u64;
             }
@@ -421,6 +436,7 @@ impl Runner {
                 tracing::warn!(flow = flow_id, %error, "could not read the kept failures")
             }
         }
+        snapshot.replays = self.replay_progress(flow_id).await;
         snapshot
     }
 

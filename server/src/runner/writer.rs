@@ -97,6 +97,8 @@ pub(super) struct Ran {
     pub started: Instant,
     /// The output, or why there is none.
     pub result: Result<Vec<u8>, Failure>,
+    /// For a replayed dead letter: which one (its records carry it).
+    pub replay_of: Option<Arc<str>>,
 }
 
 /// A message whose writes are all settled: what the write step hands on.
@@ -123,6 +125,7 @@ struct Pending<D> {
     output: Option<Vec<u8>>,
     failure: Option<Failure>,
     writes: Vec<Write<D>>,
+    replay_of: Option<Arc<str>>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -328,6 +331,7 @@ impl<S: Sink> Writer<S> {
             output: None,
             failure: None,
             writes: Vec::new(),
+            replay_of: ran.replay_of,
         };
         match ran.result {
             Ok(output) => {
@@ -470,6 +474,9 @@ impl<S: Sink> Writer<S> {
                 ),
                 (headers::FAILED_AT, at.format(failure.at_ms).as_bytes()),
             ]);
+        }
+        if let Some(replay_of) = &pending.replay_of {
+            fields.push((headers::REPLAY_OF, replay_of.as_bytes()));
         }
         fields.extend_from_slice(extra);
         headers::build(message.headers(), &fields)
@@ -863,6 +870,7 @@ mod tests {
             dlq: dlq.then(|| target("dlq")),
             started: Instant::now(),
             result,
+            replay_of: None,
         }
     }
 

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use app::api::Backend;
 use app::domain::{
     AlgorithmDetails, AlgorithmSummary, AppError, BrokerConnectionDetails, BrokerConnectionSummary,
-    CurrentUser, Direction, EventRow, FlowRequest, FlowStats, NewBrokerConnection, TopicDetails,
-    TopicGrant, TopicName,
+    CurrentUser, DeadLetterPage, DeadLetterQuery, Direction, EventRow, FlowRequest, FlowStats,
+    NewBrokerConnection, ReplayRequest, Rewind, RewindPlan, TopicDetails, TopicGrant, TopicName,
 };
 
 use super::Services;
@@ -130,5 +130,41 @@ impl Backend for Services {
 
     async fn flow_stats(&self, caller: &CurrentUser, flow_id: &str) -> Result<FlowStats, AppError> {
         Services::flow_stats(self, caller, flow_id).await
+    }
+
+    async fn dead_letters(
+        &self,
+        caller: &CurrentUser,
+        flow_id: &str,
+        query: DeadLetterQuery,
+    ) -> Result<DeadLetterPage, AppError> {
+        Services::dead_letters(self, caller, flow_id, query).await
+    }
+
+    async fn replay_dead_letters(
+        &self,
+        caller: &CurrentUser,
+        request: ReplayRequest,
+    ) -> Result<String, AppError> {
+        Services::replay_dead_letters(self, caller, request).await
+    }
+
+    async fn pause_flow(
+        &self,
+        caller: &CurrentUser,
+        flow_id: &str,
+        paused: bool,
+    ) -> Result<(), AppError> {
+        Services::pause_flow(self, caller, flow_id, paused).await
+    }
+
+    async fn rewind_flow(
+        &self,
+        caller: &CurrentUser,
+        flow_id: &str,
+        to: Rewind,
+        apply: bool,
+    ) -> Result<RewindPlan, AppError> {
+        Services::rewind_flow(self, caller, flow_id, to, apply).await
     }
 }

@@ -9,8 +9,9 @@
 use std::collections::HashMap;
 
 use app::domain::{
-    AlgorithmDetails, AlgorithmSummary, AppError, Batching, CurrentUser, Direction, EventRow,
-    FlowOrdering, FlowRequest, FlowState, FlowStats, Runtime, TopicName, VersionInfo,
+    AlgorithmDetails, AlgorithmSummary, AppError, Batching, CurrentUser, DeadLetterPage,
+    DeadLetterQuery, Direction, EventRow, FlowOrdering, FlowRequest, FlowState, FlowStats,
+    ReplayRequest, Rewind, RewindPlan, Runtime, TopicName, VersionInfo,
 };
 
 use super::{Services, internal};
@@ -138,9 +139,18 @@ impl Services {
     /// The Events rows of an algorithm (no access check).
     async fn event_rows(&self, algorithm_id: &str) -> Result<Vec<EventRow>, AppError> {
         let id = algorithm_id.to_owned();
-        let (grants, flows) = self
+        let (grants, flows, paused) = self
             .db
-            .run(move |c| Ok((queries::grants_of(c, &id)?, queries::flows_of(c, &id)?)))
+            .run(move |c| {
+                let flows = queries::flows_of(c, &id)?;
+                let mut paused = std::collections::HashSet::new();
+                for f in &flows {
+                    if queries::is_paused(c, &f.id)? {
+                        paused.insert(f.id.clone());
+                    }
+                }
+                Ok((queries::grants_of(c, &id)?, flows, paused))
+            })
             .await
             .map_err(internal)?;
         let mut rows = Vec::new();
@@ -167,6 +177,7 @@ impl Services {
                         ordering: FlowOrdering::parse(&f.ordering).unwrap_or_default(),
                         concurrency: f.concurrency.max(1) as u32,
                         batching: f.batching(),
+                        paused: paused.contains(&f.id),
                     });
                 let dlq_options = match direction {
                     Direction::Publish => Vec::new(),
@@ -333,11 +344,9 @@ impl Services {
         self.runner.reconcile().await
     }
 
-    pub async fn flow_stats(
-        &self,
-        user: &CurrentUser,
-        flow_id: &str,
-    ) -> Result<FlowStats, AppError> {
+    /// Checks that `user` may see the flow: an admin, or a member of its
+    /// algorithm's organization.
+    async fn check_flow(&self, user: &CurrentUser, flow_id: &str) -> Result<(), AppError> {
         let key = flow_id.to_owned();
         let flow = self
             .db
@@ -354,6 +363,92 @@ impl Services {
         if !self.is_member(user, &org).await? {
             return Err(AppError::Forbidden);
         }
-        Ok(self.runner.flow_stats(flow_id).await)
+        Ok(())
+    }
+
+    pub async fn flow_stats(
+        &self,
+        user: &CurrentUser,
+        flow_id: &str,
+    ) -> Result<FlowStats, AppError> {
+        self.check_flow(user, flow_id).await?;
+        let mut stats = self.runner.flow_stats(flow_id).await;
+        let id = flow_id.to_owned();
+        stats.paused = self
+            .db
+            .run(move |c| queries::is_paused(c, &id))
+            .await
+            .map_err(internal)?;
+        if stats.paused {
+            stats.state = "paused".into();
+        }
+        Ok(stats)
+    }
+
+    /// A page of the flow's dead letters, newest first.
+    pub async fn dead_letters(
+        &self,
+        user: &CurrentUser,
+        flow_id: &str,
+        query: DeadLetterQuery,
+    ) -> Result<DeadLetterPage, AppError> {
+        self.check_flow(user, flow_id).await?;
+        self.runner.dead_letters(flow_id, query).await
+    }
+
+    /// Replays dead letters of the flow; the replay's id.
+    pub async fn replay_dead_letters(
+        &self,
+        user: &CurrentUser,
+        request: ReplayRequest,
+    ) -> Result<String, AppError> {
+        self.check_flow(user, &request.flow_id).await?;
+        self.runner
+            .start_replay(
+                &request.flow_id,
+                request.version.as_deref(),
+                &request.letters,
+                request.matching,
+                &user.username,
+            )
+            .await
+    }
+
+    /// Pauses (or resumes) a subscribe flow: it stops, committing what it
+    /// did, and keeps its settings and offsets.
+    pub async fn pause_flow(
+        &self,
+        user: &CurrentUser,
+        flow_id: &str,
+        paused: bool,
+    ) -> Result<(), AppError> {
+        self.check_flow(user, flow_id).await?;
+        let id = flow_id.to_owned();
+        let found = self
+            .db
+            .run(move |c| queries::set_paused(c, &id, paused))
+            .await
+            .map_err(internal)?;
+        if !found {
+            return Err(AppError::not_found("An enabled flow"));
+        }
+        tracing::info!(user = %user.username, flow = flow_id, paused, "flow paused or resumed");
+        self.runner.reconcile().await
+    }
+
+    /// Shows (or with `apply`, makes) a paused flow's new start position.
+    pub async fn rewind_flow(
+        &self,
+        user: &CurrentUser,
+        flow_id: &str,
+        to: Rewind,
+        apply: bool,
+    ) -> Result<RewindPlan, AppError> {
+        self.check_flow(user, flow_id).await?;
+        let plan = self.runner.rewind(flow_id, to, apply).await?;
+        if apply {
+            tracing::info!(user = %user.username, flow = flow_id, messages = plan.messages, "flow rewound");
+        }
+        Ok(plan)
     }
 }

@@ -91,6 +91,7 @@ async fn a_flow_keeps_a_bounded_number_of_failures_and_counts_what_it_dropped() 
     }
     let id = flow.clone();
     let (rows, kept, dropped) = db.run(move |c| failures::latest(c, &id, 3)).await.unwrap();
+    let rows: Vec<Failure> = rows.into_iter().map(|(_, row)| row).collect();
     assert_eq!((kept, dropped), (KEEP_PER_FLOW, 5), "the five oldest went");
     assert_eq!(rows[0].offset, KEEP_PER_FLOW + 4, "newest first");
     assert_eq!(

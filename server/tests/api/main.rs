@@ -12,6 +12,8 @@ mod flows;
 mod kafka;
 mod ordering;
 mod outage;
+mod replay;
+mod rewind;
 mod roles;
 mod scale;
 mod secrets;

@@ -1,0 +1,393 @@
+//! The **Dead letters** section of a flow's monitor: the messages the flow
+//! could not process, newest first, with filters, and **Replay**.
+
+use std::collections::BTreeSet;
+
+use leptos::prelude::*;
+
+use crate::api::{list_dead_letters, replay_dead_letters};
+use crate::components::{Dialog, ErrorNotice, Loading, SuccessNotice};
+use crate::domain::{DeadLetter, DeadLetterQuery, FAILURE_KINDS, ReplayProgress};
+
+/// What a replay is asked for.
+#[derive(Clone)]
+enum Chosen {
+    /// These letters, by id.
+    Letters(Vec<String>),
+    /// Every letter that matches the filter.
+    Matching(DeadLetterQuery),
+}
+
+/// The dead letters of one flow. `finished` changes whenever one of the
+/// flow's replays ends, so the list shows how its letters went.
+#[component]
+pub fn DeadLetters(
+    flow_id: String,
+    versions: Vec<String>,
+    finished: Signal<usize>,
+) -> impl IntoView {
+    let kind = RwSignal::new(String::new());
+    let version = RwSignal::new(String::new());
+    let search = RwSignal::new(String::new());
+    let applied = RwSignal::new(DeadLetterQuery::default());
+    // The cursors of the pages before this one, and this page's.
+    let cursors = RwSignal::new(Vec::<Option<String>>::new());
+    let cursor = RwSignal::new(None::<String>);
+    let refresh = RwSignal::new(0u32);
+    let selected = RwSignal::new(BTreeSet::<String>::new());
+    let replaying = RwSignal::new(None::<Chosen>);
+    let notice = RwSignal::new(None::<String>);
+    let page = LocalResource::new({
+        let flow_id = flow_id.clone();
+        move || {
+            refresh.track();
+            finished.track();
+            let query = DeadLetterQuery {
+                cursor: cursor.get(),
+                ..applied.get()
+            };
+            list_dead_letters(flow_id.clone(), query)
+        }
+    });
+    let apply = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let given = |s: RwSignal<String>| {
+            Some(s.get_untracked().trim().to_owned()).filter(|t| !t.is_empty())
+        };
+        applied.set(DeadLetterQuery {
+            kind: given(kind),
+            version: given(version),
+            search: given(search),
+            cursor: None,
+        });
+        cursors.set(Vec::new());
+        cursor.set(None);
+        selected.set(BTreeSet::new());
+    };
+    let versions_for_filter = versions.clone();
+    view! {
+        <section aria-label="Dead letters" class="mt-4">
+            <div class="flex items-center justify-between">
+                <h3 class="font-semibold">"Dead letters"</h3>
+                <button
+                    type="button"
+                    class="rounded border border-slate-300 px-2 py-1 text-xs"
+                    on:click=move |_| refresh.update(|n| *n += 1)
+                >
+                    "Refresh"
+                </button>
+            </div>
+            {move || notice.get().map(|m| view! { <div class="mt-2"><SuccessNotice message=m /></div> })}
+            <form class="mt-2 flex flex-wrap items-end gap-2 text-sm" on:submit=apply aria-label="Filter dead letters">
+                <label class="flex flex-col">
+                    <span class="text-xs text-slate-500">"Error kind"</span>
+                    <select
+                        class="rounded border border-slate-300 px-2 py-1"
+                        prop:value=move || kind.get()
+                        on:change=move |ev| kind.set(event_target_value(&ev))
+                    >
+                        <option value="">"Any"</option>
+                        {FAILURE_KINDS.iter().map(|k| view! { <option value=*k>{*k}</option> }).collect_view()}
+                    </select>
+                </label>
+                <label class="flex flex-col">
+                    <span class="text-xs text-slate-500">"Version"</span>
+                    <select
+                        class="rounded border border-slate-300 px-2 py-1"
+                        prop:value=move || version.get()
+                        on:change=move |ev| version.set(event_target_value(&ev))
+                    >
+                        <option value="">"Any"</option>
+                        {versions_for_filter.iter().map(|v| view! { <option value=v.clone()>{v.clone()}</option> }).collect_view()}
+                    </select>
+                </label>
+                <label class="flex flex-col">
+                    <span class="text-xs text-slate-500">"Error contains"</span>
+                    <input
+                        type="search"
+                        class="rounded border border-slate-300 px-2 py-1"
+                        prop:value=move || search.get()
+                        on:input=move |ev| search.set(event_target_value(&ev))
+                    />
+                </label>
+                <button type="submit" class="rounded border border-slate-300 px-3 py-1">"Filter"</button>
+            </form>
+            {move || match page.get() {
+                None => view! { <Loading what="the dead letters" /> }.into_any(),
+                Some(Err(e)) => view! { <div class="mt-2"><ErrorNotice message=e.to_string() /></div> }.into_any(),
+                Some(Ok(page)) => {
+                    let from = match &page.dlq_topic {
+                        Some(topic) => format!("From the Dead Letter Queue {topic}, newest first."),
+                        None => "Kept by the flow (it has no Dead Letter Queue), newest first.".to_owned(),
+                    };
+                    let ids: Vec<String> = page.letters.iter().map(|l| l.id.clone()).collect();
+                    let next = page.next.clone();
+                    let empty = page.letters.is_empty();
+                    view! {
+                        <p class="mt-2 text-xs text-slate-600" data-testid="dead-letters-source">{from}</p>
+                        {if empty {
+                            view! {
+                                <p class="mt-1 text-sm text-slate-600" data-testid="no-dead-letters">
+                                    "No dead letters match."
+                                </p>
+                            }
+                            .into_any()
+                        } else {
+                            view! {
+                                <div class="mt-2 flex flex-wrap items-center gap-2 text-sm">
+                                    <label class="flex items-center gap-1">
+                                        <input
+                                            type="checkbox"
+                                            aria-label="Select every dead letter on this page"
+                                            prop:checked={
+                                                let ids = ids.clone();
+                                                move || selected.with(|s| ids.iter().all(|id| s.contains(id)))
+                                            }
+                                            on:change={
+                                                let ids = ids.clone();
+                                                move |ev| {
+                                                    let on = event_target_checked(&ev);
+                                                    selected.update(|s| for id in &ids {
+                                                        if on { s.insert(id.clone()); } else { s.remove(id); }
+                                                    });
+                                                }
+                                            }
+                                        />
+                                        "All on this page"
+                                    </label>
+                                    <button
+                                        type="button"
+                                        class="rounded bg-blue-700 px-3 py-1 text-white disabled:opacity-50"
+                                        disabled=move || selected.with(BTreeSet::is_empty)
+                                        on:click=move |_| replaying.set(Some(Chosen::Letters(selected.get().into_iter().collect())))
+                                    >
+                                        {move || format!("Replay selected ({})", selected.with(BTreeSet::len))}
+                                    </button>
+                                    <button
+                                        type="button"
+                                        class="rounded border border-slate-300 px-3 py-1"
+                                        on:click=move |_| replaying.set(Some(Chosen::Matching(applied.get())))
+                                    >
+                                        "Replay all that match"
+                                    </button>
+                                </div>
+                                <ul class="mt-2 space-y-2 text-sm" aria-label="Dead letter list">
+                                    {page.letters.into_iter().map(|letter| view! { <Letter letter=letter selected=selected /> }).collect_view()}
+                                </ul>
+                            }
+                            .into_any()
+                        }}
+                        <div class="mt-2 flex gap-2 text-sm">
+                            <button
+                                type="button"
+                                class="rounded border border-slate-300 px-3 py-1 disabled:opacity-50"
+                                disabled=move || cursors.with(Vec::is_empty)
+                                on:click=move |_| {
+                                    let mut before = cursors.get();
+                                    cursor.set(before.pop().flatten());
+                                    cursors.set(before);
+                                }
+                            >
+                                "Newer"
+                            </button>
+                            <button
+                                type="button"
+                                class="rounded border border-slate-300 px-3 py-1 disabled:opacity-50"
+                                disabled=next.is_none()
+                                on:click=move |_| {
+                                    cursors.update(|c| c.push(cursor.get_untracked()));
+                                    cursor.set(next.clone());
+                                }
+                            >
+                                "Older"
+                            </button>
+                        </div>
+                    }
+                    .into_any()
+                }
+            }}
+            {
+                let (flow_id, versions) = (flow_id.clone(), versions.clone());
+                move || replaying.get().map(|chosen| view! {
+                    <ReplayDialog
+                        flow_id=flow_id.clone()
+                        versions=versions.clone()
+                        chosen=chosen
+                        on_close=Callback::new(move |_| replaying.set(None))
+                        on_done=Callback::new(move |message: String| {
+                            replaying.set(None);
+                            selected.set(BTreeSet::new());
+                            notice.set(Some(message));
+                            refresh.update(|n| *n += 1);
+                        })
+                    />
+                })
+            }
+        </section>
+    }
+}
+
+/// One dead letter.
+#[component]
+fn Letter(letter: DeadLetter, selected: RwSignal<BTreeSet<String>>) -> impl IntoView {
+    let id = letter.id.clone();
+    let label = format!(
+        "Select the dead letter of partition {} offset {}",
+        letter.partition, letter.offset
+    );
+    view! {
+        <li class="rounded border border-slate-200 p-2" data-testid="dead-letter">
+            <div class="flex items-start gap-2">
+                <input
+                    type="checkbox"
+                    class="mt-1"
+                    aria-label=label
+                    prop:checked={
+                        let id = id.clone();
+                        move || selected.with(|s| s.contains(&id))
+                    }
+                    on:change=move |ev| {
+                        let on = event_target_checked(&ev);
+                        selected.update(|s| {
+                            if on { s.insert(id.clone()); } else { s.remove(&id); }
+                        });
+                    }
+                />
+                <div class="min-w-0 flex-1">
+                    <div class="font-mono text-xs text-slate-600">
+                        {format!(
+                            "{} · partition {} offset {} · version {} · {} · {} attempt{}",
+                            letter.at, letter.partition, letter.offset, letter.version, letter.kind,
+                            letter.attempts, if letter.attempts == 1 { "" } else { "s" }
+                        )}
+                    </div>
+                    <div data-testid="dead-letter-error">{letter.message.clone()}</div>
+                    {letter.replayed.clone().map(|r| view! {
+                        <div class="text-xs font-medium text-blue-800" data-testid="dead-letter-replayed">{r}</div>
+                    })}
+                    {letter.replay_of.clone().map(|r| view! {
+                        <div class="text-xs text-slate-600">"A replay of " <span class="font-mono">{r}</span></div>
+                    })}
+                    {letter.key.clone().map(|key| view! {
+                        <div class="font-mono text-xs">"Key: " {key}</div>
+                    })}
+                    <pre class="mt-1 max-h-48 overflow-auto whitespace-pre-wrap break-all bg-slate-50 p-1 text-xs">{letter.value.clone()}</pre>
+                    {letter.value_cut.then(|| view! {
+                        <div class="text-xs text-slate-600">
+                            {format!("The first part of {} bytes.", letter.value_bytes)}
+                        </div>
+                    })}
+                    {letter.position.clone().map(|p| view! {
+                        <div class="text-xs text-slate-500">{format!("On the Dead Letter Queue at {p}.")}</div>
+                    })}
+                </div>
+            </div>
+        </li>
+    }
+}
+
+/// Asks for the version to replay with, then starts the replay.
+#[component]
+fn ReplayDialog(
+    flow_id: String,
+    versions: Vec<String>,
+    chosen: Chosen,
+    on_close: Callback<()>,
+    on_done: Callback<String>,
+) -> impl IntoView {
+    let version = RwSignal::new(String::new());
+    let error = RwSignal::new(None::<String>);
+    let what = match &chosen {
+        Chosen::Letters(ids) if ids.len() == 1 => "the selected dead letter".to_owned(),
+        Chosen::Letters(ids) => format!("the {} selected dead letters", ids.len()),
+        Chosen::Matching(_) => "every dead letter that matches the filter".to_owned(),
+    };
+    let action = Action::new_local(move |_: &()| {
+        let v = version.get_untracked();
+        let request = crate::domain::ReplayRequest {
+            flow_id: flow_id.clone(),
+            version: Some(v).filter(|v| !v.is_empty()),
+            letters: match &chosen {
+                Chosen::Letters(ids) => ids.clone(),
+                Chosen::Matching(_) => Vec::new(),
+            },
+            matching: match &chosen {
+                Chosen::Matching(query) => Some(DeadLetterQuery {
+                    cursor: None,
+                    ..query.clone()
+                }),
+                Chosen::Letters(_) => None,
+            },
+        };
+        replay_dead_letters(request)
+    });
+    let pending = action.pending();
+    Effect::new(move |_| match action.value().get() {
+        Some(Ok(_)) => on_done.run("Replay started. Its progress shows under Replays.".to_owned()),
+        Some(Err(e)) => error.set(Some(e.to_string())),
+        None => {}
+    });
+    view! {
+        <Dialog title="Replay dead letters".to_owned() on_close=on_close>
+            <p class="text-sm">{format!("Runs {what} again, like new messages: outputs are published with their original key and headers, and what fails again goes back to the dead letters.")}</p>
+            <label class="mt-3 flex flex-col text-sm">
+                <span class="font-medium">"Version"</span>
+                <select
+                    class="mt-1 rounded border border-slate-300 px-2 py-1"
+                    prop:value=move || version.get()
+                    on:change=move |ev| version.set(event_target_value(&ev))
+                >
+                    <option value="">"The flow's version"</option>
+                    {versions.iter().map(|v| view! { <option value=v.clone()>{v.clone()}</option> }).collect_view()}
+                </select>
+            </label>
+            {move || error.get().map(|e| view! { <div class="mt-3"><ErrorNotice message=e /></div> })}
+            <div class="mt-6 flex justify-end gap-3">
+                <button
+                    type="button"
+                    class="rounded border border-slate-300 px-4 py-2 text-sm"
+                    on:click=move |_| on_close.run(())
+                >
+                    "Cancel"
+                </button>
+                <button
+                    type="button"
+                    class="rounded bg-blue-700 px-4 py-2 text-sm font-medium text-white disabled:opacity-60"
+                    disabled=move || pending.get()
+                    on:click=move |_| {
+                        error.set(None);
+                        action.dispatch_local(());
+                    }
+                >
+                    {move || if pending.get() { "Starting…" } else { "Replay" }}
+                </button>
+            </div>
+        </Dialog>
+    }
+}
+
+/// The flow's newest replays with their progress.
+#[component]
+pub fn Replays(replays: Vec<ReplayProgress>) -> impl IntoView {
+    if replays.is_empty() {
+        return ().into_any();
+    }
+    view! {
+        <h3 class="mt-4 font-semibold">"Replays"</h3>
+        <ul class="mt-1 space-y-1 text-sm" aria-label="Replays">
+            {replays.into_iter().map(|r| {
+                let total = r.succeeded + r.failed + r.left;
+                view! {
+                    <li data-testid="replay">
+                        <span class="font-mono text-xs">{format!("{} · version {} · by {}", r.at, r.version, r.by)}</span>
+                        " — "
+                        <span data-testid="replay-state">{r.state.clone()}</span>
+                        {format!(": {} succeeded, {} failed again, {} left of {total}", r.succeeded, r.failed, r.left)}
+                        {r.message.clone().map(|m| format!(" ({m})"))}
+                    </li>
+                }
+            }).collect_view()}
+        </ul>
+    }
+    .into_any()
+}

@@ -1,0 +1,3 @@
+DROP TABLE paused_flows;
+DROP TABLE replay_letters;
+DROP TABLE replays;

@@ -1,0 +1,785 @@
+//! Replays of dead letters. Each replayed letter runs like a new message,
+//! through the runner's own steps: run (with its retry policy) → write
+//! (outputs with the original key and headers plus `eventflows-replay-of`,
+//! or a new dead letter with the attempts carried on) → record. A replay's
+//! letters and their outcomes are in the database ([`crate::db::replays`]),
+//! recorded after their writes are acknowledged, so a replay interrupted
+//! by a restart goes on with what was not done (at least once: letters
+//! written but not yet recorded when the process died run again).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use rdkafka::Timestamp;
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use tokio::sync::watch;
+
+use app::domain::{AppError, DeadLetterQuery, MAX_REPLAY_LETTERS, ReplayProgress, Runtime};
+
+use super::commit::{Commit, Offsets};
+use super::lane::{DbKeeper, KafkaSink};
+use super::letters::{self, DlqReader, LetterId};
+use super::retry::{RetryObserver, run_with_retries};
+use super::writer::{Failure, Finished, Next, Ran, Sink, Writer};
+use super::{RunError, Runner, Stats, Target};
+use crate::db::flows::FlowRow;
+use crate::db::{failures, internal, now_ms, replays};
+
+/// Letters run per step of a replay; their outcomes are recorded together.
+const CHUNK: i64 = 100;
+/// Replays a flow's monitor shows.
+const SHOWN_REPLAYS: i64 = 5;
+
+/// The flow a replay runs through, as it is now.
+struct Flow {
+    row: FlowRow,
+    /// `org/name`.
+    algorithm: String,
+}
+
+impl Runner {
+    /// This instance's name for holding replays.
+    fn owner(&self) -> String {
+        self.inner
+            .instance
+            .get()
+            .cloned()
+            .unwrap_or_else(|| self.inner.anonymous.clone())
+    }
+
+    async fn replay_flow(&self, flow_id: &str) -> Result<Flow, AppError> {
+        let id = flow_id.to_owned();
+        let found = self
+            .inner
+            .db
+            .run(move |c| {
+                let Some(row) = crate::db::flows::find_flow(c, &id)? else {
+                    return Ok(None);
+                };
+                let algorithm = crate::db::flows::algorithm_path(c, &row.algorithm_id)?;
+                Ok(Some(Flow { row, algorithm }))
+            })
+            .await
+            .map_err(internal)?;
+        found.ok_or_else(|| AppError::not_found("The flow"))
+    }
+
+    /// The runtime of a version of the flow's algorithm.
+    async fn runtime_of(&self, algorithm_id: &str, version: &str) -> Result<Runtime, AppError> {
+        let (id, v) = (algorithm_id.to_owned(), version.to_owned());
+        let versions = self
+            .inner
+            .db
+            .run(move |c| crate::db::flows::versions(c, &[id]))
+            .await
+            .map_err(internal)?;
+        let runtime = versions
+            .into_iter()
+            .find(|(_, version, ..)| *version == v)
+            .map(|(_, _, runtime, _)| runtime)
+            .ok_or_else(|| {
+                AppError::validation("version", format!("Version {version} does not exist."))
+            })?;
+        Runtime::parse(&runtime).map_err(|_| {
+            AppError::validation("version", format!("Version {version} cannot be run."))
+        })
+    }
+
+    /// A reader of the flow's Dead Letter Queue topic.
+    async fn dlq_reader(&self, flow: &FlowRow, topic: &str) -> Result<DlqReader, AppError> {
+        let settings = self.settings(&flow.connection_id).await?;
+        let topic = topic.to_owned();
+        tokio::task::spawn_blocking(move || DlqReader::new(&settings, &topic))
+            .await
+            .map_err(|_| AppError::Internal)?
+    }
+
+    /// A page of the flow's dead letters, newest first: the records on its
+    /// Dead Letter Queue that came from it, or the failures it keeps.
+    pub async fn dead_letters(
+        &self,
+        flow_id: &str,
+        query: DeadLetterQuery,
+    ) -> Result<app::domain::DeadLetterPage, AppError> {
+        let flow = self.replay_flow(flow_id).await?;
+        let limit = app::domain::DEAD_LETTERS_PER_PAGE as usize;
+        let mut page = match flow.row.dlq_topic.clone() {
+            Some(topic) => {
+                let reader = self.dlq_reader(&flow.row, &topic).await?;
+                let (algorithm, source) = (flow.algorithm.clone(), flow.row.topic.clone());
+                let filter = query.clone();
+                let (records, next) = tokio::task::spawn_blocking(move || {
+                    reader.page(
+                        |m| {
+                            letters::is_from(m, &algorithm, &source)
+                                && letters::record_matches(m, &filter)
+                        },
+                        filter.cursor.as_deref(),
+                        limit,
+                    )
+                })
+                .await
+                .map_err(|_| AppError::Internal)??;
+                app::domain::DeadLetterPage {
+                    dlq_topic: Some(topic),
+                    letters: records.iter().map(letters::from_record).collect(),
+                    next,
+                }
+            }
+            None => {
+                let skip: usize = match query.cursor.as_deref() {
+                    None => 0,
+                    Some(text) => text
+                        .strip_prefix("kept:")
+                        .and_then(|n| n.parse().ok())
+                        .ok_or_else(|| {
+                            AppError::validation(
+                                "cursor",
+                                "This page of dead letters is not known.",
+                            )
+                        })?,
+                };
+                let id = flow_id.to_owned();
+                let filter = query.clone();
+                let (rows, more) = self
+                    .inner
+                    .db
+                    .run(move |c| {
+                        let ids: Vec<String> = failures::summaries(c, &id)?
+                            .into_iter()
+                            .filter(|(_, kind, version, message)| {
+                                filter.matches(kind, version, message)
+                            })
+                            .map(|(id, ..)| id)
+                            .skip(skip)
+                            .take(limit + 1)
+                            .collect();
+                        let more = ids.len() > limit;
+                        let wanted: Vec<String> = ids.into_iter().take(limit).collect();
+                        let mut rows = failures::find(c, &id, &wanted)?;
+                        rows.sort_by_key(|(id, _)| wanted.iter().position(|w| w == id));
+                        Ok((rows, more))
+                    })
+                    .await
+                    .map_err(internal)?;
+                app::domain::DeadLetterPage {
+                    dlq_topic: None,
+                    letters: rows
+                        .into_iter()
+                        .map(|(id, row)| letters::from_kept(&id, row))
+                        .collect(),
+                    next: more.then(|| format!("kept:{}", skip + limit)),
+                }
+            }
+        };
+        // How the newest replay of each went.
+        let ids: Vec<String> = page.letters.iter().map(|l| l.id.clone()).collect();
+        let id = flow_id.to_owned();
+        let marks = self
+            .inner
+            .db
+            .run(move |c| replays::marks(c, &id, &ids))
+            .await
+            .map_err(internal)?;
+        for letter in &mut page.letters {
+            letter.replayed = marks.get(&letter.id).map(|outcome| {
+                match outcome.as_str() {
+                    "pending" => "being replayed",
+                    "succeeded" => "replayed, succeeded",
+                    _ => "replayed, failed again",
+                }
+                .to_owned()
+            });
+        }
+        Ok(page)
+    }
+
+    /// Starts a replay of the flow's dead letters (by id, or every one that
+    /// matches a filter) through `version`; its id. Refused while one of
+    /// them is still being replayed.
+    pub async fn start_replay(
+        &self,
+        flow_id: &str,
+        version: Option<&str>,
+        chosen: &[String],
+        matching: Option<DeadLetterQuery>,
+        by: &str,
+    ) -> Result<String, AppError> {
+        let flow = self.replay_flow(flow_id).await?;
+        if flow.row.direction != "subscribe" {
+            return Err(AppError::validation(
+                "flow_id",
+                "Only a subscribe flow has dead letters to replay.",
+            ));
+        }
+        let version = version.unwrap_or(&flow.row.version).to_owned();
+        self.runtime_of(&flow.row.algorithm_id, &version).await?;
+        let letters: Vec<String> = match matching {
+            Some(query) => self.matching_letters(&flow, query).await?,
+            None => {
+                if chosen.len() > MAX_REPLAY_LETTERS {
+                    return Err(AppError::validation(
+                        "letters",
+                        format!("A replay takes at most {MAX_REPLAY_LETTERS} dead letters."),
+                    ));
+                }
+                let mut seen = std::collections::HashSet::new();
+                let mut letters = Vec::with_capacity(chosen.len());
+                for text in chosen {
+                    let id = LetterId::parse(text).ok_or_else(|| {
+                        AppError::validation("letters", format!("'{text}' is not a dead letter."))
+                    })?;
+                    if let LetterId::Record { topic, .. } = &id
+                        && flow.row.dlq_topic.as_deref() != Some(topic.as_str())
+                    {
+                        return Err(AppError::validation(
+                            "letters",
+                            format!("'{text}' is not on this flow's Dead Letter Queue."),
+                        ));
+                    }
+                    if seen.insert(id.to_string()) {
+                        letters.push(id.to_string());
+                    }
+                }
+                letters
+            }
+        };
+        if letters.is_empty() {
+            return Err(AppError::validation(
+                "letters",
+                "No dead letters were chosen to replay.",
+            ));
+        }
+        let (id, v, who, count) = (
+            flow_id.to_owned(),
+            version.clone(),
+            by.to_owned(),
+            letters.len(),
+        );
+        let created = self
+            .inner
+            .db
+            .run(move |c| replays::create(c, &id, &v, &who, &letters, now_ms()))
+            .await
+            .map_err(internal)?;
+        let replay = match created {
+            Ok(replay) => replay,
+            Err(replays::Refused::Busy(n)) => {
+                return Err(AppError::conflict(format!(
+                    "{n} of these dead letters are being replayed already; wait for that replay to finish."
+                )));
+            }
+        };
+        tracing::info!(flow = flow_id, replay = %replay, version = %version, letters = count, user = by, "replay started");
+        self.resume_replays().await;
+        Ok(replay)
+    }
+
+    /// The ids of every dead letter of the flow that matches `query`.
+    async fn matching_letters(
+        &self,
+        flow: &Flow,
+        query: DeadLetterQuery,
+    ) -> Result<Vec<String>, AppError> {
+        let too_many = || {
+            AppError::validation(
+                "letters",
+                format!("More than {MAX_REPLAY_LETTERS} dead letters match; narrow the filter."),
+            )
+        };
+        let ids: Vec<String> = match flow.row.dlq_topic.clone() {
+            Some(topic) => {
+                let reader = self.dlq_reader(&flow.row, &topic).await?;
+                let (algorithm, source) = (flow.algorithm.clone(), flow.row.topic.clone());
+                let records = tokio::task::spawn_blocking(move || {
+                    reader.all(
+                        |m| {
+                            letters::is_from(m, &algorithm, &source)
+                                && letters::record_matches(m, &query)
+                        },
+                        MAX_REPLAY_LETTERS,
+                    )
+                })
+                .await
+                .map_err(|_| AppError::Internal)??;
+                records
+                    .iter()
+                    .map(|m| {
+                        LetterId::Record {
+                            topic: topic.clone(),
+                            partition: m.partition(),
+                            offset: m.offset(),
+                        }
+                        .to_string()
+                    })
+                    .collect()
+            }
+            None => {
+                let id = flow.row.id.clone();
+                self.inner
+                    .db
+                    .run(move |c| failures::summaries(c, &id))
+                    .await
+                    .map_err(internal)?
+                    .into_iter()
+                    .filter(|(_, kind, version, message)| query.matches(kind, version, message))
+                    .map(|(id, ..)| LetterId::Kept(id).to_string())
+                    .collect()
+            }
+        };
+        if ids.len() > MAX_REPLAY_LETTERS {
+            return Err(too_many());
+        }
+        // Oldest first, as they failed.
+        Ok(ids.into_iter().rev().collect())
+    }
+
+    /// Runs the replays this instance holds, taking over those whose holder
+    /// went away; each runs as a task of its own until it is done.
+    pub async fn resume_replays(&self) {
+        if *self.inner.replay_stop.borrow() {
+            return;
+        }
+        let owner = self.owner();
+        let held = match self
+            .inner
+            .db
+            .run(move |c| replays::claim(c, &owner, now_ms()))
+            .await
+        {
+            Ok(held) => held,
+            Err(error) => {
+                tracing::warn!(%error, "could not read the replays");
+                return;
+            }
+        };
+        let mut tasks = self.inner.replays.lock().await;
+        tasks.retain(|_, task| !task.is_finished());
+        if *self.inner.replay_stop.borrow() {
+            return;
+        }
+        for replay in held {
+            if tasks.contains_key(&replay.id) {
+                continue;
+            }
+            let runner = self.clone();
+            let id = replay.id.clone();
+            let stop = self.inner.replay_stop.subscribe();
+            tasks.insert(
+                id,
+                tokio::spawn(async move { runner.drive(replay, stop).await }),
+            );
+        }
+    }
+
+    /// Stops the replays running here; their letters not yet recorded are
+    /// replayed by whichever instance takes them next.
+    pub(crate) async fn stop_replays(&self) {
+        let _ = self.inner.replay_stop.send(true);
+        let tasks: Vec<_> = self
+            .inner
+            .replays
+            .lock()
+            .await
+            .drain()
+            .map(|(_, t)| t)
+            .collect();
+        let all = futures::future::join_all(tasks);
+        if tokio::time::timeout(super::CLOSE_TIMEOUT, all)
+            .await
+            .is_err()
+        {
+            tracing::warn!("a replay did not stop in time");
+        }
+    }
+
+    /// A flow's newest replays with their progress.
+    pub(crate) async fn replay_progress(&self, flow_id: &str) -> Vec<ReplayProgress> {
+        let id = flow_id.to_owned();
+        match self
+            .inner
+            .db
+            .run(move |c| replays::progress(c, &id, SHOWN_REPLAYS))
+            .await
+        {
+            Ok(rows) => rows
+                .into_iter()
+                .map(|(row, succeeded, failed, left)| ReplayProgress {
+                    id: row.id,
+                    version: row.version,
+                    by: row.created_by,
+                    at: super::clock(row.created_at_ms),
+                    state: row.state,
+                    message: row.message,
+                    succeeded: succeeded.max(0) as u64,
+                    failed: failed.max(0) as u64,
+                    left: left.max(0) as u64,
+                })
+                .collect(),
+            Err(error) => {
+                tracing::warn!(flow = flow_id, %error, "could not read the replays");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Runs a replay to its end, a chunk of letters at a time.
+    async fn drive(&self, replay: replays::ReplayRow, stop: watch::Receiver<bool>) {
+        let owner = self.owner();
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let id = replay.id.clone();
+            let next = match self
+                .inner
+                .db
+                .run(move |c| replays::pending(c, &id, CHUNK))
+                .await
+            {
+                Ok(next) => next,
+                Err(error) => {
+                    tracing::warn!(replay = %replay.id, %error, "could not read the replay's letters");
+                    return;
+                }
+            };
+            let (state, message) = if next.is_empty() {
+                ("done", None)
+            } else {
+                match self.replay_chunk(&replay, &owner, next, stop.clone()).await {
+                    Ok(true) => continue,
+                    // Stopped, or taken over by another instance.
+                    Ok(false) => return,
+                    Err(error) => ("stopped", Some(error.to_string())),
+                }
+            };
+            let id = replay.id.clone();
+            let why = message.clone();
+            if let Err(error) = self
+                .inner
+                .db
+                .run(move |c| replays::finish(c, &id, state, why.as_deref(), now_ms()))
+                .await
+            {
+                tracing::warn!(replay = %replay.id, %error, "could not finish the replay");
+            }
+            tracing::info!(replay = %replay.id, flow = %replay.flow_id, state, message, "replay ended");
+            return;
+        }
+    }
+
+    /// Replays one chunk of letters and records how each ended. False when
+    /// stopped, or when another instance holds the replay now.
+    async fn replay_chunk(
+        &self,
+        replay: &replays::ReplayRow,
+        owner: &str,
+        next: Vec<(i32, String)>,
+        stop: watch::Receiver<bool>,
+    ) -> Result<bool, AppError> {
+        let flow = self.replay_flow(&replay.flow_id).await?;
+        let runtime = self
+            .runtime_of(&flow.row.algorithm_id, &replay.version)
+            .await?;
+        let found = self.find_letters(&flow, &next).await?;
+        let sink = KafkaSink {
+            runner: self.clone(),
+        };
+        let version: Arc<str> = replay.version.as_str().into();
+        let dlq = flow.row.dlq_topic.clone().map(|topic| {
+            Arc::new(Target {
+                connection_id: flow.row.connection_id.clone(),
+                topic,
+            })
+        });
+        let mut outputs = Vec::new();
+        for target in self.targets(&flow.row.algorithm_id, &replay.version) {
+            let producer = sink.producer(&target).await;
+            outputs.push((target, producer));
+        }
+        let flow_id: Arc<str> = flow.row.id.as_str().into();
+        // A replay's counters are its own: the flow's show its stream.
+        let stats = Arc::new(Stats::default());
+        let mut writer = Writer::new(
+            sink,
+            flow.algorithm.as_str().into(),
+            flow_id.clone(),
+            stop.clone(),
+            stats.clone(),
+        );
+        let mut record = Record {
+            seqs: VecDeque::new(),
+            outcomes: Vec::new(),
+            commit: Commit::new(
+                NoOffsets,
+                DbKeeper {
+                    runner: self.clone(),
+                    flow: flow_id.clone(),
+                },
+                flow_id,
+                stop.clone(),
+                stats,
+            ),
+        };
+        let retry = self.retry_policy();
+        let executor = self.executor().clone();
+        // Stopped during a run's retries: what was written is still settled
+        // and recorded. Stopped while a write kept failing: nothing more is.
+        let (mut stopped, mut write_stopped) = (false, false);
+        for (seq, letter) in next {
+            let Some(found) = found.get(&letter) else {
+                record.outcomes.push((seq, "failed"));
+                continue;
+            };
+            let (message, prior, replay_of) = match found {
+                Ok(found) => found.clone(),
+                Err(_) => {
+                    record.outcomes.push((seq, "failed"));
+                    continue;
+                }
+            };
+            let started = Instant::now();
+            let Some(ran) = run_with_retries(&retry, stop.clone(), &Quiet, || async {
+                match message.payload() {
+                    None => Err(RunError::BadInput("the message has no value".into())),
+                    Some(input) => executor.run(&runtime, input).await,
+                }
+            })
+            .await
+            else {
+                stopped = true;
+                break;
+            };
+            let attempts = prior.saturating_add(ran.attempts);
+            record.seqs.push_back(seq);
+            let ran = Ran {
+                message,
+                version: version.clone(),
+                dlq: dlq.clone(),
+                started,
+                result: ran
+                    .result
+                    .map_err(|e| Failure::now(e.kind(), e.message().to_owned(), attempts)),
+                replay_of: Some(replay_of),
+            };
+            if !writer.submit(ran, &outputs, &mut record).await {
+                write_stopped = true;
+                break;
+            }
+        }
+        if !write_stopped && !writer.join(&mut record).await {
+            write_stopped = true;
+        }
+        let stopped = stopped || write_stopped;
+        record.commit.flush().await;
+        let outcomes = std::mem::take(&mut record.outcomes);
+        let counts: Vec<&'static str> = outcomes.iter().map(|(_, o)| *o).collect();
+        let (id, owner) = (replay.id.clone(), owner.to_owned());
+        let held = self
+            .inner
+            .db
+            .run(move |c| replays::record(c, &id, &owner, &outcomes, now_ms()))
+            .await
+            .map_err(internal)?;
+        if held {
+            for outcome in counts {
+                self.inner
+                    .metrics
+                    .replayed
+                    .get_or_create(&super::metrics::ReplayLabels {
+                        flow: replay.flow_id.clone(),
+                        outcome: outcome.to_owned(),
+                    })
+                    .inc();
+            }
+        }
+        Ok(held && !stopped)
+    }
+
+    /// The chunk's letters, each as the message to run again with the
+    /// attempts it had and the `eventflows-replay-of` value; or why it
+    /// cannot be replayed.
+    async fn find_letters(
+        &self,
+        flow: &Flow,
+        next: &[(i32, String)],
+    ) -> Result<HashMap<String, Result<(OwnedMessage, u32, Arc<str>), String>>, AppError> {
+        let mut found = HashMap::new();
+        let mut records: HashMap<String, Vec<(i32, i64, String)>> = HashMap::new();
+        let mut kept = Vec::new();
+        for (_, text) in next {
+            match LetterId::parse(text) {
+                Some(LetterId::Record {
+                    topic,
+                    partition,
+                    offset,
+                }) => records
+                    .entry(topic)
+                    .or_default()
+                    .push((partition, offset, text.clone())),
+                Some(LetterId::Kept(id)) => kept.push((id, text.clone())),
+                None => {
+                    found.insert(text.clone(), Err("not a dead letter".to_owned()));
+                }
+            }
+        }
+        for (topic, wanted) in records {
+            let reader = self.dlq_reader(&flow.row, &topic).await?;
+            let positions: Vec<(i32, i64)> = wanted.iter().map(|(p, o, _)| (*p, *o)).collect();
+            let read = tokio::task::spawn_blocking(move || reader.fetch(&positions))
+                .await
+                .map_err(|_| AppError::Internal)??;
+            for (partition, offset, text) in wanted {
+                let letter = match read.get(&(partition, offset)) {
+                    None => Err("no longer on the Dead Letter Queue".to_owned()),
+                    Some(record) if !letters::is_from(record, &flow.algorithm, &flow.row.topic) => {
+                        Err("not a dead letter of this flow".to_owned())
+                    }
+                    Some(record) => from_record(record, &topic),
+                };
+                found.insert(text, letter);
+            }
+        }
+        if !kept.is_empty() {
+            let (id, ids) = (
+                flow.row.id.clone(),
+                kept.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(),
+            );
+            let rows: HashMap<String, failures::Failure> = self
+                .inner
+                .db
+                .run(move |c| failures::find(c, &id, &ids))
+                .await
+                .map_err(internal)?
+                .into_iter()
+                .collect();
+            for (id, text) in kept {
+                let letter = match rows.get(&id) {
+                    None => Err("no longer kept".to_owned()),
+                    Some(row) => from_kept(row, &flow.row.topic, &id),
+                };
+                found.insert(text, letter);
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// A Dead Letter Queue record as the message it was: its key, value and
+/// own headers, at its source position, with the attempts it had.
+fn from_record(
+    record: &OwnedMessage,
+    dlq_topic: &str,
+) -> Result<(OwnedMessage, u32, Arc<str>), String> {
+    if letters::header(record, super::headers::VALUE_TRUNCATED).is_some() {
+        return Err("its value was cut to fit the Dead Letter Queue".into());
+    }
+    let number = |name| letters::header(record, name).and_then(|v| v.parse::<i64>().ok());
+    let source = letters::header(record, super::headers::SOURCE_TOPIC).unwrap_or_default();
+    let replay_of: Arc<str> =
+        format!("{dlq_topic}/{}/{}", record.partition(), record.offset()).into();
+    let mut headers = OwnedHeaders::new();
+    if let Some(own) = record.headers() {
+        for h in own
+            .iter()
+            .filter(|h| !h.key.starts_with(super::headers::PREFIX))
+        {
+            headers = headers.insert(Header {
+                key: h.key,
+                value: h.value,
+            });
+        }
+    }
+    let message = OwnedMessage::new(
+        record.payload().map(<[u8]>::to_vec),
+        record.key().map(<[u8]>::to_vec),
+        source.to_owned(),
+        Timestamp::now(),
+        number(super::headers::SOURCE_PARTITION).unwrap_or(-1) as i32,
+        number(super::headers::SOURCE_OFFSET).unwrap_or(-1),
+        Some(headers.insert(Header {
+            key: super::headers::REPLAY_OF,
+            value: Some(replay_of.as_bytes()),
+        })),
+    );
+    let attempts = number(super::headers::ATTEMPTS)
+        .unwrap_or(0)
+        .clamp(0, u32::MAX as i64) as u32;
+    Ok((message, attempts, replay_of))
+}
+
+/// A kept failure as the message it was.
+fn from_kept(
+    row: &failures::Failure,
+    topic: &str,
+    id: &str,
+) -> Result<(OwnedMessage, u32, Arc<str>), String> {
+    let kept = row.value.as_ref().map_or(0, Vec::len) as i64;
+    if kept < row.value_bytes {
+        return Err("only the start of its value was kept".into());
+    }
+    let replay_of: Arc<str> = format!("kept/{id}").into();
+    let pairs: Vec<(String, String)> = serde_json::from_str(&row.headers).unwrap_or_default();
+    let mut headers = OwnedHeaders::new();
+    for (key, value) in pairs
+        .iter()
+        .filter(|(k, _)| !k.starts_with(super::headers::PREFIX))
+    {
+        headers = headers.insert(Header {
+            key: key.as_str(),
+            value: Some(value.as_bytes()),
+        });
+    }
+    let message = OwnedMessage::new(
+        row.value.clone(),
+        row.key.clone(),
+        topic.to_owned(),
+        Timestamp::now(),
+        row.partition,
+        row.offset,
+        Some(headers.insert(Header {
+            key: super::headers::REPLAY_OF,
+            value: Some(replay_of.as_bytes()),
+        })),
+    );
+    Ok((message, row.attempts.max(0) as u32, replay_of))
+}
+
+/// A replay stores no consumer offsets.
+struct NoOffsets;
+
+impl Offsets for NoOffsets {
+    fn store(&self, _partition: i32, _offset: i64) {}
+}
+
+/// A replay's retries show nowhere but in its progress.
+struct Quiet;
+
+impl RetryObserver for Quiet {
+    fn retrying(&self, _error: &RunError, _delay: std::time::Duration) {}
+    fn recovered(&self) {}
+}
+
+/// The step after writing, for a replay: notes how each letter ended (in
+/// the order they were submitted) and keeps the failures of a flow without
+/// a Dead Letter Queue.
+struct Record {
+    seqs: VecDeque<i32>,
+    outcomes: Vec<(i32, &'static str)>,
+    commit: Commit<NoOffsets, DbKeeper>,
+}
+
+impl Next for Record {
+    fn finished(&mut self, message: Finished) {
+        if let Some(seq) = self.seqs.pop_front() {
+            let outcome = if message.failure.is_none() {
+                "succeeded"
+            } else {
+                "failed"
+            };
+            self.outcomes.push((seq, outcome));
+        }
+        self.commit.finished(message);
+    }
+}
