@@ -7,8 +7,9 @@ use async_trait::async_trait;
 
 use crate::domain::{
     AlgorithmDetails, AlgorithmSummary, AppError, BrokerConnectionDetails, BrokerConnectionSummary,
-    CurrentUser, DeadLetterPage, DeadLetterQuery, Direction, EventRow, FlowRequest, FlowStats,
-    NewBrokerConnection, ReplayRequest, Rewind, RewindPlan, TopicDetails, TopicGrant, TopicName,
+    CurrentUser, DeadLetterPage, DeadLetterQuery, Direction, DryRun, DryRunRequest, EventRow,
+    FlowRequest, FlowStats, NewBrokerConnection, ReplayRequest, Rewind, RewindPlan, TopicDetails,
+    TopicGrant, TopicName,
 };
 
 /// Name of the HttpOnly cookie that carries the session token.
@@ -142,6 +143,14 @@ pub trait Backend: Send + Sync + 'static {
         flow_id: &str,
         paused: bool,
     ) -> Result<(), AppError>;
+
+    /// Runs another version on a sample of the flow's messages, beside its
+    /// own; publishes nothing.
+    async fn dry_run(
+        &self,
+        caller: &CurrentUser,
+        request: DryRunRequest,
+    ) -> Result<DryRun, AppError>;
 
     /// What rewinding a paused flow does; with `apply`, does it.
     async fn rewind_flow(

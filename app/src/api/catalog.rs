@@ -6,7 +6,7 @@ use leptos::server_fn::codec::Json;
 
 use crate::domain::{
     AlgorithmDetails, AlgorithmSummary, AppError, DeadLetterPage, DeadLetterQuery, Direction,
-    EventRow, FlowRequest, FlowStats, ReplayRequest, Rewind, RewindPlan,
+    DryRun, DryRunRequest, EventRow, FlowRequest, FlowStats, ReplayRequest, Rewind, RewindPlan,
 };
 
 #[server(endpoint = "list_catalog", input = Json)]
@@ -154,6 +154,19 @@ pub async fn rewind_flow(flow_id: String, to: Rewind, apply: bool) -> Result<Rew
             super::backend()?
                 .rewind_flow(&user, &flow_id, to, apply)
                 .await
+        }
+        .await,
+    )
+}
+
+/// Runs another version on a sample of a flow's messages beside its own;
+/// publishes nothing and moves no offset.
+#[server(endpoint = "try_version", input = Json)]
+pub async fn try_version(request: DryRunRequest) -> Result<DryRun, AppError> {
+    super::respond(
+        async {
+            let user = super::caller().await?;
+            super::backend()?.dry_run(&user, request).await
         }
         .await,
     )

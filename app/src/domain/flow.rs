@@ -517,6 +517,117 @@ pub struct RewindPlan {
     pub applied: bool,
 }
 
+/// Which messages a dry run takes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DrySample {
+    /// The newest messages of the flow's source topic.
+    Recent(u32),
+    /// These dead letters, by id.
+    Letters(Vec<String>),
+}
+
+/// Messages one dry run takes at most.
+pub const MAX_DRY_RUN: u32 = 200;
+
+/// What **Try a version** sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DryRunRequest {
+    pub flow_id: String,
+    /// The version to try.
+    pub version: String,
+    pub sample: DrySample,
+}
+
+/// One message of a dry run: what the flow's version gave and what the
+/// candidate gives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Comparison {
+    pub partition: i32,
+    pub offset: i64,
+    /// The input, shown safely.
+    pub input: String,
+    /// The current version's output (pretty-printed when JSON), or why it
+    /// failed.
+    pub current: Result<String, String>,
+    /// Whether `current` was read from the output topic (else it was run
+    /// for this comparison).
+    pub current_published: bool,
+    pub candidate: Result<String, String>,
+}
+
+impl Comparison {
+    /// "same", "different" or "failed" (the candidate failed).
+    pub fn verdict(&self) -> &'static str {
+        match (&self.current, &self.candidate) {
+            (_, Err(_)) => "failed",
+            (Ok(a), Ok(b)) if a == b => "same",
+            _ => "different",
+        }
+    }
+}
+
+/// A dry run's comparisons, newest message first, with the counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DryRun {
+    /// The flow's version the candidate is compared with.
+    pub current_version: String,
+    pub version: String,
+    pub comparisons: Vec<Comparison>,
+    pub same: u32,
+    pub different: u32,
+    pub failed: u32,
+}
+
+/// Lines of two texts, each marked true where it is not in their longest
+/// common subsequence of lines (what differs). Long texts are compared
+/// line by line.
+pub fn diff_lines(a: &str, b: &str) -> (Vec<(String, bool)>, Vec<(String, bool)>) {
+    let (x, y): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
+    if x.len() * y.len() > 250_000 {
+        let mark = |lines: &[&str], other: &[&str]| {
+            lines
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (l.to_string(), other.get(i) != Some(l)))
+                .collect()
+        };
+        return (mark(&x, &y), mark(&y, &x));
+    }
+    // lengths[i][j]: the longest common subsequence of x[i..] and y[j..].
+    let mut lengths = vec![vec![0u32; y.len() + 1]; x.len() + 1];
+    for i in (0..x.len()).rev() {
+        for j in (0..y.len()).rev() {
+            lengths[i][j] = if x[i] == y[j] {
+                lengths[i + 1][j + 1] + 1
+            } else {
+                lengths[i + 1][j].max(lengths[i][j + 1])
+            };
+        }
+    }
+    let (mut in_x, mut in_y) = (vec![true; x.len()], vec![true; y.len()]);
+    let (mut i, mut j) = (0, 0);
+    while i < x.len() && j < y.len() {
+        if x[i] == y[j] {
+            in_x[i] = false;
+            in_y[j] = false;
+            i += 1;
+            j += 1;
+        } else if lengths[i + 1][j] >= lengths[i][j + 1] {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    let marked = |lines: &[&str], changed: &[bool]| {
+        lines
+            .iter()
+            .zip(changed)
+            .map(|(l, c)| (l.to_string(), *c))
+            .collect()
+    };
+    (marked(&x, &in_x), marked(&y, &in_y))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -539,5 +650,25 @@ mod tests {
             ..Default::default()
         };
         assert!(!version.matches("bad-input", "1.0.0", "x"));
+    }
+
+    #[test]
+    fn differing_lines_are_marked_on_both_sides() {
+        let (a, b) = diff_lines(
+            "{\n  \"label\": \"positive\",\n  \"score\": 1.0\n}",
+            "{\n  \"label\": \"negative\",\n  \"score\": 1.0\n}",
+        );
+        let changed = |side: &[(String, bool)]| {
+            side.iter()
+                .filter(|(_, c)| *c)
+                .map(|(l, _)| l.trim().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(changed(&a), vec!["\"label\": \"positive\","]);
+        assert_eq!(changed(&b), vec!["\"label\": \"negative\","]);
+        let (same, _) = diff_lines("x\ny", "x\ny");
+        assert!(same.iter().all(|(_, c)| !c));
+        let (_, added) = diff_lines("a", "a\nb");
+        assert_eq!(added, vec![("a".to_owned(), false), ("b".to_owned(), true)]);
     }
 }

@@ -5,9 +5,12 @@ use std::collections::BTreeSet;
 
 use leptos::prelude::*;
 
-use crate::api::{list_dead_letters, replay_dead_letters};
+use crate::api::{list_dead_letters, replay_dead_letters, try_version};
 use crate::components::{Dialog, ErrorNotice, Loading, SuccessNotice};
-use crate::domain::{DeadLetter, DeadLetterQuery, FAILURE_KINDS, ReplayProgress};
+use crate::domain::{
+    DeadLetter, DeadLetterQuery, DryRun, DryRunRequest, DrySample, FAILURE_KINDS, MAX_DRY_RUN,
+    ReplayProgress, diff_lines,
+};
 
 /// What a replay is asked for.
 #[derive(Clone)]
@@ -25,6 +28,8 @@ pub fn DeadLetters(
     flow_id: String,
     versions: Vec<String>,
     finished: Signal<usize>,
+    /// The letters chosen, by id (shared with **Try a version**).
+    selected: RwSignal<BTreeSet<String>>,
 ) -> impl IntoView {
     let kind = RwSignal::new(String::new());
     let version = RwSignal::new(String::new());
@@ -34,7 +39,6 @@ pub fn DeadLetters(
     let cursors = RwSignal::new(Vec::<Option<String>>::new());
     let cursor = RwSignal::new(None::<String>);
     let refresh = RwSignal::new(0u32);
-    let selected = RwSignal::new(BTreeSet::<String>::new());
     let replaying = RwSignal::new(None::<Chosen>);
     let notice = RwSignal::new(None::<String>);
     let page = LocalResource::new({
@@ -390,4 +394,175 @@ pub fn Replays(replays: Vec<ReplayProgress>) -> impl IntoView {
         </ul>
     }
     .into_any()
+}
+
+/// **Try a version**: runs another version on the newest messages or the
+/// selected dead letters beside the flow's own, and shows them side by
+/// side. Nothing is published.
+#[component]
+pub fn TryVersion(
+    flow_id: String,
+    versions: Vec<String>,
+    selected: RwSignal<BTreeSet<String>>,
+    on_use: Callback<String>,
+) -> impl IntoView {
+    let version = RwSignal::new(versions.first().cloned().unwrap_or_default());
+    let source = RwSignal::new("recent".to_owned());
+    let count = RwSignal::new("20".to_owned());
+    let error = RwSignal::new(None::<String>);
+    let result = RwSignal::new(None::<DryRun>);
+    let action = Action::new_local(move |request: &DryRunRequest| try_version(request.clone()));
+    Effect::new(move |_| match action.value().get() {
+        Some(Ok(run)) => {
+            error.set(None);
+            result.set(Some(run));
+        }
+        Some(Err(e)) => error.set(Some(e.to_string())),
+        None => {}
+    });
+    let pending = action.pending();
+    let run = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let sample = if source.get_untracked() == "letters" {
+            DrySample::Letters(selected.get_untracked().into_iter().collect())
+        } else {
+            match count.get_untracked().trim().parse::<u32>() {
+                Ok(n) if (1..=MAX_DRY_RUN).contains(&n) => DrySample::Recent(n),
+                _ => {
+                    error.set(Some(format!(
+                        "Enter a number of messages from 1 to {MAX_DRY_RUN}."
+                    )));
+                    return;
+                }
+            }
+        };
+        error.set(None);
+        action.dispatch_local(DryRunRequest {
+            flow_id: flow_id.clone(),
+            version: version.get_untracked(),
+            sample,
+        });
+    };
+    view! {
+        <section aria-label="Try a version" class="mt-6">
+            <h3 class="font-semibold">"Try a version"</h3>
+            <p class="text-xs text-slate-600">"Runs another version beside the flow's own, without publishing anything or moving the flow's place."</p>
+            <form class="mt-2 flex flex-wrap items-end gap-2 text-sm" on:submit=run>
+                <label class="flex flex-col">
+                    <span class="text-xs text-slate-500">"Candidate version"</span>
+                    <select
+                        class="rounded border border-slate-300 px-2 py-1"
+                        prop:value=move || version.get()
+                        on:change=move |ev| version.set(event_target_value(&ev))
+                    >
+                        {versions.iter().map(|v| view! { <option value=v.clone()>{v.clone()}</option> }).collect_view()}
+                    </select>
+                </label>
+                <label class="flex flex-col">
+                    <span class="text-xs text-slate-500">"On"</span>
+                    <select
+                        class="rounded border border-slate-300 px-2 py-1"
+                        prop:value=move || source.get()
+                        on:change=move |ev| source.set(event_target_value(&ev))
+                    >
+                        <option value="recent">"The newest messages"</option>
+                        <option value="letters">{move || format!("The selected dead letters ({})", selected.with(BTreeSet::len))}</option>
+                    </select>
+                </label>
+                {move || (source.get() == "recent").then(|| view! {
+                    <label class="flex flex-col">
+                        <span class="text-xs text-slate-500">"How many"</span>
+                        <input
+                            type="number"
+                            min="1"
+                            max=MAX_DRY_RUN.to_string()
+                            class="w-24 rounded border border-slate-300 px-2 py-1"
+                            prop:value=move || count.get()
+                            on:input=move |ev| count.set(event_target_value(&ev))
+                        />
+                    </label>
+                })}
+                <button
+                    type="submit"
+                    class="rounded bg-blue-700 px-3 py-1 text-white disabled:opacity-50"
+                    disabled=move || pending.get()
+                >
+                    {move || if pending.get() { "Running…" } else { "Run" }}
+                </button>
+            </form>
+            {move || error.get().map(|e| view! { <div class="mt-2"><ErrorNotice message=e /></div> })}
+            {move || result.get().map(|run| {
+                let candidate = run.version.clone();
+                view! {
+                    <div class="mt-3 flex flex-wrap items-center gap-3 text-sm">
+                        <p data-testid="dry-run-summary">
+                            {format!(
+                                "{} same, {} different, {} failed ({} against {}).",
+                                run.same, run.different, run.failed, run.version, run.current_version
+                            )}
+                        </p>
+                        <button
+                            type="button"
+                            class="rounded border border-slate-300 px-3 py-1"
+                            on:click=move |_| on_use.run(candidate.clone())
+                        >
+                            "Use this version"
+                        </button>
+                    </div>
+                    <ul class="mt-2 space-y-2 text-xs" aria-label="Comparisons">
+                        {run.comparisons.into_iter().map(|c| {
+                            let verdict = c.verdict();
+                            let (current, candidate) = (side(&c.current), side(&c.candidate));
+                            let (left, right) = diff_lines(&current, &candidate);
+                            view! {
+                                <li class="rounded border border-slate-200 p-2" data-testid="comparison">
+                                    <div class="font-mono text-slate-600">
+                                        {format!("partition {} offset {} · ", c.partition, c.offset)}
+                                        <span data-testid="comparison-verdict" class=match verdict {
+                                            "same" => "text-green-800",
+                                            "failed" => "text-red-800",
+                                            _ => "text-amber-800",
+                                        }>{verdict}</span>
+                                    </div>
+                                    <pre class="mt-1 max-h-24 overflow-auto whitespace-pre-wrap break-all bg-slate-50 p-1">{c.input}</pre>
+                                    <div class="mt-1 grid grid-cols-2 gap-2">
+                                        <div>
+                                            <div class="text-slate-500">
+                                                {format!("{} ({})", run.current_version, if c.current_published { "published" } else { "run now" })}
+                                            </div>
+                                            <Lines lines=left />
+                                        </div>
+                                        <div>
+                                            <div class="text-slate-500">{run.version.clone()}</div>
+                                            <Lines lines=right />
+                                        </div>
+                                    </div>
+                                </li>
+                            }
+                        }).collect_view()}
+                    </ul>
+                }
+            })}
+        </section>
+    }
+}
+
+/// An output, or why there is none.
+fn side(result: &Result<String, String>) -> String {
+    match result {
+        Ok(output) => output.clone(),
+        Err(why) => format!("failed: {why}"),
+    }
+}
+
+/// Lines of an output, the ones that differ highlighted.
+#[component]
+fn Lines(lines: Vec<(String, bool)>) -> impl IntoView {
+    view! {
+        <pre class="max-h-48 overflow-auto whitespace-pre-wrap break-all bg-slate-50 p-1">
+            {lines.into_iter().map(|(line, changed)| view! {
+                <span class=if changed { "block bg-amber-100" } else { "block" } data-changed=changed.to_string()>{line}</span>
+            }).collect_view()}
+        </pre>
+    }
 }

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use leptos::prelude::*;
 
-use super::dead_letters::{DeadLetters, Replays};
+use super::dead_letters::{DeadLetters, Replays, TryVersion};
 use super::rewind::PauseControls;
 use crate::api::{disable_flow, get_flow_stats, list_events, save_flow};
 use crate::components::{ConfirmActions, Dialog, ErrorNotice, Loading, SuccessNotice};
@@ -82,13 +82,30 @@ pub fn EventsTab(details: AlgorithmDetails) -> impl IntoView {
         }}
         {
             let versions = versions.clone();
-            move || watching.get().map(|(id, label)| view! {
-                <FlowMonitor
-                    flow_id=id
-                    label=label
-                    versions=versions.clone()
-                    on_change=Callback::new(move |_| rows.refetch())
-                />
+            move || watching.get().map(|(id, label)| {
+                let flow = id.clone();
+                // Edit, with the tried version chosen.
+                let on_use_version = Callback::new(move |version: String| {
+                    if let Some(Ok(list)) = rows.get_untracked()
+                        && let Some(mut row) = list
+                            .into_iter()
+                            .find(|r| r.flow.as_ref().is_some_and(|f| f.id == flow))
+                    {
+                        if let Some(f) = row.flow.as_mut() {
+                            f.version = version;
+                        }
+                        open.set(Some(Open::Enable(row)));
+                    }
+                });
+                view! {
+                    <FlowMonitor
+                        flow_id=id
+                        label=label
+                        versions=versions.clone()
+                        on_change=Callback::new(move |_| rows.refetch())
+                        on_use_version=on_use_version
+                    />
+                }
             })
         }
         {
@@ -560,7 +577,10 @@ fn FlowMonitor(
     versions: Vec<String>,
     /// Called after the flow was paused or resumed.
     on_change: Callback<()>,
+    /// Opens the Edit dialog with this version chosen.
+    on_use_version: Callback<String>,
 ) -> impl IntoView {
+    let selected = RwSignal::new(std::collections::BTreeSet::<String>::new());
     let id = flow_id.clone();
     let stats = LocalResource::new(move || get_flow_stats(id.clone()));
     if let Ok(handle) = set_interval_with_handle(move || stats.refetch(), Duration::from_secs(2)) {
@@ -602,7 +622,13 @@ fn FlowMonitor(
                 (None, _) => view! { <Loading what="the flow" /> }.into_any(),
                 (Some(s), _) => view! { <Numbers stats=s /> }.into_any(),
             }}
-            <DeadLetters flow_id=flow_id.clone() versions=versions finished=changed.into() />
+            <DeadLetters
+                flow_id=flow_id.clone()
+                versions=versions.clone()
+                finished=changed.into()
+                selected=selected
+            />
+            <TryVersion flow_id=flow_id.clone() versions=versions selected=selected on_use=on_use_version />
         </section>
     }
 }

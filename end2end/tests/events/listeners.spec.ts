@@ -282,6 +282,21 @@ test('a member finds dead letters on the monitor, filters them and replays them 
   await expect(replay).toContainText('2 succeeded, 0 failed again, 0 left of 2');
   await expect(letters.getByTestId('dead-letter-replayed')).toHaveText(['replayed, succeeded', 'replayed, succeeded']);
 
+  // Try the lenient version on the newest messages, side by side.
+  const tryIt = monitor.getByRole('region', { name: 'Try a version' });
+  await tryIt.getByLabel('Candidate version').selectOption(lenient);
+  await tryIt.getByLabel('How many').fill('3');
+  await tryIt.getByRole('button', { name: 'Run' }).click();
+  await expect(tryIt.getByTestId('dry-run-summary')).toHaveText(`0 same, 3 different, 0 failed (${lenient} against 2.0.0).`);
+  await expect(tryIt.getByTestId('comparison')).toHaveCount(3);
+  await expect(tryIt.getByTestId('comparison').first()).toContainText('"no_text": 2');
+  await expect(tryIt.locator('[data-changed="true"]').first()).toBeVisible();
+  await tryIt.getByRole('button', { name: 'Use this version' }).click();
+  const edit = page.getByRole('dialog', { name: 'Edit listener' });
+  await expect(edit.getByLabel('Version')).toHaveValue(lenient);
+  await page.keyboard.press('Escape');
+  await expect(edit).toBeHidden();
+
   // Pause, rewind to the earliest message, resume: the three run again.
   await expect(monitor.getByTestId('stat-consumed')).toHaveText('3');
   await monitor.getByRole('button', { name: 'Pause' }).click();

@@ -179,7 +179,7 @@ pub fn from_record(message: &OwnedMessage) -> DeadLetter {
 
 /// Bytes for a person to read; `whole` values that are JSON are
 /// pretty-printed.
-fn shown(bytes: &[u8], whole: bool) -> String {
+pub(super) fn shown(bytes: &[u8], whole: bool) -> String {
     match std::str::from_utf8(bytes) {
         Ok(text) => {
             if whole && let Ok(json) = serde_json::from_str::<serde_json::Value>(text) {
@@ -205,14 +205,15 @@ const SCAN_PER_PAGE: i64 = 5_000;
 /// How long one read of a Dead Letter Queue may take.
 const READ_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Reads a Dead Letter Queue topic (blocking): pages of letters newest
-/// first, and letters by position. Commits nothing.
-pub struct DlqReader {
+/// Reads a topic (blocking), most often a Dead Letter Queue: pages of
+/// letters newest first, letters by position, the newest records. Commits
+/// nothing.
+pub struct TopicReader {
     consumer: ReadingConsumer,
     topic: String,
 }
 
-impl DlqReader {
+impl TopicReader {
     pub fn new(settings: &BrokerSettings, topic: &str) -> Result<Self, AppError> {
         let consumer = settings
             .client_config()
@@ -222,7 +223,7 @@ impl DlqReader {
             .set("group.id", "eventflows-dead-letters")
             .create_with_context(ReadingContext)
             .map_err(|e| AppError::Broker {
-                message: format!("The Dead Letter Queue could not be read: {e}"),
+                message: format!("The topic '{topic}' could not be read: {e}"),
             })?;
         Ok(Self {
             consumer,
@@ -232,10 +233,7 @@ impl DlqReader {
 
     fn unreadable(&self, error: KafkaError) -> AppError {
         AppError::Broker {
-            message: format!(
-                "The Dead Letter Queue topic '{}' could not be read: {error}",
-                self.topic
-            ),
+            message: format!("The topic '{}' could not be read: {error}", self.topic),
         }
     }
 
@@ -251,10 +249,7 @@ impl DlqReader {
             .find(|t| t.name() == self.topic)
             .filter(|t| t.error().is_none() && !t.partitions().is_empty())
             .ok_or_else(|| AppError::Broker {
-                message: format!(
-                    "The Dead Letter Queue topic '{}' does not exist on the broker.",
-                    self.topic
-                ),
+                message: format!("The topic '{}' does not exist on the broker.", self.topic),
             })?;
         let mut partitions = Vec::new();
         for p in topic.partitions() {
@@ -379,6 +374,21 @@ impl DlqReader {
             }
         }
         Ok((taken, (!next.is_empty()).then(|| format_cursor(&next))))
+    }
+
+    /// The newest `count` records of the topic (at most `count` of each
+    /// partition), newest first.
+    pub fn latest(&self, count: usize) -> Result<Vec<OwnedMessage>, AppError> {
+        let mut records = Vec::new();
+        for (partition, low, high) in self.partitions()? {
+            let from = (high - count as i64).max(low);
+            records.extend(self.read(partition, from, high)?);
+        }
+        records.sort_by_key(|m| {
+            std::cmp::Reverse((m.timestamp().to_millis().unwrap_or(0), m.offset()))
+        });
+        records.truncate(count);
+        Ok(records)
     }
 
     /// Every letter `belongs` accepts, newest first, at most `max`.

@@ -9,6 +9,7 @@
 //! disabling drains in-flight work and commits before the consumer stops.
 
 mod commit;
+mod dry_run;
 mod executor;
 pub mod headers;
 mod lane;

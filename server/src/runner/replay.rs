@@ -19,7 +19,7 @@ use app::domain::{AppError, DeadLetterQuery, MAX_REPLAY_LETTERS, ReplayProgress,
 
 use super::commit::{Commit, Offsets};
 use super::lane::{DbKeeper, KafkaSink};
-use super::letters::{self, DlqReader, LetterId};
+use super::letters::{self, LetterId, TopicReader};
 use super::retry::{RetryObserver, run_with_retries};
 use super::writer::{Failure, Finished, Next, Ran, Sink, Writer};
 use super::{RunError, Runner, Stats, Target};
@@ -32,10 +32,10 @@ const CHUNK: i64 = 100;
 const SHOWN_REPLAYS: i64 = 5;
 
 /// The flow a replay runs through, as it is now.
-struct Flow {
-    row: FlowRow,
+pub(super) struct Flow {
+    pub row: FlowRow,
     /// `org/name`.
-    algorithm: String,
+    pub algorithm: String,
 }
 
 impl Runner {
@@ -48,7 +48,7 @@ impl Runner {
             .unwrap_or_else(|| self.inner.anonymous.clone())
     }
 
-    async fn replay_flow(&self, flow_id: &str) -> Result<Flow, AppError> {
+    pub(super) async fn replay_flow(&self, flow_id: &str) -> Result<Flow, AppError> {
         let id = flow_id.to_owned();
         let found = self
             .inner
@@ -66,7 +66,11 @@ impl Runner {
     }
 
     /// The runtime of a version of the flow's algorithm.
-    async fn runtime_of(&self, algorithm_id: &str, version: &str) -> Result<Runtime, AppError> {
+    pub(super) async fn runtime_of(
+        &self,
+        algorithm_id: &str,
+        version: &str,
+    ) -> Result<Runtime, AppError> {
         let (id, v) = (algorithm_id.to_owned(), version.to_owned());
         let versions = self
             .inner
@@ -87,10 +91,14 @@ impl Runner {
     }
 
     /// A reader of the flow's Dead Letter Queue topic.
-    async fn dlq_reader(&self, flow: &FlowRow, topic: &str) -> Result<DlqReader, AppError> {
+    pub(super) async fn topic_reader(
+        &self,
+        flow: &FlowRow,
+        topic: &str,
+    ) -> Result<TopicReader, AppError> {
         let settings = self.settings(&flow.connection_id).await?;
         let topic = topic.to_owned();
-        tokio::task::spawn_blocking(move || DlqReader::new(&settings, &topic))
+        tokio::task::spawn_blocking(move || TopicReader::new(&settings, &topic))
             .await
             .map_err(|_| AppError::Internal)?
     }
@@ -106,7 +114,7 @@ impl Runner {
         let limit = app::domain::DEAD_LETTERS_PER_PAGE as usize;
         let mut page = match flow.row.dlq_topic.clone() {
             Some(topic) => {
-                let reader = self.dlq_reader(&flow.row, &topic).await?;
+                let reader = self.topic_reader(&flow.row, &topic).await?;
                 let (algorithm, source) = (flow.algorithm.clone(), flow.row.topic.clone());
                 let filter = query.clone();
                 let (records, next) = tokio::task::spawn_blocking(move || {
@@ -290,7 +298,7 @@ impl Runner {
         };
         let ids: Vec<String> = match flow.row.dlq_topic.clone() {
             Some(topic) => {
-                let reader = self.dlq_reader(&flow.row, &topic).await?;
+                let reader = self.topic_reader(&flow.row, &topic).await?;
                 let (algorithm, source) = (flow.algorithm.clone(), flow.row.topic.clone());
                 let records = tokio::task::spawn_blocking(move || {
                     reader.all(
@@ -600,7 +608,7 @@ impl Runner {
     /// The chunk's letters, each as the message to run again with the
     /// attempts it had and the `eventflows-replay-of` value; or why it
     /// cannot be replayed.
-    async fn find_letters(
+    pub(super) async fn find_letters(
         &self,
         flow: &Flow,
         next: &[(i32, String)],
@@ -625,7 +633,7 @@ impl Runner {
             }
         }
         for (topic, wanted) in records {
-            let reader = self.dlq_reader(&flow.row, &topic).await?;
+            let reader = self.topic_reader(&flow.row, &topic).await?;
             let positions: Vec<(i32, i64)> = wanted.iter().map(|(p, o, _)| (*p, *o)).collect();
             let read = tokio::task::spawn_blocking(move || reader.fetch(&positions))
                 .await

@@ -6,8 +6,9 @@ use async_trait::async_trait;
 use app::api::Backend;
 use app::domain::{
     AlgorithmDetails, AlgorithmSummary, AppError, BrokerConnectionDetails, BrokerConnectionSummary,
-    CurrentUser, DeadLetterPage, DeadLetterQuery, Direction, EventRow, FlowRequest, FlowStats,
-    NewBrokerConnection, ReplayRequest, Rewind, RewindPlan, TopicDetails, TopicGrant, TopicName,
+    CurrentUser, DeadLetterPage, DeadLetterQuery, Direction, DryRun, DryRunRequest, EventRow,
+    FlowRequest, FlowStats, NewBrokerConnection, ReplayRequest, Rewind, RewindPlan, TopicDetails,
+    TopicGrant, TopicName,
 };
 
 use super::Services;
@@ -166,5 +167,13 @@ impl Backend for Services {
         apply: bool,
     ) -> Result<RewindPlan, AppError> {
         Services::rewind_flow(self, caller, flow_id, to, apply).await
+    }
+
+    async fn dry_run(
+        &self,
+        caller: &CurrentUser,
+        request: DryRunRequest,
+    ) -> Result<DryRun, AppError> {
+        Services::dry_run(self, caller, request).await
     }
 }

@@ -10,8 +10,8 @@ use std::collections::HashMap;
 
 use app::domain::{
     AlgorithmDetails, AlgorithmSummary, AppError, Batching, CurrentUser, DeadLetterPage,
-    DeadLetterQuery, Direction, EventRow, FlowOrdering, FlowRequest, FlowState, FlowStats,
-    ReplayRequest, Rewind, RewindPlan, Runtime, TopicName, VersionInfo,
+    DeadLetterQuery, Direction, DryRun, DryRunRequest, EventRow, FlowOrdering, FlowRequest,
+    FlowState, FlowStats, ReplayRequest, Rewind, RewindPlan, Runtime, TopicName, VersionInfo,
 };
 
 use super::{Services, internal};
@@ -450,5 +450,15 @@ impl Services {
             tracing::info!(user = %user.username, flow = flow_id, messages = plan.messages, "flow rewound");
         }
         Ok(plan)
+    }
+
+    /// Tries a version on a sample of the flow's messages.
+    pub async fn dry_run(
+        &self,
+        user: &CurrentUser,
+        request: DryRunRequest,
+    ) -> Result<DryRun, AppError> {
+        self.check_flow(user, &request.flow_id).await?;
+        self.runner.dry_run(request).await
     }
 }

@@ -388,3 +388,143 @@ async fn a_replay_stopped_by_a_restart_finishes_without_redoing_what_was_done() 
     assert_eq!(outputs.len(), LETTERS);
     again.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_dry_run_compares_a_version_on_recent_messages_and_publishes_nothing() {
+    let p = pipeline().await;
+    p.app
+        .services
+        .add_algorithm_version("acme/sentiment", "2.0.0", "builtin:echo", "")
+        .await
+        .unwrap();
+    p.save(&p.output, "publish", "1.0.0", None).await;
+    p.save(&p.input, "subscribe", "1.0.0", Some(&p.dlq)).await;
+    let flow = p.subscribe_flow_id().await;
+    let inputs: Vec<(Option<String>, String)> = inputs().into_iter().take(50).collect();
+    produce_keyed_to_partition(&p.input, 0, &inputs).await;
+    wait_until("45 outputs and 5 dead letters", || async {
+        let s = p.stats(&flow).await;
+        s["succeeded"] == 45 && s["dead_lettered"] == 5
+    })
+    .await;
+    let outputs = Reader::new(&p.output);
+    assert_eq!(outputs.read(45, Duration::from_secs(30)).await.len(), 45);
+    let dry = |version: &str, sample: Value| {
+        let request = json!({"request": {"flow_id": flow, "version": version, "sample": sample}});
+        let app = &p.app;
+        let ana = p.ana.clone();
+        async move { app.call("try_version", request, Some(&ana)).await }
+    };
+
+    // The same model: the same outputs, and the five it refuses fail.
+    let same = dry("1.1.0", json!({"Recent": 50})).await;
+    assert_eq!(same.status, StatusCode::OK, "{}", same.text());
+    let same = same.json();
+    assert_eq!(same["comparisons"].as_array().unwrap().len(), 50);
+    assert_eq!(
+        (&same["same"], &same["different"], &same["failed"]),
+        (&json!(45), &json!(0), &json!(5))
+    );
+    assert_eq!(same["current_version"], "1.0.0");
+    let published = same["comparisons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["current_published"] == true)
+        .count();
+    assert_eq!(
+        published, 45,
+        "the flow's outputs are read from its output topic"
+    );
+
+    // Another model: every one differs (and takes the five).
+    let echo = dry("2.0.0", json!({"Recent": 50})).await.json();
+    assert_eq!(
+        (&echo["same"], &echo["different"], &echo["failed"]),
+        (&json!(0), &json!(50), &json!(0))
+    );
+    let bad = echo["comparisons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["offset"] == 43)
+        .unwrap()
+        .clone();
+    assert!(
+        bad["current"]["Err"]
+            .as_str()
+            .unwrap()
+            .starts_with("bad-input"),
+        "{bad}"
+    );
+    assert_eq!(bad["candidate"]["Ok"], "{\n  \"no_text\": 43\n}");
+    assert_eq!(echo["comparisons"][0]["offset"], 49, "newest first");
+
+    // On the dead letters.
+    let ids: Vec<Value> = p.dead_letters(&flow, json!({})).await["letters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["id"].clone())
+        .collect();
+    let letters = dry("2.0.0", json!({"Letters": ids})).await.json();
+    assert_eq!(letters["comparisons"].as_array().unwrap().len(), 5);
+    assert_eq!(letters["different"], 5);
+
+    // Bad requests.
+    for (version, sample, text) in [
+        ("2.0.0", json!({"Recent": 0}), "1 to 200"),
+        ("2.0.0", json!({"Recent": 201}), "1 to 200"),
+        (
+            "9.9.9",
+            json!({"Recent": 5}),
+            "Version 9.9.9 does not exist",
+        ),
+        ("2.0.0", json!({"Letters": ["kept:nope"]}), "cannot be run"),
+    ] {
+        let reply = dry(version, sample).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            reply.text()
+        );
+        assert!(reply.text().contains(text), "{}", reply.text());
+    }
+
+    // Nothing was published, and the flow's offsets did not move.
+    assert_eq!(outputs.read(46, Duration::from_secs(3)).await.len(), 45);
+    assert_eq!(
+        p.dead_letters(&flow, json!({})).await["letters"]
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
+    let pause = p
+        .app
+        .call(
+            "pause_flow",
+            json!({"flow_id": flow, "paused": true}),
+            Some(&p.ana),
+        )
+        .await;
+    assert_eq!(pause.status, StatusCode::OK);
+    let plan = p
+        .app
+        .call(
+            "rewind_flow",
+            json!({"flow_id": flow, "to": "Latest", "apply": false}),
+            Some(&p.ana),
+        )
+        .await
+        .json();
+    let committed = plan["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["partition"] == 0)
+        .unwrap()["committed"]
+        .clone();
+    assert_eq!(committed, 50);
+}
