@@ -238,6 +238,10 @@ pub struct FlowState {
     /// Paused: kept as it is, but not running.
     #[serde(default)]
     pub paused: bool,
+    /// A publish flow that takes the outputs of whichever version the
+    /// algorithm's listeners run (its `version` is then not used).
+    #[serde(default)]
+    pub follows_listener: bool,
 }
 
 fn one() -> u32 {
@@ -288,6 +292,10 @@ pub struct FlowRequest {
     /// out).
     #[serde(default)]
     pub batch_wait_ms: Option<u32>,
+    /// Of a publish flow: take the outputs of whichever version the
+    /// algorithm's listeners run, instead of `version`'s only.
+    #[serde(default)]
+    pub follows_listener: bool,
 }
 
 /// A failure the debugging view shows.

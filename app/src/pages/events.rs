@@ -11,6 +11,9 @@ use crate::domain::{
     FlowStats, MAX_BATCH_SIZE, MAX_BATCH_WAIT_MS, MAX_CONCURRENCY, Runtime,
 };
 
+/// The Version choice of a publish flow that follows the listener.
+const FOLLOW: &str = "listener";
+
 /// Which dialog is open on the Events tab.
 #[derive(Clone)]
 enum Open {
@@ -118,6 +121,13 @@ pub fn EventsTab(details: AlgorithmDetails) -> impl IntoView {
                         row=row
                         versions=versions.clone()
                         batch_versions=batch_versions.clone()
+                        publishing=match rows.get_untracked() {
+                            Some(Ok(list)) => list
+                                .into_iter()
+                                .filter(|r| r.direction == Direction::Publish && r.enabled())
+                                .collect(),
+                            _ => Vec::new(),
+                        }
                         on_close=Callback::new(move |_| open.set(None))
                         on_done=done
                     />
@@ -164,7 +174,13 @@ fn Row(
                     view! { <span class="rounded-full bg-slate-100 px-2 py-0.5 text-xs font-medium text-slate-700">"Disabled"</span> }.into_any()
                 }}
             </td>
-            <td class="px-4 py-2">{flow.as_ref().filter(|_| enabled).map(|f| f.version.clone()).unwrap_or_else(|| "–".into())}</td>
+            <td class="px-4 py-2">
+                {flow
+                    .as_ref()
+                    .filter(|_| enabled)
+                    .map(|f| if f.follows_listener { "the listener's".to_owned() } else { f.version.clone() })
+                    .unwrap_or_else(|| "–".into())}
+            </td>
             <td class="px-4 py-2">
                 {flow.as_ref().filter(|_| enabled).and_then(|f| f.dlq_topic.clone()).unwrap_or_else(|| "–".into())}
             </td>
@@ -238,18 +254,39 @@ fn EnableDialog(
     row: EventRow,
     versions: Vec<String>,
     batch_versions: Vec<String>,
+    /// The algorithm's enabled publish flows: where a version's outputs go.
+    publishing: Vec<EventRow>,
     on_close: Callback<()>,
     on_done: Callback<String>,
 ) -> impl IntoView {
     let editing = row.enabled();
     let current = row.flow.clone().filter(|f| f.enabled);
-    let version = RwSignal::new(
-        current
-            .as_ref()
-            .map(|f| f.version.clone())
-            .or_else(|| versions.first().cloned())
-            .unwrap_or_default(),
-    );
+    let publish_row = row.direction == Direction::Publish;
+    // A publish flow follows the listener's version unless it keeps one.
+    let version = RwSignal::new(match &current {
+        Some(f) if publish_row && f.follows_listener => FOLLOW.to_owned(),
+        Some(f) => f.version.clone(),
+        None if publish_row => FOLLOW.to_owned(),
+        None => versions.first().cloned().unwrap_or_default(),
+    });
+    // Where the chosen version's outputs go, for a subscribe flow.
+    let outputs_go = move || {
+        let chosen = version.get();
+        let topics: Vec<String> = publishing
+            .iter()
+            .filter(|r| {
+                r.flow
+                    .as_ref()
+                    .is_some_and(|f| f.enabled && (f.follows_listener || f.version == chosen))
+            })
+            .map(|r| format!("{} ({})", r.topic, r.connection_name))
+            .collect();
+        if topics.is_empty() {
+            format!("Version {chosen} publishes nowhere: no publish flow takes its outputs.")
+        } else {
+            format!("Version {chosen} publishes to {}.", topics.join(", "))
+        }
+    };
     let use_dlq = RwSignal::new(current.as_ref().is_some_and(|f| f.dlq_topic.is_some()));
     let dlq = RwSignal::new(
         current
@@ -331,6 +368,7 @@ fn EnableDialog(
     let options = row.dlq_options.clone();
     let no_options = options.is_empty();
     let submit_row = row.clone();
+    let first_version = versions.first().cloned().unwrap_or_default();
     let submit_batches = batches.clone();
     let batch_error_shown = batch_error.clone();
     let batch_error_invalid = batch_error.clone();
@@ -348,7 +386,11 @@ fn EnableDialog(
             connection_id: submit_row.connection_id.clone(),
             topic: submit_row.topic.clone(),
             direction: submit_row.direction,
-            version: version.get_untracked(),
+            version: match version.get_untracked() {
+                v if v == FOLLOW => first_version.clone(),
+                v => v,
+            },
+            follows_listener: !subscribe && version.get_untracked() == FOLLOW,
             dlq_topic: (subscribe && use_dlq.get_untracked()).then(|| dlq.get_untracked()),
             ordering: if subscribe {
                 ordering.get_untracked()
@@ -382,8 +424,19 @@ fn EnableDialog(
                 <div>
                     <label for="flow-version" class="block text-sm font-medium">"Version"</label>
                     <select id="flow-version" class="mt-1 w-full rounded border border-slate-300 px-3 py-2" bind:value=version>
+                        {(!subscribe).then(|| view! { <option value=FOLLOW>"The listener's version"</option> })}
                         {versions.iter().map(|v| view! { <option value=v.clone()>{v.clone()}</option> }).collect_view()}
                     </select>
+                    {if subscribe {
+                        view! { <p class="mt-1 text-xs text-slate-600" data-testid="outputs-go">{outputs_go}</p> }.into_any()
+                    } else {
+                        view! {
+                            <p class="mt-1 text-xs text-slate-600">
+                                "With the listener's version, this topic keeps getting the outputs when a listener moves to another version (and those of replays)."
+                            </p>
+                        }
+                        .into_any()
+                    }}
                 </div>
                 {subscribe.then(|| view! {
                     <div>

@@ -71,6 +71,7 @@ test('a member enables a listener with a Dead Letter Queue, watches it work, edi
   await outputRow.getByRole('button', { name: `Enable Publish on ${t.output}` }).click();
   dialog = page.getByRole('dialog', { name: 'Enable listener' });
   await expect(dialog.getByLabel('Enable Dead Letter Queue')).toHaveCount(0);
+  await expect(dialog.getByLabel('Version')).toHaveValue('listener');
   await dialog.getByLabel('Version').selectOption('1.0.0');
   await dialog.getByRole('button', { name: 'Enable Listener' }).click();
   await expect(outputRow).toContainText('Enabled');
@@ -99,7 +100,10 @@ test('a member enables a listener with a Dead Letter Queue, watches it work, edi
   dialog = page.getByRole('dialog', { name: 'Edit listener' });
   await expect(dialog.getByLabel('Version')).toHaveValue('1.0.0');
   await expect(dialog.getByLabel('Enable Dead Letter Queue')).toBeChecked();
+  await expect(dialog.getByTestId('outputs-go')).toContainText(`Version 1.0.0 publishes to ${t.output}`);
   await dialog.getByLabel('Version').selectOption('1.1.0');
+  // The publish flow keeps 1.0.0: the dialog says so before saving.
+  await expect(dialog.getByTestId('outputs-go')).toHaveText('Version 1.1.0 publishes nowhere: no publish flow takes its outputs.');
   await dialog.getByRole('button', { name: 'Save Changes' }).click();
   await expect(page.getByRole('status')).toHaveText(`Changes to the listener on ${t.input} saved.`);
   await expect(inputRow).toContainText('1.1.0');

@@ -481,6 +481,7 @@ impl Bench {
                         concurrency,
                         batch_size,
                         batch_wait_ms: None,
+                        follows_listener: false,
                     },
                 )
                 .await?;

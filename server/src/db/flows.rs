@@ -6,7 +6,7 @@ use app::domain::{Batching, FlowOrdering, MAX_BATCH_SIZE, MAX_BATCH_WAIT_MS, MAX
 
 use super::schema::{
     algorithm_versions, algorithms, broker_connections, flows, memberships, organizations,
-    paused_flows, topic_grants, users,
+    paused_flows, publish_follows, topic_grants, users,
 };
 use super::{AnyConnection, new_id, now_ms};
 
@@ -353,6 +353,29 @@ pub struct ActiveFlow {
     /// Runs in flight per partition.
     pub concurrency: u32,
     pub batching: Batching,
+    /// A publish flow that takes the outputs of whichever version the
+    /// algorithm's subscribe flows run.
+    pub follows_listener: bool,
+}
+
+/// Makes a publish flow follow the listener's version, or keep its own.
+pub fn set_follows(conn: &mut AnyConnection, id: &str, follows: bool) -> QueryResult<()> {
+    diesel::delete(publish_follows::table.find(id)).execute(conn)?;
+    if follows {
+        diesel::insert_into(publish_follows::table)
+            .values(publish_follows::flow_id.eq(id))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// The publish flows of an algorithm that follow the listener's version.
+pub fn following(conn: &mut AnyConnection, algorithm_id: &str) -> QueryResult<Vec<String>> {
+    publish_follows::table
+        .inner_join(flows::table.on(flows::id.eq(publish_follows::flow_id)))
+        .filter(flows::algorithm_id.eq(algorithm_id))
+        .select(publish_follows::flow_id)
+        .load(conn)
 }
 
 /// Pauses or resumes an enabled flow; returns whether one was found.
@@ -407,9 +430,15 @@ pub fn active_flows(conn: &mut AnyConnection) -> QueryResult<Vec<ActiveFlow>> {
             algorithm_versions::runtime,
         ))
         .load(conn)?;
+    let follows: std::collections::HashSet<String> = publish_follows::table
+        .select(publish_follows::flow_id)
+        .load::<String>(conn)?
+        .into_iter()
+        .collect();
     Ok(rows
         .into_iter()
         .map(|(f, org, name, runtime)| ActiveFlow {
+            follows_listener: follows.contains(&f.id),
             consumer_group: f
                 .consumer_group
                 .unwrap_or_else(|| consumer_group(&f.algorithm_id, &f.connection_id, &f.topic)),

@@ -130,6 +130,12 @@ diesel::table! {
 }
 
 diesel::table! {
+    publish_follows (flow_id) {
+        flow_id -> Text,
+    }
+}
+
+diesel::table! {
     paused_flows (flow_id) {
         flow_id -> Text,
         at_ms -> BigInt,
@@ -181,4 +187,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     replays,
     replay_letters,
     paused_flows,
+    publish_follows,
 );

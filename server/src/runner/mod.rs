@@ -124,7 +124,10 @@ pub(crate) struct Inner {
     stats: Mutex<HashMap<String, Arc<Stats>>>,
     /// (algorithm id, version) → where its outputs go.
     publish: RwLock<HashMap<(String, String), Vec<Arc<Target>>>>,
-    /// Changes whenever `publish` does.
+    /// algorithm id → the targets of its publish flows that follow the
+    /// listener's version.
+    follow: RwLock<HashMap<String, Vec<Arc<Target>>>>,
+    /// Changes whenever `publish` or `follow` does.
     publish_generation: std::sync::atomic::AtomicU64,
     producers: publish::Producers,
     metrics: metrics::Metrics,
@@ -153,6 +156,7 @@ impl Runner {
                 flows: tokio::sync::Mutex::new(HashMap::new()),
                 stats: Mutex::new(HashMap::new()),
                 publish: RwLock::new(HashMap::new()),
+                follow: RwLock::new(HashMap::new()),
                 publish_generation: std::sync::atomic::AtomicU64::new(0),
                 producers: publish::Producers::default(),
                 metrics: metrics::Metrics::default(),
@@ -215,24 +219,55 @@ impl Runner {
             .map_err(crate::db::internal)?;
 
         let mut publish: HashMap<(String, String), Vec<Arc<Target>>> = HashMap::new();
+        let mut follow: HashMap<String, Vec<Arc<Target>>> = HashMap::new();
         let mut wanted: HashMap<String, ActiveFlow> = HashMap::new();
         for flow in active {
             if flow.direction == "publish" {
-                publish
-                    .entry((flow.algorithm_id.clone(), flow.version.clone()))
-                    .or_default()
-                    .push(Arc::new(Target {
-                        connection_id: flow.connection_id.clone(),
-                        topic: flow.topic.clone(),
-                    }));
+                let target = Arc::new(Target {
+                    connection_id: flow.connection_id.clone(),
+                    topic: flow.topic.clone(),
+                });
+                if flow.follows_listener {
+                    follow
+                        .entry(flow.algorithm_id.clone())
+                        .or_default()
+                        .push(target);
+                } else {
+                    publish
+                        .entry((flow.algorithm_id.clone(), flow.version.clone()))
+                        .or_default()
+                        .push(target);
+                }
             } else {
                 wanted.insert(flow.id.clone(), flow);
             }
         }
-        if let Ok(mut map) = inner.publish.write()
-            && *map != publish
-        {
+        // A publish flow that follows the listener takes the outputs of
+        // every version the algorithm's subscribe flows run.
+        for flow in wanted.values() {
+            for target in follow.get(&flow.algorithm_id).into_iter().flatten() {
+                let targets = publish
+                    .entry((flow.algorithm_id.clone(), flow.version.clone()))
+                    .or_default();
+                if !targets.contains(target) {
+                    targets.push(target.clone());
+                }
+            }
+        }
+        for targets in publish.values_mut() {
+            targets.sort_by(|a, b| (&a.connection_id, &a.topic).cmp(&(&b.connection_id, &b.topic)));
+        }
+        let changed = inner.publish.write().is_ok_and(|mut map| {
+            let changed = *map != publish;
             *map = publish;
+            changed
+        });
+        let followed = inner.follow.write().is_ok_and(|mut map| {
+            let changed = *map != follow;
+            *map = follow;
+            changed
+        });
+        if changed || followed {
             inner
                 .publish_generation
                 .fetch_add(1, std::sync::atomic::Ordering::Release);
@@ -459,6 +494,20 @@ impl Runner {
                     .cloned()
             })
             .unwrap_or_default()
+    }
+
+    /// Where a replay (or a dry run) of this algorithm version publishes:
+    /// the flows of that version, and those that follow the listener's.
+    pub(crate) fn replay_targets(&self, algorithm_id: &str, version: &str) -> Vec<Arc<Target>> {
+        let mut targets = self.targets(algorithm_id, version);
+        if let Ok(follow) = self.inner.follow.read() {
+            for target in follow.get(algorithm_id).into_iter().flatten() {
+                if !targets.contains(target) {
+                    targets.push(target.clone());
+                }
+            }
+        }
+        targets
     }
 
     pub(crate) fn executor(&self) -> &Executor {

@@ -502,7 +502,7 @@ impl Runner {
             })
         });
         let mut outputs = Vec::new();
-        for target in self.targets(&flow.row.algorithm_id, &replay.version) {
+        for target in self.replay_targets(&flow.row.algorithm_id, &replay.version) {
             let producer = sink.producer(&target).await;
             outputs.push((target, producer));
         }

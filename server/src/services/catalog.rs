@@ -16,6 +16,7 @@ use app::domain::{
 
 use super::{Services, internal};
 use crate::db::flows::{self as queries, AlgorithmRow};
+use diesel::Connection;
 
 impl Services {
     async fn is_member(&self, user: &CurrentUser, org: &str) -> Result<bool, AppError> {
@@ -139,7 +140,7 @@ impl Services {
     /// The Events rows of an algorithm (no access check).
     async fn event_rows(&self, algorithm_id: &str) -> Result<Vec<EventRow>, AppError> {
         let id = algorithm_id.to_owned();
-        let (grants, flows, paused) = self
+        let (grants, flows, paused, following) = self
             .db
             .run(move |c| {
                 let flows = queries::flows_of(c, &id)?;
@@ -149,7 +150,9 @@ impl Services {
                         paused.insert(f.id.clone());
                     }
                 }
-                Ok((queries::grants_of(c, &id)?, flows, paused))
+                let following: std::collections::HashSet<String> =
+                    queries::following(c, &id)?.into_iter().collect();
+                Ok((queries::grants_of(c, &id)?, flows, paused, following))
             })
             .await
             .map_err(internal)?;
@@ -178,6 +181,7 @@ impl Services {
                         concurrency: f.concurrency.max(1) as u32,
                         batching: f.batching(),
                         paused: paused.contains(&f.id),
+                        follows_listener: following.contains(&f.id),
                     });
                 let dlq_options = match direction {
                     Direction::Publish => Vec::new(),
@@ -298,20 +302,30 @@ impl Services {
             request.direction,
         );
         let topic_name = topic.to_string();
+        if request.follows_listener && subscribe {
+            return Err(AppError::validation(
+                "version",
+                "Only a publish flow can follow the listener's version.",
+            ));
+        }
+        let follows = request.follows_listener;
         self.db
             .run(move |c| {
-                queries::upsert_flow(
-                    c,
-                    &algorithm_id,
-                    &connection,
-                    &topic_name,
-                    direction.as_str(),
-                    &version,
-                    dlq.as_deref(),
-                    ordering.as_str(),
-                    concurrency as i32,
-                    batching,
-                )
+                c.transaction(|c| {
+                    let id = queries::upsert_flow(
+                        c,
+                        &algorithm_id,
+                        &connection,
+                        &topic_name,
+                        direction.as_str(),
+                        &version,
+                        dlq.as_deref(),
+                        ordering.as_str(),
+                        concurrency as i32,
+                        batching,
+                    )?;
+                    queries::set_follows(c, &id, follows)
+                })
             })
             .await
             .map_err(internal)?;

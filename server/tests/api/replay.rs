@@ -528,3 +528,82 @@ async fn a_dry_run_compares_a_version_on_recent_messages_and_publishes_nothing()
         .clone();
     assert_eq!(committed, 50);
 }
+
+#[tokio::test]
+async fn a_publish_flow_that_follows_the_listener_gets_every_version_it_runs_and_replays() {
+    let p = pipeline().await;
+    p.app
+        .services
+        .add_algorithm_version("acme/sentiment", "2.0.0", "builtin:echo", "")
+        .await
+        .unwrap();
+    let mut follow = p.flow(&p.output, "publish", "1.0.0", None);
+    follow["request"]["follows_listener"] = json!(true);
+    let saved = p.app.call("save_flow", follow, Some(&p.ana)).await;
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.text());
+    let mut wrong = p.flow(&p.input, "subscribe", "1.0.0", None);
+    wrong["request"]["follows_listener"] = json!(true);
+    let refused = p.app.call("save_flow", wrong, Some(&p.ana)).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let row = p
+        .events()
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["topic"] == p.output.as_str() && r["direction"] == "Publish")
+        .unwrap()
+        .clone();
+    assert_eq!(row["flow"]["follows_listener"], true);
+
+    p.save(&p.input, "subscribe", "1.0.0", Some(&p.dlq)).await;
+    let flow = p.subscribe_flow_id().await;
+    let outputs = Reader::new(&p.output);
+    produce_keyed_to_partition(
+        &p.input,
+        0,
+        &[
+            (Some("a".into()), json!({"text": "great"}).to_string()),
+            (Some("b".into()), json!({"no_text": 1}).to_string()),
+        ],
+    )
+    .await;
+    let first = outputs.read(1, Duration::from_secs(60)).await;
+    assert_eq!(first[0].headers["eventflows-version"], "1.0.0");
+    wait_until("the dead letter", || async {
+        p.stats(&flow).await["dead_lettered"] == 1
+    })
+    .await;
+
+    // A replay with another version publishes where the listener does.
+    let ids: Vec<Value> = p.dead_letters(&flow, json!({})).await["letters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["id"].clone())
+        .collect();
+    let started = p
+        .replay(
+            json!({"flow_id": flow, "version": "2.0.0", "letters": ids}),
+            &p.ana,
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::OK, "{}", started.text());
+    let replayed = outputs.read(2, Duration::from_secs(60)).await;
+    assert_eq!(replayed.len(), 2);
+    assert_eq!(replayed[1].headers["eventflows-version"], "2.0.0");
+    assert_eq!(replayed[1].value, json!({"no_text": 1}).to_string());
+
+    // The listener moves to 2.0.0: its outputs still arrive.
+    p.save(&p.input, "subscribe", "2.0.0", Some(&p.dlq)).await;
+    produce_keyed_to_partition(
+        &p.input,
+        0,
+        &[(Some("c".into()), json!({"text": "after"}).to_string())],
+    )
+    .await;
+    let all = outputs.read(3, Duration::from_secs(60)).await;
+    assert_eq!(all.len(), 3, "the output topic follows the listener");
+    assert_eq!(all[2].headers["eventflows-version"], "2.0.0");
+    assert_eq!(all[2].value, json!({"text": "after"}).to_string());
+}

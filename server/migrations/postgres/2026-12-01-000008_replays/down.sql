@@ -1,3 +1,4 @@
+DROP TABLE publish_follows;
 DROP TABLE paused_flows;
 DROP TABLE replay_letters;
 DROP TABLE replays;

@@ -37,3 +37,10 @@ CREATE TABLE paused_flows (
     flow_id TEXT PRIMARY KEY NOT NULL,
     at_ms BIGINT NOT NULL
 );
+
+-- Publish flows that follow the listener: they take the outputs of
+-- whichever version the algorithm's subscribe flows run (and of its
+-- replays), not of one fixed version.
+CREATE TABLE publish_follows (
+    flow_id TEXT PRIMARY KEY NOT NULL
+);
