@@ -31,7 +31,10 @@ pub type ReadingConsumer = BaseConsumer<ReadingContext>;
 /// answers "latest" with the first offset of the newest record batch plus
 /// one. Reading from there to the end of the partition (as a fetch tells
 /// it) finds the true end. The consumer must have `enable.partition.eof`
-/// set; it is left unassigned. Blocking.
+/// set, and read uncommitted records (`isolation.level`): nothing the
+/// runner writes is transactional, and tansu's last stable offset can lag
+/// far behind what its idempotent producers wrote. It is left unassigned.
+/// Blocking.
 pub fn watermarks(
     consumer: &ReadingConsumer,
     topic: &str,

@@ -220,6 +220,7 @@ impl TopicReader {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "true")
+            .set("isolation.level", "read_uncommitted")
             .set("group.id", "eventflows-dead-letters")
             .create_with_context(ReadingContext)
             .map_err(|e| AppError::Broker {
@@ -263,13 +264,43 @@ impl TopicReader {
     }
 
     /// The records of a partition with offsets in `from..to`, in order.
+    ///
+    /// A fetch from an offset inside a record batch should return that
+    /// batch; tansu 0.6 (memory storage) returns only the batches that
+    /// start at or after it, skipping the rest of the one it is in. So when
+    /// the first record that arrives is past `from`, the read starts again
+    /// further back, doubling the step, until a record at or before `from`
+    /// arrives or the partition's start is reached.
     fn read(&self, partition: i32, from: i64, to: i64) -> Result<Vec<OwnedMessage>, AppError> {
-        let mut records = Vec::new();
         if from >= to {
-            return Ok(records);
+            return Ok(Vec::new());
         }
+        let (mut start, mut step) = (from, WINDOW);
+        for _ in 0..16 {
+            let (records, first) = self.read_from(partition, start, from, to)?;
+            let covered = first.is_some_and(|first| first <= from);
+            if covered || start == 0 {
+                return Ok(records);
+            }
+            start = (start - step).max(0);
+            step = step.saturating_mul(2);
+        }
+        Ok(self.read_from(partition, 0, from, to)?.0)
+    }
+
+    /// The records in `keep..to` of what a read from `start` returns, and
+    /// the offset of the first record that arrived.
+    fn read_from(
+        &self,
+        partition: i32,
+        start: i64,
+        keep: i64,
+        to: i64,
+    ) -> Result<(Vec<OwnedMessage>, Option<i64>), AppError> {
+        let mut records = Vec::new();
+        let mut first = None;
         let mut list = TopicPartitionList::new();
-        list.add_partition_offset(&self.topic, partition, Offset::Offset(from))
+        list.add_partition_offset(&self.topic, partition, Offset::Offset(start))
             .map_err(|e| self.unreadable(e))?;
         self.consumer
             .assign(&list)
@@ -279,7 +310,11 @@ impl TopicReader {
             match self.consumer.poll(Duration::from_millis(200)) {
                 None => continue,
                 Some(Ok(message)) => {
-                    if message.partition() != partition || message.offset() < from {
+                    if message.partition() != partition {
+                        continue;
+                    }
+                    first.get_or_insert(message.offset());
+                    if message.offset() < keep {
                         continue;
                     }
                     if message.offset() >= to {
@@ -301,7 +336,7 @@ impl TopicReader {
             }
         }
         let _ = self.consumer.unassign();
-        Ok(records)
+        Ok((records, first))
     }
 
     /// A page of `limit` letters that `belongs` accepts, newest first,

@@ -537,12 +537,14 @@ impl Runner {
         let (mut stopped, mut write_stopped) = (false, false);
         for (seq, letter) in next {
             let Some(found) = found.get(&letter) else {
+                tracing::warn!(replay = %replay.id, letter, "a dead letter was not found");
                 record.outcomes.push((seq, "failed"));
                 continue;
             };
             let (message, prior, replay_of) = match found {
                 Ok(found) => found.clone(),
-                Err(_) => {
+                Err(why) => {
+                    tracing::warn!(replay = %replay.id, letter, why, "a dead letter cannot be replayed");
                     record.outcomes.push((seq, "failed"));
                     continue;
                 }

@@ -94,6 +94,7 @@ fn plan(
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_uncommitted")
         .create_with_context(ReadingContext)
         .map_err(|e| broker_error(topic, e))?;
     let fail = |e| broker_error(topic, e);

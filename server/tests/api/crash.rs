@@ -288,3 +288,181 @@ async fn kill_mid_stream_and_restart(db: &TestDb, output: &str, n: usize) {
         all.len() - unique.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_server_during_a_replay_loses_no_dead_letter() {
+    use server::db::replays;
+    let db = TestDb::fresh();
+    let (input, output) = seed(&db, bootstrap(), "builtin:sentiment", 1).await;
+    let model = slow_model().await;
+    let url = db.url.clone();
+    let pool = tokio::task::spawn_blocking(move || Db::open(&url))
+        .await
+        .unwrap()
+        .unwrap();
+    // A Dead Letter Queue for the flow, and version 2.0.0 on a model server,
+    // whose publish flow writes to the output topic.
+    let secrets = SecretBox::load(None, &db.dir).unwrap();
+    let s = Services::new(pool.clone(), secrets, false).unwrap();
+    s.add_algorithm_version("acme/model", "2.0.0", &format!("http:{model}"), "")
+        .await
+        .unwrap();
+    let dlq = unique_topic("dlq");
+    let connection: String = pool
+        .run(|c| {
+            use diesel::prelude::*;
+            use server::db::schema::broker_connections;
+            broker_connections::table
+                .select(broker_connections::id)
+                .first(c)
+        })
+        .await
+        .unwrap();
+    let name = TopicName::parse(&dlq).unwrap();
+    s.create_topic(&connection, &name, 1).await.unwrap();
+    let grants = vec![TopicGrant {
+        algorithm: "acme/model".into(),
+        access: Access {
+            subscribe: false,
+            publish: true,
+        },
+    }];
+    s.save_topic_grants(&connection, &name, grants)
+        .await
+        .unwrap();
+    let dlq_topic = dlq.clone();
+    let flow: String = pool
+        .run(move |c| {
+            use diesel::prelude::*;
+            use server::db::schema::flows;
+            diesel::update(flows::table.filter(flows::direction.eq("publish")))
+                .set(flows::version.eq("2.0.0"))
+                .execute(c)?;
+            diesel::update(flows::table.filter(flows::direction.eq("subscribe")))
+                .set(flows::dlq_topic.eq(&dlq_topic))
+                .execute(c)?;
+            flows::table
+                .filter(flows::direction.eq("subscribe"))
+                .select(flows::id)
+                .first(c)
+        })
+        .await
+        .unwrap();
+
+    // 2,000 dead letters of the flow on its Dead Letter Queue, as the
+    // runner writes them.
+    const LETTERS: usize = 2000;
+    {
+        use rdkafka::message::{Header, OwnedHeaders};
+        use rdkafka::producer::{FutureProducer, FutureRecord};
+        let producer: FutureProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", bootstrap())
+            .set("message.timeout.ms", "20000")
+            .create()
+            .unwrap();
+        let mut deliveries = Vec::new();
+        for i in 0..LETTERS {
+            let (offset, key, value) = (i.to_string(), format!("k{i}"), format!(r#"{{"n": {i}}}"#));
+            let mut headers = OwnedHeaders::new();
+            for (name, text) in [
+                ("eventflows-algorithm", "acme/model"),
+                ("eventflows-version", "1.0.0"),
+                ("eventflows-source-topic", input.as_str()),
+                ("eventflows-source-partition", "0"),
+                ("eventflows-source-offset", offset.as_str()),
+                (
+                    "eventflows-error",
+                    "expected a JSON object with a string field \"text\"",
+                ),
+                ("eventflows-error-kind", "bad-input"),
+                ("eventflows-attempts", "1"),
+            ] {
+                headers = headers.insert(Header {
+                    key: name,
+                    value: Some(text),
+                });
+            }
+            let record = FutureRecord::to(&dlq)
+                .partition(0)
+                .key(&key)
+                .payload(&value)
+                .headers(headers);
+            deliveries.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+        }
+        for delivery in deliveries {
+            delivery.await.unwrap().map_err(|(e, _)| e).unwrap();
+        }
+    }
+    let letters: Vec<String> = (0..LETTERS)
+        .map(|offset| format!("topic:{dlq}:0:{offset}"))
+        .collect();
+    let (id, chosen) = (flow.clone(), letters.clone());
+    pool.run(move |c| replays::create(c, &id, "2.0.0", "ana", &chosen, 1))
+        .await
+        .unwrap()
+        .unwrap();
+
+    let reader = Reader::uncommitted(&output);
+    let log_path = db.dir.join("first.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let server = start_server_in(&db, &db.dir, Stdio::from(log)).0;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while reader.read(300, Duration::from_millis(500)).await.len() < 300 {
+        if Instant::now() >= deadline {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            let f = flow.clone();
+            let progress = pool
+                .run(move |c| replays::progress(c, &f, 1))
+                .await
+                .unwrap();
+            panic!(
+                "the replay wrote {} outputs ({:?}); the server's log ends:\n{}",
+                reader.read(300, Duration::from_millis(10)).await.len(),
+                progress,
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+    }
+    drop(server); // SIGKILL
+    let at_kill = reader.read(LETTERS, Duration::from_secs(2)).await.len();
+    assert!(at_kill < LETTERS, "the kill came too late ({at_kill} done)");
+
+    // The same data directory: the same instance, which takes its replay up.
+    let _server = start_server(&db);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let state = pool
+            .run(|c| {
+                use diesel::prelude::*;
+                use server::db::schema::replays as r;
+                r::table.select(r::state).first::<String>(c)
+            })
+            .await
+            .unwrap();
+        if state == "done" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replay did not finish after the restart ({state})"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let outputs = reader.read(LETTERS * 2, Duration::from_secs(3)).await;
+    let mut per_letter: HashMap<String, usize> = HashMap::new();
+    for r in &outputs {
+        *per_letter
+            .entry(r.headers["eventflows-replay-of"].clone())
+            .or_default() += 1;
+    }
+    for offset in 0..LETTERS {
+        let letter = format!("{dlq}/0/{offset}");
+        assert!(per_letter.contains_key(&letter), "{letter} has no output");
+    }
+    assert_eq!(per_letter.len(), LETTERS);
+    let duplicates = outputs.len() - per_letter.len();
+    println!("replay of {LETTERS} killed after {at_kill} outputs; {duplicates} written twice");
+    // At most the chunk under way at the kill runs again.
+    assert!(duplicates <= 100, "{duplicates} duplicates");
+}

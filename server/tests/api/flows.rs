@@ -50,7 +50,12 @@ fn read_blocking(bootstrap: &str, topic: &str, count: usize, limit: Duration) ->
 }
 
 fn reader_consumer(bootstrap: &str, topic: &str) -> BaseConsumer {
+    reader_consumer_with(bootstrap, topic, "read_committed")
+}
+
+fn reader_consumer_with(bootstrap: &str, topic: &str, isolation: &str) -> BaseConsumer {
     let consumer: BaseConsumer = ClientConfig::new()
+        .set("isolation.level", isolation)
         .set("bootstrap.servers", bootstrap)
         .set("group.id", format!("test-reader-{}", server::db::new_id()))
         .set("auto.offset.reset", "earliest")
@@ -100,6 +105,15 @@ impl Reader {
     /// Reads `topic` from the beginning.
     pub fn new(topic: &str) -> Self {
         Self::on(bootstrap(), topic)
+    }
+
+    /// [`Reader::new`], reading past the last stable offset (which tansu
+    /// can leave far behind what an idempotent producer wrote).
+    pub fn uncommitted(topic: &str) -> Self {
+        let consumer = reader_consumer_with(bootstrap(), topic, "read_uncommitted");
+        Reader {
+            inner: std::sync::Arc::new(std::sync::Mutex::new((consumer, Vec::new()))),
+        }
     }
 
     /// [`Reader::new`] on another broker.
