@@ -8,6 +8,8 @@
 //! written but not yet recorded when the process died run again).
 
 use std::collections::{HashMap, VecDeque};
+
+use futures::StreamExt;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -28,6 +30,8 @@ use crate::db::{failures, internal, now_ms, replays};
 
 /// Letters run per step of a replay; their outcomes are recorded together.
 const CHUNK: i64 = 100;
+/// Letters of a step that run at once.
+const RUNS_AT_ONCE: usize = 16;
 /// Replays a flow's monitor shows.
 const SHOWN_REPLAYS: i64 = 5;
 
@@ -532,32 +536,48 @@ impl Runner {
         };
         let retry = self.retry_policy();
         let executor = self.executor().clone();
+        // The letters that can run, in order; the others count as failed.
+        let mut runnable = Vec::new();
+        for (seq, letter) in next {
+            match found.get(&letter) {
+                None => {
+                    tracing::warn!(replay = %replay.id, letter, "a dead letter was not found");
+                    record.outcomes.push((seq, "failed"));
+                }
+                Some(Err(why)) => {
+                    tracing::warn!(replay = %replay.id, letter, why, "a dead letter cannot be replayed");
+                    record.outcomes.push((seq, "failed"));
+                }
+                Some(Ok((message, prior, replay_of))) => {
+                    runnable.push((seq, message.clone(), *prior, replay_of.clone()));
+                }
+            }
+        }
+        // Up to RUNS_AT_ONCE run at once (model servers take many calls);
+        // they are written in order.
+        let runtime = &runtime;
+        let runs = runnable
+            .into_iter()
+            .map(|(seq, message, prior, replay_of)| {
+                let (retry, stop, executor) = (retry, stop.clone(), executor.clone());
+                async move {
+                    let started = Instant::now();
+                    let ran = run_with_retries(&retry, stop, &Quiet, || async {
+                        match message.payload() {
+                            None => Err(RunError::BadInput("the message has no value".into())),
+                            Some(input) => executor.run(runtime, input).await,
+                        }
+                    })
+                    .await;
+                    (seq, message, prior, replay_of, started, ran)
+                }
+            });
+        let mut runs = futures::stream::iter(runs).buffered(RUNS_AT_ONCE);
         // Stopped during a run's retries: what was written is still settled
         // and recorded. Stopped while a write kept failing: nothing more is.
         let (mut stopped, mut write_stopped) = (false, false);
-        for (seq, letter) in next {
-            let Some(found) = found.get(&letter) else {
-                tracing::warn!(replay = %replay.id, letter, "a dead letter was not found");
-                record.outcomes.push((seq, "failed"));
-                continue;
-            };
-            let (message, prior, replay_of) = match found {
-                Ok(found) => found.clone(),
-                Err(why) => {
-                    tracing::warn!(replay = %replay.id, letter, why, "a dead letter cannot be replayed");
-                    record.outcomes.push((seq, "failed"));
-                    continue;
-                }
-            };
-            let started = Instant::now();
-            let Some(ran) = run_with_retries(&retry, stop.clone(), &Quiet, || async {
-                match message.payload() {
-                    None => Err(RunError::BadInput("the message has no value".into())),
-                    Some(input) => executor.run(&runtime, input).await,
-                }
-            })
-            .await
-            else {
+        while let Some((seq, message, prior, replay_of, started, ran)) = runs.next().await {
+            let Some(ran) = ran else {
                 stopped = true;
                 break;
             };
@@ -578,6 +598,7 @@ impl Runner {
                 break;
             }
         }
+        drop(runs);
         if !write_stopped && !writer.join(&mut record).await {
             write_stopped = true;
         }

@@ -607,3 +607,83 @@ async fn a_publish_flow_that_follows_the_listener_gets_every_version_it_runs_and
     assert_eq!(all[2].headers["eventflows-version"], "2.0.0");
     assert_eq!(all[2].value, json!({"text": "after"}).to_string());
 }
+
+#[tokio::test]
+async fn dead_letters_that_are_not_text_are_shown_safely_and_a_missing_dlq_says_so() {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let p = pipeline().await;
+    p.save(&p.output, "publish", "1.0.0", None).await;
+    p.save(&p.input, "subscribe", "1.0.0", Some(&p.dlq)).await;
+    let flow = p.subscribe_flow_id().await;
+    // A dead letter of this flow whose value is not UTF-8, and a record of
+    // another algorithm on the same topic.
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", crate::kafka::bootstrap())
+        .create()
+        .unwrap();
+    for algorithm in ["acme/sentiment", "globex/echo"] {
+        let headers = [
+            ("eventflows-algorithm", algorithm),
+            ("eventflows-version", "1.0.0"),
+            ("eventflows-source-topic", p.input.as_str()),
+            ("eventflows-source-partition", "2"),
+            ("eventflows-source-offset", "7"),
+            ("eventflows-error", "the message is not JSON"),
+            ("eventflows-error-kind", "bad-input"),
+            ("eventflows-attempts", "1"),
+        ]
+        .into_iter()
+        .fold(OwnedHeaders::new(), |h, (key, value)| {
+            h.insert(Header {
+                key,
+                value: Some(value),
+            })
+        });
+        producer
+            .send(
+                FutureRecord::<[u8], [u8]>::to(&p.dlq)
+                    .payload(&[0xff, 0xfe, 0x00, 0x01][..])
+                    .headers(headers),
+                Duration::from_secs(20),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    let page = p.dead_letters(&flow, json!({})).await;
+    let letters = page["letters"].as_array().unwrap();
+    assert_eq!(letters.len(), 1, "only this flow's: {page}");
+    assert_eq!(letters[0]["value"], "(4 bytes, not UTF-8 text: fffe0001)");
+    assert_eq!(letters[0]["partition"], 2);
+    assert_eq!(letters[0]["offset"], 7);
+
+    // A Dead Letter Queue topic that is not on the broker.
+    let (id, missing) = (flow.clone(), crate::kafka::unique_topic("gone"));
+    p.app
+        .services
+        .db
+        .run(move |c| {
+            use diesel::prelude::*;
+            use server::db::schema::flows;
+            diesel::update(flows::table.find(&id))
+                .set(flows::dlq_topic.eq(&missing))
+                .execute(c)
+        })
+        .await
+        .unwrap();
+    let reply = p
+        .app
+        .call(
+            "list_dead_letters",
+            json!({"flow_id": flow, "query": {}}),
+            Some(&p.ana),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{}", reply.text());
+    assert!(
+        reply.text().contains("does not exist on the broker"),
+        "{}",
+        reply.text()
+    );
+}
