@@ -494,7 +494,9 @@ impl Runner {
         let runtime = self
             .runtime_of(&flow.row.algorithm_id, &replay.version)
             .await?;
+        let step_started = Instant::now();
         let found = self.find_letters(&flow, &next).await?;
+        let read_ms = step_started.elapsed().as_millis() as u64;
         let sink = KafkaSink {
             runner: self.clone(),
         };
@@ -613,6 +615,8 @@ impl Runner {
             .run(move |c| replays::record(c, &id, &owner, &outcomes, now_ms()))
             .await
             .map_err(internal)?;
+        tracing::info!(replay = %replay.id, letters = counts.len(), held, stopped, read_ms,
+            ms = step_started.elapsed().as_millis() as u64, "replay step recorded");
         if held {
             for outcome in counts {
                 self.inner
