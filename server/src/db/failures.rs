@@ -14,17 +14,22 @@ pub const KEEP_PER_FLOW: i64 = 1000;
 pub const KEEP_VALUE_BYTES: usize = 64 * 1024;
 
 /// A failed message, as kept and as read back.
-#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = flow_failures)]
 pub struct Failure {
     pub at_ms: i64,
+    #[diesel(column_name = source_partition)]
     pub partition: i32,
+    #[diesel(column_name = source_offset)]
     pub offset: i64,
     pub version: String,
     pub kind: String,
     pub message: String,
     pub attempts: i32,
+    #[diesel(column_name = record_key)]
     pub key: Option<Vec<u8>>,
     /// The value, at most [`KEEP_VALUE_BYTES`] of it.
+    #[diesel(column_name = record_value)]
     pub value: Option<Vec<u8>>,
     /// The value's whole length.
     pub value_bytes: i64,
@@ -93,35 +98,6 @@ pub fn keep(conn: &mut AnyConnection, flow_id: &str, failures: &[Failure]) -> Qu
     })
 }
 
-/// The columns of a [`Failure`], for reading one back.
-type FailureColumns = (
-    flow_failures::at_ms,
-    flow_failures::source_partition,
-    flow_failures::source_offset,
-    flow_failures::version,
-    flow_failures::kind,
-    flow_failures::message,
-    flow_failures::attempts,
-    flow_failures::record_key,
-    flow_failures::record_value,
-    flow_failures::value_bytes,
-    flow_failures::headers,
-);
-
-const FAILURE_COLUMNS: FailureColumns = (
-    flow_failures::at_ms,
-    flow_failures::source_partition,
-    flow_failures::source_offset,
-    flow_failures::version,
-    flow_failures::kind,
-    flow_failures::message,
-    flow_failures::attempts,
-    flow_failures::record_key,
-    flow_failures::record_value,
-    flow_failures::value_bytes,
-    flow_failures::headers,
-);
-
 /// Kept failures with their ids.
 pub type WithIds = Vec<(String, Failure)>;
 
@@ -139,7 +115,7 @@ pub fn latest(
             flow_failures::source_partition.desc(),
             flow_failures::source_offset.desc(),
         ))
-        .select((flow_failures::id, FAILURE_COLUMNS))
+        .select((flow_failures::id, Failure::as_select()))
         .limit(limit)
         .load(conn)?;
     let kept: i64 = flow_failures::table
@@ -190,7 +166,7 @@ pub fn find(
             flow_failures::table
                 .filter(flow_failures::flow_id.eq(flow_id))
                 .filter(flow_failures::id.eq_any(chunk))
-                .select((flow_failures::id, FAILURE_COLUMNS))
+                .select((flow_failures::id, Failure::as_select()))
                 .load::<(String, Failure)>(conn)?,
         );
     }

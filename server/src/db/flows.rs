@@ -403,6 +403,14 @@ pub fn set_paused(conn: &mut AnyConnection, id: &str, paused: bool) -> QueryResu
     })
 }
 
+/// Which of these flows are paused.
+pub fn paused_among(conn: &mut AnyConnection, ids: &[String]) -> QueryResult<Vec<String>> {
+    paused_flows::table
+        .filter(paused_flows::flow_id.eq_any(ids))
+        .select(paused_flows::flow_id)
+        .load(conn)
+}
+
 /// Whether a flow is paused.
 pub fn is_paused(conn: &mut AnyConnection, id: &str) -> QueryResult<bool> {
     Ok(paused_flows::table

@@ -671,7 +671,7 @@ impl Runner {
                     Some(record) if !letters::is_from(record, &flow.algorithm, &flow.row.topic) => {
                         Err("not a dead letter of this flow".to_owned())
                     }
-                    Some(record) => from_record(record, &topic),
+                    Some(record) => message_of_record(record, &topic),
                 };
                 found.insert(text, letter);
             }
@@ -692,7 +692,7 @@ impl Runner {
             for (id, text) in kept {
                 let letter = match rows.get(&id) {
                     None => Err("no longer kept".to_owned()),
-                    Some(row) => from_kept(row, &flow.row.topic, &id),
+                    Some(row) => message_of_kept(row, &flow.row.topic, &id),
                 };
                 found.insert(text, letter);
             }
@@ -703,7 +703,7 @@ impl Runner {
 
 /// A Dead Letter Queue record as the message it was: its key, value and
 /// own headers, at its source position, with the attempts it had.
-fn from_record(
+fn message_of_record(
     record: &OwnedMessage,
     dlq_topic: &str,
 ) -> Result<(OwnedMessage, u32, Arc<str>), String> {
@@ -745,7 +745,7 @@ fn from_record(
 }
 
 /// A kept failure as the message it was.
-fn from_kept(
+fn message_of_kept(
     row: &failures::Failure,
     topic: &str,
     id: &str,

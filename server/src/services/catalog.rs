@@ -144,12 +144,9 @@ impl Services {
             .db
             .run(move |c| {
                 let flows = queries::flows_of(c, &id)?;
-                let mut paused = std::collections::HashSet::new();
-                for f in &flows {
-                    if queries::is_paused(c, &f.id)? {
-                        paused.insert(f.id.clone());
-                    }
-                }
+                let ids: Vec<String> = flows.iter().map(|f| f.id.clone()).collect();
+                let paused: std::collections::HashSet<String> =
+                    queries::paused_among(c, &ids)?.into_iter().collect();
                 let following: std::collections::HashSet<String> =
                     queries::following(c, &id)?.into_iter().collect();
                 Ok((queries::grants_of(c, &id)?, flows, paused, following))
