@@ -44,6 +44,9 @@ enum Command {
     /// Manages algorithms and their versions.
     #[command(subcommand)]
     Algorithm(AlgorithmCommand),
+    /// Manages the model hosts `http:` runtimes may call.
+    #[command(subcommand)]
+    ModelHosts(ModelHostsCommand),
     /// Seeds the demo users, organizations and algorithms (safe to repeat)
     /// and prints the logins.
     Demo {
@@ -91,6 +94,16 @@ enum AlgorithmCommand {
         #[arg(long, default_value = "")]
         description: String,
     },
+}
+
+#[derive(Subcommand)]
+enum ModelHostsCommand {
+    /// Lists the allowed model hosts.
+    List,
+    /// Allows a host, host:port, *.domain, or a URL prefix (http(s)://host/path).
+    Allow { entry: String },
+    /// Removes an entry.
+    Remove { entry: String },
 }
 
 pub fn main() -> ExitCode {
@@ -156,6 +169,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("Added {} version {}.", algorithm.trim(), version.trim());
                 Ok(())
             }
+            Command::ModelHosts(ModelHostsCommand::List) => {
+                let hosts = services.model_hosts().await?;
+                if hosts.is_empty() {
+                    println!("No model hosts are allowed.");
+                }
+                for host in hosts {
+                    println!("{}\t{}\t{}", host.entry, host.added_by, host.added_at);
+                }
+                Ok(())
+            }
+            Command::ModelHosts(ModelHostsCommand::Allow { entry }) => {
+                let host = services.allow_model_host(CLI_ACTOR, &entry).await?;
+                println!("Allowed {}.", host.entry);
+                Ok(())
+            }
+            Command::ModelHosts(ModelHostsCommand::Remove { entry }) => {
+                services.remove_model_host(CLI_ACTOR, &entry).await?;
+                println!("Removed {}.", entry.trim());
+                Ok(())
+            }
             Command::Demo { kafka } => crate::demo::seed(&services, kafka.as_deref()).await,
         }
     });
@@ -164,6 +197,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
     result
 }
+
+/// Who the command line acts as, where a change records its author.
+pub const CLI_ACTOR: &str = "(command line)";
 
 fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use crate::domain::{
     AlgorithmDetails, AlgorithmSummary, AppError, BrokerConnectionDetails, BrokerConnectionSummary,
     CurrentUser, DeadLetterPage, DeadLetterQuery, Direction, DryRun, DryRunRequest, EventRow,
-    FlowRequest, FlowStats, NewBrokerConnection, ReplayRequest, Rewind, RewindPlan, TopicDetails,
-    TopicGrant, TopicName,
+    FlowRequest, FlowStats, ModelHost, NewBrokerConnection, ReplayRequest, Rewind, RewindPlan,
+    TopicDetails, TopicGrant, TopicName,
 };
 
 /// Name of the HttpOnly cookie that carries the session token.
@@ -75,6 +75,14 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Every algorithm of every organization, as `org/name`.
     async fn algorithm_names(&self) -> Result<Vec<String>, AppError>;
+
+    /// The model hosts `http:` runtimes may call.
+    async fn model_hosts(&self) -> Result<Vec<ModelHost>, AppError>;
+
+    /// Allows a model host (`by`: the admin); the entry as stored.
+    async fn allow_model_host(&self, by: &str, entry: &str) -> Result<ModelHost, AppError>;
+
+    async fn remove_model_host(&self, by: &str, entry: &str) -> Result<(), AppError>;
 
     // Members: each call is checked against `caller`'s role and organizations.
 

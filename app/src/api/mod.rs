@@ -4,12 +4,14 @@
 //! [`Backend`] the server provides through context → map the error. The HTTP
 //! status of a failure is set in one place, [`respond`].
 
+mod admin;
 mod auth;
 #[cfg(feature = "ssr")]
 mod backend;
 mod brokers;
 mod catalog;
 
+pub use admin::*;
 pub use auth::*;
 #[cfg(feature = "ssr")]
 pub use backend::{

@@ -1,7 +1,8 @@
 use leptos::prelude::*;
 use leptos_router::components::A;
 
-/// The **Admin** menu: category **System actions**, item **Queue manager**.
+/// The **Admin** menu: category **System actions**, items **Queue manager**
+/// and **Model hosts**.
 /// Opens with a click, Enter or Space; closes with Esc or when an item is chosen.
 #[component]
 pub fn AdminMenu() -> impl IntoView {
@@ -45,6 +46,14 @@ pub fn AdminMenu() -> impl IntoView {
                             on:click=move |_| open.set(false)
                         >
                             "Queue manager"
+                        </A>
+                        <A
+                            href="/admin/model-hosts"
+                            attr:role="menuitem"
+                            attr:class="block px-4 py-2 hover:bg-slate-100 focus:bg-slate-100"
+                            on:click=move |_| open.set(false)
+                        >
+                            "Model hosts"
                         </A>
                     </div>
                 </div>

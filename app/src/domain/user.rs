@@ -54,3 +54,13 @@ mod tests {
         assert_eq!(Role::parse("root"), None);
     }
 }
+
+/// A model host an admin allows `http:` runtimes to call (Admin → Model
+/// hosts): a host, `host:port`, `*.domain`, or a URL prefix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelHost {
+    pub entry: String,
+    pub added_by: String,
+    /// When, as UTC text.
+    pub added_at: String,
+}

@@ -10,7 +10,9 @@ mod login;
 mod not_found;
 mod rewind;
 
-pub use admin::{ConnectQueuePage, ConnectionDetailsPage, QueueManagerPage, TopicEditPage};
+pub use admin::{
+    ConnectQueuePage, ConnectionDetailsPage, ModelHostsPage, QueueManagerPage, TopicEditPage,
+};
 pub use algorithm::{AlgorithmPage, Tab};
 pub use catalog::CatalogPage;
 pub use forbidden::ForbiddenPage;

@@ -189,6 +189,9 @@ test('a member sets batches for a version whose model takes them', async ({ page
     id, topic: input, grants: [{ algorithm: 'acme/word-count', access: { subscribe: true, publish: false } }],
   });
   const version = `9.${Date.now() % 1000}.0`;
+  // The model server must be allowed first (by this test, or by an earlier try of it).
+  const allowed = await admin.post('/api/allow_model_host', { data: { entry: '127.0.0.1:9' } });
+  expect([200, 409], await allowed.text()).toContain(allowed.status());
   await call(admin, 'add_version', {
     org: 'acme', name: 'word-count', version, runtime: 'http-batch:http://127.0.0.1:9/v1/models/words:predict',
   });

@@ -748,6 +748,8 @@ async fn main() -> anyhow::Result<()> {
     let db = tokio::task::spawn_blocking(move || Db::open(&url)).await??;
     let services = Services::new(db, SecretBox::random()?, false)?;
     services.add_organization("bench").await?;
+    // The model servers below listen on this machine.
+    services.allow_model_host("bench", "127.0.0.1").await?;
     let (model, model50) = (slow_model(5).await?, slow_model(50).await?);
     let mut algorithms = vec![
         ("limit", "builtin:echo".to_owned()),

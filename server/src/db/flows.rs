@@ -236,6 +236,25 @@ pub fn upsert_flow(
 /// The consumer group of a new flow: built from ids, so that no two
 /// algorithms share one whatever their names, and the same across version
 /// changes and re-enabling, so that committed offsets carry over.
+/// Whether the algorithm may subscribe to (or, with `publish`, publish to)
+/// the topic of the connection.
+pub fn is_granted(
+    conn: &mut AnyConnection,
+    algorithm_id: &str,
+    connection_id: &str,
+    topic: &str,
+    publish: bool,
+) -> QueryResult<bool> {
+    let grant: Option<(bool, bool)> = topic_grants::table
+        .filter(topic_grants::connection_id.eq(connection_id))
+        .filter(topic_grants::topic.eq(topic))
+        .filter(topic_grants::algorithm_id.eq(algorithm_id))
+        .select((topic_grants::can_subscribe, topic_grants::can_publish))
+        .first(conn)
+        .optional()?;
+    Ok(grant.is_some_and(|(subscribe, can_publish)| if publish { can_publish } else { subscribe }))
+}
+
 pub fn consumer_group(algorithm_id: &str, connection_id: &str, topic: &str) -> String {
     format!("eventflows.{algorithm_id}.{connection_id}.{topic}")
 }

@@ -7,6 +7,7 @@ pub mod brokers;
 pub mod directory;
 pub mod failures;
 pub mod flows;
+pub mod model_hosts;
 pub mod replays;
 pub mod schema;
 pub mod users;
@@ -110,6 +111,15 @@ impl From<diesel::result::Error> for DbError {
 }
 
 impl DbError {
+    /// True when the write lost a race with another one and is worth
+    /// running again: a unique constraint (the other one inserted first),
+    /// or SQLite's lock (the other one wrote since this one read).
+    pub fn lost_a_race(&self) -> bool {
+        self.is_unique_violation()
+            || matches!(self, DbError::Query(diesel::result::Error::DatabaseError(_, info))
+                if info.message().contains("database is locked"))
+    }
+
     /// True when a unique constraint refused the write.
     pub fn is_unique_violation(&self) -> bool {
         matches!(

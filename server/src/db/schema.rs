@@ -168,6 +168,14 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    model_hosts (entry) {
+        entry -> Text,
+        added_by -> Text,
+        added_at_ms -> BigInt,
+    }
+}
+
 diesel::joinable!(topic_grants -> broker_connections (connection_id));
 diesel::joinable!(topic_grants -> algorithms (algorithm_id));
 diesel::joinable!(flows -> broker_connections (connection_id));
@@ -188,4 +196,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     replay_letters,
     paused_flows,
     publish_follows,
+    model_hosts,
 );

@@ -15,6 +15,8 @@ use tokio::sync::Semaphore;
 use app::domain::Runtime;
 use serde_json::{Value, json};
 
+use super::model_hosts::{CheckedResolver, ModelHosts};
+
 /// The largest message a flow accepts as input.
 pub const MAX_INPUT_BYTES: usize = 1024 * 1024;
 /// How long one run may take before it counts as failed (transient).
@@ -56,6 +58,8 @@ pub const DEFAULT_CONNECTIONS_PER_HOST: usize = 256;
 pub struct Executor {
     http: reqwest::Client,
     hosts: Arc<Hosts>,
+    /// The model hosts an admin allows; nothing else is called.
+    allowed: Arc<ModelHosts>,
 }
 
 /// The bound on calls in flight per model server (`host:port`). A call
@@ -97,6 +101,7 @@ impl Executor {
     /// at most as many connections) per model server.
     pub fn with_connections_per_host(per_host: usize) -> anyhow::Result<Self> {
         let per_host = per_host.max(1);
+        let allowed = Arc::new(ModelHosts::default());
         Ok(Self {
             http: reqwest::Client::builder()
                 .timeout(RUN_TIMEOUT)
@@ -107,12 +112,24 @@ impl Executor {
                 // A model endpoint is where the version says, not where
                 // its server sends us (a redirect also turns POST into GET).
                 .redirect(reqwest::redirect::Policy::none())
+                // Names are resolved, and their addresses checked, here:
+                // a proxy would resolve them out of sight.
+                .no_proxy()
+                .dns_resolver(Arc::new(CheckedResolver {
+                    hosts: allowed.clone(),
+                }))
                 .build()?,
             hosts: Arc::new(Hosts {
                 per_host: AtomicUsize::new(per_host),
                 turns: Mutex::new(HashMap::new()),
             }),
+            allowed,
         })
+    }
+
+    /// Replaces the allowed model hosts (entries as stored).
+    pub fn set_model_hosts(&self, entries: &[String]) {
+        self.allowed.set(entries);
     }
 
     /// Sets the bound on calls in flight per model server, for calls that
@@ -207,6 +224,11 @@ impl Executor {
     }
 
     async fn run_http(&self, url: &str, input: &Value) -> Result<Value, RunError> {
+        // Not the message's fault: the flow keeps its place until an admin
+        // allows the host (or the message's retry time runs out).
+        if let Some(refusal) = self.allowed.refusal(url) {
+            return Err(RunError::Transient(refusal, None));
+        }
         let turn = self.hosts.turn_for(url);
         // Held until the reply is read; the semaphore is never closed.
         let _turn = turn.acquire().await.ok();
@@ -214,6 +236,8 @@ impl Executor {
             RunError::Transient(
                 if e.is_timeout() {
                     format!("the model server at {url} did not answer in time")
+                } else if let Some(refused) = resolver_refusal(&e) {
+                    format!("the model server at {url} could not be called: {refused}")
                 } else {
                     format!("the model server at {url} could not be reached")
                 },
@@ -286,6 +310,19 @@ impl Executor {
             }
         }
     }
+}
+
+/// The reason the resolver refused a model host, if that is why a call failed.
+fn resolver_refusal(error: &reqwest::Error) -> Option<String> {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if text.contains("loopback or link-local") {
+            return Some(text);
+        }
+        source = cause.source();
+    }
+    None
 }
 
 fn check_size(input: &[u8]) -> Result<(), RunError> {
@@ -426,6 +463,46 @@ pub fn builtin(id: &str, input: Value) -> Result<Value, RunError> {
 mod tests {
     use super::*;
 
+    /// An executor allowed to call model servers on this machine.
+    fn local_executor() -> Executor {
+        let exec = Executor::new().unwrap();
+        exec.set_model_hosts(&["127.0.0.1".into()]);
+        exec
+    }
+
+    #[tokio::test]
+    async fn a_model_host_no_entry_allows_is_never_called() {
+        use axum::{Router, routing::post};
+        let called = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = called.clone();
+        let app = Router::new().route(
+            "/latest/meta-data",
+            post(move || {
+                seen.store(true, std::sync::atomic::Ordering::SeqCst);
+                async { "{\"secret\": 1}" }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let exec = Executor::new().unwrap();
+        let runtime = Runtime::Http(format!("http://{address}/latest/meta-data"));
+        // Nothing is allowed until an admin allows it; another port of the
+        // same address is not this one.
+        for entries in [vec![], vec![format!("127.0.0.1:{}", address.port() + 1)]] {
+            exec.set_model_hosts(&entries);
+            let refused = exec.run(&runtime, b"{}").await;
+            assert!(
+                matches!(&refused, Err(RunError::Transient(m, None)) if m.contains(&format!("{address} is not allowed"))),
+                "{refused:?}"
+            );
+        }
+        assert!(!called.load(std::sync::atomic::Ordering::SeqCst));
+        exec.set_model_hosts(&[address.to_string()]);
+        assert_eq!(exec.run(&runtime, b"{}").await.unwrap(), b"{\"secret\":1}");
+        assert!(called.load(std::sync::atomic::Ordering::SeqCst));
+    }
+
     #[test]
     fn sentiment_labels_text_and_refuses_other_shapes() {
         let out = builtin("sentiment", json!({"text": "I love this, it is great"})).unwrap();
@@ -472,7 +549,7 @@ mod tests {
 
     #[tokio::test]
     async fn inputs_must_be_json_and_not_oversized() {
-        let exec = Executor::new().unwrap();
+        let exec = local_executor();
         let echo = Runtime::Builtin("echo".into());
         assert_eq!(
             exec.run(&echo, br#"{"x":1}"#).await.unwrap(),
@@ -508,7 +585,7 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let exec = Executor::new().unwrap();
+        let exec = local_executor();
         let runtime = Runtime::Http(format!("http://127.0.0.1:{port}/predict"));
         assert!(matches!(
             exec.run(&runtime, b"{}").await,
@@ -534,7 +611,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
-        let exec = Executor::new().unwrap();
+        let exec = local_executor();
         for path in ["sized", "streamed"] {
             let runtime = Runtime::Http(format!("{base}/{path}"));
             assert!(
@@ -567,7 +644,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
-        let exec = Executor::new().unwrap();
+        let exec = local_executor();
         let moved = exec
             .run(&Runtime::Http(format!("{base}/moved")), b"{}")
             .await;

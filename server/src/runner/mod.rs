@@ -15,6 +15,7 @@ pub mod headers;
 mod lane;
 mod letters;
 pub mod metrics;
+pub mod model_hosts;
 pub(crate) mod publish;
 mod replay;
 pub mod retry;
@@ -211,6 +212,11 @@ impl Runner {
     /// Brings the running flows in line with the database.
     pub async fn reconcile(&self) -> Result<(), AppError> {
         let inner = &self.inner;
+        // Model hosts allowed or removed on another instance apply here too.
+        match inner.db.run(crate::db::model_hosts::entries).await {
+            Ok(entries) => inner.executor.set_model_hosts(&entries),
+            Err(error) => tracing::warn!(%error, "could not read the allowed model hosts"),
+        }
         let mut running = inner.flows.lock().await;
         let active = inner
             .db

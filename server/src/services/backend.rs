@@ -7,8 +7,8 @@ use app::api::Backend;
 use app::domain::{
     AlgorithmDetails, AlgorithmSummary, AppError, BrokerConnectionDetails, BrokerConnectionSummary,
     CurrentUser, DeadLetterPage, DeadLetterQuery, Direction, DryRun, DryRunRequest, EventRow,
-    FlowRequest, FlowStats, NewBrokerConnection, ReplayRequest, Rewind, RewindPlan, TopicDetails,
-    TopicGrant, TopicName,
+    FlowRequest, FlowStats, ModelHost, NewBrokerConnection, ReplayRequest, Rewind, RewindPlan,
+    TopicDetails, TopicGrant, TopicName,
 };
 
 use super::Services;
@@ -77,6 +77,18 @@ impl Backend for Services {
 
     async fn algorithm_names(&self) -> Result<Vec<String>, AppError> {
         Services::algorithm_names(self).await
+    }
+
+    async fn model_hosts(&self) -> Result<Vec<ModelHost>, AppError> {
+        Services::model_hosts(self).await
+    }
+
+    async fn allow_model_host(&self, by: &str, entry: &str) -> Result<ModelHost, AppError> {
+        Services::allow_model_host(self, by, entry).await
+    }
+
+    async fn remove_model_host(&self, by: &str, entry: &str) -> Result<(), AppError> {
+        Services::remove_model_host(self, by, entry).await
     }
 
     async fn catalog(&self, caller: &CurrentUser) -> Result<Vec<AlgorithmSummary>, AppError> {

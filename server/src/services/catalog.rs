@@ -306,26 +306,67 @@ impl Services {
             ));
         }
         let follows = request.follows_listener;
-        self.db
-            .run(move |c| {
-                c.transaction(|c| {
-                    let id = queries::upsert_flow(
-                        c,
-                        &algorithm_id,
-                        &connection,
-                        &topic_name,
-                        direction.as_str(),
-                        &version,
-                        dlq.as_deref(),
-                        ordering.as_str(),
-                        concurrency as i32,
-                        batching,
-                    )?;
-                    queries::set_follows(c, &id, follows)
+        // The grants are checked again where the flow is written: a grant
+        // taken away since they were read above leaves nothing written. Two
+        // saves of one new flow at once: the one that loses runs again, as
+        // an update.
+        let mut attempts = 0;
+        let granted = loop {
+            attempts += 1;
+            let (algorithm_id, connection, topic_name, version, dlq) = (
+                algorithm_id.clone(),
+                connection.clone(),
+                topic_name.clone(),
+                version.clone(),
+                dlq.clone(),
+            );
+            let saved = self
+                .db
+                .run(move |c| {
+                    c.transaction(|c| {
+                        let publish = direction == Direction::Publish;
+                        if !queries::is_granted(
+                            c,
+                            &algorithm_id,
+                            &connection,
+                            &topic_name,
+                            publish,
+                        )? {
+                            return Ok(false);
+                        }
+                        if let Some(dlq) = &dlq
+                            && !queries::is_granted(c, &algorithm_id, &connection, dlq, true)?
+                        {
+                            return Ok(false);
+                        }
+                        let id = queries::upsert_flow(
+                            c,
+                            &algorithm_id,
+                            &connection,
+                            &topic_name,
+                            direction.as_str(),
+                            &version,
+                            dlq.as_deref(),
+                            ordering.as_str(),
+                            concurrency as i32,
+                            batching,
+                        )?;
+                        queries::set_follows(c, &id, follows)?;
+                        Ok(true)
+                    })
                 })
-            })
-            .await
-            .map_err(internal)?;
+                .await;
+            match saved {
+                Err(error) if error.lost_a_race() && attempts < 10 => {
+                    tokio::time::sleep(std::time::Duration::from_millis(5 * attempts)).await;
+                    continue;
+                }
+                saved => break saved.map_err(internal)?,
+            }
+        };
+        if !granted {
+            return Err(AppError::Forbidden);
+        }
         tracing::info!(user = %user.username, algorithm = %format!("{}/{}", request.org, request.name),
             topic = %topic, direction = direction.as_str(), version = %request.version,
             ordering = ordering.as_str(), concurrency, batch_size = batching.size, "flow saved");

@@ -95,6 +95,7 @@ impl Services {
         let path = AlgorithmPath::parse(path)?;
         let version = Version::parse(version)?;
         let runtime = Runtime::parse(runtime)?;
+        self.check_model_host(&runtime).await?;
         let (org, name, text) = (
             path.org.as_str().to_owned(),
             path.name.as_str().to_owned(),

@@ -6,6 +6,7 @@ mod backend;
 pub mod brokers;
 pub mod catalog;
 pub mod directory;
+pub mod model_hosts;
 pub mod run;
 pub mod throttle;
 

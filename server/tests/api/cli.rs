@@ -146,17 +146,36 @@ fn algorithm_versions_are_validated() {
         .status
         .success()
     );
-    assert!(
-        add(&[
-            "acme/echo",
-            "--version",
-            "1.1.0",
-            "--runtime",
-            "http:http://127.0.0.1:9/predict"
-        ])
-        .status
-        .success()
+    // A model server only an admin allowed may be named.
+    let model = [
+        "acme/echo",
+        "--version",
+        "1.1.0",
+        "--runtime",
+        "http:http://127.0.0.1:9/predict",
+    ];
+    assert_fails_with(
+        &add(&model),
+        "The model host 127.0.0.1:9 is not allowed; an admin can allow it under Admin → Model hosts.",
     );
+    let allowed = eventflows(&db, &["model-hosts", "allow", "127.0.0.1:9"], "");
+    assert!(allowed.status.success(), "{}", stderr(&allowed));
+    assert_eq!(stdout(&allowed).trim(), "Allowed 127.0.0.1:9.");
+    assert_fails_with(
+        &eventflows(&db, &["model-hosts", "allow", "127.0.0.1:9"], ""),
+        "127.0.0.1:9 is allowed already.",
+    );
+    assert_fails_with(
+        &eventflows(&db, &["model-hosts", "allow", "http://a@b/"], ""),
+        "A URL prefix has no user name or password.",
+    );
+    let listed = eventflows(&db, &["model-hosts", "list"], "");
+    assert!(
+        stdout(&listed).starts_with("127.0.0.1:9\t(command line)\t"),
+        "{}",
+        stdout(&listed)
+    );
+    assert!(add(&model).status.success());
     assert_fails_with(
         &add(&[
             "acme/echo",

@@ -14,7 +14,7 @@ use server::{db::Db, secrets::SecretBox, services::Services};
 
 use crate::flows::Reader;
 use crate::kafka::{bootstrap, produce_keyed, unique_topic};
-use crate::support::TestDb;
+use crate::support::{TestDb, allow_local_models};
 
 /// A model server that answers after a short pause, so that a run takes time.
 async fn slow_model() -> String {
@@ -116,6 +116,7 @@ pub async fn seed_ordered(
         .unwrap();
     let secrets = SecretBox::load(None, &db.dir).unwrap();
     let s = Services::new(pool, secrets, false).unwrap();
+    allow_local_models(&s).await;
     s.add_organization("acme").await.unwrap();
     s.add_algorithm_version("acme/model", "1.0.0", runtime, "")
         .await

@@ -1050,3 +1050,29 @@ async fn access_can_be_taken_away_while_the_broker_is_down_but_not_given() {
     assert_eq!(removed.status, StatusCode::OK, "{}", removed.text());
     assert!(granted().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn concurrent_saves_of_one_flow_all_succeed_and_make_one_flow() {
+    let p = pipeline().await;
+    // Eight saves of the same new flow at once, alternating versions.
+    let saves = (0..8).map(|i| {
+        let version = if i % 2 == 0 { "1.0.0" } else { "1.1.0" };
+        p.app.call(
+            "save_flow",
+            p.flow(&p.input, "subscribe", version, Some(&p.dlq)),
+            Some(&p.ana),
+        )
+    });
+    for reply in futures::future::join_all(saves).await {
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    }
+    let flows = p
+        .app
+        .services
+        .db
+        .run(server::db::flows::active_flows)
+        .await
+        .unwrap();
+    let ours: Vec<_> = flows.iter().filter(|f| f.topic == p.input).collect();
+    assert_eq!(ours.len(), 1, "{ours:?}");
+}

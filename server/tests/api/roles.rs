@@ -26,6 +26,9 @@ fn admin_calls() -> Vec<(&'static str, Value)> {
             json!({"id": "some-id", "topic": "t", "grants": []}),
         ),
         ("list_algorithm_names", json!({})),
+        ("list_model_hosts", json!({})),
+        ("allow_model_host", json!({"entry": "models.example"})),
+        ("remove_model_host", json!({"entry": "models.example"})),
     ]
 }
 

@@ -302,3 +302,165 @@ async fn metrics_are_off_without_a_token_and_need_it_when_set() {
             .contains("eventflows_process_resident_memory_bytes")
     );
 }
+
+#[tokio::test]
+async fn model_hosts_are_an_admin_decision_checked_when_added_and_on_every_call() {
+    use axum::{Json, Router, routing::post};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let app = app_with_users()
+        .await
+        .with_user("root", "root-password", Role::Admin)
+        .await;
+    app.services.add_organization("acme").await.unwrap();
+    app.services.add_member("acme", "ana").await.unwrap();
+    app.services
+        .add_algorithm_version("acme/sentiment", "1.0.0", "builtin:sentiment", "")
+        .await
+        .unwrap();
+    let calls = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = calls.clone();
+    let model = crate::support::serve_model(Router::new().route(
+        "/predict",
+        post(move || {
+            seen.fetch_add(1, Ordering::SeqCst);
+            async { Json(json!({"label": "from the model"})) }
+        }),
+    ))
+    .await;
+    let port = model
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let (root, ana) = (
+        app.login("root", "root-password").await,
+        app.login("ana", "ana-password").await,
+    );
+    // Tests allow 127.0.0.1 everywhere; this one starts from no entry.
+    let removed = app
+        .call(
+            "remove_model_host",
+            json!({"entry": "127.0.0.1"}),
+            Some(&root),
+        )
+        .await;
+    assert_eq!(removed.status, StatusCode::OK, "{}", removed.text());
+    let listed = app.call("list_model_hosts", json!({}), Some(&root)).await;
+    assert_eq!(listed.json(), json!([]));
+    // Only admins see or change the list.
+    for (endpoint, args) in [
+        ("list_model_hosts", json!({})),
+        ("allow_model_host", json!({"entry": "169.254.169.254"})),
+        ("remove_model_host", json!({"entry": "127.0.0.1"})),
+    ] {
+        let refused = app.call(endpoint, args.clone(), Some(&ana)).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{endpoint}");
+        let anonymous = app.call(endpoint, args, None).await;
+        assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED, "{endpoint}");
+    }
+    // A member cannot point a version at a host no admin allowed.
+    let add = |version: &str, url: String| {
+        app.call(
+            "add_version",
+            json!({"org": "acme", "name": "sentiment", "version": version, "runtime": format!("http:{url}")}),
+            Some(&ana),
+        )
+    };
+    for url in [
+        model.clone(),
+        "http://169.254.169.254/latest/meta-data".into(),
+        format!("http://127.0.0.1:{port}@169.254.169.254/"),
+    ] {
+        let refused = add("2.0.0", url.clone()).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{url}: {}",
+            refused.text()
+        );
+        assert_eq!(refused.json()["field"], "runtime");
+        assert!(
+            refused.json()["message"]
+                .as_str()
+                .unwrap()
+                .contains("is not allowed; an admin can allow it under Admin → Model hosts")
+        );
+    }
+    // The admin allows this one server; the entry is stored normalized.
+    let allowed = app
+        .call(
+            "allow_model_host",
+            json!({"entry": format!(" 127.0.0.1:{port} ")}),
+            Some(&root),
+        )
+        .await;
+    assert_eq!(allowed.status, StatusCode::OK, "{}", allowed.text());
+    assert_eq!(allowed.json()["entry"], format!("127.0.0.1:{port}"));
+    assert_eq!(allowed.json()["added_by"], "root");
+    let again = app
+        .call(
+            "allow_model_host",
+            json!({"entry": format!("127.0.0.1:{port}")}),
+            Some(&root),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    for bad in ["", "http://user:pw@models/", "*.10.0.0.1", "models/v1"] {
+        let refused = app
+            .call("allow_model_host", json!({"entry": bad}), Some(&root))
+            .await;
+        assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad:?}");
+        assert_eq!(refused.json()["field"], "entry");
+    }
+    let added = add("2.0.0", model.clone()).await;
+    assert_eq!(added.status, StatusCode::OK, "{}", added.text());
+    let run = || {
+        app.request(
+            Request::post("/v1/algo/acme/sentiment/2.0.0")
+                .header(header::CONTENT_TYPE, "application/json")
+                .header(header::COOKIE, format!("eventflows_session={ana}"))
+                .body(Body::from(json!({"text": "hi"}).to_string()))
+                .unwrap(),
+        )
+    };
+    let ran = run().await;
+    assert_eq!(ran.status, StatusCode::OK, "{}", ran.text());
+    assert_eq!(ran.json()["result"]["label"], "from the model");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // Taken off the list, the host is not called again, even by a version
+    // added while it was allowed.
+    let removed = app
+        .call(
+            "remove_model_host",
+            json!({"entry": format!("127.0.0.1:{port}")}),
+            Some(&root),
+        )
+        .await;
+    assert_eq!(removed.status, StatusCode::OK);
+    let refused = run().await;
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        refused.text()
+    );
+    assert!(
+        refused
+            .text()
+            .contains(&format!("127.0.0.1:{port} is not allowed")),
+        "{}",
+        refused.text()
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    let gone = app
+        .call(
+            "remove_model_host",
+            json!({"entry": format!("127.0.0.1:{port}")}),
+            Some(&root),
+        )
+        .await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+}

@@ -95,6 +95,7 @@ impl TestApp {
             .unwrap();
         let services =
             Services::new(pool, server::secrets::SecretBox::random().unwrap(), false).unwrap();
+        allow_local_models(&services).await;
         let dist = db.dir.join("dist");
         std::fs::create_dir_all(&dist).unwrap();
         std::fs::write(dist.join("index.html"), INDEX_HTML).unwrap();
@@ -200,6 +201,15 @@ impl std::io::Write for LogWriter {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+/// Allows the model servers tests start on this machine (127.0.0.1, any
+/// port); safe to repeat on one database.
+pub async fn allow_local_models(services: &Services) {
+    match services.allow_model_host("tests", "127.0.0.1").await {
+        Ok(_) | Err(app::domain::AppError::Conflict { .. }) => {}
+        Err(error) => panic!("could not allow the local model host: {error}"),
     }
 }
 

@@ -1,0 +1,44 @@
+//! Admin → Model hosts: the hosts `http:` runtimes may call. Admins only.
+
+use leptos::prelude::*;
+use leptos::server_fn::codec::Json;
+
+use crate::domain::{AppError, ModelHost};
+
+#[server(endpoint = "list_model_hosts", input = Json)]
+pub async fn list_model_hosts() -> Result<Vec<ModelHost>, AppError> {
+    super::respond(
+        async {
+            super::admin().await?;
+            super::backend()?.model_hosts().await
+        }
+        .await,
+    )
+}
+
+/// **Allow**: a host, `host:port`, `*.domain` or a URL prefix.
+#[server(endpoint = "allow_model_host", input = Json)]
+pub async fn allow_model_host(entry: String) -> Result<ModelHost, AppError> {
+    super::respond(
+        async {
+            let admin = super::admin().await?;
+            super::backend()?
+                .allow_model_host(&admin.username, &entry)
+                .await
+        }
+        .await,
+    )
+}
+
+#[server(endpoint = "remove_model_host", input = Json)]
+pub async fn remove_model_host(entry: String) -> Result<(), AppError> {
+    super::respond(
+        async {
+            let admin = super::admin().await?;
+            super::backend()?
+                .remove_model_host(&admin.username, &entry)
+                .await
+        }
+        .await,
+    )
+}

@@ -1,0 +1,168 @@
+use leptos::prelude::*;
+
+use crate::api::{allow_model_host, list_model_hosts, remove_model_host};
+use crate::components::{ErrorNotice, FieldError, FormError, Loading, SuccessNotice};
+use crate::domain::{AppError, ModelHost};
+
+/// Admin → System actions → **Model hosts**: where `http:` runtimes may
+/// send inputs. A version whose model server is on no entry cannot be
+/// added, and is not called.
+#[component]
+pub fn ModelHostsPage() -> impl IntoView {
+    let hosts = LocalResource::new(list_model_hosts);
+    let notice = RwSignal::new(None::<String>);
+    let failed = RwSignal::new(None::<String>);
+    let reload = Callback::new(move |()| hosts.refetch());
+
+    view! {
+        <h1 class="text-2xl font-semibold">"Model hosts"</h1>
+        <p class="mt-1 max-w-3xl text-slate-600">
+            "Versions with an http: or http-batch: runtime may call only the model servers allowed here. "
+            "An entry is a host (models.example.com), a host and port (10.0.0.5:8080), every name under a domain (*.models.example.com), "
+            "or a URL prefix (https://models.example.com/v1/). A name under a *. entry that resolves to this machine or to a link-local address is refused."
+        </p>
+        {move || notice.get().map(|m| view! { <div class="mt-4"><SuccessNotice message=m /></div> })}
+        {move || failed.get().map(|m| view! { <div class="mt-4"><ErrorNotice message=m /></div> })}
+        <section class="mt-6" aria-label="Allowed model hosts">
+            {move || match hosts.get() {
+                None => view! { <Loading what="model hosts" /> }.into_any(),
+                Some(Err(e)) => view! { <ErrorNotice message=e.to_string() /> }.into_any(),
+                Some(Ok(list)) if list.is_empty() => view! {
+                    <div class="rounded-lg border border-dashed border-slate-300 p-8 text-center">
+                        <p class="font-medium">"No model hosts are allowed yet."</p>
+                        <p class="mt-1 text-slate-600">
+                            "Until one is, versions can only run built-in algorithms. Allow a model server below."
+                        </p>
+                    </div>
+                }
+                .into_any(),
+                Some(Ok(list)) => view! {
+                    <HostTable list=list notice=notice failed=failed reload=reload />
+                }
+                .into_any(),
+            }}
+        </section>
+        <AllowForm notice=notice failed=failed reload=reload />
+    }
+}
+
+#[component]
+fn HostTable(
+    list: Vec<ModelHost>,
+    notice: RwSignal<Option<String>>,
+    failed: RwSignal<Option<String>>,
+    reload: Callback<()>,
+) -> impl IntoView {
+    let remove = Action::new_local(move |entry: &String| {
+        let entry = entry.clone();
+        async move { (remove_model_host(entry.clone()).await, entry) }
+    });
+    let pending = remove.pending();
+    Effect::new(move |_| match remove.value().get() {
+        Some((Ok(()), entry)) => {
+            notice.set(Some(format!("{entry} removed.")));
+            reload.run(());
+        }
+        Some((Err(e), _)) => failed.set(Some(e.to_string())),
+        None => {}
+    });
+    view! {
+        <table class="w-full overflow-hidden rounded-lg bg-white text-left text-sm shadow">
+            <thead class="bg-slate-100 text-slate-600">
+                <tr>
+                    <th scope="col" class="px-4 py-2">"Entry"</th>
+                    <th scope="col" class="px-4 py-2">"Allowed by"</th>
+                    <th scope="col" class="px-4 py-2">"Allowed at"</th>
+                    <th scope="col" class="px-4 py-2"><span class="sr-only">"Actions"</span></th>
+                </tr>
+            </thead>
+            <tbody>
+                {list
+                    .into_iter()
+                    .map(|host| {
+                        let entry = host.entry.clone();
+                        let label = format!("Remove {}", host.entry);
+                        view! {
+                            <tr class="border-t border-slate-100">
+                                <td class="px-4 py-2 font-mono text-xs">{host.entry}</td>
+                                <td class="px-4 py-2">{host.added_by}</td>
+                                <td class="px-4 py-2">{host.added_at}</td>
+                                <td class="px-4 py-2 text-right">
+                                    <button
+                                        type="button"
+                                        class="rounded border border-red-300 px-3 py-1 text-red-800 hover:bg-red-50 disabled:opacity-60"
+                                        aria-label=label
+                                        disabled=move || pending.get()
+                                        on:click=move |_| {
+                                            notice.set(None);
+                                            failed.set(None);
+                                            remove.dispatch_local(entry.clone());
+                                        }
+                                    >
+                                        "Remove"
+                                    </button>
+                                </td>
+                            </tr>
+                        }
+                    })
+                    .collect_view()}
+            </tbody>
+        </table>
+    }
+}
+
+#[component]
+fn AllowForm(
+    notice: RwSignal<Option<String>>,
+    failed: RwSignal<Option<String>>,
+    reload: Callback<()>,
+) -> impl IntoView {
+    let entry = RwSignal::new(String::new());
+    let error = RwSignal::new(None::<AppError>);
+    let allow = Action::new_local(move |entry: &String| allow_model_host(entry.clone()));
+    let pending = allow.pending();
+    Effect::new(move |_| match allow.value().get() {
+        Some(Ok(host)) => {
+            notice.set(Some(format!("{} allowed.", host.entry)));
+            entry.set(String::new());
+            reload.run(());
+        }
+        Some(Err(e)) => error.set(Some(e)),
+        None => {}
+    });
+    view! {
+        <form
+            aria-label="Allow a model host"
+            class="mt-6 space-y-3 rounded-lg bg-white p-6 shadow"
+            novalidate
+            on:submit=move |ev: leptos::ev::SubmitEvent| {
+                ev.prevent_default();
+                error.set(None);
+                notice.set(None);
+                failed.set(None);
+                allow.dispatch_local(entry.get_untracked());
+            }
+        >
+            <h2 class="text-lg font-semibold">"Allow a model host"</h2>
+            <div>
+                <label for="model-host-entry" class="block text-sm font-medium">"Host or URL prefix"</label>
+                <input
+                    id="model-host-entry"
+                    placeholder="models.example.com:8080"
+                    class="mt-1 w-full max-w-md rounded border border-slate-300 px-3 py-1.5 font-mono text-sm"
+                    aria-invalid=move || error.with(|e| matches!(e, Some(AppError::Validation { .. }))).to_string()
+                    bind:value=entry
+                />
+                <FieldError error=error field="entry" />
+            </div>
+            <FormError error=error />
+            <button
+                type="submit"
+                class="rounded bg-blue-700 px-4 py-2 text-sm font-medium text-white hover:bg-blue-800 disabled:opacity-60"
+                disabled=move || pending.get()
+            >
+                {move || if pending.get() { "Allowing…" } else { "Allow" }}
+            </button>
+        </form>
+    }
+}
