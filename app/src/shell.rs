@@ -11,8 +11,8 @@ use crate::api::fetch_current_user;
 use crate::components::Protected;
 use crate::domain::CurrentUser;
 use crate::pages::{
-    AlgorithmPage, CatalogPage, ConnectQueuePage, ConnectionDetailsPage, LoginPage, ModelHostsPage,
-    NotFoundPage, QueueManagerPage, Tab, TopicEditPage,
+    AlgorithmPage, ApiKeysPage, CatalogPage, ConnectQueuePage, ConnectionDetailsPage, LoginPage,
+    ModelHostsPage, NotFoundPage, QueueManagerPage, Tab, TopicEditPage,
 };
 
 /// Who is logged in, shared through context.
@@ -76,6 +76,10 @@ pub fn App() -> impl IntoView {
                 <Route
                     path=path!("/admin/queues/:id")
                     view=|| view! { <Protected admin_only=true><ConnectionDetailsPage /></Protected> }
+                />
+                <Route
+                    path=path!("/settings/api-keys")
+                    view=|| view! { <Protected admin_only=false><ApiKeysPage /></Protected> }
                 />
                 <Route
                     path=path!("/admin/model-hosts")

@@ -219,12 +219,76 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
+/// An error in the Algorithmia API shape: `{"error": {"message", "error_type"}}`.
 fn api_error(status: StatusCode, message: String) -> Response {
-    (status, Json(json!({"error": {"message": message}}))).into_response()
+    let error_type = match status.as_u16() {
+        401 | 403 => "AuthorizationError",
+        404 => "NotFoundError",
+        400 | 413 | 415 | 422 => "InputError",
+        429 => "RateLimitError",
+        502 => "PublishError",
+        503 => "AlgorithmError",
+        _ => "InternalError",
+    };
+    (
+        status,
+        Json(json!({"error": {"message": message, "error_type": error_type}})),
+    )
+        .into_response()
+}
+
+/// Who is calling the REST route: the user of an API key sent as
+/// `Authorization: Simple <key>`, else of the session cookie.
+async fn rest_caller(
+    services: &Services,
+    headers: &HeaderMap,
+) -> Result<app::domain::CurrentUser, Response> {
+    let refused = |message: &str| {
+        let mut response = api_error(StatusCode::UNAUTHORIZED, message.into());
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Simple"));
+        response
+    };
+    let user = match headers.get(header::AUTHORIZATION) {
+        Some(value) => {
+            let key = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.strip_prefix("Simple "))
+                .map(str::trim)
+                .filter(|k| !k.is_empty());
+            let Some(key) = key else {
+                return Err(refused("Send the API key as Authorization: Simple <key>."));
+            };
+            match services.api_key_user(key).await {
+                Ok(None) => {
+                    return Err(refused(
+                        "The API key is not valid: it may have been revoked or have expired.",
+                    ));
+                }
+                other => other,
+            }
+        }
+        None => match app::api::token_from_headers(headers) {
+            Some(token) => services.session_user(&token).await,
+            None => Ok(None),
+        },
+    };
+    match user {
+        Ok(Some(user)) => Ok(user),
+        Ok(None) => Err(refused(
+            "Send an API key as Authorization: Simple <key>, or log in.",
+        )),
+        Err(e) => Err(api_error(
+            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            e.to_string(),
+        )),
+    }
 }
 
 /// `POST /v1/algo/{org}/{name}/{version}`: runs a version on the JSON body
-/// (the caller's session cookie decides who is asking) and answers
+/// (an API key, or else the session cookie, decides who is asking) and answers
 /// `{"result": …, "metadata": {…}}` in the Algorithmia API shape.
 async fn run_algorithm(
     State(state): State<AppState>,
@@ -232,24 +296,9 @@ async fn run_algorithm(
     request_headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let user = match app::api::token_from_headers(&request_headers) {
-        Some(token) => state.services.session_user(&token).await,
-        None => Ok(None),
-    };
-    let user = match user {
-        Ok(Some(user)) => user,
-        Ok(None) => {
-            return api_error(
-                StatusCode::UNAUTHORIZED,
-                "Please log in to continue.".into(),
-            );
-        }
-        Err(e) => {
-            return api_error(
-                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                e.to_string(),
-            );
-        }
+    let user = match rest_caller(&state.services, &request_headers).await {
+        Ok(user) => user,
+        Err(refused) => return refused,
     };
     match state
         .services

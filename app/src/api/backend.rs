@@ -6,10 +6,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::domain::{
-    AlgorithmDetails, AlgorithmSummary, AppError, BrokerConnectionDetails, BrokerConnectionSummary,
-    CurrentUser, DeadLetterPage, DeadLetterQuery, Direction, DryRun, DryRunRequest, EventRow,
-    FlowRequest, FlowStats, ModelHost, NewBrokerConnection, ReplayRequest, Rewind, RewindPlan,
-    TopicDetails, TopicGrant, TopicName,
+    AlgorithmDetails, AlgorithmSummary, ApiKey, AppError, BrokerConnectionDetails,
+    BrokerConnectionSummary, CreatedApiKey, CurrentUser, DeadLetterPage, DeadLetterQuery,
+    Direction, DryRun, DryRunRequest, EventRow, FlowRequest, FlowStats, ModelHost,
+    NewBrokerConnection, ReplayRequest, Rewind, RewindPlan, TopicDetails, TopicGrant, TopicName,
 };
 
 /// Name of the HttpOnly cookie that carries the session token.
@@ -85,6 +85,19 @@ pub trait Backend: Send + Sync + 'static {
     async fn remove_model_host(&self, by: &str, entry: &str) -> Result<(), AppError>;
 
     // Members: each call is checked against `caller`'s role and organizations.
+
+    /// The caller's own API keys, newest first.
+    async fn api_keys(&self, caller: &CurrentUser) -> Result<Vec<ApiKey>, AppError>;
+
+    /// Creates an API key for the caller; the key is in the answer only.
+    async fn create_api_key(
+        &self,
+        caller: &CurrentUser,
+        name: &str,
+        expires_in_days: Option<u32>,
+    ) -> Result<CreatedApiKey, AppError>;
+
+    async fn revoke_api_key(&self, caller: &CurrentUser, id: &str) -> Result<(), AppError>;
 
     /// The algorithms `caller` can see (all of them for an admin).
     async fn catalog(&self, caller: &CurrentUser) -> Result<Vec<AlgorithmSummary>, AppError>;

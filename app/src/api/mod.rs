@@ -10,6 +10,7 @@ mod auth;
 mod backend;
 mod brokers;
 mod catalog;
+mod keys;
 
 pub use admin::*;
 pub use auth::*;
@@ -19,6 +20,7 @@ pub use backend::{
 };
 pub use brokers::*;
 pub use catalog::*;
+pub use keys::*;
 
 #[cfg(feature = "ssr")]
 use crate::domain::{AppError, CurrentUser};

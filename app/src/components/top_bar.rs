@@ -39,7 +39,8 @@ pub fn TopBar(user: CurrentUser) -> impl IntoView {
                 <Show when=move || is_admin>
                     <AdminMenu />
                 </Show>
-                <span class="ml-auto text-sm text-slate-300" data-testid="current-user">
+                <A href="/settings/api-keys" attr:class="ml-auto text-slate-200 hover:text-white">"API keys"</A>
+                <span class="text-sm text-slate-300" data-testid="current-user">
                     {user.username.clone()}
                 </span>
                 <button

@@ -24,4 +24,4 @@ pub use flow::{
 pub use names::{
     AlgorithmName, AlgorithmPath, BUILTIN_ALGORITHMS, OrgName, Runtime, Username, Version,
 };
-pub use user::{CurrentUser, ModelHost, Role};
+pub use user::{ApiKey, CreatedApiKey, CurrentUser, ModelHost, Role};

@@ -64,3 +64,26 @@ pub struct ModelHost {
     /// When, as UTC text.
     pub added_at: String,
 }
+
+/// One of a user's API keys, as Settings → API keys lists it (never the
+/// key itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKey {
+    pub id: String,
+    pub name: String,
+    /// The key's first characters, to tell keys apart.
+    pub prefix: String,
+    /// Times as UTC text.
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub last_used_at: Option<String>,
+    /// `active`, `expired` or `revoked`.
+    pub state: String,
+}
+
+/// A key just created: the key itself, shown this once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedApiKey {
+    pub key: String,
+    pub summary: ApiKey,
+}

@@ -9,6 +9,7 @@ mod forbidden;
 mod login;
 mod not_found;
 mod rewind;
+mod settings;
 
 pub use admin::{
     ConnectQueuePage, ConnectionDetailsPage, ModelHostsPage, QueueManagerPage, TopicEditPage,
@@ -18,3 +19,4 @@ pub use catalog::CatalogPage;
 pub use forbidden::ForbiddenPage;
 pub use login::LoginPage;
 pub use not_found::NotFoundPage;
+pub use settings::ApiKeysPage;

@@ -64,6 +64,7 @@ diesel::joinable!(memberships -> users (user_id));
 diesel::joinable!(algorithms -> organizations (organization_id));
 diesel::joinable!(algorithm_versions -> algorithms (algorithm_id));
 diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(api_keys -> users (user_id));
 
 diesel::table! {
     broker_connections (id) {
@@ -169,6 +170,20 @@ diesel::table! {
 }
 
 diesel::table! {
+    api_keys (id) {
+        id -> Text,
+        user_id -> Text,
+        name -> Text,
+        prefix -> Text,
+        key_hash -> Text,
+        created_at_ms -> BigInt,
+        expires_at_ms -> Nullable<BigInt>,
+        last_used_at_ms -> Nullable<BigInt>,
+        revoked_at_ms -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
     model_hosts (entry) {
         entry -> Text,
         added_by -> Text,
@@ -197,4 +212,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     paused_flows,
     publish_follows,
     model_hosts,
+    api_keys,
 );

@@ -82,7 +82,7 @@ fn dummy_hash() -> &'static str {
 }
 
 impl Services {
-    async fn user_view(&self, user: users::UserRow) -> Result<CurrentUser, AppError> {
+    pub(super) async fn user_view(&self, user: users::UserRow) -> Result<CurrentUser, AppError> {
         let id = user.id.clone();
         let organizations = self
             .db

@@ -5,10 +5,10 @@ use async_trait::async_trait;
 
 use app::api::Backend;
 use app::domain::{
-    AlgorithmDetails, AlgorithmSummary, AppError, BrokerConnectionDetails, BrokerConnectionSummary,
-    CurrentUser, DeadLetterPage, DeadLetterQuery, Direction, DryRun, DryRunRequest, EventRow,
-    FlowRequest, FlowStats, ModelHost, NewBrokerConnection, ReplayRequest, Rewind, RewindPlan,
-    TopicDetails, TopicGrant, TopicName,
+    AlgorithmDetails, AlgorithmSummary, ApiKey, AppError, BrokerConnectionDetails,
+    BrokerConnectionSummary, CreatedApiKey, CurrentUser, DeadLetterPage, DeadLetterQuery,
+    Direction, DryRun, DryRunRequest, EventRow, FlowRequest, FlowStats, ModelHost,
+    NewBrokerConnection, ReplayRequest, Rewind, RewindPlan, TopicDetails, TopicGrant, TopicName,
 };
 
 use super::Services;
@@ -89,6 +89,23 @@ impl Backend for Services {
 
     async fn remove_model_host(&self, by: &str, entry: &str) -> Result<(), AppError> {
         Services::remove_model_host(self, by, entry).await
+    }
+
+    async fn api_keys(&self, caller: &CurrentUser) -> Result<Vec<ApiKey>, AppError> {
+        Services::api_keys(self, caller).await
+    }
+
+    async fn create_api_key(
+        &self,
+        caller: &CurrentUser,
+        name: &str,
+        expires_in_days: Option<u32>,
+    ) -> Result<CreatedApiKey, AppError> {
+        Services::create_api_key(self, caller, name, expires_in_days).await
+    }
+
+    async fn revoke_api_key(&self, caller: &CurrentUser, id: &str) -> Result<(), AppError> {
+        Services::revoke_api_key(self, caller, id).await
     }
 
     async fn catalog(&self, caller: &CurrentUser) -> Result<Vec<AlgorithmSummary>, AppError> {

@@ -1,6 +1,7 @@
 //! What the server functions, the REST routes and the command line call.
 //! The domain rules live here once; SQL lives in `db`.
 
+pub mod api_keys;
 pub mod auth;
 mod backend;
 pub mod brokers;

@@ -10,6 +10,7 @@ mod failures;
 mod faults;
 mod flows;
 mod kafka;
+mod keys;
 mod ordering;
 mod outage;
 mod replay;

@@ -1,0 +1,241 @@
+use leptos::prelude::*;
+
+use crate::api::{create_api_key, list_api_keys, revoke_api_key};
+use crate::components::{ErrorNotice, FieldError, FormError, Loading, SuccessNotice};
+use crate::domain::{ApiKey, AppError, CreatedApiKey};
+
+/// Settings → **API keys**: keys that let programs call the REST API as
+/// this user. A new key is shown once.
+#[component]
+pub fn ApiKeysPage() -> impl IntoView {
+    let keys = LocalResource::new(list_api_keys);
+    let notice = RwSignal::new(None::<String>);
+    let failed = RwSignal::new(None::<String>);
+    let created = RwSignal::new(None::<CreatedApiKey>);
+    let reload = Callback::new(move |()| keys.refetch());
+
+    view! {
+        <p class="text-sm text-slate-500">"Settings"</p>
+        <h1 class="text-2xl font-semibold">"API keys"</h1>
+        <p class="mt-1 max-w-3xl text-slate-600">
+            "A key lets a program run algorithms through the REST API as you, with your access: "
+            <code class="rounded bg-slate-100 px-1 text-sm">"POST /v1/algo/ORG/NAME/VERSION"</code>
+            " with the header "
+            <code class="rounded bg-slate-100 px-1 text-sm">"Authorization: Simple KEY"</code>
+            ". Revoke a key you no longer use."
+        </p>
+        {move || created.get().map(|c| view! { <NewKey created=c /> })}
+        {move || notice.get().map(|m| view! { <div class="mt-4"><SuccessNotice message=m /></div> })}
+        {move || failed.get().map(|m| view! { <div class="mt-4"><ErrorNotice message=m /></div> })}
+        <section class="mt-6" aria-label="Your API keys">
+            {move || match keys.get() {
+                None => view! { <Loading what="API keys" /> }.into_any(),
+                Some(Err(e)) => view! { <ErrorNotice message=e.to_string() /> }.into_any(),
+                Some(Ok(list)) if list.is_empty() => view! {
+                    <div class="rounded-lg border border-dashed border-slate-300 p-8 text-center">
+                        <p class="font-medium">"You have no API keys."</p>
+                        <p class="mt-1 text-slate-600">"Create one below for each program that calls the REST API."</p>
+                    </div>
+                }
+                .into_any(),
+                Some(Ok(list)) => view! {
+                    <KeyTable list=list notice=notice failed=failed created=created reload=reload />
+                }
+                .into_any(),
+            }}
+        </section>
+        <CreateForm notice=notice failed=failed created=created reload=reload />
+    }
+}
+
+/// The key just created, with the warning that it is shown only now.
+#[component]
+fn NewKey(created: CreatedApiKey) -> impl IntoView {
+    view! {
+        <section
+            aria-label="New API key"
+            class="mt-4 rounded-lg border border-amber-300 bg-amber-50 p-4"
+        >
+            <p class="font-medium">
+                {format!("Your new key \u{201c}{}\u{201d}. Copy it now: it is not shown again.", created.summary.name)}
+            </p>
+            <input
+                readonly
+                aria-label="New API key"
+                class="mt-2 w-full rounded border border-slate-300 bg-white px-3 py-1.5 font-mono text-sm"
+                prop:value=created.key.clone()
+            />
+        </section>
+    }
+}
+
+#[component]
+fn KeyTable(
+    list: Vec<ApiKey>,
+    notice: RwSignal<Option<String>>,
+    failed: RwSignal<Option<String>>,
+    created: RwSignal<Option<CreatedApiKey>>,
+    reload: Callback<()>,
+) -> impl IntoView {
+    let revoke = Action::new_local(move |(id, name): &(String, String)| {
+        let (id, name) = (id.clone(), name.clone());
+        async move { (revoke_api_key(id).await, name) }
+    });
+    let pending = revoke.pending();
+    Effect::new(move |_| match revoke.value().get() {
+        Some((Ok(()), name)) => {
+            notice.set(Some(format!("The key \u{201c}{name}\u{201d} was revoked.")));
+            reload.run(());
+        }
+        Some((Err(e), _)) => failed.set(Some(e.to_string())),
+        None => {}
+    });
+    view! {
+        <table class="w-full overflow-hidden rounded-lg bg-white text-left text-sm shadow">
+            <thead class="bg-slate-100 text-slate-600">
+                <tr>
+                    <th scope="col" class="px-4 py-2">"Name"</th>
+                    <th scope="col" class="px-4 py-2">"Key"</th>
+                    <th scope="col" class="px-4 py-2">"Created"</th>
+                    <th scope="col" class="px-4 py-2">"Expires"</th>
+                    <th scope="col" class="px-4 py-2">"Last used"</th>
+                    <th scope="col" class="px-4 py-2">"Status"</th>
+                    <th scope="col" class="px-4 py-2"><span class="sr-only">"Actions"</span></th>
+                </tr>
+            </thead>
+            <tbody>
+                {list
+                    .into_iter()
+                    .map(|key| {
+                        let active = key.state == "active";
+                        let (id, name) = (key.id.clone(), key.name.clone());
+                        let label = format!("Revoke {}", key.name);
+                        let state = match key.state.as_str() {
+                            "active" => "Active",
+                            "expired" => "Expired",
+                            _ => "Revoked",
+                        };
+                        view! {
+                            <tr class="border-t border-slate-100">
+                                <td class="px-4 py-2 font-medium">{key.name}</td>
+                                <td class="px-4 py-2 font-mono text-xs">{format!("{}\u{2026}", key.prefix)}</td>
+                                <td class="px-4 py-2">{key.created_at}</td>
+                                <td class="px-4 py-2">{key.expires_at.unwrap_or_else(|| "Never".into())}</td>
+                                <td class="px-4 py-2">{key.last_used_at.unwrap_or_else(|| "Not yet".into())}</td>
+                                <td class="px-4 py-2">{state}</td>
+                                <td class="px-4 py-2 text-right">
+                                    {active.then(|| view! {
+                                        <button
+                                            type="button"
+                                            class="rounded border border-red-300 px-3 py-1 text-red-800 hover:bg-red-50 disabled:opacity-60"
+                                            aria-label=label
+                                            disabled=move || pending.get()
+                                            on:click=move |_| {
+                                                notice.set(None);
+                                                failed.set(None);
+                                                created.set(None);
+                                                revoke.dispatch_local((id.clone(), name.clone()));
+                                            }
+                                        >
+                                            "Revoke"
+                                        </button>
+                                    })}
+                                </td>
+                            </tr>
+                        }
+                    })
+                    .collect_view()}
+            </tbody>
+        </table>
+    }
+}
+
+#[component]
+fn CreateForm(
+    notice: RwSignal<Option<String>>,
+    failed: RwSignal<Option<String>>,
+    created: RwSignal<Option<CreatedApiKey>>,
+    reload: Callback<()>,
+) -> impl IntoView {
+    let name = RwSignal::new(String::new());
+    let days = RwSignal::new(String::new());
+    let error = RwSignal::new(None::<AppError>);
+    let create = Action::new_local(move |(name, days): &(String, Option<u32>)| {
+        create_api_key(name.clone(), *days)
+    });
+    let pending = create.pending();
+    Effect::new(move |_| match create.value().get() {
+        Some(Ok(key)) => {
+            created.set(Some(key));
+            name.set(String::new());
+            days.set(String::new());
+            reload.run(());
+        }
+        Some(Err(e)) => error.set(Some(e)),
+        None => {}
+    });
+    view! {
+        <form
+            aria-label="Create an API key"
+            class="mt-6 space-y-3 rounded-lg bg-white p-6 shadow"
+            novalidate
+            on:submit=move |ev: leptos::ev::SubmitEvent| {
+                ev.prevent_default();
+                error.set(None);
+                notice.set(None);
+                failed.set(None);
+                created.set(None);
+                let text = days.get_untracked();
+                let text = text.trim();
+                let expires = if text.is_empty() {
+                    None
+                } else {
+                    match text.parse::<u32>() {
+                        Ok(d) => Some(d),
+                        Err(_) => {
+                            error.set(Some(AppError::validation(
+                                "expires_in_days",
+                                "Write a number of days, or leave it empty for a key that does not expire.",
+                            )));
+                            return;
+                        }
+                    }
+                };
+                create.dispatch_local((name.get_untracked(), expires));
+            }
+        >
+            <h2 class="text-lg font-semibold">"Create an API key"</h2>
+            <div>
+                <label for="api-key-name" class="block text-sm font-medium">"Name"</label>
+                <input
+                    id="api-key-name"
+                    placeholder="nightly-scoring-job"
+                    class="mt-1 w-full max-w-md rounded border border-slate-300 px-3 py-1.5"
+                    aria-invalid=move || error.with(|e| e.as_ref().and_then(AppError::field) == Some("name")).to_string()
+                    bind:value=name
+                />
+                <FieldError error=error field="name" />
+            </div>
+            <div>
+                <label for="api-key-days" class="block text-sm font-medium">"Expires after (days)"</label>
+                <input
+                    id="api-key-days"
+                    inputmode="numeric"
+                    placeholder="Never"
+                    class="mt-1 w-32 rounded border border-slate-300 px-3 py-1.5"
+                    aria-invalid=move || error.with(|e| e.as_ref().and_then(AppError::field) == Some("expires_in_days")).to_string()
+                    bind:value=days
+                />
+                <FieldError error=error field="expires_in_days" />
+            </div>
+            <FormError error=error />
+            <button
+                type="submit"
+                class="rounded bg-blue-700 px-4 py-2 text-sm font-medium text-white hover:bg-blue-800 disabled:opacity-60"
+                disabled=move || pending.get()
+            >
+                {move || if pending.get() { "Creating…" } else { "Create key" }}
+            </button>
+        </form>
+    }
+}
