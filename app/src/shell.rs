@@ -11,8 +11,8 @@ use crate::api::fetch_current_user;
 use crate::components::Protected;
 use crate::domain::CurrentUser;
 use crate::pages::{
-    AlgorithmPage, ApiKeysPage, CatalogPage, ConnectQueuePage, ConnectionDetailsPage, LoginPage,
-    ModelHostsPage, NotFoundPage, QueueManagerPage, Tab, TopicEditPage,
+    AlgorithmPage, ApiKeysPage, AuditLogPage, CatalogPage, ConnectQueuePage, ConnectionDetailsPage,
+    LoginPage, ModelHostsPage, NotFoundPage, QueueManagerPage, Tab, TopicEditPage,
 };
 
 /// Who is logged in, shared through context.
@@ -80,6 +80,10 @@ pub fn App() -> impl IntoView {
                 <Route
                     path=path!("/settings/api-keys")
                     view=|| view! { <Protected admin_only=false><ApiKeysPage /></Protected> }
+                />
+                <Route
+                    path=path!("/admin/audit")
+                    view=|| view! { <Protected admin_only=true><AuditLogPage /></Protected> }
                 />
                 <Route
                     path=path!("/admin/model-hosts")

@@ -137,16 +137,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let password = read_password()?;
                 let role = if admin { Role::Admin } else { Role::Member };
                 services.add_user(&name, &password, role).await?;
+                services
+                    .audit(CLI_ACTOR, "user-created", name.trim(), role.as_str())
+                    .await;
                 println!("Created {} '{}'.", role.as_str(), name.trim());
                 Ok(())
             }
             Command::Org(OrgCommand::Add { org }) => {
                 services.add_organization(&org).await?;
+                services
+                    .audit(CLI_ACTOR, "organization-created", org.trim(), "")
+                    .await;
                 println!("Created organization '{}'.", org.trim());
                 Ok(())
             }
             Command::Org(OrgCommand::AddMember { org, user }) => {
                 if services.add_member(&org, &user).await? {
+                    services
+                        .audit(CLI_ACTOR, "member-added", user.trim(), org.trim())
+                        .await;
                     println!("'{}' is now a member of '{}'.", user.trim(), org.trim());
                 } else {
                     println!(
@@ -166,6 +175,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 services
                     .add_algorithm_version(&algorithm, &version, &runtime, &description)
                     .await?;
+                let target = format!("{} {}", algorithm.trim(), version.trim());
+                services
+                    .audit(CLI_ACTOR, "version-added", &target, runtime.trim())
+                    .await;
                 println!("Added {} version {}.", algorithm.trim(), version.trim());
                 Ok(())
             }

@@ -101,18 +101,24 @@ async fn seed_broker(services: &Services, bootstrap: &str) -> anyhow::Result<()>
         Some(c) => c.id,
         None => {
             services
-                .connect_broker(NewBrokerConnection {
-                    name: DEMO_CONNECTION.into(),
-                    bootstrap_servers: bootstrap.into(),
-                    security_protocol: "PLAINTEXT".into(),
-                    ..Default::default()
-                })
+                .connect_broker(
+                    crate::cli::CLI_ACTOR,
+                    NewBrokerConnection {
+                        name: DEMO_CONNECTION.into(),
+                        bootstrap_servers: bootstrap.into(),
+                        security_protocol: "PLAINTEXT".into(),
+                        ..Default::default()
+                    },
+                )
                 .await?
         }
     };
     for (topic, partitions, grants) in DEMO_TOPICS {
         let name = TopicName::parse(topic)?;
-        match services.create_topic(&id, &name, *partitions).await {
+        match services
+            .create_topic(crate::cli::CLI_ACTOR, &id, &name, *partitions)
+            .await
+        {
             Ok(()) | Err(AppError::Validation { .. }) => {}
             Err(e) => return Err(e.into()),
         }
@@ -126,7 +132,9 @@ async fn seed_broker(services: &Services, bootstrap: &str) -> anyhow::Result<()>
                 },
             })
             .collect();
-        services.save_topic_grants(&id, &name, grants).await?;
+        services
+            .save_topic_grants(crate::cli::CLI_ACTOR, &id, &name, grants)
+            .await?;
     }
     Ok(())
 }

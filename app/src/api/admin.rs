@@ -1,9 +1,10 @@
-//! Admin → Model hosts: the hosts `http:` runtimes may call. Admins only.
+//! Admin → Model hosts (the hosts `http:` runtimes may call) and Admin →
+//! Audit log. Admins only.
 
 use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
 
-use crate::domain::{AppError, ModelHost};
+use crate::domain::{AppError, AuditPage, AuditQuery, ModelHost};
 
 #[server(endpoint = "list_model_hosts", input = Json)]
 pub async fn list_model_hosts() -> Result<Vec<ModelHost>, AppError> {
@@ -38,6 +39,18 @@ pub async fn remove_model_host(entry: String) -> Result<(), AppError> {
             super::backend()?
                 .remove_model_host(&admin.username, &entry)
                 .await
+        }
+        .await,
+    )
+}
+
+/// A page of the audit log, newest first.
+#[server(endpoint = "list_audit_events", input = Json)]
+pub async fn list_audit_events(query: AuditQuery) -> Result<AuditPage, AppError> {
+    super::respond(
+        async {
+            super::admin().await?;
+            super::backend()?.audit_log(query).await
         }
         .await,
     )

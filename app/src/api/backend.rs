@@ -6,9 +6,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::domain::{
-    AlgorithmDetails, AlgorithmSummary, ApiKey, AppError, BrokerConnectionDetails,
-    BrokerConnectionSummary, CreatedApiKey, CurrentUser, DeadLetterPage, DeadLetterQuery,
-    Direction, DryRun, DryRunRequest, EventRow, FlowRequest, FlowStats, ModelHost,
+    AlgorithmDetails, AlgorithmSummary, ApiKey, AppError, AuditPage, AuditQuery,
+    BrokerConnectionDetails, BrokerConnectionSummary, CreatedApiKey, CurrentUser, DeadLetterPage,
+    DeadLetterQuery, Direction, DryRun, DryRunRequest, EventRow, FlowRequest, FlowStats, ModelHost,
     NewBrokerConnection, ReplayRequest, Rewind, RewindPlan, TopicDetails, TopicGrant, TopicName,
 };
 
@@ -47,16 +47,18 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Tests the connection for real and saves it only when the broker answers.
     /// Returns the new connection's id.
-    async fn connect_broker(&self, new: NewBrokerConnection) -> Result<String, AppError>;
+    /// `by`: the admin, for the audit log (as in the other changes below).
+    async fn connect_broker(&self, by: &str, new: NewBrokerConnection) -> Result<String, AppError>;
 
     /// Settings (secrets only as "set"), live status, topics and flows.
     async fn broker_connection(&self, id: &str) -> Result<BrokerConnectionDetails, AppError>;
 
     /// Deletes the connection, its topic grants and its flows.
-    async fn delete_broker_connection(&self, id: &str) -> Result<(), AppError>;
+    async fn delete_broker_connection(&self, by: &str, id: &str) -> Result<(), AppError>;
 
     async fn create_topic(
         &self,
+        by: &str,
         id: &str,
         topic: &TopicName,
         partitions: u32,
@@ -68,6 +70,7 @@ pub trait Backend: Send + Sync + 'static {
     /// Replaces every grant on the topic with `grants`, all at once.
     async fn save_topic_grants(
         &self,
+        by: &str,
         id: &str,
         topic: &TopicName,
         grants: Vec<TopicGrant>,
@@ -83,6 +86,9 @@ pub trait Backend: Send + Sync + 'static {
     async fn allow_model_host(&self, by: &str, entry: &str) -> Result<ModelHost, AppError>;
 
     async fn remove_model_host(&self, by: &str, entry: &str) -> Result<(), AppError>;
+
+    /// A page of the audit log.
+    async fn audit_log(&self, query: AuditQuery) -> Result<AuditPage, AppError>;
 
     // Members: each call is checked against `caller`'s role and organizations.
 

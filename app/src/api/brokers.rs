@@ -29,8 +29,10 @@ pub async fn list_broker_connections() -> Result<Vec<BrokerConnectionSummary>, A
 pub async fn connect_broker(connection: NewBrokerConnection) -> Result<String, AppError> {
     super::respond(
         async {
-            super::admin().await?;
-            super::backend()?.connect_broker(connection).await
+            let admin = super::admin().await?;
+            super::backend()?
+                .connect_broker(&admin.username, connection)
+                .await
         }
         .await,
     )
@@ -51,8 +53,10 @@ pub async fn get_broker_connection(id: String) -> Result<BrokerConnectionDetails
 pub async fn delete_broker_connection(id: String) -> Result<(), AppError> {
     super::respond(
         async {
-            super::admin().await?;
-            super::backend()?.delete_broker_connection(&id).await
+            let admin = super::admin().await?;
+            super::backend()?
+                .delete_broker_connection(&admin.username, &id)
+                .await
         }
         .await,
     )
@@ -62,7 +66,7 @@ pub async fn delete_broker_connection(id: String) -> Result<(), AppError> {
 pub async fn create_topic(id: String, topic: String, partitions: u32) -> Result<(), AppError> {
     super::respond(
         async {
-            super::admin().await?;
+            let admin = super::admin().await?;
             let topic = TopicName::parse(&topic)?;
             if partitions == 0 || partitions > MAX_PARTITIONS {
                 return Err(AppError::validation(
@@ -71,7 +75,7 @@ pub async fn create_topic(id: String, topic: String, partitions: u32) -> Result<
                 ));
             }
             super::backend()?
-                .create_topic(&id, &topic, partitions)
+                .create_topic(&admin.username, &id, &topic, partitions)
                 .await
         }
         .await,
@@ -99,10 +103,10 @@ pub async fn save_topic_grants(
 ) -> Result<(), AppError> {
     super::respond(
         async {
-            super::admin().await?;
+            let admin = super::admin().await?;
             let topic = TopicName::parse(&topic)?;
             super::backend()?
-                .save_topic_grants(&id, &topic, grants)
+                .save_topic_grants(&admin.username, &id, &topic, grants)
                 .await
         }
         .await,

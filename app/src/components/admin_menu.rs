@@ -1,8 +1,8 @@
 use leptos::prelude::*;
 use leptos_router::components::A;
 
-/// The **Admin** menu: category **System actions**, items **Queue manager**
-/// and **Model hosts**.
+/// The **Admin** menu: category **System actions**, items **Queue manager**,
+/// **Model hosts** and **Audit log**.
 /// Opens with a click, Enter or Space; closes with Esc or when an item is chosen.
 #[component]
 pub fn AdminMenu() -> impl IntoView {
@@ -54,6 +54,14 @@ pub fn AdminMenu() -> impl IntoView {
                             on:click=move |_| open.set(false)
                         >
                             "Model hosts"
+                        </A>
+                        <A
+                            href="/admin/audit"
+                            attr:role="menuitem"
+                            attr:class="block px-4 py-2 hover:bg-slate-100 focus:bg-slate-100"
+                            on:click=move |_| open.set(false)
+                        >
+                            "Audit log"
                         </A>
                     </div>
                 </div>

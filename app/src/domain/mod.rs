@@ -24,4 +24,7 @@ pub use flow::{
 pub use names::{
     AlgorithmName, AlgorithmPath, BUILTIN_ALGORITHMS, OrgName, Runtime, Username, Version,
 };
-pub use user::{ApiKey, CreatedApiKey, CurrentUser, ModelHost, Role};
+pub use user::{
+    AUDIT_KINDS, ApiKey, AuditEvent, AuditPage, AuditQuery, CreatedApiKey, CurrentUser, ModelHost,
+    Role,
+};

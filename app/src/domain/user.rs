@@ -87,3 +87,59 @@ pub struct CreatedApiKey {
     pub key: String,
     pub summary: ApiKey,
 }
+
+/// The kinds of event the audit log records.
+pub const AUDIT_KINDS: &[&str] = &[
+    "login",
+    "login-refused",
+    "broker-connected",
+    "broker-deleted",
+    "topic-created",
+    "grants-changed",
+    "flow-enabled",
+    "flow-edited",
+    "flow-disabled",
+    "version-added",
+    "api-key-created",
+    "api-key-revoked",
+    "model-host-allowed",
+    "model-host-removed",
+    "user-created",
+    "organization-created",
+    "member-added",
+];
+
+/// One event of the audit log (Admin → Audit log).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// UTC text.
+    pub at: String,
+    /// The user, or `(command line)`.
+    pub actor: String,
+    pub kind: String,
+    /// What it concerns: a connection, topic, flow, key, host or user.
+    pub target: String,
+    /// More about it, such as a version before → after.
+    pub detail: String,
+}
+
+/// Which events of the audit log to show; every field is optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditQuery {
+    pub actor: Option<String>,
+    pub kind: Option<String>,
+    /// From this time (milliseconds since the epoch, UTC), inclusive.
+    pub from_ms: Option<i64>,
+    /// Up to this time, exclusive.
+    pub to_ms: Option<i64>,
+    /// The page after this one (an `older` cursor of an earlier page).
+    pub before: Option<String>,
+}
+
+/// A page of the audit log, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditPage {
+    pub events: Vec<AuditEvent>,
+    /// The cursor of the next (older) page, if there is one.
+    pub older: Option<String>,
+}

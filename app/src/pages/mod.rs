@@ -8,11 +8,12 @@ mod events;
 mod forbidden;
 mod login;
 mod not_found;
-mod rewind;
+pub(crate) mod rewind;
 mod settings;
 
 pub use admin::{
-    ConnectQueuePage, ConnectionDetailsPage, ModelHostsPage, QueueManagerPage, TopicEditPage,
+    AuditLogPage, ConnectQueuePage, ConnectionDetailsPage, ModelHostsPage, QueueManagerPage,
+    TopicEditPage,
 };
 pub use algorithm::{AlgorithmPage, Tab};
 pub use catalog::CatalogPage;

@@ -1,7 +1,7 @@
 import { expect, request as playwrightRequest, test } from '@playwright/test';
 import { logIn, users } from '../helpers';
 
-test('a member creates an API key, sees it once, runs an algorithm with it and revokes it', async ({ page, baseURL }) => {
+test('a member creates an API key, sees it once, runs an algorithm with it and revokes it; an admin sees it in the audit log', async ({ page, baseURL }) => {
   const name = `scoring-job-${Date.now().toString(36)}`;
   await logIn(page, users.ana);
   await page.getByRole('link', { name: 'API keys' }).click();
@@ -51,4 +51,28 @@ test('a member creates an API key, sees it once, runs an algorithm with it and r
   expect(refused.status()).toBe(401);
   expect((await refused.json()).error.error_type).toBe('AuthorizationError');
   await program.dispose();
+
+  // An admin sees both actions in the audit log.
+  await page.getByRole('button', { name: 'Log out' }).click();
+  await logIn(page, users.admin);
+  await page.getByRole('button', { name: 'Admin' }).click();
+  await page.getByRole('menuitem', { name: 'Audit log' }).click();
+  await expect(page.getByRole('heading', { name: 'Audit log' })).toBeVisible();
+  const filter = page.getByRole('form', { name: 'Filter the audit log' });
+  await filter.getByLabel('From (UTC)').fill('yesterday');
+  await filter.getByRole('button', { name: 'Show' }).click();
+  await expect(filter.getByText('Write a time as YYYY-MM-DDTHH:MM (UTC).')).toBeVisible();
+  await filter.getByLabel('From (UTC)').fill('');
+  await filter.getByLabel('User').fill('ana');
+  const events = page.getByRole('region', { name: 'Audit events' });
+  for (const kind of ['api-key-created', 'api-key-revoked']) {
+    await filter.getByLabel('Kind').selectOption(kind);
+    await filter.getByRole('button', { name: 'Show' }).click();
+    const event = events.getByRole('row').filter({ hasText: name });
+    await expect(event).toHaveCount(1);
+    await expect(event).toContainText(kind);
+    await expect(event).toContainText('ana');
+    await expect(event).toContainText(`${key.slice(0, 10)}…`);
+  }
+  await expect(events).not.toContainText(key);
 });

@@ -416,7 +416,7 @@ impl Bench {
         let name = format!("{prefix}-{}", &server::db::new_id()[..8]);
         let topic = TopicName::parse(&name)?;
         self.services
-            .create_topic(&self.connection, &topic, partitions)
+            .create_topic("bench", &self.connection, &topic, partitions)
             .await?;
         let grants = grants
             .iter()
@@ -429,7 +429,7 @@ impl Bench {
             })
             .collect();
         self.services
-            .save_topic_grants(&self.connection, &topic, grants)
+            .save_topic_grants("bench", &self.connection, &topic, grants)
             .await?;
         Ok(name)
     }
@@ -771,12 +771,15 @@ async fn main() -> anyhow::Result<()> {
             .await?;
     }
     let connection = services
-        .connect_broker(NewBrokerConnection {
-            name: "bench".into(),
-            bootstrap_servers: broker.1.clone(),
-            security_protocol: "PLAINTEXT".into(),
-            ..Default::default()
-        })
+        .connect_broker(
+            "bench",
+            NewBrokerConnection {
+                name: "bench".into(),
+                bootstrap_servers: broker.1.clone(),
+                security_protocol: "PLAINTEXT".into(),
+                ..Default::default()
+            },
+        )
         .await?;
     let bench = Bench {
         services,

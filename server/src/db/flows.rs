@@ -236,6 +236,24 @@ pub fn upsert_flow(
 /// The consumer group of a new flow: built from ids, so that no two
 /// algorithms share one whatever their names, and the same across version
 /// changes and re-enabling, so that committed offsets carry over.
+/// The version of a flow and whether it is enabled, if the flow exists.
+pub fn current(
+    conn: &mut AnyConnection,
+    algorithm_id: &str,
+    connection_id: &str,
+    topic: &str,
+    direction: &str,
+) -> QueryResult<Option<(String, bool)>> {
+    flows::table
+        .filter(flows::algorithm_id.eq(algorithm_id))
+        .filter(flows::connection_id.eq(connection_id))
+        .filter(flows::topic.eq(topic))
+        .filter(flows::direction.eq(direction))
+        .select((flows::version, flows::enabled))
+        .first(conn)
+        .optional()
+}
+
 /// Whether the algorithm may subscribe to (or, with `publish`, publish to)
 /// the topic of the connection.
 pub fn is_granted(

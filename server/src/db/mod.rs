@@ -4,6 +4,7 @@
 //! thread pool through [`Db::run`], never on an async worker thread.
 
 pub mod api_keys;
+pub mod audit;
 pub mod brokers;
 pub mod directory;
 pub mod failures;

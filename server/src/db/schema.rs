@@ -184,6 +184,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    audit_events (id) {
+        id -> Text,
+        at_ms -> BigInt,
+        actor -> Text,
+        kind -> Text,
+        target -> Text,
+        detail -> Text,
+    }
+}
+
+diesel::table! {
     model_hosts (entry) {
         entry -> Text,
         added_by -> Text,
@@ -213,4 +224,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     publish_follows,
     model_hosts,
     api_keys,
+    audit_events,
 );

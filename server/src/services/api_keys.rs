@@ -131,6 +131,12 @@ impl Services {
             )));
         }
         tracing::info!(user = %user.username, key = %row.prefix, name = %row.name, "API key created");
+        let expiry = match expires_in_days {
+            Some(days) => format!("{}…, expires in {days} days", row.prefix),
+            None => format!("{}…, does not expire", row.prefix),
+        };
+        self.audit(&user.username, "api-key-created", &row.name, &expiry)
+            .await;
         Ok(CreatedApiKey {
             key,
             summary: view(row, now),
@@ -142,13 +148,29 @@ impl Services {
         let key = id.to_owned();
         let revoked = self
             .db
-            .run(move |c| api_keys::revoke(c, &user_id, &key))
+            .run(move |c| {
+                let name = api_keys::of_user(c, &user_id)?
+                    .into_iter()
+                    .find(|k| k.id == key)
+                    .map(|k| (k.name, k.prefix));
+                Ok::<_, diesel::result::Error>(match api_keys::revoke(c, &user_id, &key)? {
+                    true => name,
+                    false => None,
+                })
+            })
             .await
             .map_err(internal)?;
-        if !revoked {
+        let Some((name, prefix)) = revoked else {
             return Err(AppError::not_found("The API key"));
-        }
+        };
         tracing::info!(user = %user.username, key = id, "API key revoked");
+        self.audit(
+            &user.username,
+            "api-key-revoked",
+            &name,
+            &format!("{prefix}…"),
+        )
+        .await;
         Ok(())
     }
 

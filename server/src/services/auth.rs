@@ -144,10 +144,25 @@ impl Services {
             self.logins.failed(&keys, Instant::now());
             // A name no user has is often a password typed into the wrong
             // field: it is not written to the log.
+            let from = client.map(|c| format!("from {c}")).unwrap_or_default();
             if known {
                 tracing::info!(username, ?client, "login refused: wrong password");
+                self.audit(
+                    username,
+                    "login-refused",
+                    username,
+                    &format!("wrong password {from}").trim_end().to_owned(),
+                )
+                .await;
             } else {
                 tracing::info!(?client, "login refused: unknown user name");
+                self.audit(
+                    "(unknown user)",
+                    "login-refused",
+                    "",
+                    &format!("unknown user name {from}").trim_end().to_owned(),
+                )
+                .await;
             }
             return Err(AppError::Unauthorized);
         };
@@ -168,6 +183,9 @@ impl Services {
             .await
             .map_err(internal)?;
         tracing::info!(username = %user.username, "logged in");
+        let from = client.map(|c| format!("from {c}")).unwrap_or_default();
+        self.audit(&user.username, "login", &user.username, &from)
+            .await;
         Ok((self.user_view(user).await?, token))
     }
 

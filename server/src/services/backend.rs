@@ -5,9 +5,9 @@ use async_trait::async_trait;
 
 use app::api::Backend;
 use app::domain::{
-    AlgorithmDetails, AlgorithmSummary, ApiKey, AppError, BrokerConnectionDetails,
-    BrokerConnectionSummary, CreatedApiKey, CurrentUser, DeadLetterPage, DeadLetterQuery,
-    Direction, DryRun, DryRunRequest, EventRow, FlowRequest, FlowStats, ModelHost,
+    AlgorithmDetails, AlgorithmSummary, ApiKey, AppError, AuditPage, AuditQuery,
+    BrokerConnectionDetails, BrokerConnectionSummary, CreatedApiKey, CurrentUser, DeadLetterPage,
+    DeadLetterQuery, Direction, DryRun, DryRunRequest, EventRow, FlowRequest, FlowStats, ModelHost,
     NewBrokerConnection, ReplayRequest, Rewind, RewindPlan, TopicDetails, TopicGrant, TopicName,
 };
 
@@ -41,25 +41,26 @@ impl Backend for Services {
         self.list_connections().await
     }
 
-    async fn connect_broker(&self, new: NewBrokerConnection) -> Result<String, AppError> {
-        Services::connect_broker(self, new).await
+    async fn connect_broker(&self, by: &str, new: NewBrokerConnection) -> Result<String, AppError> {
+        Services::connect_broker(self, by, new).await
     }
 
     async fn broker_connection(&self, id: &str) -> Result<BrokerConnectionDetails, AppError> {
         self.connection_details(id).await
     }
 
-    async fn delete_broker_connection(&self, id: &str) -> Result<(), AppError> {
-        self.delete_connection(id).await
+    async fn delete_broker_connection(&self, by: &str, id: &str) -> Result<(), AppError> {
+        self.delete_connection(by, id).await
     }
 
     async fn create_topic(
         &self,
+        by: &str,
         id: &str,
         topic: &TopicName,
         partitions: u32,
     ) -> Result<(), AppError> {
-        Services::create_topic(self, id, topic, partitions).await
+        Services::create_topic(self, by, id, topic, partitions).await
     }
 
     async fn topic_details(&self, id: &str, topic: &TopicName) -> Result<TopicDetails, AppError> {
@@ -68,11 +69,12 @@ impl Backend for Services {
 
     async fn save_topic_grants(
         &self,
+        by: &str,
         id: &str,
         topic: &TopicName,
         grants: Vec<TopicGrant>,
     ) -> Result<(), AppError> {
-        Services::save_topic_grants(self, id, topic, grants).await
+        Services::save_topic_grants(self, by, id, topic, grants).await
     }
 
     async fn algorithm_names(&self) -> Result<Vec<String>, AppError> {
@@ -89,6 +91,10 @@ impl Backend for Services {
 
     async fn remove_model_host(&self, by: &str, entry: &str) -> Result<(), AppError> {
         Services::remove_model_host(self, by, entry).await
+    }
+
+    async fn audit_log(&self, query: AuditQuery) -> Result<AuditPage, AppError> {
+        Services::audit_log(self, query).await
     }
 
     async fn api_keys(&self, caller: &CurrentUser) -> Result<Vec<ApiKey>, AppError> {

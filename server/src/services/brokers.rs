@@ -167,7 +167,11 @@ impl Services {
             .collect())
     }
 
-    pub async fn connect_broker(&self, new: NewBrokerConnection) -> Result<String, AppError> {
+    pub async fn connect_broker(
+        &self,
+        by: &str,
+        new: NewBrokerConnection,
+    ) -> Result<String, AppError> {
         let (name, settings) = validate(&new)?;
         let taken_name = name.clone();
         if self
@@ -221,6 +225,13 @@ impl Services {
             })?;
         self.clients.get_or_try_insert(&id, || Ok(client))?;
         tracing::info!(connection = %id, bootstrap = %settings.bootstrap_servers, "broker connection created");
+        let detail = format!(
+            "{} ({})",
+            settings.bootstrap_servers,
+            settings.security_protocol.as_str()
+        );
+        self.audit(by, "broker-connected", &name_of_new(&new), &detail)
+            .await;
         Ok(id)
     }
 
@@ -258,7 +269,8 @@ impl Services {
         })
     }
 
-    pub async fn delete_connection(&self, id: &str) -> Result<(), AppError> {
+    pub async fn delete_connection(&self, by: &str, id: &str) -> Result<(), AppError> {
+        let row = self.connection_row(id).await?;
         let key = id.to_owned();
         let existed = self
             .db
@@ -268,6 +280,8 @@ impl Services {
         if !existed {
             return Err(AppError::not_found("The broker connection"));
         }
+        self.audit(by, "broker-deleted", &row.name, &row.bootstrap_servers)
+            .await;
         self.clients.remove(id);
         self.runner.reconcile().await?;
         self.runner.drop_producer(id);
@@ -277,6 +291,7 @@ impl Services {
 
     pub async fn create_topic(
         &self,
+        by: &str,
         id: &str,
         topic: &TopicName,
         partitions: u32,
@@ -284,7 +299,14 @@ impl Services {
         let row = self.connection_row(id).await?;
         self.broker_client(&row)?
             .create_topic(topic, partitions)
-            .await
+            .await?;
+        let target = format!("{topic} on {}", row.name);
+        let detail = format!(
+            "{partitions} partition{}",
+            if partitions == 1 { "" } else { "s" }
+        );
+        self.audit(by, "topic-created", &target, &detail).await;
+        Ok(())
     }
 
     pub async fn topic_details(
@@ -321,6 +343,7 @@ impl Services {
 
     pub async fn save_topic_grants(
         &self,
+        by: &str,
         id: &str,
         topic: &TopicName,
         grants: Vec<TopicGrant>,
@@ -350,6 +373,7 @@ impl Services {
             Err(error) => Err(error),
         };
         let (key, name) = (row.id.clone(), topic.to_string());
+        let (actor, target) = (by.to_owned(), format!("{topic} on {}", row.name));
         let outcome = self
             .db
             .run(move |c| {
@@ -392,7 +416,21 @@ impl Services {
                             return Ok(Err(error));
                         }
                     }
+                    let before = queries::topic_grants(c, &key, &name)?
+                        .into_iter()
+                        .map(|(org, alg, s, p)| (format!("{org}/{alg}"), (s, p)))
+                        .collect();
                     queries::replace_topic_grants(c, &key, &name, &resolved)?;
+                    let after = grants
+                        .iter()
+                        .map(|g| {
+                            let access = (g.access.subscribe, g.access.publish);
+                            (g.algorithm.trim().to_owned(), access)
+                        })
+                        .collect();
+                    if let Some(detail) = grants_changed(&before, &after) {
+                        crate::db::audit::record(c, &actor, "grants-changed", &target, &detail)?;
+                    }
                     crate::db::flows::delete_ungranted_flows(c, &key, &name)?;
                     crate::db::flows::drop_ungranted_dead_letter_queues(c, &key, &name)?;
                     Ok(Ok(()))
@@ -415,5 +453,64 @@ impl Services {
             .into_iter()
             .map(|(_, org, name)| format!("{org}/{name}"))
             .collect())
+    }
+}
+
+/// The name a new connection is saved under.
+fn name_of_new(new: &NewBrokerConnection) -> String {
+    new.name.trim().to_owned()
+}
+
+/// What changed in a topic's grants, one algorithm after another
+/// (`acme/x: subscribe → subscribe, publish`); `None` if nothing did.
+fn grants_changed(
+    before: &std::collections::BTreeMap<String, (bool, bool)>,
+    after: &std::collections::BTreeMap<String, (bool, bool)>,
+) -> Option<String> {
+    let shown = |access: Option<&(bool, bool)>| match access.copied().unwrap_or_default() {
+        (true, true) => "subscribe, publish",
+        (true, false) => "subscribe",
+        (false, true) => "publish",
+        (false, false) => "none",
+    };
+    let algorithms: std::collections::BTreeSet<&String> =
+        before.keys().chain(after.keys()).collect();
+    let changes: Vec<String> = algorithms
+        .into_iter()
+        .filter(|a| before.get(*a) != after.get(*a))
+        .map(|a| format!("{a}: {} → {}", shown(before.get(a)), shown(after.get(a))))
+        .collect();
+    (!changes.is_empty()).then(|| changes.join("; "))
+}
+
+#[cfg(test)]
+mod audit_tests {
+    use super::grants_changed;
+
+    #[test]
+    fn grant_changes_read_before_and_after_per_algorithm() {
+        let map = |entries: &[(&str, (bool, bool))]| {
+            entries
+                .iter()
+                .map(|(a, g)| (a.to_string(), *g))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        };
+        let before = map(&[("acme/a", (true, false)), ("acme/b", (false, true))]);
+        let after = map(&[
+            ("acme/a", (true, true)),
+            ("acme/c", (true, false)),
+            ("acme/b", (false, true)),
+        ]);
+        assert_eq!(
+            grants_changed(&before, &after).as_deref(),
+            Some("acme/a: subscribe → subscribe, publish; acme/c: none → subscribe")
+        );
+        assert_eq!(
+            grants_changed(&after, &map(&[])).as_deref(),
+            Some(
+                "acme/a: subscribe, publish → none; acme/b: publish → none; acme/c: subscribe → none"
+            )
+        );
+        assert_eq!(grants_changed(&before, &before), None);
     }
 }

@@ -124,7 +124,11 @@ impl Services {
     ) -> Result<(), AppError> {
         self.visible_algorithm(user, org, name).await?;
         self.add_algorithm_version(&format!("{org}/{name}"), version, runtime, "")
-            .await
+            .await?;
+        let target = format!("{org}/{name} {}", version.trim());
+        self.audit(&user.username, "version-added", &target, runtime.trim())
+            .await;
+        Ok(())
     }
 
     pub async fn events(
@@ -332,13 +336,20 @@ impl Services {
                             &topic_name,
                             publish,
                         )? {
-                            return Ok(false);
+                            return Ok(None);
                         }
                         if let Some(dlq) = &dlq
                             && !queries::is_granted(c, &algorithm_id, &connection, dlq, true)?
                         {
-                            return Ok(false);
+                            return Ok(None);
                         }
+                        let before = queries::current(
+                            c,
+                            &algorithm_id,
+                            &connection,
+                            &topic_name,
+                            direction.as_str(),
+                        )?;
                         let id = queries::upsert_flow(
                             c,
                             &algorithm_id,
@@ -352,7 +363,7 @@ impl Services {
                             batching,
                         )?;
                         queries::set_follows(c, &id, follows)?;
-                        Ok(true)
+                        Ok(Some(before))
                     })
                 })
                 .await;
@@ -364,8 +375,35 @@ impl Services {
                 saved => break saved.map_err(internal)?,
             }
         };
-        if !granted {
+        let Some(before) = granted else {
             return Err(AppError::Forbidden);
+        };
+        let target = format!(
+            "{}/{} {} {topic}",
+            request.org,
+            request.name,
+            direction.as_str()
+        );
+        let version = request.version.trim();
+        match before {
+            Some((old, true)) => {
+                let detail = if old == version {
+                    format!("version {version}")
+                } else {
+                    format!("version {old} → {version}")
+                };
+                self.audit(&user.username, "flow-edited", &target, &detail)
+                    .await;
+            }
+            _ => {
+                self.audit(
+                    &user.username,
+                    "flow-enabled",
+                    &target,
+                    &format!("version {version}"),
+                )
+                .await;
+            }
         }
         tracing::info!(user = %user.username, algorithm = %format!("{}/{}", request.org, request.name),
             topic = %topic, direction = direction.as_str(), version = %request.version,
@@ -393,6 +431,9 @@ impl Services {
             return Err(AppError::not_found("An enabled flow on this topic"));
         }
         tracing::info!(user = %user.username, algorithm = %format!("{org}/{name}"), topic, "flow disabled");
+        let target = format!("{org}/{name} {} {topic}", direction.as_str());
+        self.audit(&user.username, "flow-disabled", &target, "")
+            .await;
         self.runner.reconcile().await
     }
 

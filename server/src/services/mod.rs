@@ -2,6 +2,7 @@
 //! The domain rules live here once; SQL lives in `db`.
 
 pub mod api_keys;
+pub mod audit;
 pub mod auth;
 mod backend;
 pub mod brokers;

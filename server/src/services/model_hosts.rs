@@ -40,6 +40,7 @@ impl Services {
         }
         self.reload_model_hosts().await?;
         tracing::info!(entry, by, "model host allowed");
+        self.audit(by, "model-host-allowed", &entry, "").await;
         Ok(ModelHost {
             entry: row.entry,
             added_by: row.added_by,
@@ -61,6 +62,7 @@ impl Services {
         }
         self.reload_model_hosts().await?;
         tracing::info!(entry, by, "model host removed");
+        self.audit(by, "model-host-removed", &entry, "").await;
         Ok(())
     }
 

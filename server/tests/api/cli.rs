@@ -176,6 +176,36 @@ fn algorithm_versions_are_validated() {
         stdout(&listed)
     );
     assert!(add(&model).status.success());
+    // The command line's changes are in the audit log, as the command line.
+    let recorded = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let url = db.url.clone();
+        let pool = server::db::Db::open(&url).unwrap();
+        pool.run(|c| {
+            use diesel::prelude::*;
+            use server::db::schema::audit_events;
+            audit_events::table
+                .select((
+                    audit_events::actor,
+                    audit_events::kind,
+                    audit_events::target,
+                ))
+                .order(audit_events::at_ms)
+                .load::<(String, String, String)>(c)
+        })
+        .await
+        .unwrap()
+    });
+    for (kind, target) in [
+        ("organization-created", "acme"),
+        ("version-added", "acme/echo 1.0.0"),
+        ("model-host-allowed", "127.0.0.1:9"),
+        ("version-added", "acme/echo 1.1.0"),
+    ] {
+        assert!(
+            recorded.contains(&("(command line)".into(), kind.into(), target.into())),
+            "{kind} {target}: {recorded:?}"
+        );
+    }
     assert_fails_with(
         &add(&[
             "acme/echo",

@@ -122,12 +122,15 @@ pub async fn seed_ordered(
         .await
         .unwrap();
     let connection = s
-        .connect_broker(NewBrokerConnection {
-            name: "local".into(),
-            bootstrap_servers: bootstrap.into(),
-            security_protocol: "PLAINTEXT".into(),
-            ..Default::default()
-        })
+        .connect_broker(
+            "tests",
+            NewBrokerConnection {
+                name: "local".into(),
+                bootstrap_servers: bootstrap.into(),
+                security_protocol: "PLAINTEXT".into(),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     for (topic, count, access) in [
@@ -149,12 +152,14 @@ pub async fn seed_ordered(
         ),
     ] {
         let name = TopicName::parse(topic).unwrap();
-        s.create_topic(&connection, &name, count).await.unwrap();
+        s.create_topic("tests", &connection, &name, count)
+            .await
+            .unwrap();
         let grants = vec![TopicGrant {
             algorithm: "acme/model".into(),
             access,
         }];
-        s.save_topic_grants(&connection, &name, grants)
+        s.save_topic_grants("tests", &connection, &name, grants)
             .await
             .unwrap();
     }
@@ -321,7 +326,9 @@ async fn killing_the_server_during_a_replay_loses_no_dead_letter() {
         .await
         .unwrap();
     let name = TopicName::parse(&dlq).unwrap();
-    s.create_topic(&connection, &name, 1).await.unwrap();
+    s.create_topic("tests", &connection, &name, 1)
+        .await
+        .unwrap();
     let grants = vec![TopicGrant {
         algorithm: "acme/model".into(),
         access: Access {
@@ -329,7 +336,7 @@ async fn killing_the_server_during_a_replay_loses_no_dead_letter() {
             publish: true,
         },
     }];
-    s.save_topic_grants(&connection, &name, grants)
+    s.save_topic_grants("tests", &connection, &name, grants)
         .await
         .unwrap();
     let dlq_topic = dlq.clone();

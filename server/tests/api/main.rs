@@ -2,6 +2,7 @@
 //! when EVENTFLOWS_TEST_DATABASE=postgres), talks to the real router, and
 //! where Kafka is involved, to a real tansu broker.
 
+mod audit;
 mod auth;
 mod brokers;
 mod cli;

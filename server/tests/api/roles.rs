@@ -29,6 +29,7 @@ fn admin_calls() -> Vec<(&'static str, Value)> {
         ("list_model_hosts", json!({})),
         ("allow_model_host", json!({"entry": "models.example"})),
         ("remove_model_host", json!({"entry": "models.example"})),
+        ("list_audit_events", json!({"query": {}})),
     ]
 }
 

@@ -1,5 +1,6 @@
 //! Pages for cluster administrators only.
 
+mod audit;
 mod connect;
 mod connection;
 mod model_hosts;
@@ -7,6 +8,7 @@ mod queues;
 mod sidesheet;
 mod topic_edit;
 
+pub use audit::AuditLogPage;
 pub use connect::ConnectQueuePage;
 pub use connection::ConnectionDetailsPage;
 pub use model_hosts::ModelHostsPage;

@@ -1,0 +1,159 @@
+use leptos::prelude::*;
+
+use crate::api::list_audit_events;
+use crate::components::{ErrorNotice, FieldError, FormError, Loading};
+use crate::domain::{AUDIT_KINDS, AppError, AuditPage, AuditQuery};
+use crate::pages::rewind::utc_millis;
+
+/// Admin → System actions → **Audit log**: who did what and when, newest
+/// first, filtered by user, kind and time.
+#[component]
+pub fn AuditLogPage() -> impl IntoView {
+    let actor = RwSignal::new(String::new());
+    let kind = RwSignal::new(String::new());
+    let from = RwSignal::new(String::new());
+    let to = RwSignal::new(String::new());
+    let error = RwSignal::new(None::<AppError>);
+    // The filter applied, and the pages read so far (the first at index 0).
+    let applied = RwSignal::new(AuditQuery::default());
+    let cursors = RwSignal::new(Vec::<Option<String>>::from([None]));
+    let page = LocalResource::new(move || {
+        let mut query = applied.get();
+        query.before = cursors.with(|c| c.last().cloned().flatten());
+        list_audit_events(query)
+    });
+    Effect::new(move |_| {
+        if let Some(Err(e)) = page.get() {
+            error.set(Some(e));
+        }
+    });
+    let apply = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        error.set(None);
+        let time = |text: String, field: &'static str| -> Result<Option<i64>, AppError> {
+            let text = text.trim().to_owned();
+            if text.is_empty() {
+                return Ok(None);
+            }
+            utc_millis(&text).map(Some).ok_or_else(|| {
+                AppError::validation(field, "Write a time as YYYY-MM-DDTHH:MM (UTC).")
+            })
+        };
+        let (from_ms, to_ms) = match (
+            time(from.get_untracked(), "from"),
+            time(to.get_untracked(), "to"),
+        ) {
+            (Ok(f), Ok(t)) => (f, t),
+            (Err(e), _) | (_, Err(e)) => {
+                error.set(Some(e));
+                return;
+            }
+        };
+        let text = |s: String| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+        applied.set(AuditQuery {
+            actor: text(actor.get_untracked()),
+            kind: text(kind.get_untracked()),
+            from_ms,
+            to_ms,
+            before: None,
+        });
+        cursors.set(vec![None]);
+    };
+
+    view! {
+        <h1 class="text-2xl font-semibold">"Audit log"</h1>
+        <p class="mt-1 max-w-3xl text-slate-600">
+            "Who did what and when: logins, broker connections, topics, grants, flows, API keys, model hosts, and changes made with the eventflows command line. Times are UTC."
+        </p>
+        <form
+            aria-label="Filter the audit log"
+            class="mt-4 flex flex-wrap items-end gap-3 rounded-lg bg-white p-4 shadow"
+            novalidate
+            on:submit=apply
+        >
+            <div>
+                <label for="audit-actor" class="block text-sm font-medium">"User"</label>
+                <input id="audit-actor" placeholder="Anyone" class="mt-1 w-40 rounded border border-slate-300 px-2 py-1" bind:value=actor />
+            </div>
+            <div>
+                <label for="audit-kind" class="block text-sm font-medium">"Kind"</label>
+                <select id="audit-kind" class="mt-1 rounded border border-slate-300 px-2 py-1" bind:value=kind>
+                    <option value="">"Any"</option>
+                    {AUDIT_KINDS.iter().map(|k| view! { <option value=*k>{*k}</option> }).collect_view()}
+                </select>
+            </div>
+            <div>
+                <label for="audit-from" class="block text-sm font-medium">"From (UTC)"</label>
+                <input id="audit-from" placeholder="2026-12-01T00:00" class="mt-1 w-44 rounded border border-slate-300 px-2 py-1 font-mono text-sm" bind:value=from />
+                <FieldError error=error field="from" />
+            </div>
+            <div>
+                <label for="audit-to" class="block text-sm font-medium">"To (UTC)"</label>
+                <input id="audit-to" placeholder="2026-12-02T00:00" class="mt-1 w-44 rounded border border-slate-300 px-2 py-1 font-mono text-sm" bind:value=to />
+                <FieldError error=error field="to" />
+            </div>
+            <button type="submit" class="rounded bg-blue-700 px-4 py-1.5 text-sm font-medium text-white hover:bg-blue-800">
+                "Show"
+            </button>
+        </form>
+        <div class="mt-2"><FormError error=error /></div>
+        <section class="mt-4" aria-label="Audit events">
+            {move || match page.get() {
+                None => view! { <Loading what="the audit log" /> }.into_any(),
+                Some(Err(_)) => view! { <ErrorNotice message="The audit log could not be read.".to_owned() /> }.into_any(),
+                Some(Ok(AuditPage { events, .. })) if events.is_empty() => view! {
+                    <div class="rounded-lg border border-dashed border-slate-300 p-8 text-center">
+                        <p class="font-medium">"No events match."</p>
+                    </div>
+                }
+                .into_any(),
+                Some(Ok(AuditPage { events, older })) => view! {
+                    <table class="w-full overflow-hidden rounded-lg bg-white text-left text-sm shadow">
+                        <thead class="bg-slate-100 text-slate-600">
+                            <tr>
+                                <th scope="col" class="px-3 py-2">"When"</th>
+                                <th scope="col" class="px-3 py-2">"User"</th>
+                                <th scope="col" class="px-3 py-2">"Kind"</th>
+                                <th scope="col" class="px-3 py-2">"What"</th>
+                                <th scope="col" class="px-3 py-2">"Detail"</th>
+                            </tr>
+                        </thead>
+                        <tbody>
+                            {events.into_iter().map(|e| view! {
+                                <tr class="border-t border-slate-100 align-top">
+                                    <td class="whitespace-nowrap px-3 py-2 font-mono text-xs">{e.at}</td>
+                                    <td class="px-3 py-2">{e.actor}</td>
+                                    <td class="px-3 py-2 font-mono text-xs">{e.kind}</td>
+                                    <td class="px-3 py-2">{e.target}</td>
+                                    <td class="px-3 py-2 text-slate-700">{e.detail}</td>
+                                </tr>
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                    <div class="mt-3 flex gap-2">
+                        <button
+                            type="button"
+                            class="rounded border border-slate-300 px-3 py-1 disabled:opacity-50"
+                            disabled=move || cursors.with(|c| c.len() <= 1)
+                            on:click=move |_| cursors.update(|c| { c.pop(); })
+                        >
+                            "Newer"
+                        </button>
+                        <button
+                            type="button"
+                            class="rounded border border-slate-300 px-3 py-1 disabled:opacity-50"
+                            disabled=older.is_none()
+                            on:click=move |_| {
+                                let next = older.clone();
+                                cursors.update(|c| c.push(next));
+                            }
+                        >
+                            "Older"
+                        </button>
+                    </div>
+                }
+                .into_any(),
+            }}
+        </section>
+    }
+}
