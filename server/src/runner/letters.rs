@@ -204,6 +204,11 @@ const WINDOW: i64 = 500;
 const SCAN_PER_PAGE: i64 = 5_000;
 /// How long one read of a Dead Letter Queue may take.
 const READ_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a read from inside the topic waits for its first record before
+/// it starts again further back: a start inside a record batch that the
+/// broker skips (see [`TopicReader::read`]) gets no record at all when that
+/// batch is the partition's last one, and no end-of-partition either.
+const FIRST_RECORD_WAIT: Duration = Duration::from_secs(1);
 
 /// Reads a topic (blocking), most often a Dead Letter Queue: pages of
 /// letters newest first, letters by position, the newest records. Commits
@@ -268,9 +273,10 @@ impl TopicReader {
     /// A fetch from an offset inside a record batch should return that
     /// batch; tansu 0.6 (memory storage) returns only the batches that
     /// start at or after it, skipping the rest of the one it is in. So when
-    /// the first record that arrives is past `from`, the read starts again
-    /// further back, doubling the step, until a record at or before `from`
-    /// arrives or the partition's start is reached.
+    /// the first record that arrives is past `from`, or none arrives within
+    /// [`FIRST_RECORD_WAIT`], the read starts again further back, doubling
+    /// the step, until a record at or before `from` arrives or the
+    /// partition's start is reached.
     fn read(&self, partition: i32, from: i64, to: i64) -> Result<Vec<OwnedMessage>, AppError> {
         if from >= to {
             return Ok(Vec::new());
@@ -305,9 +311,16 @@ impl TopicReader {
         self.consumer
             .assign(&list)
             .map_err(|e| self.unreadable(e))?;
-        let deadline = Instant::now() + READ_TIMEOUT;
+        let began = Instant::now();
+        let deadline = began + READ_TIMEOUT;
         while Instant::now() < deadline {
             match self.consumer.poll(Duration::from_millis(200)) {
+                // Nothing from a start inside the topic: it may be inside
+                // a batch the broker skips; the caller reads from further
+                // back (from the start, the whole time is waited).
+                None if first.is_none() && start > 0 && began.elapsed() >= FIRST_RECORD_WAIT => {
+                    break;
+                }
                 None => continue,
                 Some(Ok(message)) => {
                     if message.partition() != partition {
