@@ -295,3 +295,45 @@ pub fn new_id() -> String {
     getrandom::fill(&mut bytes).expect("the operating system's random source failed");
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    /// Every file of a migrations folder, by its path inside it.
+    fn files(dir: &Path) -> BTreeMap<String, String> {
+        let mut found = BTreeMap::new();
+        for migration in std::fs::read_dir(dir).unwrap() {
+            let migration = migration.unwrap().path();
+            for file in std::fs::read_dir(&migration).unwrap() {
+                let file = file.unwrap().path();
+                let name = file.strip_prefix(dir).unwrap().display().to_string();
+                found.insert(name, std::fs::read_to_string(&file).unwrap());
+            }
+        }
+        found
+    }
+
+    /// The two sets of migrations say the same thing: the same folders and
+    /// files, and the same SQL once SQLite's type names are written as
+    /// PostgreSQL's (`BLOB` is `BYTEA` there).
+    #[test]
+    fn the_sqlite_and_postgres_migrations_do_not_drift_apart() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        let (sqlite, postgres) = (files(&root.join("sqlite")), files(&root.join("postgres")));
+        assert_eq!(
+            sqlite.keys().collect::<Vec<_>>(),
+            postgres.keys().collect::<Vec<_>>(),
+            "both sets have the same migrations"
+        );
+        assert!(sqlite.len() >= 22, "{} files", sqlite.len());
+        for (name, text) in &sqlite {
+            assert_eq!(
+                text.replace("BLOB", "BYTEA"),
+                postgres[name],
+                "{name} differs between the two sets beyond type names"
+            );
+        }
+    }
+}
