@@ -2,7 +2,9 @@
 
 use diesel::prelude::*;
 
-use app::domain::{Batching, FlowOrdering, MAX_BATCH_SIZE, MAX_BATCH_WAIT_MS, MAX_CONCURRENCY};
+use app::domain::{
+    Batching, Direction, FlowOrdering, MAX_BATCH_SIZE, MAX_BATCH_WAIT_MS, MAX_CONCURRENCY,
+};
 
 use super::schema::{
     algorithm_versions, algorithms, broker_connections, flows, memberships, organizations,
@@ -134,6 +136,12 @@ pub struct FlowRow {
 }
 
 impl FlowRow {
+    /// The flow's direction; `None` for a value no version of the schema
+    /// writes.
+    pub fn direction(&self) -> Option<Direction> {
+        Direction::parse(&self.direction)
+    }
+
     pub fn batching(&self) -> Batching {
         batching(self.batch_size, self.batch_wait_ms)
     }
@@ -169,7 +177,7 @@ pub fn upsert_flow(
     algorithm_id: &str,
     connection_id: &str,
     topic: &str,
-    direction: &str,
+    direction: Direction,
     version: &str,
     dlq_topic: Option<&str>,
     ordering: &str,
@@ -181,7 +189,7 @@ pub fn upsert_flow(
             .filter(flows::algorithm_id.eq(algorithm_id))
             .filter(flows::connection_id.eq(connection_id))
             .filter(flows::topic.eq(topic))
-            .filter(flows::direction.eq(direction))
+            .filter(flows::direction.eq(direction.as_str()))
             .select(flows::id)
             .first(c)
             .optional()?;
@@ -210,7 +218,7 @@ pub fn upsert_flow(
                         flows::algorithm_id.eq(algorithm_id),
                         flows::connection_id.eq(connection_id),
                         flows::topic.eq(topic),
-                        flows::direction.eq(direction),
+                        flows::direction.eq(direction.as_str()),
                         flows::version.eq(version),
                         flows::dlq_topic.eq(dlq_topic),
                         flows::ordering.eq(ordering),
@@ -242,13 +250,13 @@ pub fn current(
     algorithm_id: &str,
     connection_id: &str,
     topic: &str,
-    direction: &str,
+    direction: Direction,
 ) -> QueryResult<Option<(String, bool)>> {
     flows::table
         .filter(flows::algorithm_id.eq(algorithm_id))
         .filter(flows::connection_id.eq(connection_id))
         .filter(flows::topic.eq(topic))
-        .filter(flows::direction.eq(direction))
+        .filter(flows::direction.eq(direction.as_str()))
         .select((flows::version, flows::enabled))
         .first(conn)
         .optional()
@@ -283,14 +291,14 @@ pub fn disable_flow(
     algorithm_id: &str,
     connection_id: &str,
     topic: &str,
-    direction: &str,
+    direction: Direction,
 ) -> QueryResult<bool> {
     let n = diesel::update(
         flows::table
             .filter(flows::algorithm_id.eq(algorithm_id))
             .filter(flows::connection_id.eq(connection_id))
             .filter(flows::topic.eq(topic))
-            .filter(flows::direction.eq(direction))
+            .filter(flows::direction.eq(direction.as_str()))
             .filter(flows::enabled.eq(true)),
     )
     .set((flows::enabled.eq(false), flows::updated_at.eq(now_ms())))
@@ -300,7 +308,7 @@ pub fn disable_flow(
         .filter(flows::algorithm_id.eq(algorithm_id))
         .filter(flows::connection_id.eq(connection_id))
         .filter(flows::topic.eq(topic))
-        .filter(flows::direction.eq(direction))
+        .filter(flows::direction.eq(direction.as_str()))
         .select(flows::id);
     diesel::delete(paused_flows::table.filter(paused_flows::flow_id.eq_any(ids))).execute(conn)?;
     Ok(n > 0)
@@ -357,9 +365,9 @@ pub fn delete_ungranted_flows(
             .select((topic_grants::can_subscribe, topic_grants::can_publish))
             .first(conn)
             .optional()?;
-        let allowed = match (grant, flow.direction.as_str()) {
-            (Some((subscribe, _)), "subscribe") => subscribe,
-            (Some((_, publish)), "publish") => publish,
+        let allowed = match (grant, flow.direction()) {
+            (Some((subscribe, _)), Some(Direction::Subscribe)) => subscribe,
+            (Some((_, publish)), Some(Direction::Publish)) => publish,
             _ => false,
         };
         if !allowed {
@@ -380,7 +388,7 @@ pub struct ActiveFlow {
     pub algorithm: String,
     pub connection_id: String,
     pub topic: String,
-    pub direction: String,
+    pub direction: Direction,
     pub version: String,
     pub runtime: String,
     pub dlq_topic: Option<String>,
@@ -482,7 +490,12 @@ pub fn active_flows(conn: &mut AnyConnection) -> QueryResult<Vec<ActiveFlow>> {
         .collect();
     Ok(rows
         .into_iter()
-        .map(|(f, org, name, runtime)| ActiveFlow {
+        .filter_map(|(f, org, name, runtime)| {
+            let Some(direction) = f.direction() else {
+                tracing::warn!(flow = %f.id, direction = %f.direction, "a flow has no direction this server knows; left out");
+                return None;
+            };
+            Some(ActiveFlow {
             follows_listener: follows.contains(&f.id),
             consumer_group: f
                 .consumer_group
@@ -492,13 +505,14 @@ pub fn active_flows(conn: &mut AnyConnection) -> QueryResult<Vec<ActiveFlow>> {
             algorithm: format!("{org}/{name}"),
             connection_id: f.connection_id,
             topic: f.topic,
-            direction: f.direction,
+            direction,
             version: f.version,
             runtime,
             dlq_topic: f.dlq_topic,
             ordering: FlowOrdering::parse(&f.ordering).unwrap_or_default(),
             concurrency: f.concurrency.clamp(1, MAX_CONCURRENCY as i32) as u32,
             batching: batching(f.batch_size, f.batch_wait_ms),
+        })
         })
         .collect())
 }

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use rdkafka::message::Message;
 
 use app::domain::{
-    AppError, Comparison, DryRun, DryRunRequest, DrySample, MAX_DRY_RUN, MAX_REPLAY_LETTERS,
-    Runtime,
+    AppError, Comparison, Direction, DryRun, DryRunRequest, DrySample, MAX_DRY_RUN,
+    MAX_REPLAY_LETTERS, Runtime,
 };
 
 use super::letters::{self, TopicReader};
@@ -28,7 +28,7 @@ impl Runner {
     /// compares them. Publishes nothing and moves no offset.
     pub async fn dry_run(&self, request: DryRunRequest) -> Result<DryRun, AppError> {
         let flow = self.replay_flow(&request.flow_id).await?;
-        if flow.row.direction != "subscribe" {
+        if flow.row.direction() != Some(Direction::Subscribe) {
             return Err(AppError::validation(
                 "flow_id",
                 "Only a subscribe flow runs a version on its messages.",

@@ -36,7 +36,7 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use app::domain::{AppError, Batching, FlowOrdering, FlowStats, Runtime};
+use app::domain::{AppError, Batching, Direction, FlowOrdering, FlowStats, Runtime};
 
 pub use executor::{DEFAULT_CONNECTIONS_PER_HOST, Executor, MAX_INPUT_BYTES, RunError, builtin};
 pub use publish::SEND_TIMEOUT;
@@ -228,7 +228,7 @@ impl Runner {
         let mut follow: HashMap<String, Vec<Arc<Target>>> = HashMap::new();
         let mut wanted: HashMap<String, ActiveFlow> = HashMap::new();
         for flow in active {
-            if flow.direction == "publish" {
+            if flow.direction == Direction::Publish {
                 let target = Arc::new(Target {
                     connection_id: flow.connection_id.clone(),
                     topic: flow.topic.clone(),

@@ -17,7 +17,9 @@ use rdkafka::Timestamp;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use tokio::sync::watch;
 
-use app::domain::{AppError, DeadLetterQuery, MAX_REPLAY_LETTERS, ReplayProgress, Runtime};
+use app::domain::{
+    AppError, DeadLetterQuery, Direction, MAX_REPLAY_LETTERS, ReplayProgress, Runtime,
+};
 
 use super::commit::{Commit, Offsets};
 use super::lane::{DbKeeper, KafkaSink};
@@ -219,7 +221,7 @@ impl Runner {
         by: &str,
     ) -> Result<String, AppError> {
         let flow = self.replay_flow(flow_id).await?;
-        if flow.row.direction != "subscribe" {
+        if flow.row.direction() != Some(Direction::Subscribe) {
             return Err(AppError::validation(
                 "flow_id",
                 "Only a subscribe flow has dead letters to replay.",

@@ -11,7 +11,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
-use app::domain::{AppError, Rewind, RewindPartition, RewindPlan};
+use app::domain::{AppError, Direction, Rewind, RewindPartition, RewindPlan};
 
 use super::Runner;
 use crate::db::flows::{FlowRow, consumer_group, find_flow, is_paused};
@@ -37,7 +37,7 @@ impl Runner {
             .await
             .map_err(internal)?;
         let flow = flow.ok_or_else(|| AppError::not_found("The flow"))?;
-        if flow.direction != "subscribe" || !flow.enabled {
+        if flow.direction() != Some(Direction::Subscribe) || !flow.enabled {
             return Err(AppError::validation(
                 "flow_id",
                 "Only an enabled subscribe flow can be rewound.",

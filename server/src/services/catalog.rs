@@ -348,14 +348,14 @@ impl Services {
                             &algorithm_id,
                             &connection,
                             &topic_name,
-                            direction.as_str(),
+                            direction,
                         )?;
                         let id = queries::upsert_flow(
                             c,
                             &algorithm_id,
                             &connection,
                             &topic_name,
-                            direction.as_str(),
+                            direction,
                             &version,
                             dlq.as_deref(),
                             ordering.as_str(),
@@ -424,7 +424,7 @@ impl Services {
         let (c_id, t) = (connection_id.to_owned(), topic.to_owned());
         let found = self
             .db
-            .run(move |c| queries::disable_flow(c, &id, &c_id, &t, direction.as_str()))
+            .run(move |c| queries::disable_flow(c, &id, &c_id, &t, direction))
             .await
             .map_err(internal)?;
         if !found {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use axum::{Json, Router, routing::post};
 use serde_json::Value;
 
-use app::domain::{Access, NewBrokerConnection, TopicGrant, TopicName};
+use app::domain::{Access, Direction, NewBrokerConnection, TopicGrant, TopicName};
 use server::{db::Db, secrets::SecretBox, services::Services};
 
 use crate::flows::Reader;
@@ -164,11 +164,14 @@ pub async fn seed_ordered(
             .unwrap();
     }
     // Enabled straight in the database: no consumer may run in this process.
-    for (topic, direction) in [(&output, "publish"), (&input, "subscribe")] {
+    for (topic, direction) in [
+        (&output, Direction::Publish),
+        (&input, Direction::Subscribe),
+    ] {
         let (connection, topic) = (connection.clone(), topic.clone());
         let (ordering, concurrency) = match direction {
-            "subscribe" => (ordering, concurrency),
-            _ => ("partition", 1),
+            Direction::Subscribe => (ordering, concurrency),
+            Direction::Publish => ("partition", 1),
         };
         s.db.run(move |c| {
             let algorithm = server::db::flows::find_algorithm(c, "acme", "model")?

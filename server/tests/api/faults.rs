@@ -391,7 +391,7 @@ async fn flows_enabled_before_consumer_groups_were_stored_keep_their_group() {
                 &algorithm,
                 &connection,
                 &topic,
-                "subscribe",
+                app::domain::Direction::Subscribe,
                 "1.0.0",
                 None,
                 "partition",
