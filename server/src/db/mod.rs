@@ -281,6 +281,13 @@ pub fn internal(error: DbError) -> app::domain::AppError {
     app::domain::AppError::Internal
 }
 
+/// `?` on a database call in a service: logged, and `Internal` to the caller.
+impl From<DbError> for app::domain::AppError {
+    fn from(error: DbError) -> Self {
+        internal(error)
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -28,7 +28,7 @@ use super::retry::{RetryObserver, run_with_retries};
 use super::writer::{Failure, Finished, Next, Ran, Sink, Writer};
 use super::{RunError, Runner, Stats, Target};
 use crate::db::flows::FlowRow;
-use crate::db::{failures, internal, now_ms, replays};
+use crate::db::{failures, now_ms, replays};
 
 /// Letters run per step of a replay; their outcomes are recorded together.
 const CHUNK: i64 = 100;
@@ -66,8 +66,7 @@ impl Runner {
                 let algorithm = crate::db::flows::algorithm_path(c, &row.algorithm_id)?;
                 Ok(Some(Flow { row, algorithm }))
             })
-            .await
-            .map_err(internal)?;
+            .await?;
         found.ok_or_else(|| AppError::not_found("The flow"))
     }
 
@@ -82,8 +81,7 @@ impl Runner {
             .inner
             .db
             .run(move |c| crate::db::flows::versions(c, &[id]))
-            .await
-            .map_err(internal)?;
+            .await?;
         let runtime = versions
             .into_iter()
             .find(|(_, version, ..)| *version == v)
@@ -175,8 +173,7 @@ impl Runner {
                         rows.sort_by_key(|(id, _)| wanted.iter().position(|w| w == id));
                         Ok((rows, more))
                     })
-                    .await
-                    .map_err(internal)?;
+                    .await?;
                 app::domain::DeadLetterPage {
                     dlq_topic: None,
                     letters: rows
@@ -194,8 +191,7 @@ impl Runner {
             .inner
             .db
             .run(move |c| replays::marks(c, &id, &ids))
-            .await
-            .map_err(internal)?;
+            .await?;
         for letter in &mut page.letters {
             letter.replayed = marks.get(&letter.id).map(|outcome| {
                 match outcome.as_str() {
@@ -275,8 +271,7 @@ impl Runner {
             .inner
             .db
             .run(move |c| replays::create(c, &id, &v, &who, &letters, now_ms()))
-            .await
-            .map_err(internal)?;
+            .await?;
         let replay = match created {
             Ok(replay) => replay,
             Err(replays::Refused::Busy(n)) => {
@@ -334,8 +329,7 @@ impl Runner {
                 self.inner
                     .db
                     .run(move |c| failures::summaries(c, &id))
-                    .await
-                    .map_err(internal)?
+                    .await?
                     .into_iter()
                     .filter(|(_, kind, version, message)| query.matches(kind, version, message))
                     .map(|(id, ..)| LetterId::Kept(id).to_string())
@@ -615,8 +609,7 @@ impl Runner {
             .inner
             .db
             .run(move |c| replays::record(c, &id, &owner, &outcomes, now_ms()))
-            .await
-            .map_err(internal)?;
+            .await?;
         tracing::info!(replay = %replay.id, letters = counts.len(), held, stopped, read_ms,
             ms = step_started.elapsed().as_millis() as u64, "replay step recorded");
         if held {
@@ -687,8 +680,7 @@ impl Runner {
                 .inner
                 .db
                 .run(move |c| failures::find(c, &id, &ids))
-                .await
-                .map_err(internal)?
+                .await?
                 .into_iter()
                 .collect();
             for (id, text) in kept {

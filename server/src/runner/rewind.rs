@@ -15,7 +15,7 @@ use app::domain::{AppError, Direction, Rewind, RewindPartition, RewindPlan};
 
 use super::Runner;
 use crate::db::flows::{FlowRow, consumer_group, find_flow, is_paused};
-use crate::db::{internal, now_ms};
+use crate::db::now_ms;
 use crate::kafka::{BrokerSettings, ReadingConsumer, ReadingContext};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -34,8 +34,7 @@ impl Runner {
             .inner
             .db
             .run(move |c| Ok((find_flow(c, &id)?, is_paused(c, &id)?)))
-            .await
-            .map_err(internal)?;
+            .await?;
         let flow = flow.ok_or_else(|| AppError::not_found("The flow"))?;
         if flow.direction() != Some(Direction::Subscribe) || !flow.enabled {
             return Err(AppError::validation(

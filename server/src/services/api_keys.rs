@@ -10,8 +10,8 @@ use diesel::Connection;
 
 use app::domain::{ApiKey, AppError, CreatedApiKey, CurrentUser};
 
+use super::Services;
 use super::auth::token_hash;
-use super::{Services, internal};
 use crate::db::api_keys::{self, ApiKeyRow};
 use crate::db::{new_id, now_ms, users};
 use crate::runner::clock;
@@ -47,19 +47,14 @@ impl Services {
         let name = user.username.clone();
         self.db
             .run(move |c| users::find_user(c, &name))
-            .await
-            .map_err(internal)?
+            .await?
             .map(|u| u.id)
             .ok_or(AppError::Unauthorized)
     }
 
     pub async fn api_keys(&self, user: &CurrentUser) -> Result<Vec<ApiKey>, AppError> {
         let id = self.user_id(user).await?;
-        let rows = self
-            .db
-            .run(move |c| api_keys::of_user(c, &id))
-            .await
-            .map_err(internal)?;
+        let rows = self.db.run(move |c| api_keys::of_user(c, &id)).await?;
         let now = now_ms();
         Ok(rows.into_iter().map(|r| view(r, now)).collect())
     }
@@ -123,8 +118,7 @@ impl Services {
                     Ok(true)
                 })
             })
-            .await
-            .map_err(internal)?;
+            .await?;
         if !created {
             return Err(AppError::conflict(format!(
                 "You have {MAX_KEYS_PER_USER} keys; revoke one you no longer use first."
@@ -158,8 +152,7 @@ impl Services {
                     false => None,
                 })
             })
-            .await
-            .map_err(internal)?;
+            .await?;
         let Some((name, prefix)) = revoked else {
             return Err(AppError::not_found("The API key"));
         };
@@ -177,11 +170,7 @@ impl Services {
     /// The user a key acts as, if it is valid (not revoked, not expired).
     pub async fn api_key_user(&self, key: &str) -> Result<Option<CurrentUser>, AppError> {
         let hash = token_hash(key.trim());
-        let user = self
-            .db
-            .run(move |c| api_keys::user_of(c, &hash))
-            .await
-            .map_err(internal)?;
+        let user = self.db.run(move |c| api_keys::user_of(c, &hash)).await?;
         match user {
             Some(user) => Ok(Some(self.user_view(user).await?)),
             None => Ok(None),

@@ -2,7 +2,7 @@
 
 use app::domain::{AUDIT_KINDS, AppError, AuditEvent, AuditPage, AuditQuery};
 
-use super::{Services, internal};
+use super::Services;
 use crate::db::audit::{self, Filter};
 use crate::runner::clock;
 
@@ -59,8 +59,7 @@ impl Services {
         let mut rows = self
             .db
             .run(move |c| audit::page(c, &filter, AUDIT_PAGE + 1))
-            .await
-            .map_err(internal)?;
+            .await?;
         let more = rows.len() as i64 > AUDIT_PAGE;
         rows.truncate(AUDIT_PAGE as usize);
         let older = more

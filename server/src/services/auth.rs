@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use super::throttle::{Key, Refusal};
-use super::{Services, blocking, internal};
+use super::{Services, blocking};
 use crate::db::{now_ms, users};
 
 /// How long a session lasts.
@@ -87,8 +87,7 @@ impl Services {
         let organizations = self
             .db
             .run(move |c| users::organizations_of(c, &id))
-            .await
-            .map_err(internal)?;
+            .await?;
         Ok(CurrentUser {
             username: user.username,
             role: Role::parse(&user.role).unwrap_or(Role::Member),
@@ -104,8 +103,7 @@ impl Services {
         let user = self
             .db
             .run(move |c| users::session_user(c, &hash, idle_ms))
-            .await
-            .map_err(internal)?;
+            .await?;
         match user {
             Some(user) => Ok(Some(self.user_view(user).await?)),
             None => Ok(None),
@@ -127,11 +125,7 @@ impl Services {
         }
         let turn = self.logins.turn().await.map_err(too_many)?;
         let name = username.to_owned();
-        let user = self
-            .db
-            .run(move |c| users::find_user(c, &name))
-            .await
-            .map_err(internal)?;
+        let user = self.db.run(move |c| users::find_user(c, &name)).await?;
         let stored = user
             .as_ref()
             .map(|u| u.password_hash.clone())
@@ -180,8 +174,7 @@ impl Services {
                 users::delete_expired_sessions(c)?;
                 users::insert_session(c, &hash, &user_id, now_ms() + SESSION_LIFETIME_MS)
             })
-            .await
-            .map_err(internal)?;
+            .await?;
         tracing::info!(username = %user.username, "logged in");
         let from = client.map(|c| format!("from {c}")).unwrap_or_default();
         self.audit(&user.username, "login", &user.username, &from)
@@ -193,8 +186,7 @@ impl Services {
         let hash = token_hash(token);
         self.db
             .run(move |c| users::delete_session(c, &hash))
-            .await
-            .map_err(internal)?;
+            .await?;
         Ok(())
     }
 

@@ -102,8 +102,7 @@ impl Services {
         let key = id.to_owned();
         self.db
             .run(move |c| queries::find_connection(c, &key))
-            .await
-            .map_err(internal)?
+            .await?
             .ok_or_else(|| AppError::not_found("The broker connection"))
     }
 
@@ -131,8 +130,7 @@ impl Services {
         let (rows, counts) = self
             .db
             .run(|c| Ok((queries::list_connections(c)?, queries::flow_counts(c)?)))
-            .await
-            .map_err(internal)?;
+            .await?;
         let counts: HashMap<String, i64> = counts.into_iter().collect();
         // Every broker is asked at once, on the blocking pool.
         let checks: Vec<_> = rows
@@ -177,8 +175,7 @@ impl Services {
         if self
             .db
             .run(move |c| queries::connection_name_taken(c, &taken_name))
-            .await
-            .map_err(internal)?
+            .await?
         {
             return Err(AppError::validation(
                 "name",
@@ -241,8 +238,7 @@ impl Services {
         let flows = self
             .db
             .run(move |c| queries::enabled_flows(c, &key))
-            .await
-            .map_err(internal)?;
+            .await?;
         let (status, topics) = match self.live_topics(&row).await {
             Ok(topics) => (ConnectionStatus::Reachable, topics),
             Err(e) => (ConnectionStatus::Unreachable(e.to_string()), Vec::new()),
@@ -275,8 +271,7 @@ impl Services {
         let existed = self
             .db
             .run(move |c| queries::delete_connection(c, &key))
-            .await
-            .map_err(internal)?;
+            .await?;
         if !existed {
             return Err(AppError::not_found("The broker connection"));
         }
@@ -325,8 +320,7 @@ impl Services {
         let grants = self
             .db
             .run(move |c| queries::topic_grants(c, &key, &name))
-            .await
-            .map_err(internal)?;
+            .await?;
         Ok(TopicDetails {
             connection_id: row.id,
             connection_name: row.name,
@@ -436,19 +430,14 @@ impl Services {
                     Ok(Ok(()))
                 })
             })
-            .await
-            .map_err(internal)?;
+            .await?;
         outcome?;
         // Flows that lost their access stop now, not at the next round.
         self.runner.reconcile().await
     }
 
     pub async fn algorithm_names(&self) -> Result<Vec<String>, AppError> {
-        let all = self
-            .db
-            .run(queries::all_algorithms)
-            .await
-            .map_err(internal)?;
+        let all = self.db.run(queries::all_algorithms).await?;
         Ok(all
             .into_iter()
             .map(|(_, org, name)| format!("{org}/{name}"))

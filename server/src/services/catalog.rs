@@ -46,8 +46,7 @@ impl Services {
         let (o, n) = (org.to_owned(), name.to_owned());
         self.db
             .run(move |c| queries::find_algorithm(c, &o, &n))
-            .await
-            .map_err(internal)?
+            .await?
             .ok_or_else(not_found)
     }
 
@@ -59,8 +58,7 @@ impl Services {
                 let ids: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
                 Ok((rows, queries::versions(c, &ids)?))
             })
-            .await
-            .map_err(internal)?;
+            .await?;
         let mut latest: HashMap<String, String> = HashMap::new();
         for (algorithm_id, version, _, _) in versions {
             latest.entry(algorithm_id).or_insert(version);
@@ -99,11 +97,7 @@ impl Services {
         algorithm_id: &str,
     ) -> Result<Vec<VersionInfo>, AppError> {
         let id = algorithm_id.to_owned();
-        let versions = self
-            .db
-            .run(move |c| queries::versions(c, &[id]))
-            .await
-            .map_err(internal)?;
+        let versions = self.db.run(move |c| queries::versions(c, &[id])).await?;
         Ok(versions
             .into_iter()
             .map(|(_, version, runtime, created_at_ms)| VersionInfo {
@@ -155,8 +149,7 @@ impl Services {
                     queries::following(c, &id)?.into_iter().collect();
                 Ok((queries::grants_of(c, &id)?, flows, paused, following))
             })
-            .await
-            .map_err(internal)?;
+            .await?;
         let mut rows = Vec::new();
         for (connection_id, connection_name, topic, subscribe, publish) in &grants {
             for (granted, direction) in [
@@ -372,7 +365,7 @@ impl Services {
                     tokio::time::sleep(std::time::Duration::from_millis(5 * attempts)).await;
                     continue;
                 }
-                saved => break saved.map_err(internal)?,
+                saved => break saved?,
             }
         };
         let Some(before) = granted else {
@@ -425,8 +418,7 @@ impl Services {
         let found = self
             .db
             .run(move |c| queries::disable_flow(c, &id, &c_id, &t, direction))
-            .await
-            .map_err(internal)?;
+            .await?;
         if !found {
             return Err(AppError::not_found("An enabled flow on this topic"));
         }
@@ -444,15 +436,13 @@ impl Services {
         let flow = self
             .db
             .run(move |c| queries::find_flow(c, &key))
-            .await
-            .map_err(internal)?
+            .await?
             .ok_or_else(|| AppError::not_found("The flow"))?;
         let algorithm_id = flow.algorithm_id.clone();
         let org = self
             .db
             .run(move |c| queries::organization_of(c, &algorithm_id))
-            .await
-            .map_err(internal)?;
+            .await?;
         if !self.is_member(user, &org).await? {
             return Err(AppError::Forbidden);
         }
@@ -467,11 +457,7 @@ impl Services {
         self.check_flow(user, flow_id).await?;
         let mut stats = self.runner.flow_stats(flow_id).await;
         let id = flow_id.to_owned();
-        stats.paused = self
-            .db
-            .run(move |c| queries::is_paused(c, &id))
-            .await
-            .map_err(internal)?;
+        stats.paused = self.db.run(move |c| queries::is_paused(c, &id)).await?;
         if stats.paused {
             stats.state = "paused".into();
         }
@@ -520,8 +506,7 @@ impl Services {
         let found = self
             .db
             .run(move |c| queries::set_paused(c, &id, paused))
-            .await
-            .map_err(internal)?;
+            .await?;
         if !found {
             return Err(AppError::not_found("An enabled flow"));
         }

@@ -70,8 +70,7 @@ impl Services {
                     users::find_user(c, &u)?,
                 ))
             })
-            .await
-            .map_err(internal)?;
+            .await?;
         let org_id = found
             .0
             .ok_or_else(|| AppError::not_found(format!("The organization '{org}'")))?;
@@ -130,8 +129,7 @@ impl Services {
                     Ok(Ok(()))
                 })
             })
-            .await
-            .map_err(internal)?;
+            .await?;
         match outcome {
             Ok(()) => Ok(()),
             Err("organization") => Err(AppError::not_found(format!(

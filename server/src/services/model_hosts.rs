@@ -2,14 +2,14 @@
 
 use app::domain::{AppError, ModelHost, Runtime};
 
-use super::{Services, internal};
+use super::Services;
 use crate::db::model_hosts::{self, ModelHostRow};
 use crate::db::now_ms;
 use crate::runner::model_hosts::{HostPattern, not_allowed};
 
 impl Services {
     pub async fn model_hosts(&self) -> Result<Vec<ModelHost>, AppError> {
-        let rows = self.db.run(model_hosts::list).await.map_err(internal)?;
+        let rows = self.db.run(model_hosts::list).await?;
         Ok(rows
             .into_iter()
             .map(|r| ModelHost {
@@ -30,10 +30,7 @@ impl Services {
         };
         let added = {
             let row = row.clone();
-            self.db
-                .run(move |c| model_hosts::add(c, &row))
-                .await
-                .map_err(internal)?
+            self.db.run(move |c| model_hosts::add(c, &row)).await?
         };
         if !added {
             return Err(AppError::conflict(format!("{entry} is allowed already.")));
@@ -52,10 +49,7 @@ impl Services {
         let entry = entry.trim().to_owned();
         let removed = {
             let entry = entry.clone();
-            self.db
-                .run(move |c| model_hosts::remove(c, &entry))
-                .await
-                .map_err(internal)?
+            self.db.run(move |c| model_hosts::remove(c, &entry)).await?
         };
         if !removed {
             return Err(AppError::not_found(format!("The model host {entry}")));
@@ -69,7 +63,7 @@ impl Services {
     /// Hands the stored entries to this instance's runner (other instances
     /// pick them up when they next reconcile).
     pub async fn reload_model_hosts(&self) -> Result<(), AppError> {
-        let entries = self.db.run(model_hosts::entries).await.map_err(internal)?;
+        let entries = self.db.run(model_hosts::entries).await?;
         self.runner.executor().set_model_hosts(&entries);
         Ok(())
     }
@@ -81,7 +75,7 @@ impl Services {
         };
         let parsed = reqwest::Url::parse(url)
             .map_err(|e| AppError::validation("runtime", format!("'{url}' is not a URL: {e}.")))?;
-        let entries = self.db.run(model_hosts::entries).await.map_err(internal)?;
+        let entries = self.db.run(model_hosts::entries).await?;
         let allowed = entries
             .iter()
             .filter_map(|e| HostPattern::parse(e).ok())
