@@ -29,16 +29,18 @@ use crate::runner::{MAX_INPUT_BYTES, RunError};
 use crate::services::Services;
 use crate::services::run::RunFailure;
 
+/// The services, once: the server functions see them as their
+/// [`app::api::Backend`], the other routes call them directly.
 #[derive(Clone)]
 struct AppState {
-    services: Services,
-    backend: SharedBackend,
+    services: Arc<Services>,
 }
 
 /// Builds the router for one server instance.
 pub fn router(services: Services, dist_dir: &Path) -> Router {
-    let backend: SharedBackend = Arc::new(services.clone());
-    let state = AppState { services, backend };
+    let state = AppState {
+        services: Arc::new(services),
+    };
     let index = dist_dir.join("index.html");
     if !index.exists() {
         tracing::warn!(
@@ -126,7 +128,7 @@ fn same_host(source: &HeaderValue, headers: &HeaderMap) -> bool {
 }
 
 async fn server_fn(State(state): State<AppState>, request: Request<Body>) -> impl IntoResponse {
-    let backend = state.backend.clone();
+    let backend: SharedBackend = state.services.clone();
     let client = ClientAddress(
         request
             .extensions()

@@ -26,8 +26,6 @@ pub struct AlgorithmDetails {
     pub description: String,
     /// Newest first.
     pub versions: Vec<VersionInfo>,
-    /// Whether the caller may add versions and change flows.
-    pub can_manage: bool,
 }
 
 /// Which way data moves between an algorithm and a topic.

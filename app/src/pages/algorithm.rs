@@ -118,9 +118,9 @@ fn Overview(
                 .into_any()
             }}
         </section>
-        {details.can_manage.then(|| view! {
-            <AddVersionForm org=details.org.clone() name=details.name.clone() added=added reload=reload />
-        })}
+        // Whoever sees an algorithm (a member of its organization, or an
+        // admin) may add versions and change its flows.
+        <AddVersionForm org=details.org.clone() name=details.name.clone() added=added reload=reload />
     }
 }
 

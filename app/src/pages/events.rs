@@ -41,7 +41,6 @@ pub fn EventsTab(details: AlgorithmDetails) -> impl IntoView {
         .filter(|v| Runtime::parse(&v.runtime).is_ok_and(|r| r.takes_batches()))
         .map(|v| v.version.clone())
         .collect();
-    let can_manage = details.can_manage;
     let done = Callback::new(move |message: String| {
         open.set(None);
         notice.set(Some(message));
@@ -76,7 +75,7 @@ pub fn EventsTab(details: AlgorithmDetails) -> impl IntoView {
                     <tbody>
                         {list
                             .into_iter()
-                            .map(|row| view! { <Row row=row open=open watching=watching can_manage=can_manage /> })
+                            .map(|row| view! { <Row row=row open=open watching=watching /> })
                             .collect_view()}
                     </tbody>
                 </table>
@@ -154,7 +153,6 @@ fn Row(
     row: EventRow,
     open: RwSignal<Option<Open>>,
     watching: RwSignal<Option<(String, String)>>,
-    can_manage: bool,
 ) -> impl IntoView {
     let enabled = row.enabled();
     let flow = row.flow.clone();
@@ -209,7 +207,7 @@ fn Row(
                         </button>
                     }
                 })}
-                {can_manage.then(|| if enabled {
+                {if enabled {
                     view! {
                         <button
                             type="button"
@@ -241,7 +239,7 @@ fn Row(
                         </button>
                     }
                     .into_any()
-                })}
+                }}
             </td>
         </tr>
     }

@@ -87,7 +87,6 @@ impl Services {
             name,
             description,
             versions: self.versions_of(&id).await?,
-            can_manage: true,
         })
     }
 
