@@ -4,6 +4,13 @@ use leptos_router::components::A;
 /// The **Admin** menu: category **System actions**, items **Queue manager**,
 /// **Model hosts** and **Audit log**.
 /// Opens with a click, Enter or Space; closes with Esc or when an item is chosen.
+/// The items of **System actions**: address and label.
+const ITEMS: [(&str, &str); 3] = [
+    ("/admin/queues", "Queue manager"),
+    ("/admin/model-hosts", "Model hosts"),
+    ("/admin/audit", "Audit log"),
+];
+
 #[component]
 pub fn AdminMenu() -> impl IntoView {
     let open = RwSignal::new(false);
@@ -39,30 +46,19 @@ pub fn AdminMenu() -> impl IntoView {
                         >
                             "System actions"
                         </p>
-                        <A
-                            href="/admin/queues"
-                            attr:role="menuitem"
-                            attr:class="block px-4 py-2 hover:bg-slate-100 focus:bg-slate-100"
-                            on:click=move |_| open.set(false)
-                        >
-                            "Queue manager"
-                        </A>
-                        <A
-                            href="/admin/model-hosts"
-                            attr:role="menuitem"
-                            attr:class="block px-4 py-2 hover:bg-slate-100 focus:bg-slate-100"
-                            on:click=move |_| open.set(false)
-                        >
-                            "Model hosts"
-                        </A>
-                        <A
-                            href="/admin/audit"
-                            attr:role="menuitem"
-                            attr:class="block px-4 py-2 hover:bg-slate-100 focus:bg-slate-100"
-                            on:click=move |_| open.set(false)
-                        >
-                            "Audit log"
-                        </A>
+                        {ITEMS
+                            .iter()
+                            .map(|(href, label)| view! {
+                                <A
+                                    href=*href
+                                    attr:role="menuitem"
+                                    attr:class="block px-4 py-2 hover:bg-slate-100 focus:bg-slate-100"
+                                    on:click=move |_| open.set(false)
+                                >
+                                    {*label}
+                                </A>
+                            })
+                            .collect_view()}
                     </div>
                 </div>
             </Show>

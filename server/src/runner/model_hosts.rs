@@ -215,7 +215,7 @@ impl ModelHosts {
 }
 
 /// The message for a model URL no entry allows.
-pub fn not_allowed(url: &Url) -> String {
+fn not_allowed(url: &Url) -> String {
     let host = url.host_str().unwrap_or_default();
     let host = match url.port_or_known_default() {
         Some(port) => format!("{host}:{port}"),

@@ -227,8 +227,7 @@ impl Services {
             settings.bootstrap_servers,
             settings.security_protocol.as_str()
         );
-        self.audit(by, "broker-connected", &name_of_new(&new), &detail)
-            .await;
+        self.audit(by, "broker-connected", &name, &detail).await;
         Ok(id)
     }
 
@@ -443,11 +442,6 @@ impl Services {
             .map(|(_, org, name)| format!("{org}/{name}"))
             .collect())
     }
-}
-
-/// The name a new connection is saved under.
-fn name_of_new(new: &NewBrokerConnection) -> String {
-    new.name.trim().to_owned()
 }
 
 /// What changed in a topic's grants, one algorithm after another

@@ -5,7 +5,7 @@ use app::domain::{AppError, ModelHost, Runtime};
 use super::Services;
 use crate::db::model_hosts::{self, ModelHostRow};
 use crate::db::now_ms;
-use crate::runner::model_hosts::{HostPattern, not_allowed};
+use crate::runner::model_hosts::{HostPattern, ModelHosts};
 
 impl Services {
     pub async fn model_hosts(&self) -> Result<Vec<ModelHost>, AppError> {
@@ -73,21 +73,18 @@ impl Services {
         let (Runtime::Http(url) | Runtime::HttpBatch(url)) = runtime else {
             return Ok(());
         };
-        let parsed = reqwest::Url::parse(url)
-            .map_err(|e| AppError::validation("runtime", format!("'{url}' is not a URL: {e}.")))?;
-        let entries = self.db.run(model_hosts::entries).await?;
-        let allowed = entries
-            .iter()
-            .filter_map(|e| HostPattern::parse(e).ok())
-            .any(|p| p.allows(&parsed));
-        if allowed {
-            Ok(())
-        } else {
-            let mut message = not_allowed(&parsed);
-            if let Some(first) = message.get_mut(0..1) {
-                first.make_ascii_uppercase();
+        // The stored list, read now (another instance may have changed it),
+        // checked as every call is checked.
+        let hosts = ModelHosts::default();
+        hosts.set(&self.db.run(model_hosts::entries).await?);
+        match hosts.refusal(url) {
+            None => Ok(()),
+            Some(mut message) => {
+                if let Some(first) = message.get_mut(0..1) {
+                    first.make_ascii_uppercase();
+                }
+                Err(AppError::validation("runtime", format!("{message}.")))
             }
-            Err(AppError::validation("runtime", format!("{message}.")))
         }
     }
 }
