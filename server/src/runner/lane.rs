@@ -2,11 +2,12 @@
 //! consume ([`super::source`]) → run ([`super::retry`]) → write
 //! ([`super::writer`]) → commit offsets ([`super::commit`]).
 //!
-//! A lane takes batches of its partition's messages from its source, runs
-//! each with the flow's current version, hands the results to the write
-//! step (which writes without waiting for the broker and hands messages on
-//! in order once acknowledged), and lets the commit step keep failures and
-//! store the offset after every batch. This file also connects the steps to
+//! A lane takes batches of its partition's messages from its source and
+//! runs each with the flow's current version; a write task of its own
+//! takes the results in offset order, hands them to the write step (which
+//! writes without waiting for the broker and hands messages on in order
+//! once acknowledged), and lets the commit step keep failures and store
+//! the offset after every batch. This file also connects the steps to
 //! Kafka and the database.
 
 use std::collections::VecDeque;
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use app::domain::{AppError, Batching, FlowOrdering, Runtime};
 
@@ -47,18 +48,25 @@ pub(super) struct Worker {
 type KafkaCommit = Commit<ConsumerOffsets, DbKeeper>;
 
 /// Runs one partition in order. See the module's documentation.
+///
+/// The lane is two tasks: this one takes messages and runs them; the write
+/// task ([`write_task`]) writes what they returned, settles the writes and
+/// stores offsets, so that a fast algorithm's runs and the producer's work
+/// go on at the same time. The lane ends once the write task has settled
+/// and stored everything handed to it.
 pub(super) async fn lane(mut worker: Worker, mut source: Source) {
     let flow: Arc<str> = worker.spec.id.as_str().into();
-    let mut writer = Writer::new(
-        KafkaSink {
-            runner: worker.runner.clone(),
-        },
+    let sink = KafkaSink {
+        runner: worker.runner.clone(),
+    };
+    let writer = Writer::new(
+        sink.clone(),
         worker.spec.algorithm.as_str().into(),
         flow.clone(),
         worker.stop.clone(),
         worker.stats.clone(),
     );
-    let mut commit: KafkaCommit = Commit::new(
+    let commit: KafkaCommit = Commit::new(
         ConsumerOffsets {
             consumer: worker.consumer.clone(),
             topic: worker.spec.topic.clone(),
@@ -68,15 +76,84 @@ pub(super) async fn lane(mut worker: Worker, mut source: Source) {
             runner: worker.runner.clone(),
             flow: flow.clone(),
         },
-        flow,
+        flow.clone(),
         worker.stop.clone(),
         worker.stats.clone(),
     );
+    let (handoff, handed) = mpsc::channel(HANDOFFS);
+    let writes = tokio::spawn(write_task(writer, commit, handed));
+    let mut out = Handoff::new(handoff);
+    run_messages(&mut worker, &mut source, &sink, &mut out).await;
+    // Whatever was run and not handed on yet goes to the write task, which
+    // then settles everything and stores the offsets.
+    // (If the write task has stopped, there is nothing left to hand on to.)
+    let _ = out.send().await;
+    drop(out);
+    if let Err(error) = writes.await {
+        tracing::error!(%flow, %error, "the write task of a lane failed");
+    }
+}
+
+/// Runs handed to the write task at once, at most: each holds up to a
+/// batch of the source's messages.
+const HANDOFFS: usize = 4;
+
+/// The lane's side of the write task: runs over, in offset order, gathered
+/// while they ran with one setup and handed on together.
+struct Handoff {
+    tx: mpsc::Sender<(Vec<Ran>, Arc<Setup>)>,
+    gathered: Vec<Ran>,
+    setup: Option<Arc<Setup>>,
+}
+
+impl Handoff {
+    fn new(tx: mpsc::Sender<(Vec<Ran>, Arc<Setup>)>) -> Self {
+        Handoff {
+            tx,
+            gathered: Vec::new(),
+            setup: None,
+        }
+    }
+
+    /// Gathers runs over, handed on at the next [`Handoff::send`] (or now,
+    /// if they ran with another setup than those gathered).
+    async fn push(&mut self, ran: Vec<Ran>, setup: &Arc<Setup>) -> Result<(), Halt> {
+        if self.setup.as_ref().is_some_and(|s| !Arc::ptr_eq(s, setup)) {
+            self.send().await?;
+        }
+        self.setup.get_or_insert_with(|| setup.clone());
+        self.gathered.extend(ran);
+        Ok(())
+    }
+
+    /// Hands what was gathered to the write task. `Err` once the write
+    /// task has stopped (the flow stopped while a write kept failing).
+    async fn send(&mut self) -> Result<(), Halt> {
+        let Some(setup) = self.setup.take() else {
+            return Ok(());
+        };
+        let ran = std::mem::take(&mut self.gathered);
+        self.tx
+            .send((ran, setup))
+            .await
+            .map_err(|_| Halt::WriteStopped)
+    }
+}
+
+/// The lane's own work: takes its partition's messages and runs them, and
+/// hands what they returned to the write task, in offset order, until the
+/// lane stops.
+async fn run_messages(
+    worker: &mut Worker,
+    source: &mut Source,
+    sink: &KafkaSink,
+    out: &mut Handoff,
+) {
     // Runs in flight at once, for flows on model servers that allow it.
     let mut runs: Runs<Running> = Runs::new(FlowOrdering::Partition, 1);
     let mut stopped = false;
     while !worker.stopping() && !stopped {
-        let batch = if writer.is_empty() && runs.is_empty() {
+        let batch = if runs.is_empty() {
             let mut stop = worker.stop.clone();
             tokio::select! {
                 batch = source.next() => batch,
@@ -85,29 +162,20 @@ pub(super) async fn lane(mut worker: Worker, mut source: Source) {
         } else {
             let batch = source.ready();
             if batch.is_empty() {
-                // Nothing new: wait for the oldest run, or the oldest
-                // message's writes.
-                let settled = if runs.is_empty() {
-                    writer.settle(&mut commit, true).await
-                } else {
-                    match write_oldest(&mut runs, &mut writer, &mut commit).await {
-                        Ok(()) => writer.settle(&mut commit, false).await,
-                        Err(Halt::WriteStopped) => false,
-                        Err(Halt::RunStopped) => {
-                            stopped = true;
-                            true
-                        }
-                    }
-                };
-                commit.flush().await;
-                if !settled {
+                // Nothing new: wait for the oldest run.
+                match hand_oldest(&mut runs, out).await {
+                    Ok(()) => {}
+                    Err(Halt::WriteStopped) => return,
+                    Err(Halt::RunStopped) => stopped = true,
+                }
+                if out.send().await.is_err() {
                     return;
                 }
                 continue;
             }
             batch
         };
-        let mut setup = Arc::new(worker.setup(writer.sink()).await);
+        let mut setup = Arc::new(worker.setup(sink).await);
         let mut queue: VecDeque<OwnedMessage> = batch.into();
         while let Some(message) = queue.pop_front() {
             if worker.stopping() {
@@ -118,16 +186,16 @@ pub(super) async fn lane(mut worker: Worker, mut source: Source) {
             if worker.config.has_changed().unwrap_or(false)
                 || setup.generation != worker.runner.publish_generation()
             {
-                setup = Arc::new(worker.setup(writer.sink()).await);
+                setup = Arc::new(worker.setup(sink).await);
             }
             let (ordering, limit) = setup.runs();
             let changed = (ordering, limit) != (runs.ordering(), runs.limit());
             // Runs started under another ordering finish first; when as
             // many run as may, the oldest makes room.
             while !runs.is_empty() && (changed || runs.is_full()) {
-                match write_oldest(&mut runs, &mut writer, &mut commit).await {
+                match hand_oldest(&mut runs, out).await {
                     Ok(()) => {}
-                    Err(Halt::WriteStopped) => return commit.flush().await,
+                    Err(Halt::WriteStopped) => return,
                     Err(Halt::RunStopped) => {
                         stopped = true;
                         break;
@@ -144,7 +212,7 @@ pub(super) async fn lane(mut worker: Worker, mut source: Source) {
                 // Up to a batch of this partition's messages in one request,
                 // waiting at most the batch wait for it to fill.
                 queue.push_front(message);
-                fill(&mut queue, &mut source, &worker.stop, batching).await;
+                fill(&mut queue, source, &worker.stop, batching).await;
                 if worker.stopping() {
                     // Nothing more starts: these messages stay unprocessed.
                     break;
@@ -154,8 +222,9 @@ pub(super) async fn lane(mut worker: Worker, mut source: Source) {
                 let offset = chunk[0].offset();
                 let keys: Vec<Option<Vec<u8>>> =
                     chunk.iter().map(|m| m.key().map(<[u8]>::to_vec)).collect();
+                let bytes = chunk.iter().map(input_bytes).sum();
                 let run = worker.run_batch_owned(setup.clone(), url, chunk);
-                runs.push_batch(keys.iter().map(Option::as_deref), offset, run);
+                runs.push_batch(keys.iter().map(Option::as_deref), offset, bytes, run);
                 continue;
             }
             if limit == 1 {
@@ -164,14 +233,69 @@ pub(super) async fn lane(mut worker: Worker, mut source: Source) {
                     stopped = true;
                     break;
                 };
-                if !writer.submit(ran, &setup.outputs, &mut commit).await {
-                    return commit.flush().await;
+                if out.push(vec![ran], &setup).await.is_err() {
+                    return;
                 }
                 continue;
             }
             let (key, offset) = (message.key().map(<[u8]>::to_vec), message.offset());
+            let bytes = input_bytes(&message);
             let run = worker.run_owned(setup.clone(), message);
-            runs.push(key.as_deref(), offset, run);
+            runs.push(key.as_deref(), offset, bytes, run);
+        }
+        if out.send().await.is_err() {
+            return;
+        }
+    }
+    // Finish what was started and hand it on. After a run that was stopped
+    // during retries, later runs are dropped unwritten.
+    if !stopped {
+        while !runs.is_empty() {
+            match hand_oldest(&mut runs, out).await {
+                Ok(()) => {}
+                Err(Halt::WriteStopped | Halt::RunStopped) => break,
+            }
+        }
+    }
+}
+
+/// The write task of a lane: writes what the lane's runs returned (outputs
+/// or dead letters), hands messages to the commit step in offset order once
+/// their writes are settled, and stores offsets after each handoff. Once
+/// the lane hands nothing more, settles everything and stores the last
+/// offsets; if the flow is stopped while a write keeps failing, stops
+/// there, storing nothing after it.
+async fn write_task(
+    mut writer: Writer<KafkaSink>,
+    mut commit: KafkaCommit,
+    mut handed: mpsc::Receiver<(Vec<Ran>, Arc<Setup>)>,
+) {
+    loop {
+        let handoff = if writer.is_empty() {
+            handed.recv().await
+        } else {
+            // Takes what the lane hands on as soon as it comes; meanwhile,
+            // settles the oldest message once the broker has answered.
+            tokio::select! {
+                biased;
+                handoff = handed.recv() => handoff,
+                () = writer.oldest_answered() => {
+                    let settled = writer.settle(&mut commit, false).await;
+                    commit.flush().await;
+                    if !settled {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        };
+        let Some((ran, setup)) = handoff else {
+            break;
+        };
+        for ran in ran {
+            if !writer.submit(ran, &setup.outputs, &mut commit).await {
+                return commit.flush().await;
+            }
         }
         let settled = writer.settle(&mut commit, false).await;
         commit.flush().await;
@@ -179,18 +303,6 @@ pub(super) async fn lane(mut worker: Worker, mut source: Source) {
             return;
         }
     }
-    // Finish what was started, then store its offsets. After a run that
-    // was stopped during retries, later runs are dropped unwritten.
-    if !stopped {
-        while !runs.is_empty() {
-            match write_oldest(&mut runs, &mut writer, &mut commit).await {
-                Ok(()) => {}
-                Err(Halt::WriteStopped) => return commit.flush().await,
-                Err(Halt::RunStopped) => break,
-            }
-        }
-    }
-    drop(runs);
     writer.join(&mut commit).await;
     commit.flush().await;
 }
@@ -209,23 +321,17 @@ enum Halt {
     WriteStopped,
 }
 
-/// Hands the oldest run in flight, once over, to the write step.
-async fn write_oldest(
-    runs: &mut Runs<Running>,
-    writer: &mut Writer<KafkaSink>,
-    commit: &mut KafkaCommit,
-) -> Result<(), Halt> {
+/// The bytes of a message's value.
+fn input_bytes(message: &OwnedMessage) -> usize {
+    message.payload().map_or(0, <[u8]>::len)
+}
+
+/// Hands the oldest run in flight, once over, to the write task.
+async fn hand_oldest(runs: &mut Runs<Running>, out: &mut Handoff) -> Result<(), Halt> {
     match runs.next().await {
         None => Ok(()),
         Some(None) => Err(Halt::RunStopped),
-        Some(Some((ran, setup))) => {
-            for ran in ran {
-                if !writer.submit(ran, &setup.outputs, commit).await {
-                    return Err(Halt::WriteStopped);
-                }
-            }
-            Ok(())
-        }
+        Some(Some((ran, setup))) => out.push(ran, &setup).await,
     }
 }
 
@@ -509,6 +615,7 @@ async fn run_batch_step(
 }
 
 /// Writes to Kafka through the runner's shared producers.
+#[derive(Clone)]
 pub(super) struct KafkaSink {
     pub runner: Runner,
 }

@@ -7,6 +7,12 @@
 //! the same key (messages without a key count as one key); with `none` it
 //! waits for nothing. Each run is a task of its own, so runs go on while
 //! the lane writes; dropping [`Runs`] stops those still under way.
+//!
+//! The bound is on runs under way (calling the model). With `key` and
+//! `none` ordering, runs that are over but wait for an older one to be
+//! handed on, or that wait for an earlier run of their key, do not take a
+//! place: up to [`WINDOW`] times the bound (and [`WINDOW_BYTES`] of inputs)
+//! may be started, so that one slow run does not hold the others' places.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -15,6 +21,8 @@ use futures::StreamExt;
 use futures::channel::oneshot;
 use futures::future::{FutureExt, Shared};
 use futures::stream::FuturesOrdered;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
 
 use app::domain::FlowOrdering;
 
@@ -56,13 +64,23 @@ impl<T> Drop for Task<T> {
     }
 }
 
+/// Runs started but not handed on, as a multiple of the runs that may be
+/// under way at once (for `key` and `none` ordering).
+const WINDOW: usize = 4;
+/// Bytes of inputs of the runs started but not handed on, at most (a run
+/// is always started when none is).
+const WINDOW_BYTES: usize = 64 * 1024 * 1024;
+
 /// The run step of one partition, many runs at once.
 pub(super) struct Runs<T> {
     ordering: FlowOrdering,
     limit: usize,
+    /// A place for each run under way.
+    places: Arc<Semaphore>,
     in_flight: FuturesOrdered<Task<T>>,
-    /// Offsets of the runs in flight, oldest first.
-    offsets: VecDeque<i64>,
+    /// Offsets and input bytes of the runs started, oldest first.
+    offsets: VecDeque<(i64, usize)>,
+    bytes: usize,
     /// Per key, the offset of its newest run started and a signal that
     /// resolves when that run is over.
     keys: HashMap<Option<Vec<u8>>, (i64, Over)>,
@@ -70,11 +88,14 @@ pub(super) struct Runs<T> {
 
 impl<T: Send + 'static> Runs<T> {
     pub fn new(ordering: FlowOrdering, limit: usize) -> Self {
+        let limit = limit.max(1);
         Runs {
             ordering,
-            limit: limit.max(1),
+            limit,
+            places: Arc::new(Semaphore::new(limit)),
             in_flight: FuturesOrdered::new(),
             offsets: VecDeque::new(),
+            bytes: 0,
             keys: HashMap::new(),
         }
     }
@@ -91,29 +112,37 @@ impl<T: Send + 'static> Runs<T> {
         self.in_flight.is_empty()
     }
 
-    /// Whether as many runs as allowed are in flight.
+    /// Whether no more runs may be started until the oldest is handed on.
+    /// With `partition` ordering, one run at a time.
     pub fn is_full(&self) -> bool {
-        self.in_flight.len() >= self.limit
+        let window = match self.ordering {
+            FlowOrdering::Partition => self.limit,
+            FlowOrdering::Key | FlowOrdering::None => self.limit * WINDOW,
+        };
+        self.in_flight.len() >= window || self.bytes >= WINDOW_BYTES
     }
 
-    /// Starts `run` for the message at `offset` with `key`, once its
-    /// ordering allows.
+    /// Starts `run` for the message at `offset` with `key` (and `bytes` of
+    /// input), once its ordering allows and a place is free.
     pub fn push(
         &mut self,
         key: Option<&[u8]>,
         offset: i64,
+        bytes: usize,
         run: impl Future<Output = T> + Send + 'static,
     ) {
-        self.push_batch([key], offset, run)
+        self.push_batch([key], offset, bytes, run)
     }
 
     /// Starts `run` for messages from `offset` on with these keys (a batch
-    /// of them in one run), once its ordering allows: with `key`, after
-    /// the earlier runs of every one of the keys.
+    /// of them in one run, with `bytes` of inputs), once its ordering
+    /// allows (with `key`, after the earlier runs of every one of the keys)
+    /// and a place is free.
     pub fn push_batch<'k>(
         &mut self,
         keys: impl IntoIterator<Item = Option<&'k [u8]>>,
         offset: i64,
+        bytes: usize,
         run: impl Future<Output = T> + Send + 'static,
     ) {
         let after = match self.ordering {
@@ -137,20 +166,21 @@ impl<T: Send + 'static> Runs<T> {
             }
             FlowOrdering::Partition | FlowOrdering::None => None,
         };
-        self.offsets.push_back(offset);
+        self.offsets.push_back((offset, bytes));
+        self.bytes += bytes;
+        let places = self.places.clone();
         self.in_flight.push_back(Task::spawn(async move {
-            match after {
-                None => run.await,
-                Some((before, over)) => {
-                    // Each resolves (cancelled) when its run is over or dropped.
-                    for earlier in before {
-                        let _ = earlier.await;
-                    }
-                    let result = run.await;
-                    drop(over);
-                    result
-                }
+            let (before, over) = after.unzip();
+            // Each resolves (cancelled) when its run is over or dropped.
+            for earlier in before.into_iter().flatten() {
+                let _ = earlier.await;
             }
+            // The semaphore is never closed.
+            let place = places.acquire_owned().await;
+            let result = run.await;
+            drop(place);
+            drop(over);
+            result
         }));
     }
 
@@ -159,7 +189,9 @@ impl<T: Send + 'static> Runs<T> {
     pub async fn next(&mut self) -> Option<T> {
         let result = self.in_flight.next().await;
         if result.is_some() {
-            self.offsets.pop_front();
+            if let Some((_, bytes)) = self.offsets.pop_front() {
+                self.bytes -= bytes;
+            }
             self.forget_finished_keys();
         }
         result
@@ -167,12 +199,12 @@ impl<T: Send + 'static> Runs<T> {
 
     /// Drops the keys whose newest run is over, once they pile up.
     fn forget_finished_keys(&mut self) {
-        if self.keys.len() <= 2 * self.limit {
+        if self.keys.len() <= 2 * WINDOW * self.limit {
             return;
         }
         match self.offsets.front() {
             None => self.keys.clear(),
-            Some(&oldest) => self.keys.retain(|_, (offset, _)| *offset >= oldest),
+            Some(&(oldest, _)) => self.keys.retain(|_, (offset, _)| *offset >= oldest),
         }
     }
 }
@@ -228,7 +260,7 @@ mod tests {
             (b"b", "b1", 5),
         ];
         for (offset, (key, name, millis)) in plan.into_iter().enumerate() {
-            runs.push(Some(key), offset as i64, log.run(name.into(), millis));
+            runs.push(Some(key), offset as i64, 1, log.run(name.into(), millis));
         }
         assert_eq!(
             drain(&mut runs).await,
@@ -260,10 +292,11 @@ mod tests {
             runs.push(
                 Some(b"same"),
                 offset as i64,
+                1,
                 log.run(format!("m{offset}"), millis),
             );
         }
-        assert!(runs.is_full());
+        assert!(!runs.is_full(), "runs over may wait to be handed on");
         assert_eq!(drain(&mut runs).await, ["m0", "m1", "m2", "m3"]);
         let lines = log.lines();
         assert!(
@@ -278,8 +311,8 @@ mod tests {
     async fn messages_without_a_key_count_as_one_key() {
         let log = Log::default();
         let mut runs = Runs::new(FlowOrdering::Key, 4);
-        runs.push(None, 0, log.run("n0".into(), 20));
-        runs.push(None, 1, log.run("n1".into(), 5));
+        runs.push(None, 0, 1, log.run("n0".into(), 20));
+        runs.push(None, 1, 1, log.run("n1".into(), 5));
         assert_eq!(drain(&mut runs).await, ["n0", "n1"]);
         assert!(log.position("start n1") > log.position("end n0"));
     }
@@ -288,12 +321,12 @@ mod tests {
     async fn a_batch_waits_for_the_earlier_runs_of_each_of_its_keys() {
         let log = Log::default();
         let mut runs = Runs::new(FlowOrdering::Key, 8);
-        runs.push(Some(b"a"), 0, log.run("a0".into(), 40));
-        runs.push(Some(b"b"), 1, log.run("b1".into(), 100));
+        runs.push(Some(b"a"), 0, 1, log.run("a0".into(), 40));
+        runs.push(Some(b"b"), 1, 1, log.run("b1".into(), 100));
         // One run for offsets 2..5 with keys a, c, a: after a0, not after b1.
         let keys: [Option<&[u8]>; 3] = [Some(b"a"), Some(b"c"), Some(b"a")];
-        runs.push_batch(keys, 2, log.run("batch".into(), 5));
-        runs.push(Some(b"c"), 5, log.run("c5".into(), 1));
+        runs.push_batch(keys, 2, 3, log.run("batch".into(), 5));
+        runs.push(Some(b"c"), 5, 1, log.run("c5".into(), 1));
         assert_eq!(drain(&mut runs).await, ["a0", "b1", "batch", "c5"]);
         assert!(log.position("start batch") > log.position("end a0"));
         assert!(
@@ -313,9 +346,61 @@ mod tests {
                 runs.next().await.unwrap();
             }
             let key = offset.to_string();
-            runs.push(Some(key.as_bytes()), offset, log.run(key.clone(), 1));
+            runs.push(Some(key.as_bytes()), offset, 1, log.run(key.clone(), 1));
         }
         drain(&mut runs).await;
-        assert!(runs.keys.len() <= 5, "{} keys kept", runs.keys.len());
+        assert!(
+            runs.keys.len() <= 2 * WINDOW * 2 + 1,
+            "{} keys kept",
+            runs.keys.len()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_run_does_not_hold_the_places_of_the_runs_after_it() {
+        let log = Log::default();
+        let mut runs = Runs::new(FlowOrdering::None, 2);
+        // m0 takes 100 ms; the rest take 10 ms each, two at a time.
+        runs.push(None, 0, 1, log.run("m0".into(), 100));
+        let mut offset = 1;
+        while !runs.is_full() {
+            runs.push(None, offset, 1, log.run(format!("m{offset}"), 10));
+            offset += 1;
+        }
+        assert_eq!(offset, 8, "four times the bound may be started");
+        assert_eq!(
+            drain(&mut runs).await,
+            (0..8).map(|o| format!("m{o}")).collect::<Vec<_>>()
+        );
+        let lines = log.lines();
+        // Runs after m0 went on, one place at a time, while m0 ran.
+        assert!(log.position("end m7") < log.position("end m0"), "{lines:?}");
+        // Never more than two under way.
+        let mut under_way = 0;
+        for line in &lines {
+            under_way += if line.starts_with("start") { 1 } else { -1 };
+            assert!(under_way <= 2, "{lines:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_partition_ordering_one_run_is_started_at_a_time() {
+        let log = Log::default();
+        let mut runs = Runs::new(FlowOrdering::Partition, 1);
+        runs.push(None, 0, 1, log.run("m0".into(), 10));
+        assert!(runs.is_full());
+        assert_eq!(drain(&mut runs).await, ["m0"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn large_inputs_fill_the_window_before_the_count_does() {
+        let log = Log::default();
+        let mut runs = Runs::new(FlowOrdering::Key, 64);
+        runs.push(Some(b"a"), 0, WINDOW_BYTES / 2, log.run("m0".into(), 10));
+        assert!(!runs.is_full());
+        runs.push(Some(b"b"), 1, WINDOW_BYTES / 2, log.run("m1".into(), 10));
+        assert!(runs.is_full());
+        runs.next().await.unwrap();
+        assert!(!runs.is_full(), "handing a run on frees its bytes");
     }
 }

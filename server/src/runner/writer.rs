@@ -236,10 +236,6 @@ impl<S: Sink> Writer<S> {
         }
     }
 
-    pub fn sink(&self) -> &S {
-        &self.sink
-    }
-
     /// Whether no message's writes are under way.
     pub fn is_empty(&self) -> bool {
         self.messages.is_empty()
@@ -308,6 +304,24 @@ impl<S: Sink> Writer<S> {
             });
         }
         true
+    }
+
+    /// Waits until the broker has answered every write of the oldest
+    /// message under way (at once if there is none), noting the answers for
+    /// the next [`Writer::settle`]. Cancel-safe: what is not answered yet
+    /// stays as it was.
+    pub async fn oldest_answered(&mut self) {
+        let Some(head) = self.messages.front_mut() else {
+            return;
+        };
+        for write in head.writes.iter_mut() {
+            if let WriteState::Sent(delivery) = &mut write.state {
+                write.state = match delivery.await {
+                    Ok(()) => WriteState::Acked,
+                    Err(error) => WriteState::Failed(error),
+                };
+            }
+        }
     }
 
     /// Settles everything under way. False if the flow was stopped while a
