@@ -11,9 +11,11 @@
 //! Kafka and the database.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
@@ -24,7 +26,7 @@ use app::domain::{AppError, Batching, FlowOrdering, Runtime};
 use super::commit::{Commit, Keeper, Offsets};
 use super::retry::{RetryObserver, RetryPolicy, run_with_retries};
 use super::runs::Runs;
-use super::source::Source;
+use super::source::{BATCH, Source};
 use super::subscribe::FlowContext;
 use super::write::WriteError;
 use super::writer::{Failure, Ran, Record, Sink, Writer};
@@ -123,6 +125,9 @@ impl Handoff {
         }
         self.setup.get_or_insert_with(|| setup.clone());
         self.gathered.extend(ran);
+        if self.gathered.len() >= BATCH {
+            self.send().await?;
+        }
         Ok(())
     }
 
@@ -138,6 +143,18 @@ impl Handoff {
             .await
             .map_err(|_| Halt::WriteStopped)
     }
+}
+
+/// Awaits `work`; if it cannot finish at once, first hands on what was
+/// gathered, so that no result waits behind a run or a batch that is under
+/// way. `Err` once the write task has stopped.
+async fn unless_ready<T>(out: &mut Handoff, work: impl Future<Output = T>) -> Result<T, Halt> {
+    let mut work = std::pin::pin!(work);
+    if let Some(done) = (&mut work).now_or_never() {
+        return Ok(done);
+    }
+    out.send().await?;
+    Ok(work.await)
 }
 
 /// The lane's own work: takes its partition's messages and runs them, and
@@ -212,7 +229,10 @@ async fn run_messages(
                 // Up to a batch of this partition's messages in one request,
                 // waiting at most the batch wait for it to fill.
                 queue.push_front(message);
-                fill(&mut queue, source, &worker.stop, batching).await;
+                let filling = fill(&mut queue, source, &worker.stop, batching);
+                if unless_ready(out, filling).await.is_err() {
+                    return;
+                }
                 if worker.stopping() {
                     // Nothing more starts: these messages stay unprocessed.
                     break;
@@ -228,7 +248,10 @@ async fn run_messages(
                 continue;
             }
             if limit == 1 {
-                let Some(ran) = worker.run(&setup, message).await else {
+                let Ok(ran) = unless_ready(out, worker.run(&setup, message)).await else {
+                    return;
+                };
+                let Some(ran) = ran else {
                     // Stopped during retries: this offset and later ones stay unstored.
                     stopped = true;
                     break;
@@ -328,7 +351,7 @@ fn input_bytes(message: &OwnedMessage) -> usize {
 
 /// Hands the oldest run in flight, once over, to the write task.
 async fn hand_oldest(runs: &mut Runs<Running>, out: &mut Handoff) -> Result<(), Halt> {
-    match runs.next().await {
+    match unless_ready(out, runs.next()).await? {
         None => Ok(()),
         Some(None) => Err(Halt::RunStopped),
         Some(Some((ran, setup))) => out.push(ran, &setup).await,
