@@ -3,7 +3,8 @@
 //! Starts its own tansu broker and an in-process Event Flows runner, then
 //! measures on the same broker, side by side: a bare rdkafka passthrough
 //! (the limit), the same passthrough writing the five `eventflows-` headers a
-//! flow's output carries, and subscribe flows running echo, sentiment and an
+//! flow's output carries, that one again through an idempotent producer
+//! with `acks=all` (as a flow's producer is), and subscribe flows running echo, sentiment and an
 //! HTTP model that answers after 5 ms; for 100-byte and 1-KB messages on 1
 //! and 3 partitions. Then flows on model servers (5 and 50 ms, 1,000
 //! distinct keys) ordered per partition, per key with 8 and 64 runs in
@@ -200,12 +201,14 @@ fn pace(outputs: &[Output], last_arrival_ms: i64) -> f64 {
 /// The limit: consume, produce the same bytes with sends in flight, store
 /// offsets after acknowledgement. Runs until `stop`. With `headers`, each
 /// record also carries the five headers a flow's output carries (the
-/// `limit+headers` row: what writing them costs, without the runner).
+/// `limit+headers` row: what writing them costs, without the runner); with
+/// `idempotent` as well, the producer is idempotent with `acks=all`, as a
+/// flow's producer is (the `limit+idempotence` row).
 async fn passthrough(
     bootstrap: String,
     input: String,
     output: String,
-    headers: bool,
+    (headers, idempotent): (bool, bool),
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let consumer: Arc<StreamConsumer> = Arc::new(
@@ -218,10 +221,16 @@ async fn passthrough(
             .create()?,
     );
     consumer.subscribe(&[&input])?;
-    let producer: FutureProducer = ClientConfig::new()
+    let mut producer = ClientConfig::new();
+    producer
         .set("bootstrap.servers", &bootstrap)
-        .set("linger.ms", "5")
-        .create()?;
+        .set("linger.ms", "5");
+    if idempotent {
+        producer
+            .set("acks", "all")
+            .set("enable.idempotence", "true");
+    }
+    let producer: FutureProducer = producer.create()?;
     let (acks_tx, mut acks_rx) = tokio::sync::mpsc::channel(10_000);
     let storer = {
         let consumer = consumer.clone();
@@ -548,7 +557,7 @@ impl Bench {
         latency: bool,
     ) -> anyhow::Result<((f64, f64, f64), Option<(i64, i64)>)> {
         // The passthroughs use the topics as the `bench/limit` algorithm would.
-        let algorithm = format!("bench/{}", runtime.trim_end_matches("+headers"));
+        let algorithm = format!("bench/{}", runtime.split('+').next().unwrap_or(runtime));
         let a = algorithm.as_str();
         let input = self.topic("in", partitions, &[(a, true, false)]).await?;
         let output = self.topic("out", 1, &[(a, false, true)]).await?;
@@ -565,7 +574,7 @@ impl Bench {
                 self.bootstrap.clone(),
                 input.clone(),
                 output.clone(),
-                runtime == "limit+headers",
+                (runtime != "limit", runtime == "limit+idempotence"),
                 stop_rx,
             )))
         } else {
@@ -613,7 +622,7 @@ impl Bench {
                         output == serde_json::from_str::<Value>(&payload(i, size))?,
                         "{runtime}: output differs from input {i}"
                     ),
-                    "limit" | "limit+headers" | "echo" => ensure!(
+                    "limit" | "limit+headers" | "limit+idempotence" | "echo" => ensure!(
                         output == serde_json::from_str::<Value>(&payload(i, size))?,
                         "{runtime}: output differs from input {i}"
                     ),
@@ -800,7 +809,14 @@ async fn main() -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for &partitions in &partition_counts {
         for &size in &sizes {
-            for runtime in ["limit", "limit+headers", "echo", "sentiment", "http"] {
+            for runtime in [
+                "limit",
+                "limit+headers",
+                "limit+idempotence",
+                "echo",
+                "sentiment",
+                "http",
+            ] {
                 if !wanted(runtime) {
                     continue;
                 }
@@ -839,9 +855,9 @@ async fn main() -> anyhow::Result<()> {
     };
 
     println!(
-        "\n| runtime | size | partitions | msg/s | p50 ms | p99 ms | × limit | × limit+headers | CPU µs/msg | broker CPU µs/msg |"
+        "\n| runtime | size | partitions | msg/s | p50 ms | p99 ms | × limit | × limit+headers | × limit+idempotence | CPU µs/msg | broker CPU µs/msg |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut json_rows = Vec::new();
     for row in &rows {
         let limit = |runtime: &str| {
@@ -854,8 +870,9 @@ async fn main() -> anyhow::Result<()> {
         };
         let ratio = row.per_second / limit("limit");
         let ratio_headers = row.per_second / limit("limit+headers");
+        let ratio_idempotence = row.per_second / limit("limit+idempotence");
         println!(
-            "| {} | {} | {} | {:.0} | {} | {} | {:.2} | {:.2} | {:.1} | {:.1} |",
+            "| {} | {} | {} | {:.0} | {} | {} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} |",
             row.runtime,
             row.size,
             row.partitions,
@@ -864,13 +881,17 @@ async fn main() -> anyhow::Result<()> {
             row.p99_ms,
             ratio,
             ratio_headers,
+            ratio_idempotence,
             row.cpu_us,
             row.broker_cpu_us
         );
-        json_rows.push(json!({"runtime": row.runtime, "size": row.size, "partitions": row.partitions,
+        json_rows.push(
+            json!({"runtime": row.runtime, "size": row.size, "partitions": row.partitions,
             "messages_per_second": row.per_second, "p50_ms": row.p50_ms, "p99_ms": row.p99_ms,
-            "ratio_to_limit": ratio, "ratio_to_limit_with_headers": ratio_headers, "cpu_us_per_message": row.cpu_us,
-            "broker_cpu_us_per_message": row.broker_cpu_us}));
+            "ratio_to_limit": ratio, "ratio_to_limit_with_headers": ratio_headers,
+            "ratio_to_limit_with_idempotence": ratio_idempotence, "cpu_us_per_message": row.cpu_us,
+            "broker_cpu_us_per_message": row.broker_cpu_us}),
+        );
     }
     println!(
         "\nThe 5-ms model server alone: {capacity:.0} requests a second.\n\n| flow | partitions | model ms | ordering | in flight | batch | msg/s | bound | × bound | p50 ms | p99 ms | CPU µs/msg |"
