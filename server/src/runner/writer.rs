@@ -931,6 +931,49 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn waiting_for_the_oldest_answer_can_be_given_up_and_taken_up_again() {
+        let sink = FakeSink::default();
+        let (first, release) = oneshot::channel();
+        sink.script("out", [Answer::Later(release)]);
+        let (mut writer, _stop) = writer(sink.clone());
+        let mut next = FakeNext::default();
+        let outputs = [(target("out"), Ok(0))];
+        for offset in 0..2 {
+            assert!(writer.submit(output(offset), &outputs, &mut next).await);
+        }
+        // The write task gives the wait up when the lane hands on more.
+        assert!(writer.oldest_answered().now_or_never().is_none());
+        assert!(writer.settle(&mut next, false).await);
+        assert!(next.offsets().is_empty(), "offset 0 is still unanswered");
+        first.send(Ok(())).unwrap();
+        writer.oldest_answered().await;
+        assert!(writer.settle(&mut next, false).await);
+        assert_eq!(next.offsets(), vec![0, 1]);
+        assert_eq!(sink.sent().len(), 2, "nothing was sent twice");
+    }
+
+    #[tokio::test]
+    async fn a_failure_noted_while_waiting_for_the_oldest_is_sent_again_in_order() {
+        let sink = FakeSink::default();
+        let (first, release) = oneshot::channel();
+        sink.script("out", [Answer::Later(release)]);
+        let (mut writer, _stop) = writer(sink.clone());
+        let mut next = FakeNext::default();
+        let outputs = [(target("out"), Ok(0))];
+        for offset in 0..2 {
+            assert!(writer.submit(output(offset), &outputs, &mut next).await);
+        }
+        first
+            .send(Err(WriteError::Retryable("leader moved".into())))
+            .unwrap();
+        writer.oldest_answered().await;
+        assert!(writer.settle(&mut next, false).await);
+        let out = |o| ("out".to_owned(), o);
+        assert_eq!(sink.sent_offsets(), vec![out(0), out(1), out(0), out(1)]);
+        assert_eq!(next.offsets(), vec![0, 1], "each is handed on once");
+    }
+
+    #[tokio::test]
     async fn a_failed_write_is_sent_again_with_every_later_write_in_order() {
         let sink = FakeSink::default();
         let (second, answer) = oneshot::channel();

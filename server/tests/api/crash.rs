@@ -208,7 +208,7 @@ async fn killing_the_server_mid_stream_loses_no_message() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "open fault: in 2 of 7 runs on SQLite the restarted server logged nothing after its start and wrote no output in 120 s"]
+#[ignore = "open fault: in 2 of 7 runs on SQLite the restarted server logged nothing after its start and wrote no output in 120 s (not seen since: 9 of 9 runs, 7 on SQLite and 2 on PostgreSQL, passed after lanes got a write task; kept out until the cause is known)"]
 async fn killing_the_server_during_runs_in_flight_per_key_loses_no_message() {
     let db = TestDb::fresh();
     // Slow enough that 64 runs at once per partition still take seconds.
