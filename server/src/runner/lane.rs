@@ -85,7 +85,11 @@ pub(super) async fn lane(mut worker: Worker, mut source: Source) {
     let (handoff, handed) = mpsc::channel(HANDOFFS);
     let writes = tokio::spawn(write_task(writer, commit, handed));
     let mut out = Handoff::new(handoff);
-    run_messages(&mut worker, &mut source, &sink, &mut out).await;
+    // A panic in a run goes on only once the write task has finished, so
+    // that the lane is not seen as finished while it still stores offsets.
+    let ran = std::panic::AssertUnwindSafe(run_messages(&mut worker, &mut source, &sink, &mut out))
+        .catch_unwind()
+        .await;
     // Whatever was run and not handed on yet goes to the write task, which
     // then settles everything and stores the offsets.
     // (If the write task has stopped, there is nothing left to hand on to.)
@@ -93,6 +97,9 @@ pub(super) async fn lane(mut worker: Worker, mut source: Source) {
     drop(out);
     if let Err(error) = writes.await {
         tracing::error!(%flow, %error, "the write task of a lane failed");
+    }
+    if let Err(panic) = ran {
+        std::panic::resume_unwind(panic);
     }
 }
 
@@ -153,8 +160,9 @@ async fn unless_ready<T>(out: &mut Handoff, work: impl Future<Output = T>) -> Re
     if let Some(done) = (&mut work).now_or_never() {
         return Ok(done);
     }
-    out.send().await?;
-    Ok(work.await)
+    // The work goes on while the write task takes what was gathered.
+    let (sent, done) = tokio::join!(out.send(), work);
+    sent.map(|()| done)
 }
 
 /// The lane's own work: takes its partition's messages and runs them, and
@@ -207,9 +215,11 @@ async fn run_messages(
             }
             let (ordering, limit) = setup.runs();
             let changed = (ordering, limit) != (runs.ordering(), runs.limit());
-            // Runs started under another ordering finish first; when as
-            // many run as may, the oldest makes room.
-            while !runs.is_empty() && (changed || runs.is_full()) {
+            let inline = limit == 1 && setup.batches().is_none();
+            // Runs started under another ordering, or before a run inline,
+            // finish first; when as many are started as may be, the oldest
+            // makes room.
+            while !runs.is_empty() && (changed || inline || runs.is_full()) {
                 match hand_oldest(&mut runs, out).await {
                     Ok(()) => {}
                     Err(Halt::WriteStopped) => return,
@@ -247,7 +257,7 @@ async fn run_messages(
                 runs.push_batch(keys.iter().map(Option::as_deref), offset, bytes, run);
                 continue;
             }
-            if limit == 1 {
+            if inline {
                 let Ok(ran) = unless_ready(out, worker.run(&setup, message)).await else {
                     return;
                 };
@@ -508,6 +518,12 @@ async fn run_step(
     setup: &Setup,
     message: OwnedMessage,
 ) -> Option<Ran> {
+    // A run whose turn comes after the lane stopped does not start: it and
+    // the runs after it stay unwritten, so the partition's next owner runs
+    // them.
+    if *stop.borrow() {
+        return None;
+    }
     stats.consumed.inc();
     let started = Instant::now();
     let ran = run_with_retries(retry, stop, &ModelState(stats), || async {
@@ -565,6 +581,10 @@ async fn run_batch_step(
     url: &str,
     messages: Vec<OwnedMessage>,
 ) -> Option<Vec<Ran>> {
+    // As in run_step: no batch starts after the lane stopped.
+    if *stop.borrow() {
+        return None;
+    }
     let started = Instant::now();
     let mut results: Vec<Option<Result<Vec<u8>, Failure>>> = Vec::with_capacity(messages.len());
     let mut inputs = Vec::new();
