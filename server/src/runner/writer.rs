@@ -869,6 +869,21 @@ mod tests {
         (writer, stop)
     }
 
+    /// A writer on `sink` that was handed the outputs of offsets
+    /// `0..count` for the topic "out", and the next step it handed to.
+    async fn submitted(
+        sink: &FakeSink,
+        count: i64,
+    ) -> (Writer<FakeSink>, watch::Sender<bool>, FakeNext) {
+        let (mut writer, stop) = writer(sink.clone());
+        let mut next = FakeNext::default();
+        let outputs = [(target("out"), Ok(0))];
+        for offset in 0..count {
+            assert!(writer.submit(output(offset), &outputs, &mut next).await);
+        }
+        (writer, stop, next)
+    }
+
     fn ran(offset: i64, value: &[u8], result: Result<Vec<u8>, Failure>, dlq: bool) -> Ran {
         Ran {
             message: OwnedMessage::new(
@@ -910,12 +925,7 @@ mod tests {
         let sink = FakeSink::default();
         let (first, release) = oneshot::channel();
         sink.script("out", [Answer::Later(release)]);
-        let (mut writer, _stop) = writer(sink.clone());
-        let mut next = FakeNext::default();
-        let outputs = [(target("out"), Ok(0))];
-        for offset in 0..3 {
-            assert!(writer.submit(output(offset), &outputs, &mut next).await);
-        }
+        let (mut writer, _stop, mut next) = submitted(&sink, 3).await;
         // Offsets 1 and 2 are acknowledged, 0 is not: nothing is handed on.
         assert!(writer.settle(&mut next, false).await);
         assert!(next.offsets().is_empty());
@@ -935,12 +945,7 @@ mod tests {
         let sink = FakeSink::default();
         let (first, release) = oneshot::channel();
         sink.script("out", [Answer::Later(release)]);
-        let (mut writer, _stop) = writer(sink.clone());
-        let mut next = FakeNext::default();
-        let outputs = [(target("out"), Ok(0))];
-        for offset in 0..2 {
-            assert!(writer.submit(output(offset), &outputs, &mut next).await);
-        }
+        let (mut writer, _stop, mut next) = submitted(&sink, 2).await;
         // The write task gives the wait up when the lane hands on more.
         assert!(writer.oldest_answered().now_or_never().is_none());
         assert!(writer.settle(&mut next, false).await);
@@ -957,12 +962,7 @@ mod tests {
         let sink = FakeSink::default();
         let (first, release) = oneshot::channel();
         sink.script("out", [Answer::Later(release)]);
-        let (mut writer, _stop) = writer(sink.clone());
-        let mut next = FakeNext::default();
-        let outputs = [(target("out"), Ok(0))];
-        for offset in 0..2 {
-            assert!(writer.submit(output(offset), &outputs, &mut next).await);
-        }
+        let (mut writer, _stop, mut next) = submitted(&sink, 2).await;
         first
             .send(Err(WriteError::Retryable("leader moved".into())))
             .unwrap();
@@ -978,12 +978,7 @@ mod tests {
         let sink = FakeSink::default();
         let (second, answer) = oneshot::channel();
         sink.script("out", [Answer::Ack, Answer::Later(answer), Answer::Ack]);
-        let (mut writer, _stop) = writer(sink.clone());
-        let mut next = FakeNext::default();
-        let outputs = [(target("out"), Ok(0))];
-        for offset in 0..3 {
-            assert!(writer.submit(output(offset), &outputs, &mut next).await);
-        }
+        let (mut writer, _stop, mut next) = submitted(&sink, 3).await;
         // Offset 1 fails after offset 2 was acknowledged.
         second
             .send(Err(WriteError::Retryable("leader moved".into())))
@@ -1004,12 +999,7 @@ mod tests {
         let sink = FakeSink::default();
         let timed_out = Answer::Fail(WriteError::TimedOut("no answer in time".into(), 0));
         sink.script("out", [Answer::Ack, timed_out]);
-        let (mut writer, _stop) = writer(sink.clone());
-        let mut next = FakeNext::default();
-        let outputs = [(target("out"), Ok(0))];
-        for offset in 0..3 {
-            assert!(writer.submit(output(offset), &outputs, &mut next).await);
-        }
+        let (mut writer, _stop, mut next) = submitted(&sink, 3).await;
         assert!(writer.join(&mut next).await);
         let sent: Vec<(i64, u32)> = sink
             .sent()

@@ -285,7 +285,24 @@ async fn batch_model(batches: Arc<Mutex<Vec<usize>>>) -> String {
 /// is called with.
 async fn batch_version(p: &crate::flows::Pipeline) -> Arc<Mutex<Vec<usize>>> {
     let batches = Arc::new(Mutex::new(Vec::new()));
-    let model = batch_model(batches.clone()).await;
+    add_batch_version(p, &batch_model(batches.clone()).await).await;
+    batches
+}
+
+/// The `"seen"` field of each output of a batch model.
+fn seen(outputs: &[crate::flows::Read]) -> Vec<i64> {
+    outputs
+        .iter()
+        .map(|o| {
+            serde_json::from_str::<Value>(&o.value).unwrap()["seen"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect()
+}
+
+/// acme/sentiment 3.0.0 on the batch model server at `model`.
+async fn add_batch_version(p: &crate::flows::Pipeline, model: &str) {
     p.app
         .services
         .add_algorithm_version(
@@ -296,7 +313,6 @@ async fn batch_version(p: &crate::flows::Pipeline) -> Arc<Mutex<Vec<usize>>> {
         )
         .await
         .unwrap();
-    batches
 }
 
 #[tokio::test]
@@ -327,14 +343,7 @@ async fn a_batch_with_one_poison_message_is_split_until_only_that_one_fails() {
         (0..N).filter(|&i| i != POISON).collect::<Vec<_>>(),
         "every good message has its output, in input order"
     );
-    let seen: Vec<i64> = outputs
-        .iter()
-        .map(|o| {
-            serde_json::from_str::<Value>(&o.value).unwrap()["seen"]
-                .as_i64()
-                .unwrap()
-        })
-        .collect();
+    let seen = seen(&outputs);
     assert_eq!(seen, offsets, "each output is its own message's prediction");
     let dead = read(&p.dlq, 1).await;
     assert_eq!(dead.len(), 1);
@@ -493,17 +502,7 @@ async fn outputs_of_a_backlog_are_written_while_later_batches_run() {
     let release = Arc::new(tokio::sync::Notify::new());
     // The fourth batch is held until the first three batches' outputs are
     // on the output topic: they must not wait for the rest of the backlog.
-    let model = gated_batch_model(4, release.clone()).await;
-    p.app
-        .services
-        .add_algorithm_version(
-            "acme/sentiment",
-            "3.0.0",
-            &format!("http-batch:{model}"),
-            "",
-        )
-        .await
-        .unwrap();
+    add_batch_version(&p, &gated_batch_model(4, release.clone()).await).await;
     const N: usize = 320;
     let values: Vec<String> = (0..N).map(|i| json!({ "i": i }).to_string()).collect();
     crate::kafka::produce_to_partition(&p.input, 0, &values).await;
@@ -523,14 +522,7 @@ async fn outputs_of_a_backlog_are_written_while_later_batches_run() {
     );
     release.notify_one();
     let outputs = read(&p.output, N).await;
-    let seen: Vec<i64> = outputs
-        .iter()
-        .map(|o| {
-            serde_json::from_str::<Value>(&o.value).unwrap()["seen"]
-                .as_i64()
-                .unwrap()
-        })
-        .collect();
+    let seen = seen(&outputs);
     assert_eq!(
         seen,
         (0..N as i64).collect::<Vec<_>>(),
