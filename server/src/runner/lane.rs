@@ -107,16 +107,20 @@ pub(super) async fn lane(mut worker: Worker, mut source: Source) {
 /// batch of the source's messages.
 const HANDOFFS: usize = 4;
 
+/// What the lane hands the write task at once: runs over, in offset order,
+/// with the setup they ran with (whose outputs they are written to).
+type Handed = (Vec<Ran>, Arc<Setup>);
+
 /// The lane's side of the write task: runs over, in offset order, gathered
 /// while they ran with one setup and handed on together.
 struct Handoff {
-    tx: mpsc::Sender<(Vec<Ran>, Arc<Setup>)>,
+    tx: mpsc::Sender<Handed>,
     gathered: Vec<Ran>,
     setup: Option<Arc<Setup>>,
 }
 
 impl Handoff {
-    fn new(tx: mpsc::Sender<(Vec<Ran>, Arc<Setup>)>) -> Self {
+    fn new(tx: mpsc::Sender<Handed>) -> Self {
         Handoff {
             tx,
             gathered: Vec::new(),
@@ -301,34 +305,30 @@ async fn run_messages(
 async fn write_task(
     mut writer: Writer<KafkaSink>,
     mut commit: KafkaCommit,
-    mut handed: mpsc::Receiver<(Vec<Ran>, Arc<Setup>)>,
+    mut handed: mpsc::Receiver<Handed>,
 ) {
     loop {
-        let handoff = if writer.is_empty() {
-            handed.recv().await
+        // The next handoff, or `None` once the oldest message's writes are
+        // answered: what the lane hands on is taken as soon as it comes.
+        let next = if writer.is_empty() {
+            Some(handed.recv().await)
         } else {
-            // Takes what the lane hands on as soon as it comes; meanwhile,
-            // settles the oldest message once the broker has answered.
             tokio::select! {
                 biased;
-                handoff = handed.recv() => handoff,
-                () = writer.oldest_answered() => {
-                    let settled = writer.settle(&mut commit, false).await;
-                    commit.flush().await;
-                    if !settled {
-                        return;
+                handoff = handed.recv() => Some(handoff),
+                () = writer.oldest_answered() => None,
+            }
+        };
+        match next {
+            Some(None) => break,
+            Some(Some((ran, setup))) => {
+                for ran in ran {
+                    if !writer.submit(ran, &setup.outputs, &mut commit).await {
+                        return commit.flush().await;
                     }
-                    continue;
                 }
             }
-        };
-        let Some((ran, setup)) = handoff else {
-            break;
-        };
-        for ran in ran {
-            if !writer.submit(ran, &setup.outputs, &mut commit).await {
-                return commit.flush().await;
-            }
+            None => {}
         }
         let settled = writer.settle(&mut commit, false).await;
         commit.flush().await;
@@ -343,7 +343,7 @@ async fn write_task(
 /// A run in flight (of one message, or of a batch): its results, in offset
 /// order, with what it ran with, or `None` if the lane was stopped during
 /// its retries.
-type Running = Option<(Vec<Ran>, Arc<Setup>)>;
+type Running = Option<Handed>;
 
 /// Why a lane cannot go on.
 enum Halt {

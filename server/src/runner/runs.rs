@@ -16,12 +16,12 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::sync::Arc;
 
 use futures::StreamExt;
 use futures::channel::oneshot;
 use futures::future::{FutureExt, Shared};
 use futures::stream::FuturesOrdered;
-use std::sync::Arc;
 use tokio::sync::Semaphore;
 
 use app::domain::FlowOrdering;

@@ -869,6 +869,15 @@ mod tests {
         (writer, stop)
     }
 
+    /// A fake broker whose answer to the first record to "out" is sent by
+    /// the test; later ones are acknowledged.
+    fn first_answered_later() -> (FakeSink, oneshot::Sender<Result<(), WriteError>>) {
+        let sink = FakeSink::default();
+        let (first, answer) = oneshot::channel();
+        sink.script("out", [Answer::Later(answer)]);
+        (sink, first)
+    }
+
     /// A writer on `sink` that was handed the outputs of offsets
     /// `0..count` for the topic "out", and the next step it handed to.
     async fn submitted(
@@ -922,9 +931,7 @@ mod tests {
 
     #[tokio::test]
     async fn messages_are_handed_on_in_input_order_once_their_writes_are_acknowledged() {
-        let sink = FakeSink::default();
-        let (first, release) = oneshot::channel();
-        sink.script("out", [Answer::Later(release)]);
+        let (sink, first) = first_answered_later();
         let (mut writer, _stop, mut next) = submitted(&sink, 3).await;
         // Offsets 1 and 2 are acknowledged, 0 is not: nothing is handed on.
         assert!(writer.settle(&mut next, false).await);
@@ -942,9 +949,7 @@ mod tests {
 
     #[tokio::test]
     async fn waiting_for_the_oldest_answer_can_be_given_up_and_taken_up_again() {
-        let sink = FakeSink::default();
-        let (first, release) = oneshot::channel();
-        sink.script("out", [Answer::Later(release)]);
+        let (sink, first) = first_answered_later();
         let (mut writer, _stop, mut next) = submitted(&sink, 2).await;
         // The write task gives the wait up when the lane hands on more.
         assert!(writer.oldest_answered().now_or_never().is_none());
@@ -959,9 +964,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failure_noted_while_waiting_for_the_oldest_is_sent_again_in_order() {
-        let sink = FakeSink::default();
-        let (first, release) = oneshot::channel();
-        sink.script("out", [Answer::Later(release)]);
+        let (sink, first) = first_answered_later();
         let (mut writer, _stop, mut next) = submitted(&sink, 2).await;
         first
             .send(Err(WriteError::Retryable("leader moved".into())))
