@@ -173,8 +173,18 @@ pub async fn produce_keyed_to_partition(
     partition: i32,
     records: &[(Option<String>, String)],
 ) {
+    produce_keyed_to_partition_on(bootstrap(), topic, partition, records).await;
+}
+
+/// [`produce_keyed_to_partition`] on another broker.
+pub async fn produce_keyed_to_partition_on(
+    bootstrap: &str,
+    topic: &str,
+    partition: i32,
+    records: &[(Option<String>, String)],
+) {
     let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
+        .set("bootstrap.servers", bootstrap)
         .set("message.timeout.ms", "20000")
         .create()
         .unwrap();
