@@ -12,6 +12,7 @@ CREATE TABLE flow_failures (
     kind TEXT NOT NULL,
     message TEXT NOT NULL,
     attempts INTEGER NOT NULL,
+    -- BYTEA on both backends; SQLite keeps the blobs bound to it as they are.
     record_key BYTEA,
     record_value BYTEA,
     value_bytes BIGINT NOT NULL,

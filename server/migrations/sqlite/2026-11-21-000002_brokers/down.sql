@@ -1,3 +1,0 @@
-DROP TABLE flows;
-DROP TABLE topic_grants;
-DROP TABLE broker_connections;

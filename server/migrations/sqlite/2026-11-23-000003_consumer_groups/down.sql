@@ -1,1 +1,0 @@
-ALTER TABLE flows DROP COLUMN consumer_group;

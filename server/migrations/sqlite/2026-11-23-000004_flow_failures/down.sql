@@ -1,2 +1,0 @@
-ALTER TABLE flows DROP COLUMN failures_dropped;
-DROP TABLE flow_failures;

@@ -1,2 +1,0 @@
-ALTER TABLE flows DROP COLUMN concurrency;
-ALTER TABLE flows DROP COLUMN ordering;
