@@ -522,8 +522,18 @@ async fn a_version_change_mid_stream_loses_nothing_and_does_not_rebalance() {
         p.stats(&flow).await["succeeded"] == 40
     })
     .await;
-    let old = read_for(&p.output, 40, Duration::from_secs(5)).await;
-    let new = read_for(&p.output_b, 40, Duration::from_secs(5)).await;
+    // All 40 are written; read both topics until they hold 40 between them.
+    let (old, new) = (Reader::new(&p.output), Reader::new(&p.output_b));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (old, new) = loop {
+        let (old, new) = (
+            old.read(40, Duration::from_millis(200)).await,
+            new.read(40, Duration::from_millis(200)).await,
+        );
+        if old.len() + new.len() >= 40 || Instant::now() > deadline {
+            break (old, new);
+        }
+    };
     assert_eq!(
         old.len() + new.len(),
         40,
