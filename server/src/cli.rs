@@ -299,10 +299,10 @@ async fn serve(services: Services, settings: Settings) -> anyhow::Result<()> {
 /// This instance's name: created once in the data directory, kept across restarts.
 fn instance_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
     let path = data_dir.join("instance.id");
-    if let Ok(id) = std::fs::read_to_string(&path) {
-        if !id.trim().is_empty() {
-            return Ok(id.trim().to_owned());
-        }
+    if let Ok(id) = std::fs::read_to_string(&path)
+        && !id.trim().is_empty()
+    {
+        return Ok(id.trim().to_owned());
     }
     let id = format!("eventflows-{}", &crate::db::new_id()[..12]);
     std::fs::write(&path, &id).with_context(|| format!("could not write {}", path.display()))?;

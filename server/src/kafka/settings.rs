@@ -56,10 +56,10 @@ impl BrokerSettings {
                 config.set("sasl.password", password);
             }
         }
-        if self.security_protocol.uses_tls() {
-            if let Some(pem) = &self.ca_pem {
-                config.set("ssl.ca.pem", pem);
-            }
+        if self.security_protocol.uses_tls()
+            && let Some(pem) = &self.ca_pem
+        {
+            config.set("ssl.ca.pem", pem);
         }
         config
     }

@@ -218,11 +218,7 @@ impl Runner {
             Err(error) => tracing::warn!(%error, "could not read the allowed model hosts"),
         }
         let mut running = inner.flows.lock().await;
-        let active = inner
-            .db
-            .run(active_flows)
-            .await
-            .map_err(crate::db::internal)?;
+        let active = inner.db.run(active_flows).await?;
 
         let mut publish: HashMap<(String, String), Vec<Arc<Target>>> = HashMap::new();
         let mut follow: HashMap<String, Vec<Arc<Target>>> = HashMap::new();
@@ -373,8 +369,7 @@ impl Runner {
             .inner
             .db
             .run(move |c| find_connection(c, &id))
-            .await
-            .map_err(crate::db::internal)?
+            .await?
             .ok_or_else(|| AppError::not_found("The broker connection"))?;
         BrokerSettings::from_row(&row, &self.inner.secrets)
     }

@@ -268,7 +268,7 @@ pub async fn run(
             // while every lane is busy.
             _ = liveness.tick() => {
                 ticks += 1;
-                if ticks % LAG_EVERY == 0 && measuring.as_ref().is_none_or(|m| m.is_finished()) {
+                if ticks.is_multiple_of(LAG_EVERY) && measuring.as_ref().is_none_or(|m| m.is_finished()) {
                     let (consumer, topic, stats) = (consumer.clone(), worker.spec.topic.clone(), stats.clone());
                     measuring = Some(tokio::task::spawn_blocking(move || {
                         if let Some(lag) = lag(&consumer, &topic, &stats.progress()) {

@@ -145,7 +145,7 @@ impl Services {
                     username,
                     "login-refused",
                     username,
-                    &format!("wrong password {from}").trim_end().to_owned(),
+                    format!("wrong password {from}").trim_end(),
                 )
                 .await;
             } else {
@@ -154,7 +154,7 @@ impl Services {
                     "(unknown user)",
                     "login-refused",
                     "",
-                    &format!("unknown user name {from}").trim_end().to_owned(),
+                    format!("unknown user name {from}").trim_end(),
                 )
                 .await;
             }

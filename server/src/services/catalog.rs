@@ -14,7 +14,7 @@ use app::domain::{
     FlowState, FlowStats, ReplayRequest, Rewind, RewindPlan, Runtime, TopicName, VersionInfo,
 };
 
-use super::{Services, internal};
+use super::Services;
 use crate::db::flows::{self as queries, AlgorithmRow};
 use diesel::Connection;
 
@@ -24,10 +24,10 @@ impl Services {
             return Ok(true);
         }
         let (name, org) = (user.username.clone(), org.to_owned());
-        self.db
+        Ok(self
+            .db
             .run(move |c| queries::is_member(c, &name, &org))
-            .await
-            .map_err(internal)
+            .await?)
     }
 
     /// The algorithm, if it exists and `user` may see it. Another
@@ -214,7 +214,7 @@ impl Services {
                     && r.topic == topic.as_str()
                     && r.direction == request.direction
             })
-            .ok_or_else(|| AppError::Forbidden)?;
+            .ok_or(AppError::Forbidden)?;
         let versions = self.versions_of(&algorithm_id).await?;
         let Some(chosen) = versions
             .iter()

@@ -77,10 +77,10 @@ impl Services {
         let user = found
             .1
             .ok_or_else(|| AppError::not_found(format!("The user '{username}'")))?;
-        self.db
+        Ok(self
+            .db
             .run(move |c| directory::insert_membership(c, &org_id, &user.id))
-            .await
-            .map_err(internal)
+            .await?)
     }
 
     /// Adds a version to an algorithm, creating the algorithm if it is new.
