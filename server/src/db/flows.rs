@@ -12,8 +12,33 @@ use super::schema::{
 };
 use super::{AnyConnection, new_id, now_ms};
 
-/// (algorithm id, org, name, description)
-pub type AlgorithmRow = (String, String, String, String);
+/// An algorithm with its organization's name.
+#[derive(Debug, Clone, Queryable)]
+pub struct AlgorithmRow {
+    pub id: String,
+    pub org: String,
+    pub name: String,
+    pub description: String,
+}
+
+/// A version of an algorithm.
+#[derive(Debug, Clone, Queryable)]
+pub struct VersionRow {
+    pub algorithm_id: String,
+    pub version: String,
+    pub runtime: String,
+    pub created_at_ms: i64,
+}
+
+/// A topic an algorithm may use, on a broker connection.
+#[derive(Debug, Clone, Queryable)]
+pub struct GrantRow {
+    pub connection_id: String,
+    pub connection_name: String,
+    pub topic: String,
+    pub subscribe: bool,
+    pub publish: bool,
+}
 
 pub fn algorithms(conn: &mut AnyConnection) -> QueryResult<Vec<AlgorithmRow>> {
     algorithms::table
@@ -47,11 +72,11 @@ pub fn find_algorithm(
         .optional()
 }
 
-/// (algorithm id, version, runtime, created_at), newest version first.
+/// The versions of the algorithms, newest version first.
 pub fn versions(
     conn: &mut AnyConnection,
     algorithm_ids: &[String],
-) -> QueryResult<Vec<(String, String, String, i64)>> {
+) -> QueryResult<Vec<VersionRow>> {
     algorithm_versions::table
         .filter(algorithm_versions::algorithm_id.eq_any(algorithm_ids))
         .order((
@@ -98,11 +123,8 @@ pub fn is_member(conn: &mut AnyConnection, username: &str, org: &str) -> QueryRe
     Ok(n > 0)
 }
 
-/// Grants of an algorithm: (connection id, connection name, topic, subscribe, publish).
-pub fn grants_of(
-    conn: &mut AnyConnection,
-    algorithm_id: &str,
-) -> QueryResult<Vec<(String, String, String, bool, bool)>> {
+/// The topics an algorithm may use, by connection name and topic.
+pub fn grants_of(conn: &mut AnyConnection, algorithm_id: &str) -> QueryResult<Vec<GrantRow>> {
     topic_grants::table
         .inner_join(broker_connections::table)
         .filter(topic_grants::algorithm_id.eq(algorithm_id))

@@ -84,8 +84,8 @@ impl Runner {
             .await?;
         let runtime = versions
             .into_iter()
-            .find(|(_, version, ..)| *version == v)
-            .map(|(_, _, runtime, _)| runtime)
+            .find(|row| row.version == v)
+            .map(|row| row.runtime)
             .ok_or_else(|| {
                 AppError::validation("version", format!("Version {version} does not exist."))
             })?;

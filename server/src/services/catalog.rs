@@ -55,22 +55,22 @@ impl Services {
             .db
             .run(|c| {
                 let rows = queries::algorithms(c)?;
-                let ids: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+                let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
                 Ok((rows, queries::versions(c, &ids)?))
             })
             .await?;
         let mut latest: HashMap<String, String> = HashMap::new();
-        for (algorithm_id, version, _, _) in versions {
-            latest.entry(algorithm_id).or_insert(version);
+        for v in versions {
+            latest.entry(v.algorithm_id).or_insert(v.version);
         }
         Ok(rows
             .into_iter()
-            .filter(|(_, org, _, _)| user.is_admin() || user.organizations.contains(org))
-            .map(|(id, org, name, description)| AlgorithmSummary {
-                latest_version: latest.remove(&id),
-                org,
-                name,
-                description,
+            .filter(|a| user.is_admin() || user.organizations.contains(&a.org))
+            .map(|a| AlgorithmSummary {
+                latest_version: latest.remove(&a.id),
+                org: a.org,
+                name: a.name,
+                description: a.description,
             })
             .collect())
     }
@@ -81,12 +81,12 @@ impl Services {
         org: &str,
         name: &str,
     ) -> Result<AlgorithmDetails, AppError> {
-        let (id, org, name, description) = self.visible_algorithm(user, org, name).await?;
+        let algorithm = self.visible_algorithm(user, org, name).await?;
         Ok(AlgorithmDetails {
-            org,
-            name,
-            description,
-            versions: self.versions_of(&id).await?,
+            versions: self.versions_of(&algorithm.id).await?,
+            org: algorithm.org,
+            name: algorithm.name,
+            description: algorithm.description,
         })
     }
 
@@ -99,10 +99,10 @@ impl Services {
         let versions = self.db.run(move |c| queries::versions(c, &[id])).await?;
         Ok(versions
             .into_iter()
-            .map(|(_, version, runtime, created_at_ms)| VersionInfo {
-                version,
-                runtime,
-                created_at_ms,
+            .map(|v| VersionInfo {
+                version: v.version,
+                runtime: v.runtime,
+                created_at_ms: v.created_at_ms,
             })
             .collect())
     }
@@ -130,8 +130,8 @@ impl Services {
         org: &str,
         name: &str,
     ) -> Result<Vec<EventRow>, AppError> {
-        let (id, ..) = self.visible_algorithm(user, org, name).await?;
-        self.event_rows(&id).await
+        let algorithm = self.visible_algorithm(user, org, name).await?;
+        self.event_rows(&algorithm.id).await
     }
 
     /// The Events rows of an algorithm (no access check).
@@ -150,10 +150,10 @@ impl Services {
             })
             .await?;
         let mut rows = Vec::new();
-        for (connection_id, connection_name, topic, subscribe, publish) in &grants {
+        for grant in &grants {
             for (granted, direction) in [
-                (subscribe, Direction::Subscribe),
-                (publish, Direction::Publish),
+                (grant.subscribe, Direction::Subscribe),
+                (grant.publish, Direction::Publish),
             ] {
                 if !granted {
                     continue;
@@ -161,9 +161,9 @@ impl Services {
                 let flow = flows
                     .iter()
                     .find(|f| {
-                        &f.connection_id == connection_id
-                            && &f.topic == topic
-                            && f.direction == direction.as_str()
+                        f.connection_id == grant.connection_id
+                            && f.topic == grant.topic
+                            && f.direction() == Some(direction)
                     })
                     .map(|f| FlowState {
                         id: f.id.clone(),
@@ -180,14 +180,18 @@ impl Services {
                     Direction::Publish => Vec::new(),
                     Direction::Subscribe => grants
                         .iter()
-                        .filter(|(c, _, t, _, p)| c == connection_id && *p && t != topic)
-                        .map(|(_, _, t, _, _)| t.clone())
+                        .filter(|g| {
+                            g.connection_id == grant.connection_id
+                                && g.publish
+                                && g.topic != grant.topic
+                        })
+                        .map(|g| g.topic.clone())
                         .collect(),
                 };
                 rows.push(EventRow {
-                    connection_id: connection_id.clone(),
-                    connection_name: connection_name.clone(),
-                    topic: topic.clone(),
+                    connection_id: grant.connection_id.clone(),
+                    connection_name: grant.connection_name.clone(),
+                    topic: grant.topic.clone(),
                     direction,
                     flow,
                     dlq_options,
@@ -202,9 +206,10 @@ impl Services {
         user: &CurrentUser,
         request: FlowRequest,
     ) -> Result<(), AppError> {
-        let (algorithm_id, ..) = self
+        let algorithm_id = self
             .visible_algorithm(user, &request.org, &request.name)
-            .await?;
+            .await?
+            .id;
         let rows = self.event_rows(&algorithm_id).await?;
         let topic = TopicName::parse(&request.topic)?;
         let row = rows
@@ -412,7 +417,7 @@ impl Services {
         topic: &str,
         direction: Direction,
     ) -> Result<(), AppError> {
-        let (id, ..) = self.visible_algorithm(user, org, name).await?;
+        let id = self.visible_algorithm(user, org, name).await?.id;
         let (c_id, t) = (connection_id.to_owned(), topic.to_owned());
         let found = self
             .db

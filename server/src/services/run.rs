@@ -36,7 +36,7 @@ impl Services {
         version: &str,
         input: &[u8],
     ) -> Result<(Vec<u8>, f64), RunFailure> {
-        let (algorithm_id, ..) = self.visible_algorithm(user, org, name).await?;
+        let algorithm_id = self.visible_algorithm(user, org, name).await?.id;
         let versions = self.versions_of(&algorithm_id).await?;
         let Some(found) = versions.iter().find(|v| v.version == version) else {
             return Err(AppError::not_found(format!("Version {version} of {org}/{name}")).into());

@@ -176,7 +176,7 @@ pub async fn seed_ordered(
         s.db.run(move |c| {
             let algorithm = server::db::flows::find_algorithm(c, "acme", "model")?
                 .unwrap()
-                .0;
+                .id;
             server::db::flows::upsert_flow(
                 c,
                 &algorithm,

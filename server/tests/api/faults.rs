@@ -365,7 +365,7 @@ async fn flows_enabled_before_consumer_groups_were_stored_keep_their_group() {
     s.db.run(move |c| {
         let algorithm = server::db::flows::find_algorithm(c, "acme.ml", "x")?
             .unwrap()
-            .0;
+            .id;
         diesel::sql_query(format!(
             "INSERT INTO flows (id, algorithm_id, connection_id, topic, direction, version, \
              dlq_topic, enabled, created_at, updated_at) VALUES ('old-flow', '{algorithm}', \
@@ -385,7 +385,7 @@ async fn flows_enabled_before_consumer_groups_were_stored_keep_their_group() {
     let (old, new) =
         s.db.run(move |c| {
             use server::db::flows::{find_algorithm, find_flow, upsert_flow};
-            let algorithm = find_algorithm(c, "acme", "sentiment")?.unwrap().0;
+            let algorithm = find_algorithm(c, "acme", "sentiment")?.unwrap().id;
             let id = upsert_flow(
                 c,
                 &algorithm,

@@ -1021,7 +1021,7 @@ async fn access_can_be_taken_away_while_the_broker_is_down_but_not_given() {
         .run(|c| {
             let algorithm = server::db::flows::find_algorithm(c, "acme", "sentiment")?
                 .unwrap()
-                .0;
+                .id;
             insert_connection(
                 c,
                 &ConnectionRow {
