@@ -94,6 +94,9 @@ pub enum DbError {
     /// No connection could be had.
     Unavailable(String),
     Query(diesel::result::Error),
+    /// The work refused what it was asked, for the caller to hear as it is
+    /// (a transaction that returns it is rolled back).
+    Refused(app::domain::AppError),
 }
 
 impl std::fmt::Display for DbError {
@@ -101,6 +104,7 @@ impl std::fmt::Display for DbError {
         match self {
             DbError::Unavailable(e) => write!(f, "the database is unavailable: {e}"),
             DbError::Query(e) => write!(f, "database query failed: {e}"),
+            DbError::Refused(e) => write!(f, "refused: {e}"),
         }
     }
 }
@@ -256,6 +260,25 @@ impl Db {
         .map_err(|e| DbError::Unavailable(e.to_string()))?
     }
 
+    /// [`Db::run`] in one transaction, for work that may refuse with
+    /// [`DbError::Refused`]: on any error, nothing it wrote is kept.
+    pub async fn transaction<T, F>(&self, work: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T, DbError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool
+                .get()
+                .map_err(|e| DbError::Unavailable(e.to_string()))?;
+            let conn: &mut AnyConnection = &mut conn;
+            conn.transaction(work)
+        })
+        .await
+        .map_err(|e| DbError::Unavailable(e.to_string()))?
+    }
+
     /// The same as [`Db::run`], for code that is already off the async threads
     /// (the command line).
     pub fn run_blocking<T>(
@@ -276,10 +299,14 @@ pub fn internal(error: DbError) -> app::domain::AppError {
     app::domain::AppError::Internal
 }
 
-/// `?` on a database call in a service: logged, and `Internal` to the caller.
+/// `?` on a database call in a service: a refusal as it is; a failure
+/// logged, and `Internal` to the caller.
 impl From<DbError> for app::domain::AppError {
     fn from(error: DbError) -> Self {
-        internal(error)
+        match error {
+            DbError::Refused(refusal) => refusal,
+            error => internal(error),
+        }
     }
 }
 

@@ -8,8 +8,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use diesel::Connection;
-
 use app::domain::{
     AlgorithmPath, AppError, BootstrapServers, BrokerConnectionDetails, BrokerConnectionSummary,
     ConnectionStatus, NewBrokerConnection, SaslMechanism, SecurityProtocol, TopicDetails,
@@ -18,7 +16,7 @@ use app::domain::{
 
 use super::{Services, blocking, internal};
 use crate::db::brokers::{self as queries, ConnectionRow};
-use crate::db::{new_id, now_ms};
+use crate::db::{DbError, new_id, now_ms};
 use crate::kafka::{BrokerClient, BrokerSettings, check_ca_pem};
 
 /// How long the connection test and the details page wait for the broker.
@@ -367,70 +365,66 @@ impl Services {
         };
         let (key, name) = (row.id.clone(), topic.to_string());
         let (actor, target) = (by.to_owned(), format!("{topic} on {}", row.name));
-        let outcome = self
-            .db
-            .run(move |c| {
-                c.transaction(|c| {
-                    let ids: HashMap<String, String> = queries::all_algorithms(c)?
-                        .into_iter()
-                        .map(|(id, org, name)| (format!("{org}/{name}"), id))
-                        .collect();
-                    let mut resolved = Vec::new();
-                    for grant in &grants {
-                        match ids.get(grant.algorithm.trim()) {
-                            Some(id) => resolved.push((
-                                id.clone(),
-                                grant.access.subscribe,
-                                grant.access.publish,
-                            )),
-                            None => {
-                                return Ok(Err(AppError::not_found(format!(
-                                    "The algorithm '{}'",
-                                    grant.algorithm.trim()
-                                ))));
-                            }
+        self.db
+            .transaction(move |c| {
+                let ids: HashMap<String, String> = queries::all_algorithms(c)?
+                    .into_iter()
+                    .map(|(id, org, name)| (format!("{org}/{name}"), id))
+                    .collect();
+                let mut resolved = Vec::new();
+                for grant in &grants {
+                    match ids.get(grant.algorithm.trim()) {
+                        Some(id) => resolved.push((
+                            id.clone(),
+                            grant.access.subscribe,
+                            grant.access.publish,
+                        )),
+                        None => {
+                            return Err(DbError::Refused(AppError::not_found(format!(
+                                "The algorithm '{}'",
+                                grant.algorithm.trim()
+                            ))));
                         }
                     }
-                    if let Err(error) = on_broker {
-                        let before: HashMap<String, (bool, bool)> =
-                            queries::topic_grants(c, &key, &name)?
-                                .into_iter()
-                                .map(|(org, alg, s, p)| (format!("{org}/{alg}"), (s, p)))
-                                .collect();
-                        let adds = grants.iter().any(|g| {
-                            let (s, p) = before
-                                .get(g.algorithm.trim())
-                                .copied()
-                                .unwrap_or((false, false));
-                            (g.access.subscribe && !s) || (g.access.publish && !p)
-                        });
-                        // Nothing granted there: nothing to take away either.
-                        if adds || before.is_empty() {
-                            return Ok(Err(error));
-                        }
+                }
+                if let Err(error) = on_broker {
+                    let before: HashMap<String, (bool, bool)> =
+                        queries::topic_grants(c, &key, &name)?
+                            .into_iter()
+                            .map(|(org, alg, s, p)| (format!("{org}/{alg}"), (s, p)))
+                            .collect();
+                    let adds = grants.iter().any(|g| {
+                        let (s, p) = before
+                            .get(g.algorithm.trim())
+                            .copied()
+                            .unwrap_or((false, false));
+                        (g.access.subscribe && !s) || (g.access.publish && !p)
+                    });
+                    // Nothing granted there: nothing to take away either.
+                    if adds || before.is_empty() {
+                        return Err(DbError::Refused(error));
                     }
-                    let before = queries::topic_grants(c, &key, &name)?
-                        .into_iter()
-                        .map(|(org, alg, s, p)| (format!("{org}/{alg}"), (s, p)))
-                        .collect();
-                    queries::replace_topic_grants(c, &key, &name, &resolved)?;
-                    let after = grants
-                        .iter()
-                        .map(|g| {
-                            let access = (g.access.subscribe, g.access.publish);
-                            (g.algorithm.trim().to_owned(), access)
-                        })
-                        .collect();
-                    if let Some(detail) = grants_changed(&before, &after) {
-                        crate::db::audit::record(c, &actor, "grants-changed", &target, &detail)?;
-                    }
-                    crate::db::flows::delete_ungranted_flows(c, &key, &name)?;
-                    crate::db::flows::drop_ungranted_dead_letter_queues(c, &key, &name)?;
-                    Ok(Ok(()))
-                })
+                }
+                let before = queries::topic_grants(c, &key, &name)?
+                    .into_iter()
+                    .map(|(org, alg, s, p)| (format!("{org}/{alg}"), (s, p)))
+                    .collect();
+                queries::replace_topic_grants(c, &key, &name, &resolved)?;
+                let after = grants
+                    .iter()
+                    .map(|g| {
+                        let access = (g.access.subscribe, g.access.publish);
+                        (g.algorithm.trim().to_owned(), access)
+                    })
+                    .collect();
+                if let Some(detail) = grants_changed(&before, &after) {
+                    crate::db::audit::record(c, &actor, "grants-changed", &target, &detail)?;
+                }
+                crate::db::flows::delete_ungranted_flows(c, &key, &name)?;
+                crate::db::flows::drop_ungranted_dead_letter_queues(c, &key, &name)?;
+                Ok(())
             })
             .await?;
-        outcome?;
         // Flows that lost their access stop now, not at the next round.
         self.runner.reconcile().await
     }

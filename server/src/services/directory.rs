@@ -1,8 +1,6 @@
 //! Users, organizations, memberships and algorithms: what the command line
 //! manages.
 
-use diesel::Connection;
-
 use app::domain::{AlgorithmPath, AppError, OrgName, Role, Runtime, Username, Version};
 
 use super::auth::{MIN_PASSWORD_LEN, hash_password};
@@ -101,44 +99,36 @@ impl Services {
             version.to_string(),
         );
         let (runtime_text, description) = (runtime.to_string(), description.to_owned());
-        let outcome = self
+        let org_path = path.org.to_string();
+        let exists = format!("{path} already has a version {version}.");
+        Ok(self
             .db
-            .run(move |c| {
-                c.transaction(|c| {
-                    let Some(org_id) = directory::find_organization(c, &org)? else {
-                        return Ok(Err("organization"));
-                    };
-                    let algorithm_id = match directory::find_algorithm(c, &org_id, &name)? {
-                        Some(id) => id,
-                        None => directory::insert_algorithm(c, &org_id, &name, &description)?,
-                    };
-                    if directory::version_exists(c, &algorithm_id, &text)? {
-                        return Ok(Err("version"));
-                    }
-                    directory::insert_version(
-                        c,
-                        &directory::NewVersion {
-                            algorithm_id: &algorithm_id,
-                            version: &text,
-                            major: version.major.into(),
-                            minor: version.minor.into(),
-                            patch: version.patch.into(),
-                            runtime: &runtime_text,
-                        },
-                    )?;
-                    Ok(Ok(()))
-                })
+            .transaction(move |c| {
+                let Some(org_id) = directory::find_organization(c, &org)? else {
+                    return Err(DbError::Refused(AppError::not_found(format!(
+                        "The organization '{org_path}'"
+                    ))));
+                };
+                let algorithm_id = match directory::find_algorithm(c, &org_id, &name)? {
+                    Some(id) => id,
+                    None => directory::insert_algorithm(c, &org_id, &name, &description)?,
+                };
+                if directory::version_exists(c, &algorithm_id, &text)? {
+                    return Err(DbError::Refused(AppError::conflict(exists)));
+                }
+                directory::insert_version(
+                    c,
+                    &directory::NewVersion {
+                        algorithm_id: &algorithm_id,
+                        version: &text,
+                        major: version.major.into(),
+                        minor: version.minor.into(),
+                        patch: version.patch.into(),
+                        runtime: &runtime_text,
+                    },
+                )?;
+                Ok(())
             })
-            .await?;
-        match outcome {
-            Ok(()) => Ok(()),
-            Err("organization") => Err(AppError::not_found(format!(
-                "The organization '{}'",
-                path.org
-            ))),
-            Err(_) => Err(AppError::conflict(format!(
-                "{path} already has a version {version}."
-            ))),
-        }
+            .await?)
     }
 }
