@@ -142,12 +142,3 @@ pub fn replace_topic_grants(
     }
     Ok(())
 }
-
-/// Every algorithm as (id, org, name), sorted by org/name.
-pub fn all_algorithms(conn: &mut AnyConnection) -> QueryResult<Vec<(String, String, String)>> {
-    algorithms::table
-        .inner_join(organizations::table)
-        .select((algorithms::id, organizations::name, algorithms::name))
-        .order((organizations::name, algorithms::name))
-        .load(conn)
-}

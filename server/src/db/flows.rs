@@ -1,4 +1,4 @@
-//! Algorithms as the catalog shows them, and flows.
+//! Flows, the topics an algorithm may use, and who may see an algorithm.
 
 use diesel::prelude::*;
 
@@ -12,24 +12,6 @@ use super::schema::{
 };
 use super::{AnyConnection, new_id, now_ms};
 
-/// An algorithm with its organization's name.
-#[derive(Debug, Clone, Queryable)]
-pub struct AlgorithmRow {
-    pub id: String,
-    pub org: String,
-    pub name: String,
-    pub description: String,
-}
-
-/// A version of an algorithm.
-#[derive(Debug, Clone, Queryable)]
-pub struct VersionRow {
-    pub algorithm_id: String,
-    pub version: String,
-    pub runtime: String,
-    pub created_at_ms: i64,
-}
-
 /// A topic an algorithm may use, on a broker connection.
 #[derive(Debug, Clone, Queryable)]
 pub struct GrantRow {
@@ -38,78 +20,6 @@ pub struct GrantRow {
     pub topic: String,
     pub subscribe: bool,
     pub publish: bool,
-}
-
-pub fn algorithms(conn: &mut AnyConnection) -> QueryResult<Vec<AlgorithmRow>> {
-    algorithms::table
-        .inner_join(organizations::table)
-        .select((
-            algorithms::id,
-            organizations::name,
-            algorithms::name,
-            algorithms::description,
-        ))
-        .order((organizations::name, algorithms::name))
-        .load(conn)
-}
-
-pub fn find_algorithm(
-    conn: &mut AnyConnection,
-    org: &str,
-    name: &str,
-) -> QueryResult<Option<AlgorithmRow>> {
-    algorithms::table
-        .inner_join(organizations::table)
-        .filter(organizations::name.eq(org))
-        .filter(algorithms::name.eq(name))
-        .select((
-            algorithms::id,
-            organizations::name,
-            algorithms::name,
-            algorithms::description,
-        ))
-        .first(conn)
-        .optional()
-}
-
-/// The versions of the algorithms, newest version first.
-pub fn versions(
-    conn: &mut AnyConnection,
-    algorithm_ids: &[String],
-) -> QueryResult<Vec<VersionRow>> {
-    algorithm_versions::table
-        .filter(algorithm_versions::algorithm_id.eq_any(algorithm_ids))
-        .order((
-            algorithm_versions::major.desc(),
-            algorithm_versions::minor.desc(),
-            algorithm_versions::patch.desc(),
-        ))
-        .select((
-            algorithm_versions::algorithm_id,
-            algorithm_versions::version,
-            algorithm_versions::runtime,
-            algorithm_versions::created_at,
-        ))
-        .load(conn)
-}
-
-/// An algorithm's `org/name`.
-pub fn algorithm_path(conn: &mut AnyConnection, algorithm_id: &str) -> QueryResult<String> {
-    let (org, name): (String, String) = algorithms::table
-        .inner_join(organizations::table)
-        .filter(algorithms::id.eq(algorithm_id))
-        .select((organizations::name, algorithms::name))
-        .first(conn)?;
-    Ok(format!("{org}/{name}"))
-}
-
-/// The organization an algorithm belongs to.
-pub fn organization_of(conn: &mut AnyConnection, algorithm_id: &str) -> QueryResult<String> {
-    algorithms::table
-        .inner_join(organizations::table)
-        .filter(algorithms::id.eq(algorithm_id))
-        .select(organizations::name)
-        .first(conn)
 }
 
 pub fn is_member(conn: &mut AnyConnection, username: &str, org: &str) -> QueryResult<bool> {

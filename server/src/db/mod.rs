@@ -3,6 +3,7 @@
 //! Queries are plain diesel on [`AnyConnection`]; each runs on the blocking
 //! thread pool through [`Db::run`], never on an async worker thread.
 
+pub mod algorithms;
 pub mod api_keys;
 pub mod audit;
 pub mod brokers;

@@ -63,7 +63,7 @@ impl Runner {
                 let Some(row) = crate::db::flows::find_flow(c, &id)? else {
                     return Ok(None);
                 };
-                let algorithm = crate::db::flows::algorithm_path(c, &row.algorithm_id)?;
+                let algorithm = crate::db::algorithms::path(c, &row.algorithm_id)?;
                 Ok(Some(Flow { row, algorithm }))
             })
             .await?;
@@ -80,7 +80,7 @@ impl Runner {
         let versions = self
             .inner
             .db
-            .run(move |c| crate::db::flows::versions(c, &[id]))
+            .run(move |c| crate::db::algorithms::versions(c, &[id]))
             .await?;
         let runtime = versions
             .into_iter()

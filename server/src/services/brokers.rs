@@ -367,9 +367,9 @@ impl Services {
         let (actor, target) = (by.to_owned(), format!("{topic} on {}", row.name));
         self.db
             .transaction(move |c| {
-                let ids: HashMap<String, String> = queries::all_algorithms(c)?
+                let ids: HashMap<String, String> = crate::db::algorithms::all(c)?
                     .into_iter()
-                    .map(|(id, org, name)| (format!("{org}/{name}"), id))
+                    .map(|a| (format!("{}/{}", a.org, a.name), a.id))
                     .collect();
                 let mut resolved = Vec::new();
                 for grant in &grants {
@@ -430,10 +430,10 @@ impl Services {
     }
 
     pub async fn algorithm_names(&self) -> Result<Vec<String>, AppError> {
-        let all = self.db.run(queries::all_algorithms).await?;
+        let all = self.db.run(crate::db::algorithms::all).await?;
         Ok(all
             .into_iter()
-            .map(|(_, org, name)| format!("{org}/{name}"))
+            .map(|a| format!("{}/{}", a.org, a.name))
             .collect())
     }
 }

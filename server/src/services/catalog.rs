@@ -15,7 +15,8 @@ use app::domain::{
 };
 
 use super::Services;
-use crate::db::flows::{self as queries, AlgorithmRow};
+use crate::db::algorithms::{self, AlgorithmRow};
+use crate::db::flows as queries;
 use diesel::Connection;
 
 impl Services {
@@ -45,7 +46,7 @@ impl Services {
         }
         let (o, n) = (org.to_owned(), name.to_owned());
         self.db
-            .run(move |c| queries::find_algorithm(c, &o, &n))
+            .run(move |c| algorithms::find(c, &o, &n))
             .await?
             .ok_or_else(not_found)
     }
@@ -54,9 +55,9 @@ impl Services {
         let (rows, versions) = self
             .db
             .run(|c| {
-                let rows = queries::algorithms(c)?;
+                let rows = algorithms::all(c)?;
                 let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
-                Ok((rows, queries::versions(c, &ids)?))
+                Ok((rows, algorithms::versions(c, &ids)?))
             })
             .await?;
         let mut latest: HashMap<String, String> = HashMap::new();
@@ -96,7 +97,7 @@ impl Services {
         algorithm_id: &str,
     ) -> Result<Vec<VersionInfo>, AppError> {
         let id = algorithm_id.to_owned();
-        let versions = self.db.run(move |c| queries::versions(c, &[id])).await?;
+        let versions = self.db.run(move |c| algorithms::versions(c, &[id])).await?;
         Ok(versions
             .into_iter()
             .map(|v| VersionInfo {
@@ -445,7 +446,7 @@ impl Services {
         let algorithm_id = flow.algorithm_id.clone();
         let org = self
             .db
-            .run(move |c| queries::organization_of(c, &algorithm_id))
+            .run(move |c| algorithms::organization_of(c, &algorithm_id))
             .await?;
         if !self.is_member(user, &org).await? {
             return Err(AppError::Forbidden);

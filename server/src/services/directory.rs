@@ -5,7 +5,7 @@ use app::domain::{AlgorithmPath, AppError, OrgName, Role, Runtime, Username, Ver
 
 use super::auth::{MIN_PASSWORD_LEN, hash_password};
 use super::{Services, internal};
-use crate::db::{DbError, directory, users};
+use crate::db::{DbError, algorithms, directory, users};
 
 fn conflict_or_internal(error: DbError, message: String) -> AppError {
     if error.is_unique_violation() {
@@ -109,16 +109,16 @@ impl Services {
                         "The organization '{org_path}'"
                     ))));
                 };
-                let algorithm_id = match directory::find_algorithm(c, &org_id, &name)? {
+                let algorithm_id = match algorithms::id_in_organization(c, &org_id, &name)? {
                     Some(id) => id,
-                    None => directory::insert_algorithm(c, &org_id, &name, &description)?,
+                    None => algorithms::insert(c, &org_id, &name, &description)?,
                 };
-                if directory::version_exists(c, &algorithm_id, &text)? {
+                if algorithms::version_exists(c, &algorithm_id, &text)? {
                     return Err(DbError::Refused(AppError::conflict(exists)));
                 }
-                directory::insert_version(
+                algorithms::insert_version(
                     c,
-                    &directory::NewVersion {
+                    &algorithms::NewVersion {
                         algorithm_id: &algorithm_id,
                         version: &text,
                         major: version.major.into(),

@@ -174,7 +174,7 @@ pub async fn seed_ordered(
             Direction::Publish => ("partition", 1),
         };
         s.db.run(move |c| {
-            let algorithm = server::db::flows::find_algorithm(c, "acme", "model")?
+            let algorithm = server::db::algorithms::find(c, "acme", "model")?
                 .unwrap()
                 .id;
             server::db::flows::upsert_flow(

@@ -363,9 +363,7 @@ async fn flows_enabled_before_consumer_groups_were_stored_keep_their_group() {
     .unwrap();
     let (connection, topic) = (p.connection.clone(), p.input.clone());
     s.db.run(move |c| {
-        let algorithm = server::db::flows::find_algorithm(c, "acme.ml", "x")?
-            .unwrap()
-            .id;
+        let algorithm = server::db::algorithms::find(c, "acme.ml", "x")?.unwrap().id;
         diesel::sql_query(format!(
             "INSERT INTO flows (id, algorithm_id, connection_id, topic, direction, version, \
              dlq_topic, enabled, created_at, updated_at) VALUES ('old-flow', '{algorithm}', \
@@ -384,7 +382,8 @@ async fn flows_enabled_before_consumer_groups_were_stored_keep_their_group() {
     let (connection, topic) = (p.connection.clone(), p.input.clone());
     let (old, new) =
         s.db.run(move |c| {
-            use server::db::flows::{find_algorithm, find_flow, upsert_flow};
+            use server::db::algorithms::find as find_algorithm;
+            use server::db::flows::{find_flow, upsert_flow};
             let algorithm = find_algorithm(c, "acme", "sentiment")?.unwrap().id;
             let id = upsert_flow(
                 c,

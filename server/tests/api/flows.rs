@@ -1019,7 +1019,7 @@ async fn access_can_be_taken_away_while_the_broker_is_down_but_not_given() {
         .services
         .db
         .run(|c| {
-            let algorithm = server::db::flows::find_algorithm(c, "acme", "sentiment")?
+            let algorithm = server::db::algorithms::find(c, "acme", "sentiment")?
                 .unwrap()
                 .id;
             insert_connection(
