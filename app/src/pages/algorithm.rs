@@ -47,25 +47,17 @@ pub fn AlgorithmPage(tab: Tab) -> impl IntoView {
                 view! {
                     <h1 class="mt-2 text-2xl font-semibold">{format!("{}/{}", d.org, d.name)}</h1>
                     <p class="mt-1 text-slate-600">{d.description.clone()}</p>
-                    <div role="tablist" aria-label="Algorithm" class="mt-6 flex gap-2 border-b border-slate-200">
-                        <A
-                            href=base.clone()
-                            attr:role="tab"
-                            attr:aria-selected=(tab == Tab::Overview).to_string()
-                            attr:class=tab_class(tab == Tab::Overview)
-                        >
+                    // Two pages of the algorithm, as links: the one shown has
+                    // aria-current="page" (set by <A> on an exact match).
+                    <nav aria-label="Algorithm" class="mt-6 flex gap-2 border-b border-slate-200">
+                        <A href=base.clone() exact=true attr:class=tab_class(tab == Tab::Overview)>
                             "Overview"
                         </A>
-                        <A
-                            href=format!("{base}/events")
-                            attr:role="tab"
-                            attr:aria-selected=(tab == Tab::Events).to_string()
-                            attr:class=tab_class(tab == Tab::Events)
-                        >
+                        <A href=format!("{base}/events") exact=true attr:class=tab_class(tab == Tab::Events)>
                             "Events"
                         </A>
-                    </div>
-                    <div role="tabpanel" class="mt-6">
+                    </nav>
+                    <div class="mt-6">
                         {match tab {
                             Tab::Overview => view! {
                                 <Overview details=d added=added reload=Callback::new(move |_| details.refetch()) />

@@ -47,8 +47,10 @@ test('a member enables a listener with a Dead Letter Queue, watches it work, edi
   await page.getByRole('link', { name: 'ML service catalog' }).click();
   await page.getByLabel('Search algorithms').fill('sentiment');
   await page.getByRole('link', { name: 'acme/sentiment' }).click();
-  await page.getByRole('tab', { name: 'Events' }).click();
-  await expect(page.getByRole('tab', { name: 'Events' })).toHaveAttribute('aria-selected', 'true');
+  const pages = page.getByRole('navigation', { name: 'Algorithm' });
+  await pages.getByRole('link', { name: 'Events' }).click();
+  await expect(pages.getByRole('link', { name: 'Events' })).toHaveAttribute('aria-current', 'page');
+  await expect(pages.getByRole('link', { name: 'Overview' })).not.toHaveAttribute('aria-current', 'page');
 
   const inputRow = page.getByRole('row').filter({ hasText: t.input }).filter({ hasText: 'Subscribe' });
   await expect(inputRow).toContainText('Disabled');
