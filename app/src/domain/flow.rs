@@ -427,6 +427,29 @@ pub struct ReplayProgress {
     pub left: u64,
 }
 
+/// How one run of a flow's algorithm on a message ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunOutcome {
+    /// Its outputs are written.
+    Succeeded,
+    /// It failed and the message is in the flow's Dead Letter Queue.
+    DeadLettered,
+    /// It failed and the message is kept with the flow's failures.
+    Failed,
+}
+
+impl RunOutcome {
+    /// As the monitor shows it (and as it is sent).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOutcome::Succeeded => "succeeded",
+            RunOutcome::DeadLettered => "dead-lettered",
+            RunOutcome::Failed => "failed",
+        }
+    }
+}
+
 /// One run of the flow's algorithm.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunRecord {
@@ -434,8 +457,7 @@ pub struct RunRecord {
     pub partition: i32,
     pub offset: i64,
     pub version: String,
-    /// "succeeded", "failed" or "dead-lettered".
-    pub outcome: String,
+    pub outcome: RunOutcome,
     pub latency_ms: u64,
 }
 
@@ -637,6 +659,21 @@ pub fn diff_lines(a: &str, b: &str) -> (Vec<(String, bool)>, Vec<(String, bool)>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The monitor's words are what goes over the wire, both ways.
+    #[test]
+    fn run_outcomes_are_sent_as_the_monitor_shows_them() {
+        for outcome in [
+            RunOutcome::Succeeded,
+            RunOutcome::DeadLettered,
+            RunOutcome::Failed,
+        ] {
+            let sent = serde_json::to_string(&outcome).unwrap();
+            assert_eq!(sent, format!("\"{}\"", outcome.as_str()));
+            assert_eq!(serde_json::from_str::<RunOutcome>(&sent).unwrap(), outcome);
+        }
+        assert_eq!(RunOutcome::DeadLettered.as_str(), "dead-lettered");
+    }
 
     #[test]
     fn dead_letter_filters_apply_only_when_given() {

@@ -19,7 +19,7 @@ pub use flow::{
     Direction, DryRun, DryRunRequest, DrySample, EventRow, FAILURE_KINDS, FlowError, FlowOrdering,
     FlowRequest, FlowState, FlowStats, MAX_BATCH_SIZE, MAX_BATCH_WAIT_MS, MAX_CONCURRENCY,
     MAX_DRY_RUN, MAX_REPLAY_LETTERS, ReplayProgress, ReplayRequest, Rewind, RewindPartition,
-    RewindPlan, RunRecord, VersionInfo, diff_lines,
+    RewindPlan, RunOutcome, RunRecord, VersionInfo, diff_lines,
 };
 pub use names::{
     AlgorithmName, AlgorithmPath, BUILTIN_ALGORITHMS, OrgName, Runtime, Username, Version,

@@ -785,7 +785,7 @@ fn Numbers(stats: FlowStats) -> impl IntoView {
                                 <td class="py-1">{r.partition}</td>
                                 <td class="py-1">{r.offset}</td>
                                 <td class="py-1">{r.version.clone()}</td>
-                                <td class="py-1">{r.outcome.clone()}</td>
+                                <td class="py-1">{r.outcome.as_str()}</td>
                                 <td class="py-1 text-right">{format!("{} ms", r.latency_ms)}</td>
                             </tr>
                         }).collect_view()}

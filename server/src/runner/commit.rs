@@ -13,7 +13,7 @@ use std::sync::Arc;
 use rdkafka::message::Message;
 use tokio::sync::watch;
 
-use app::domain::{FlowError, RunRecord};
+use app::domain::{FlowError, RunOutcome, RunRecord};
 
 use super::Stats;
 use super::headers;
@@ -40,7 +40,7 @@ struct Done {
     offset: Option<(i32, i64)>,
     failures: Vec<KeptFailure>,
     /// The newest runs, oldest first.
-    runs: VecDeque<(i32, i64, Arc<str>, &'static str, u64)>,
+    runs: VecDeque<(i32, i64, Arc<str>, RunOutcome, u64)>,
 }
 
 /// The commit step of one partition. See the module's documentation.
@@ -62,7 +62,7 @@ impl<O: Offsets, K: Keeper> Next for Commit<O, K> {
         let outcome = match &finished.failure {
             None => {
                 stats.succeeded.inc();
-                "succeeded"
+                RunOutcome::Succeeded
             }
             Some(failure) => {
                 let dead_lettered = failure.dead_lettered;
@@ -78,7 +78,7 @@ impl<O: Offsets, K: Keeper> Next for Commit<O, K> {
                     attempts = failure.attempts, dead_lettered, "{}", failure.message);
                 if dead_lettered {
                     stats.dead_lettered.inc();
-                    "dead-lettered"
+                    RunOutcome::DeadLettered
                 } else {
                     let (value, value_bytes) = KeptFailure::value_kept(message.payload());
                     self.done.failures.push(KeptFailure {
@@ -94,7 +94,7 @@ impl<O: Offsets, K: Keeper> Next for Commit<O, K> {
                         value_bytes,
                         headers: headers::as_json(message.headers()),
                     });
-                    "failed"
+                    RunOutcome::Failed
                 }
             }
         };
@@ -177,7 +177,7 @@ impl<O: Offsets, K: Keeper> Commit<O, K> {
                     partition,
                     offset,
                     version: version.to_string(),
-                    outcome: outcome.to_owned(),
+                    outcome,
                     latency_ms,
                 },
             ));
@@ -286,8 +286,8 @@ mod tests {
         let runs = &stats.recent_runs;
         assert_eq!(runs.len(), 4);
         assert_eq!(runs[0].offset, 13, "newest first");
-        assert_eq!(runs[1].outcome, "dead-lettered");
-        assert_eq!(runs[2].outcome, "failed");
+        assert_eq!(runs[1].outcome, RunOutcome::DeadLettered);
+        assert_eq!(runs[2].outcome, RunOutcome::Failed);
         assert_eq!(stats.last_errors.len(), 2);
         // Nothing new: nothing stored again.
         commit.flush().await;
