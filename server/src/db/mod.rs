@@ -250,15 +250,8 @@ impl Db {
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> QueryResult<T> + Send + 'static,
     {
-        let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = pool
-                .get()
-                .map_err(|e| DbError::Unavailable(e.to_string()))?;
-            work(&mut conn).map_err(DbError::from)
-        })
-        .await
-        .map_err(|e| DbError::Unavailable(e.to_string()))?
+        self.off_async(move |c| work(c).map_err(DbError::from))
+            .await
     }
 
     /// [`Db::run`] in one transaction, for work that may refuse with
@@ -268,13 +261,21 @@ impl Db {
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T, DbError> + Send + 'static,
     {
+        self.off_async(move |c| c.transaction(work)).await
+    }
+
+    /// Runs `work` with a pooled connection on the blocking thread pool.
+    async fn off_async<T, F>(&self, work: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T, DbError> + Send + 'static,
+    {
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = pool
                 .get()
                 .map_err(|e| DbError::Unavailable(e.to_string()))?;
-            let conn: &mut AnyConnection = &mut conn;
-            conn.transaction(work)
+            work(&mut conn)
         })
         .await
         .map_err(|e| DbError::Unavailable(e.to_string()))?
@@ -295,19 +296,19 @@ impl Db {
 }
 
 /// Logs a storage failure and answers with the detail-free `Internal` error.
+/// A refusal ([`DbError::Refused`]) is answered as it is.
 pub fn internal(error: DbError) -> app::domain::AppError {
+    if let DbError::Refused(refusal) = error {
+        return refusal;
+    }
     tracing::error!(%error, "database call failed");
     app::domain::AppError::Internal
 }
 
-/// `?` on a database call in a service: a refusal as it is; a failure
-/// logged, and `Internal` to the caller.
+/// `?` on a database call in a service: see [`internal`].
 impl From<DbError> for app::domain::AppError {
     fn from(error: DbError) -> Self {
-        match error {
-            DbError::Refused(refusal) => refusal,
-            error => internal(error),
-        }
+        internal(error)
     }
 }
 
