@@ -11,8 +11,9 @@ use crate::api::fetch_current_user;
 use crate::components::Protected;
 use crate::domain::CurrentUser;
 use crate::pages::{
-    AlgorithmPage, ApiKeysPage, AuditLogPage, CatalogPage, ConnectQueuePage, ConnectionDetailsPage,
-    LoginPage, ModelHostsPage, NotFoundPage, QueueManagerPage, Tab, TopicEditPage,
+    AlgorithmPage, ApiKeysPage, AuditLogPage, BrokerConnectionsPage, CatalogPage,
+    ConnectBrokerPage, ConnectionDetailsPage, LoginPage, ModelHostsPage, NotFoundPage, Tab,
+    TopicEditPage,
 };
 
 /// Who is logged in, shared through context.
@@ -67,11 +68,11 @@ pub fn App() -> impl IntoView {
                 />
                 <Route
                     path=path!("/admin/queues")
-                    view=|| view! { <Protected admin_only=true><QueueManagerPage /></Protected> }
+                    view=|| view! { <Protected admin_only=true><BrokerConnectionsPage /></Protected> }
                 />
                 <Route
                     path=path!("/admin/queues/new")
-                    view=|| view! { <Protected admin_only=true><ConnectQueuePage /></Protected> }
+                    view=|| view! { <Protected admin_only=true><ConnectBrokerPage /></Protected> }
                 />
                 <Route
                     path=path!("/admin/queues/:id")

@@ -1,6 +1,7 @@
 //! The `eventflows` command line: one binary for serving and for managing
 //! users, organizations and algorithms. Errors go to stderr with exit status 1.
 
+use app::api::ModelHostAdmin;
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -108,7 +109,7 @@ enum ModelHostsCommand {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    match execute(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -117,7 +118,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn execute(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load(cli.config.as_deref(), |name| std::env::var(name).ok())?;
     let serving = matches!(cli.command, Command::Serve);
     init_tracing(if serving { "info" } else { "warn" });

@@ -1,6 +1,7 @@
 //! The demo data: two organizations, their members, an admin, and algorithms
 //! with several versions. Seeding twice changes nothing.
 
+use app::api::BrokerAdmin;
 use app::domain::{Access, AppError, NewBrokerConnection, Role, TopicGrant, TopicName};
 
 use crate::services::Services;
@@ -93,7 +94,7 @@ pub async fn seed(services: &Services, kafka: Option<&str>) -> anyhow::Result<()
 /// A connection to the local broker, three topics and their grants.
 async fn seed_broker(services: &Services, bootstrap: &str) -> anyhow::Result<()> {
     let existing = services
-        .list_connections()
+        .list_broker_connections()
         .await?
         .into_iter()
         .find(|c| c.name == DEMO_CONNECTION);

@@ -22,7 +22,7 @@ use tower_http::{
     set_header::SetResponseHeaderLayer,
 };
 
-use app::api::{ClientAddress, SharedBackend};
+use app::api::{ClientAddress, Sessions, SharedBackend};
 use app::domain::AppError;
 
 use crate::runner::{MAX_INPUT_BYTES, RunError};
@@ -210,7 +210,7 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     let ping = state
         .services
         .db
-        .run(|c| diesel::sql_query("SELECT 1").execute(c))
+        .interact(|c| diesel::sql_query("SELECT 1").execute(c))
         .await;
     match ping {
         Ok(_) => (StatusCode::OK, "ok\n"),

@@ -8,62 +8,54 @@ use crate::domain::{AppError, CurrentUser};
 /// Checks username and password and starts a new session (a new cookie).
 #[server(endpoint = "login", input = Json)]
 pub async fn login(username: String, password: String) -> Result<CurrentUser, AppError> {
-    super::respond(
-        async {
-            let username = username.trim();
-            if username.is_empty() {
-                return Err(AppError::validation("username", "Enter your username."));
-            }
-            if password.is_empty() {
-                return Err(AppError::validation("password", "Enter your password."));
-            }
-            let backend = super::backend()?;
-            let previous = super::session_token();
-            let (user, token) = backend
-                .log_in(
-                    username,
-                    &password,
-                    previous.as_deref(),
-                    super::client_address(),
-                )
-                .await?;
-            set_cookie(&backend.session_cookie(Some(&token)));
-            Ok(user)
+    super::for_anyone(|backend| async move {
+        let username = username.trim();
+        if username.is_empty() {
+            return Err(AppError::validation("username", "Enter your username."));
         }
-        .await,
-    )
+        if password.is_empty() {
+            return Err(AppError::validation("password", "Enter your password."));
+        }
+        let previous = super::session_token();
+        let (user, token) = backend
+            .log_in(
+                username,
+                &password,
+                previous.as_deref(),
+                super::client_address(),
+            )
+            .await?;
+        set_cookie(&backend.session_cookie(Some(&token)));
+        Ok(user)
+    })
+    .await
 }
 
 /// Ends the caller's session on the server and clears the cookie.
 #[server(endpoint = "logout", input = Json)]
 pub async fn logout() -> Result<(), AppError> {
-    super::respond(
-        async {
-            let backend = super::backend()?;
-            if let Some(token) = super::session_token() {
-                backend.log_out(&token).await?;
-            }
-            set_cookie(&backend.session_cookie(None));
-            Ok(())
+    super::for_anyone(|backend| async move {
+        if let Some(token) = super::session_token() {
+            backend.log_out(&token).await?;
         }
-        .await,
-    )
+        set_cookie(&backend.session_cookie(None));
+        Ok(())
+    })
+    .await
 }
 
 /// The logged-in user, or `None` for an anonymous caller (not an error: the
 /// app asks this at start to decide between the login page and the shell).
 #[server(endpoint = "current_user", input = Json)]
 pub async fn fetch_current_user() -> Result<Option<CurrentUser>, AppError> {
-    super::respond(
-        async {
-            match super::caller().await {
-                Ok(user) => Ok(Some(user)),
-                Err(AppError::Unauthorized) => Ok(None),
-                Err(other) => Err(other),
-            }
+    super::for_anyone(|_| async {
+        match super::caller().await {
+            Ok(user) => Ok(Some(user)),
+            Err(AppError::Unauthorized) => Ok(None),
+            Err(other) => Err(other),
         }
-        .await,
-    )
+    })
+    .await
 }
 
 #[cfg(feature = "ssr")]

@@ -1,5 +1,6 @@
-//! What the server provides to the server functions (through Leptos context).
-//! The SQL and the Kafka code live once, in the server crate, behind this trait.
+//! What the server provides to the server functions (through Leptos context):
+//! one trait per area, implemented by the server crate's services directly,
+//! where the rules, the SQL and the Kafka code live.
 
 use std::sync::Arc;
 
@@ -8,8 +9,9 @@ use async_trait::async_trait;
 use crate::domain::{
     AlgorithmDetails, AlgorithmSummary, ApiKey, AppError, AuditPage, AuditQuery,
     BrokerConnectionDetails, BrokerConnectionSummary, CreatedApiKey, CurrentUser, DeadLetterPage,
-    DeadLetterQuery, Direction, DryRun, DryRunRequest, EventRow, FlowRequest, FlowStats, ModelHost,
-    NewBrokerConnection, ReplayRequest, Rewind, RewindPlan, TopicDetails, TopicGrant, TopicName,
+    DeadLetterQuery, Direction, DryRun, DryRunRequest, FlowRequest, FlowStats, GrantedTopic,
+    ModelHost, NewBrokerConnection, ReplayRequest, Rewind, RewindPlan, TopicDetails, TopicGrant,
+    TopicName,
 };
 
 /// Name of the HttpOnly cookie that carries the session token.
@@ -19,8 +21,9 @@ pub const SESSION_COOKIE: &str = "eventflows_session";
 /// this host for every path, with no `Domain`.
 pub const SECURE_SESSION_COOKIE: &str = "__Host-eventflows_session";
 
+/// Logging in and out, and whose session a token is.
 #[async_trait]
-pub trait Backend: Send + Sync + 'static {
+pub trait Sessions: Send + Sync {
     /// The user a session token belongs to, if the session exists and has not expired.
     async fn session_user(&self, token: &str) -> Result<Option<CurrentUser>, AppError>;
 
@@ -41,13 +44,17 @@ pub trait Backend: Send + Sync + 'static {
 
     /// The `Set-Cookie` value that stores `token` (or clears the cookie when `None`).
     fn session_cookie(&self, token: Option<&str>) -> String;
+}
 
+/// Queue manager: broker connections, topics and topic grants. `by` names
+/// the admin, for the audit log.
+#[async_trait]
+pub trait BrokerAdmin: Send + Sync {
     /// Every broker connection with its live status.
     async fn list_broker_connections(&self) -> Result<Vec<BrokerConnectionSummary>, AppError>;
 
     /// Tests the connection for real and saves it only when the broker answers.
     /// Returns the new connection's id.
-    /// `by`: the admin, for the audit log (as in the other changes below).
     async fn connect_broker(&self, by: &str, new: NewBrokerConnection) -> Result<String, AppError>;
 
     /// Settings (secrets only as "set"), live status, topics and flows.
@@ -78,7 +85,11 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Every algorithm of every organization, as `org/name`.
     async fn algorithm_names(&self) -> Result<Vec<String>, AppError>;
+}
 
+/// Admin → Model hosts.
+#[async_trait]
+pub trait ModelHostAdmin: Send + Sync {
     /// The model hosts `http:` runtimes may call.
     async fn model_hosts(&self) -> Result<Vec<ModelHost>, AppError>;
 
@@ -86,12 +97,18 @@ pub trait Backend: Send + Sync + 'static {
     async fn allow_model_host(&self, by: &str, entry: &str) -> Result<ModelHost, AppError>;
 
     async fn remove_model_host(&self, by: &str, entry: &str) -> Result<(), AppError>;
+}
 
+/// Admin → Audit log.
+#[async_trait]
+pub trait AuditLog: Send + Sync {
     /// A page of the audit log.
     async fn audit_log(&self, query: AuditQuery) -> Result<AuditPage, AppError>;
+}
 
-    // Members: each call is checked against `caller`'s role and organizations.
-
+/// Settings → API keys: each call acts on the caller's own keys.
+#[async_trait]
+pub trait ApiKeys: Send + Sync {
     /// The caller's own API keys, newest first.
     async fn api_keys(&self, caller: &CurrentUser) -> Result<Vec<ApiKey>, AppError>;
 
@@ -104,7 +121,11 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<CreatedApiKey, AppError>;
 
     async fn revoke_api_key(&self, caller: &CurrentUser, id: &str) -> Result<(), AppError>;
+}
 
+/// The catalog, algorithm pages and flows: each call is checked against the caller's role and organizations.
+#[async_trait]
+pub trait Catalog: Send + Sync {
     /// The algorithms `caller` can see (all of them for an admin).
     async fn catalog(&self, caller: &CurrentUser) -> Result<Vec<AlgorithmSummary>, AppError>;
 
@@ -130,7 +151,7 @@ pub trait Backend: Send + Sync + 'static {
         caller: &CurrentUser,
         org: &str,
         name: &str,
-    ) -> Result<Vec<EventRow>, AppError>;
+    ) -> Result<Vec<GrantedTopic>, AppError>;
 
     /// Enables a flow, or changes an enabled one (version, Dead Letter Queue).
     async fn save_flow(&self, caller: &CurrentUser, request: FlowRequest) -> Result<(), AppError>;
@@ -187,6 +208,18 @@ pub trait Backend: Send + Sync + 'static {
         to: Rewind,
         apply: bool,
     ) -> Result<RewindPlan, AppError>;
+}
+
+/// Everything the server provides to the server functions (through Leptos
+/// context), one trait per area, each implemented where its rules live.
+pub trait Backend:
+    Sessions + BrokerAdmin + ModelHostAdmin + AuditLog + ApiKeys + Catalog + 'static
+{
+}
+
+impl<T> Backend for T where
+    T: Sessions + BrokerAdmin + ModelHostAdmin + AuditLog + ApiKeys + Catalog + 'static
+{
 }
 
 pub type SharedBackend = Arc<dyn Backend>;

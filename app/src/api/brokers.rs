@@ -15,83 +15,55 @@ pub const MAX_PARTITIONS: u32 = 1000;
 
 #[server(endpoint = "list_broker_connections", input = Json)]
 pub async fn list_broker_connections() -> Result<Vec<BrokerConnectionSummary>, AppError> {
-    super::respond(
-        async {
-            super::admin().await?;
-            super::backend()?.list_broker_connections().await
-        }
-        .await,
-    )
+    super::for_admin(|_, backend| async move { backend.list_broker_connections().await }).await
 }
 
 /// **Connect to Broker**: connects for real, saves only on success.
 #[server(endpoint = "connect_broker", input = Json)]
 pub async fn connect_broker(connection: NewBrokerConnection) -> Result<String, AppError> {
-    super::respond(
-        async {
-            let admin = super::admin().await?;
-            super::backend()?
-                .connect_broker(&admin.username, connection)
-                .await
-        }
-        .await,
-    )
+    super::for_admin(|admin, backend| async move {
+        backend.connect_broker(&admin.username, connection).await
+    })
+    .await
 }
 
 #[server(endpoint = "get_broker_connection", input = Json)]
 pub async fn get_broker_connection(id: String) -> Result<BrokerConnectionDetails, AppError> {
-    super::respond(
-        async {
-            super::admin().await?;
-            super::backend()?.broker_connection(&id).await
-        }
-        .await,
-    )
+    super::for_admin(|_, backend| async move { backend.broker_connection(&id).await }).await
 }
 
 #[server(endpoint = "delete_broker_connection", input = Json)]
 pub async fn delete_broker_connection(id: String) -> Result<(), AppError> {
-    super::respond(
-        async {
-            let admin = super::admin().await?;
-            super::backend()?
-                .delete_broker_connection(&admin.username, &id)
-                .await
-        }
-        .await,
-    )
+    super::for_admin(|admin, backend| async move {
+        backend.delete_broker_connection(&admin.username, &id).await
+    })
+    .await
 }
 
 #[server(endpoint = "create_topic", input = Json)]
 pub async fn create_topic(id: String, topic: String, partitions: u32) -> Result<(), AppError> {
-    super::respond(
-        async {
-            let admin = super::admin().await?;
-            let topic = TopicName::parse(&topic)?;
-            if partitions == 0 || partitions > MAX_PARTITIONS {
-                return Err(AppError::validation(
-                    "partitions",
-                    format!("A topic needs between 1 and {MAX_PARTITIONS} partitions."),
-                ));
-            }
-            super::backend()?
-                .create_topic(&admin.username, &id, &topic, partitions)
-                .await
+    super::for_admin(|admin, backend| async move {
+        let topic = TopicName::parse(&topic)?;
+        if partitions == 0 || partitions > MAX_PARTITIONS {
+            return Err(AppError::validation(
+                "partitions",
+                format!("A topic needs between 1 and {MAX_PARTITIONS} partitions."),
+            ));
         }
-        .await,
-    )
+        backend
+            .create_topic(&admin.username, &id, &topic, partitions)
+            .await
+    })
+    .await
 }
 
 #[server(endpoint = "get_topic", input = Json)]
 pub async fn get_topic(id: String, topic: String) -> Result<TopicDetails, AppError> {
-    super::respond(
-        async {
-            super::admin().await?;
-            let topic = TopicName::parse(&topic)?;
-            super::backend()?.topic_details(&id, &topic).await
-        }
-        .await,
-    )
+    super::for_admin(|_, backend| async move {
+        let topic = TopicName::parse(&topic)?;
+        backend.topic_details(&id, &topic).await
+    })
+    .await
 }
 
 /// **Save changes** on the topic edit page: the whole access list at once.
@@ -101,26 +73,17 @@ pub async fn save_topic_grants(
     topic: String,
     grants: Vec<TopicGrant>,
 ) -> Result<(), AppError> {
-    super::respond(
-        async {
-            let admin = super::admin().await?;
-            let topic = TopicName::parse(&topic)?;
-            super::backend()?
-                .save_topic_grants(&admin.username, &id, &topic, grants)
-                .await
-        }
-        .await,
-    )
+    super::for_admin(|admin, backend| async move {
+        let topic = TopicName::parse(&topic)?;
+        backend
+            .save_topic_grants(&admin.username, &id, &topic, grants)
+            .await
+    })
+    .await
 }
 
 /// Algorithms an admin can give access to (every organization's).
 #[server(endpoint = "list_algorithm_names", input = Json)]
 pub async fn list_algorithm_names() -> Result<Vec<String>, AppError> {
-    super::respond(
-        async {
-            super::admin().await?;
-            super::backend()?.algorithm_names().await
-        }
-        .await,
-    )
+    super::for_admin(|_, backend| async move { backend.algorithm_names().await }).await
 }

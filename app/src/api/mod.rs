@@ -1,8 +1,8 @@
 //! Server functions, one file per area, `verb_noun` names.
 //!
-//! Each one: who is calling ([`caller`] / [`admin`]) → validate → call the
-//! [`Backend`] the server provides through context → map the error. The HTTP
-//! status of a failure is set in one place, [`respond`].
+//! Each one hands its work to [`for_caller`], [`for_admin`] or
+//! [`for_anyone`], which find who is calling and the [`Backend`] the server
+//! provides through context, and set the HTTP status of a failure.
 
 mod admin;
 mod auth;
@@ -16,7 +16,8 @@ pub use admin::*;
 pub use auth::*;
 #[cfg(feature = "ssr")]
 pub use backend::{
-    Backend, SECURE_SESSION_COOKIE, SESSION_COOKIE, SharedBackend, token_from_headers,
+    ApiKeys, AuditLog, Backend, BrokerAdmin, Catalog, ModelHostAdmin, SECURE_SESSION_COOKIE,
+    SESSION_COOKIE, Sessions, SharedBackend, token_from_headers,
 };
 pub use brokers::*;
 pub use catalog::*;
@@ -25,9 +26,41 @@ pub use keys::*;
 #[cfg(feature = "ssr")]
 use crate::domain::{AppError, CurrentUser};
 
+/// Runs a server function's work for the logged-in caller (`Unauthorized`
+/// without a session).
+#[cfg(feature = "ssr")]
+pub(crate) async fn for_caller<T, F>(
+    work: impl FnOnce(CurrentUser, SharedBackend) -> F,
+) -> Result<T, AppError>
+where
+    F: std::future::Future<Output = Result<T, AppError>>,
+{
+    respond(async { work(caller().await?, backend()?).await }.await)
+}
+
+/// Runs a server function's work for an admin (`Forbidden` for a member).
+#[cfg(feature = "ssr")]
+pub(crate) async fn for_admin<T, F>(
+    work: impl FnOnce(CurrentUser, SharedBackend) -> F,
+) -> Result<T, AppError>
+where
+    F: std::future::Future<Output = Result<T, AppError>>,
+{
+    respond(async { work(admin().await?, backend()?).await }.await)
+}
+
+/// Runs a server function's work whoever calls (logging in and out).
+#[cfg(feature = "ssr")]
+pub(crate) async fn for_anyone<T, F>(work: impl FnOnce(SharedBackend) -> F) -> Result<T, AppError>
+where
+    F: std::future::Future<Output = Result<T, AppError>>,
+{
+    respond(async { work(backend()?).await }.await)
+}
+
 /// Sets the response status for a failed call and hands the result back.
 #[cfg(feature = "ssr")]
-pub(crate) fn respond<T>(result: Result<T, AppError>) -> Result<T, AppError> {
+fn respond<T>(result: Result<T, AppError>) -> Result<T, AppError> {
     if let Err(error) = &result {
         if let Some(options) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
             if let Ok(status) = http::StatusCode::from_u16(error.status()) {
@@ -48,7 +81,7 @@ pub(crate) fn respond<T>(result: Result<T, AppError>) -> Result<T, AppError> {
 }
 
 #[cfg(feature = "ssr")]
-pub(crate) fn backend() -> Result<SharedBackend, AppError> {
+fn backend() -> Result<SharedBackend, AppError> {
     leptos::prelude::use_context::<SharedBackend>().ok_or(AppError::Internal)
 }
 
@@ -82,7 +115,7 @@ pub(crate) async fn caller() -> Result<CurrentUser, AppError> {
 
 /// The logged-in caller if an admin: `Unauthorized` or `Forbidden` otherwise.
 #[cfg(feature = "ssr")]
-pub(crate) async fn admin() -> Result<CurrentUser, AppError> {
+async fn admin() -> Result<CurrentUser, AppError> {
     let user = caller().await?;
     if user.is_admin() {
         Ok(user)

@@ -239,7 +239,7 @@ pub struct FlowState {
     /// A publish flow that takes the outputs of whichever version the
     /// algorithm's listeners run (its `version` is then not used).
     #[serde(default)]
-    pub follows_listener: bool,
+    pub follows_subscribe_flow: bool,
 }
 
 fn one() -> u32 {
@@ -249,7 +249,7 @@ fn one() -> u32 {
 /// One row of the **Events** tab: a topic the algorithm has a grant on, in
 /// one direction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EventRow {
+pub struct GrantedTopic {
     pub connection_id: String,
     pub connection_name: String,
     pub topic: String,
@@ -260,7 +260,7 @@ pub struct EventRow {
     pub dlq_options: Vec<String>,
 }
 
-impl EventRow {
+impl GrantedTopic {
     pub fn enabled(&self) -> bool {
         self.flow.as_ref().is_some_and(|f| f.enabled)
     }
@@ -293,7 +293,7 @@ pub struct FlowRequest {
     /// Of a publish flow: take the outputs of whichever version the
     /// algorithm's listeners run, instead of `version`'s only.
     #[serde(default)]
-    pub follows_listener: bool,
+    pub follows_subscribe_flow: bool,
 }
 
 /// A failure the debugging view shows.

@@ -7,8 +7,8 @@ use super::rewind::PauseControls;
 use crate::api::{disable_flow, get_flow_stats, list_events, save_flow};
 use crate::components::{ConfirmActions, Dialog, ErrorNotice, Loading, SuccessNotice};
 use crate::domain::{
-    AlgorithmDetails, Batching, DEFAULT_BATCH_SIZE, Direction, EventRow, FlowOrdering, FlowRequest,
-    FlowStats, MAX_BATCH_SIZE, MAX_BATCH_WAIT_MS, MAX_CONCURRENCY, Runtime,
+    AlgorithmDetails, Batching, DEFAULT_BATCH_SIZE, Direction, FlowOrdering, FlowRequest,
+    FlowStats, GrantedTopic, MAX_BATCH_SIZE, MAX_BATCH_WAIT_MS, MAX_CONCURRENCY, Runtime,
 };
 
 /// The Version choice of a publish flow that follows the listener.
@@ -17,8 +17,8 @@ const FOLLOW: &str = "listener";
 /// Which dialog is open on the Events tab.
 #[derive(Clone)]
 enum Open {
-    Enable(EventRow),
-    Disable(EventRow),
+    Enable(GrantedTopic),
+    Disable(GrantedTopic),
 }
 
 /// The **Events** tab: every topic the algorithm has a grant on, with
@@ -150,7 +150,7 @@ pub fn EventsTab(details: AlgorithmDetails) -> impl IntoView {
 
 #[component]
 fn Row(
-    row: EventRow,
+    row: GrantedTopic,
     open: RwSignal<Option<Open>>,
     watching: RwSignal<Option<(String, String)>>,
 ) -> impl IntoView {
@@ -176,7 +176,7 @@ fn Row(
                 {flow
                     .as_ref()
                     .filter(|_| enabled)
-                    .map(|f| if f.follows_listener { "the listener's".to_owned() } else { f.version.clone() })
+                    .map(|f| if f.follows_subscribe_flow { "the listener's".to_owned() } else { f.version.clone() })
                     .unwrap_or_else(|| "–".into())}
             </td>
             <td class="px-4 py-2">
@@ -249,11 +249,11 @@ fn Row(
 fn EnableDialog(
     org: String,
     name: String,
-    row: EventRow,
+    row: GrantedTopic,
     versions: Vec<String>,
     batch_versions: Vec<String>,
     /// The algorithm's enabled publish flows: where a version's outputs go.
-    publishing: Vec<EventRow>,
+    publishing: Vec<GrantedTopic>,
     on_close: Callback<()>,
     on_done: Callback<String>,
 ) -> impl IntoView {
@@ -262,7 +262,7 @@ fn EnableDialog(
     let publish_row = row.direction == Direction::Publish;
     // A publish flow follows the listener's version unless it keeps one.
     let version = RwSignal::new(match &current {
-        Some(f) if publish_row && f.follows_listener => FOLLOW.to_owned(),
+        Some(f) if publish_row && f.follows_subscribe_flow => FOLLOW.to_owned(),
         Some(f) => f.version.clone(),
         None if publish_row => FOLLOW.to_owned(),
         None => versions.first().cloned().unwrap_or_default(),
@@ -275,7 +275,7 @@ fn EnableDialog(
             .filter(|r| {
                 r.flow
                     .as_ref()
-                    .is_some_and(|f| f.enabled && (f.follows_listener || f.version == chosen))
+                    .is_some_and(|f| f.enabled && (f.follows_subscribe_flow || f.version == chosen))
             })
             .map(|r| format!("{} ({})", r.topic, r.connection_name))
             .collect();
@@ -388,7 +388,7 @@ fn EnableDialog(
                 v if v == FOLLOW => first_version.clone(),
                 v => v,
             },
-            follows_listener: !subscribe && version.get_untracked() == FOLLOW,
+            follows_subscribe_flow: !subscribe && version.get_untracked() == FOLLOW,
             dlq_topic: (subscribe && use_dlq.get_untracked()).then(|| dlq.get_untracked()),
             ordering: if subscribe {
                 ordering.get_untracked()
@@ -570,7 +570,7 @@ fn EnableDialog(
 fn DisableDialog(
     org: String,
     name: String,
-    row: EventRow,
+    row: GrantedTopic,
     on_close: Callback<()>,
     on_done: Callback<String>,
 ) -> impl IntoView {

@@ -12,7 +12,7 @@ pub(crate) mod rewind;
 mod settings;
 
 pub use admin::{
-    AuditLogPage, ConnectQueuePage, ConnectionDetailsPage, ModelHostsPage, QueueManagerPage,
+    AuditLogPage, BrokerConnectionsPage, ConnectBrokerPage, ConnectionDetailsPage, ModelHostsPage,
     TopicEditPage,
 };
 pub use algorithm::{AlgorithmPage, Tab};

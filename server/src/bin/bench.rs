@@ -28,6 +28,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use serde_json::{Value, json};
 use server::runner::headers as header;
 
+use app::api::{BrokerAdmin, Catalog, ModelHostAdmin};
 use app::domain::{
     Access, CurrentUser, Direction, FlowOrdering, FlowRequest, NewBrokerConnection, Role,
     TopicGrant, TopicName,
@@ -516,7 +517,7 @@ impl Bench {
                         concurrency,
                         batch_size,
                         batch_wait_ms: None,
-                        follows_listener: false,
+                        follows_subscribe_flow: false,
                     },
                 )
                 .await?;

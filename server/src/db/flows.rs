@@ -332,7 +332,7 @@ pub struct ActiveFlow {
     pub batching: Batching,
     /// A publish flow that takes the outputs of whichever version the
     /// algorithm's subscribe flows run.
-    pub follows_listener: bool,
+    pub follows_subscribe_flow: bool,
 }
 
 /// Makes a publish flow follow the listener's version, or keep its own.
@@ -428,7 +428,7 @@ pub fn active_flows(conn: &mut AnyConnection) -> QueryResult<Vec<ActiveFlow>> {
                 return None;
             };
             Some(ActiveFlow {
-            follows_listener: follows.contains(&f.id),
+            follows_subscribe_flow: follows.contains(&f.id),
             consumer_group: f
                 .consumer_group
                 .unwrap_or_else(|| consumer_group(&f.algorithm_id, &f.connection_id, &f.topic)),

@@ -1,7 +1,7 @@
 //! Storage: one code path for SQLite (embedded default) and PostgreSQL.
 //!
 //! Queries are plain diesel on [`AnyConnection`]; each runs on the blocking
-//! thread pool through [`Db::run`], never on an async worker thread.
+//! thread pool through [`Db::interact`], never on an async worker thread.
 
 pub mod algorithms;
 pub mod api_keys;
@@ -154,7 +154,6 @@ pub fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
 #[derive(Clone)]
 pub struct Db {
     pool: r2d2::Pool<Manager>,
-    backend: Backend,
 }
 
 impl Db {
@@ -203,13 +202,9 @@ impl Db {
                     crate::config::redact_url(url)
                 )
             })?;
-        let db = Db { pool, backend };
+        let db = Db { pool };
         db.migrate()?;
         Ok(db)
-    }
-
-    pub fn backend(&self) -> Backend {
-        self.backend
     }
 
     /// Runs pending migrations; returns how many ran.
@@ -245,7 +240,7 @@ impl Db {
     }
 
     /// Runs `work` with a pooled connection on the blocking thread pool.
-    pub async fn run<T, F>(&self, work: F) -> Result<T, DbError>
+    pub async fn interact<T, F>(&self, work: F) -> Result<T, DbError>
     where
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> QueryResult<T> + Send + 'static,
@@ -254,7 +249,7 @@ impl Db {
             .await
     }
 
-    /// [`Db::run`] in one transaction, for work that may refuse with
+    /// [`Db::interact`] in one transaction, for work that may refuse with
     /// [`DbError::Refused`]: on any error, nothing it wrote is kept.
     pub async fn transaction<T, F>(&self, work: F) -> Result<T, DbError>
     where
@@ -281,7 +276,7 @@ impl Db {
         .map_err(|e| DbError::Unavailable(e.to_string()))?
     }
 
-    /// The same as [`Db::run`], for code that is already off the async threads
+    /// The same as [`Db::interact`], for code that is already off the async threads
     /// (the command line).
     pub fn run_blocking<T>(
         &self,

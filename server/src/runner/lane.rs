@@ -765,7 +765,7 @@ impl Keeper for DbKeeper {
         self.runner
             .inner
             .db
-            .run(move |c| failures::keep(c, &flow, &failures))
+            .interact(move |c| failures::keep(c, &flow, &failures))
             .await
             .map_err(|error| error.to_string())
     }

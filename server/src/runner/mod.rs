@@ -213,12 +213,12 @@ impl Runner {
     pub async fn reconcile(&self) -> Result<(), AppError> {
         let inner = &self.inner;
         // Model hosts allowed or removed on another instance apply here too.
-        match inner.db.run(crate::db::model_hosts::entries).await {
+        match inner.db.interact(crate::db::model_hosts::entries).await {
             Ok(entries) => inner.executor.set_model_hosts(&entries),
             Err(error) => tracing::warn!(%error, "could not read the allowed model hosts"),
         }
         let mut running = inner.flows.lock().await;
-        let active = inner.db.run(active_flows).await?;
+        let active = inner.db.interact(active_flows).await?;
 
         let mut publish: HashMap<(String, String), Vec<Arc<Target>>> = HashMap::new();
         let mut follow: HashMap<String, Vec<Arc<Target>>> = HashMap::new();
@@ -229,7 +229,7 @@ impl Runner {
                     connection_id: flow.connection_id.clone(),
                     topic: flow.topic.clone(),
                 });
-                if flow.follows_listener {
+                if flow.follows_subscribe_flow {
                     follow
                         .entry(flow.algorithm_id.clone())
                         .or_default()
@@ -337,7 +337,7 @@ impl Runner {
         let (config_tx, config_rx) = watch::channel(config);
         let (stop_tx, stop_rx) = watch::channel(false);
         stats.set_state("running");
-        let task = tokio::spawn(subscribe::run(
+        let task = tokio::spawn(subscribe::consume(
             self.clone(),
             spec.clone(),
             consumer.clone(),
@@ -368,7 +368,7 @@ impl Runner {
         let row = self
             .inner
             .db
-            .run(move |c| find_connection(c, &id))
+            .interact(move |c| find_connection(c, &id))
             .await?
             .ok_or_else(|| AppError::not_found("The broker connection"))?;
         BrokerSettings::from_row(&row, &self.inner.secrets)
@@ -458,7 +458,7 @@ impl Runner {
         match self
             .inner
             .db
-            .run(move |c| failures::latest(c, &id, SHOWN_FAILURES))
+            .interact(move |c| failures::latest(c, &id, SHOWN_FAILURES))
             .await
         {
             Ok((rows, kept, dropped)) => {

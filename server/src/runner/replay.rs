@@ -59,7 +59,7 @@ impl Runner {
         let found = self
             .inner
             .db
-            .run(move |c| {
+            .interact(move |c| {
                 let Some(row) = crate::db::flows::find_flow(c, &id)? else {
                     return Ok(None);
                 };
@@ -80,7 +80,7 @@ impl Runner {
         let versions = self
             .inner
             .db
-            .run(move |c| crate::db::algorithms::versions(c, &[id]))
+            .interact(move |c| crate::db::algorithms::versions(c, &[id]))
             .await?;
         let runtime = versions
             .into_iter()
@@ -157,7 +157,7 @@ impl Runner {
                 let (rows, more) = self
                     .inner
                     .db
-                    .run(move |c| {
+                    .interact(move |c| {
                         let ids: Vec<String> = failures::summaries(c, &id)?
                             .into_iter()
                             .filter(|(_, kind, version, message)| {
@@ -190,7 +190,7 @@ impl Runner {
         let marks = self
             .inner
             .db
-            .run(move |c| replays::marks(c, &id, &ids))
+            .interact(move |c| replays::marks(c, &id, &ids))
             .await?;
         for letter in &mut page.letters {
             letter.replayed = marks.get(&letter.id).map(|outcome| {
@@ -270,7 +270,7 @@ impl Runner {
         let created = self
             .inner
             .db
-            .run(move |c| replays::create(c, &id, &v, &who, &letters, now_ms()))
+            .interact(move |c| replays::create(c, &id, &v, &who, &letters, now_ms()))
             .await?;
         let replay = match created {
             Ok(replay) => replay,
@@ -328,7 +328,7 @@ impl Runner {
                 let id = flow.row.id.clone();
                 self.inner
                     .db
-                    .run(move |c| failures::summaries(c, &id))
+                    .interact(move |c| failures::summaries(c, &id))
                     .await?
                     .into_iter()
                     .filter(|(_, kind, version, message)| query.matches(kind, version, message))
@@ -353,7 +353,7 @@ impl Runner {
         let held = match self
             .inner
             .db
-            .run(move |c| replays::claim(c, &owner, now_ms()))
+            .interact(move |c| replays::claim(c, &owner, now_ms()))
             .await
         {
             Ok(held) => held,
@@ -408,7 +408,7 @@ impl Runner {
         match self
             .inner
             .db
-            .run(move |c| replays::progress(c, &id, SHOWN_REPLAYS))
+            .interact(move |c| replays::progress(c, &id, SHOWN_REPLAYS))
             .await
         {
             Ok(rows) => rows
@@ -443,7 +443,7 @@ impl Runner {
             let next = match self
                 .inner
                 .db
-                .run(move |c| replays::pending(c, &id, CHUNK))
+                .interact(move |c| replays::pending(c, &id, CHUNK))
                 .await
             {
                 Ok(next) => next,
@@ -467,7 +467,7 @@ impl Runner {
             if let Err(error) = self
                 .inner
                 .db
-                .run(move |c| replays::finish(c, &id, state, why.as_deref(), now_ms()))
+                .interact(move |c| replays::finish(c, &id, state, why.as_deref(), now_ms()))
                 .await
             {
                 tracing::warn!(replay = %replay.id, %error, "could not finish the replay");
@@ -608,7 +608,7 @@ impl Runner {
         let held = self
             .inner
             .db
-            .run(move |c| replays::record(c, &id, &owner, &outcomes, now_ms()))
+            .interact(move |c| replays::record(c, &id, &owner, &outcomes, now_ms()))
             .await?;
         tracing::info!(replay = %replay.id, letters = counts.len(), held, stopped, read_ms,
             ms = step_started.elapsed().as_millis() as u64, "replay step recorded");
@@ -679,7 +679,7 @@ impl Runner {
             let rows: HashMap<String, failures::Failure> = self
                 .inner
                 .db
-                .run(move |c| failures::find(c, &id, &ids))
+                .interact(move |c| failures::find(c, &id, &ids))
                 .await?
                 .into_iter()
                 .collect();

@@ -33,7 +33,7 @@ impl Runner {
         let (flow, paused) = self
             .inner
             .db
-            .run(move |c| Ok((find_flow(c, &id)?, is_paused(c, &id)?)))
+            .interact(move |c| Ok((find_flow(c, &id)?, is_paused(c, &id)?)))
             .await?;
         let flow = flow.ok_or_else(|| AppError::not_found("The flow"))?;
         if flow.direction() != Some(Direction::Subscribe) || !flow.enabled {

@@ -220,7 +220,9 @@ struct Lane {
     task: tokio::task::JoinHandle<()>,
 }
 
-pub async fn run(
+/// Consumes a subscribe flow's topic until `stop`: one lane per assigned
+/// partition runs its messages, writes the outputs and stores the offsets.
+pub async fn consume(
     runner: Runner,
     spec: ActiveFlow,
     consumer: Arc<StreamConsumer<FlowContext>>,

@@ -5,6 +5,8 @@
 //! stored (a key is random, so a fast hash is enough), with its first
 //! characters to tell keys apart. It is shown once, when it is created.
 
+use app::api::ApiKeys;
+use async_trait::async_trait;
 use base64::Engine;
 use diesel::Connection;
 
@@ -46,15 +48,31 @@ impl Services {
     async fn user_id(&self, user: &CurrentUser) -> Result<String, AppError> {
         let name = user.username.clone();
         self.db
-            .run(move |c| users::find_user(c, &name))
+            .interact(move |c| users::find_user(c, &name))
             .await?
             .map(|u| u.id)
             .ok_or(AppError::Unauthorized)
     }
 
-    pub async fn api_keys(&self, user: &CurrentUser) -> Result<Vec<ApiKey>, AppError> {
+    /// The user a key acts as, if it is valid (not revoked, not expired).
+    pub async fn api_key_user(&self, key: &str) -> Result<Option<CurrentUser>, AppError> {
+        let hash = token_hash(key.trim());
+        let user = self
+            .db
+            .interact(move |c| api_keys::user_of(c, &hash))
+            .await?;
+        match user {
+            Some(user) => Ok(Some(self.user_view(user).await?)),
+            None => Ok(None),
+        }
+    }
+}
+
+#[async_trait]
+impl ApiKeys for Services {
+    async fn api_keys(&self, user: &CurrentUser) -> Result<Vec<ApiKey>, AppError> {
         let id = self.user_id(user).await?;
-        let rows = self.db.run(move |c| api_keys::of_user(c, &id)).await?;
+        let rows = self.db.interact(move |c| api_keys::of_user(c, &id)).await?;
         let now = now_ms();
         Ok(rows.into_iter().map(|r| view(r, now)).collect())
     }
@@ -62,7 +80,7 @@ impl Services {
     /// Creates a key for `user`, named `name`, expiring after
     /// `expires_in_days` if set. The key itself is in the answer, and
     /// nowhere else ever again.
-    pub async fn create_api_key(
+    async fn create_api_key(
         &self,
         user: &CurrentUser,
         name: &str,
@@ -105,7 +123,7 @@ impl Services {
         let stored = row.clone();
         let created = self
             .db
-            .run(move |c| {
+            .interact(move |c| {
                 c.transaction(|c| {
                     let active = api_keys::of_user(c, &stored.user_id)?
                         .iter()
@@ -137,12 +155,12 @@ impl Services {
         })
     }
 
-    pub async fn revoke_api_key(&self, user: &CurrentUser, id: &str) -> Result<(), AppError> {
+    async fn revoke_api_key(&self, user: &CurrentUser, id: &str) -> Result<(), AppError> {
         let user_id = self.user_id(user).await?;
         let key = id.to_owned();
         let revoked = self
             .db
-            .run(move |c| {
+            .interact(move |c| {
                 let name = api_keys::of_user(c, &user_id)?
                     .into_iter()
                     .find(|k| k.id == key)
@@ -165,15 +183,5 @@ impl Services {
         )
         .await;
         Ok(())
-    }
-
-    /// The user a key acts as, if it is valid (not revoked, not expired).
-    pub async fn api_key_user(&self, key: &str) -> Result<Option<CurrentUser>, AppError> {
-        let hash = token_hash(key.trim());
-        let user = self.db.run(move |c| api_keys::user_of(c, &hash)).await?;
-        match user {
-            Some(user) => Ok(Some(self.user_view(user).await?)),
-            None => Ok(None),
-        }
     }
 }

@@ -1,6 +1,8 @@
 //! The audit log: each change records who made it; admins read it.
 
+use app::api::AuditLog;
 use app::domain::{AUDIT_KINDS, AppError, AuditEvent, AuditPage, AuditQuery};
+use async_trait::async_trait;
 
 use super::Services;
 use crate::db::audit::{self, Filter};
@@ -16,14 +18,17 @@ impl Services {
         let (actor, target, detail) = (actor.to_owned(), target.to_owned(), detail.to_owned());
         let recorded = self
             .db
-            .run(move |c| audit::record(c, &actor, kind, &target, &detail))
+            .interact(move |c| audit::record(c, &actor, kind, &target, &detail))
             .await;
         if let Err(error) = recorded {
             tracing::warn!(%error, kind, "could not record an audit event");
         }
     }
+}
 
-    pub async fn audit_log(&self, query: AuditQuery) -> Result<AuditPage, AppError> {
+#[async_trait]
+impl AuditLog for Services {
+    async fn audit_log(&self, query: AuditQuery) -> Result<AuditPage, AppError> {
         let text =
             |value: Option<String>| value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         let kind = text(query.kind);
@@ -58,7 +63,7 @@ impl Services {
         };
         let mut rows = self
             .db
-            .run(move |c| audit::page(c, &filter, AUDIT_PAGE + 1))
+            .interact(move |c| audit::page(c, &filter, AUDIT_PAGE + 1))
             .await?;
         let more = rows.len() as i64 > AUDIT_PAGE;
         rows.truncate(AUDIT_PAGE as usize);

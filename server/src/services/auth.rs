@@ -4,8 +4,10 @@
 //! only its SHA-256 is stored, so a copy of the database opens no session.
 //! Every login starts a new session (and ends the one it came with).
 
+use app::api::Sessions;
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use async_trait::async_trait;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
@@ -86,7 +88,7 @@ impl Services {
         let id = user.id.clone();
         let organizations = self
             .db
-            .run(move |c| users::organizations_of(c, &id))
+            .interact(move |c| users::organizations_of(c, &id))
             .await?;
         Ok(CurrentUser {
             username: user.username,
@@ -96,13 +98,29 @@ impl Services {
     }
 }
 
-impl Services {
-    pub async fn session_user(&self, token: &str) -> Result<Option<CurrentUser>, AppError> {
+/// The `Set-Cookie` value for a session (`None`: clears it). Over HTTPS the
+/// cookie is `Secure` and carries the `__Host-` prefix.
+fn session_cookie(secure: bool, token: Option<&str>) -> String {
+    let (name, secure) = if secure {
+        (SECURE_SESSION_COOKIE, "; Secure")
+    } else {
+        (SESSION_COOKIE, "")
+    };
+    let (value, max_age) = match token {
+        Some(token) => (token, SESSION_LIFETIME_MS / 1000),
+        None => ("", 0),
+    };
+    format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}")
+}
+
+#[async_trait]
+impl Sessions for Services {
+    async fn session_user(&self, token: &str) -> Result<Option<CurrentUser>, AppError> {
         let hash = token_hash(token);
         let idle_ms = self.session_idle.as_millis().min(i64::MAX as u128) as i64;
         let user = self
             .db
-            .run(move |c| users::session_user(c, &hash, idle_ms))
+            .interact(move |c| users::session_user(c, &hash, idle_ms))
             .await?;
         match user {
             Some(user) => Ok(Some(self.user_view(user).await?)),
@@ -110,7 +128,7 @@ impl Services {
         }
     }
 
-    pub async fn log_in(
+    async fn log_in(
         &self,
         username: &str,
         password: &str,
@@ -125,7 +143,10 @@ impl Services {
         }
         let turn = self.logins.turn().await.map_err(too_many)?;
         let name = username.to_owned();
-        let user = self.db.run(move |c| users::find_user(c, &name)).await?;
+        let user = self
+            .db
+            .interact(move |c| users::find_user(c, &name))
+            .await?;
         let stored = user
             .as_ref()
             .map(|u| u.password_hash.clone())
@@ -167,7 +188,7 @@ impl Services {
         let previous = previous.map(token_hash);
         let user_id = user.id.clone();
         self.db
-            .run(move |c| {
+            .interact(move |c| {
                 if let Some(previous) = previous {
                     users::delete_session(c, &previous)?;
                 }
@@ -182,32 +203,17 @@ impl Services {
         Ok((self.user_view(user).await?, token))
     }
 
-    pub async fn log_out(&self, token: &str) -> Result<(), AppError> {
+    async fn log_out(&self, token: &str) -> Result<(), AppError> {
         let hash = token_hash(token);
         self.db
-            .run(move |c| users::delete_session(c, &hash))
+            .interact(move |c| users::delete_session(c, &hash))
             .await?;
         Ok(())
     }
 
-    pub fn session_cookie(&self, token: Option<&str>) -> String {
+    fn session_cookie(&self, token: Option<&str>) -> String {
         session_cookie(self.secure_cookies, token)
     }
-}
-
-/// The `Set-Cookie` value for a session (`None`: clears it). Over HTTPS the
-/// cookie is `Secure` and carries the `__Host-` prefix.
-fn session_cookie(secure: bool, token: Option<&str>) -> String {
-    let (name, secure) = if secure {
-        (SECURE_SESSION_COOKIE, "; Secure")
-    } else {
-        (SESSION_COOKIE, "")
-    };
-    let (value, max_age) = match token {
-        Some(token) => (token, SESSION_LIFETIME_MS / 1000),
-        None => ("", 0),
-    };
-    format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}")
 }
 
 #[cfg(test)]

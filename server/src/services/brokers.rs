@@ -4,6 +4,8 @@
 //! certificate are sealed with the server's secret key before they reach the
 //! database and are opened only to configure the Kafka client.
 
+use app::api::BrokerAdmin;
+use async_trait::async_trait;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -99,7 +101,7 @@ impl Services {
     async fn connection_row(&self, id: &str) -> Result<ConnectionRow, AppError> {
         let key = id.to_owned();
         self.db
-            .run(move |c| queries::find_connection(c, &key))
+            .interact(move |c| queries::find_connection(c, &key))
             .await?
             .ok_or_else(|| AppError::not_found("The broker connection"))
     }
@@ -123,11 +125,34 @@ impl Services {
     }
 }
 
-impl Services {
-    pub async fn list_connections(&self) -> Result<Vec<BrokerConnectionSummary>, AppError> {
+/// What changed in a topic's grants, one algorithm after another
+/// (`acme/x: subscribe → subscribe, publish`); `None` if nothing did.
+fn grants_changed(
+    before: &std::collections::BTreeMap<String, (bool, bool)>,
+    after: &std::collections::BTreeMap<String, (bool, bool)>,
+) -> Option<String> {
+    let shown = |access: Option<&(bool, bool)>| match access.copied().unwrap_or_default() {
+        (true, true) => "subscribe, publish",
+        (true, false) => "subscribe",
+        (false, true) => "publish",
+        (false, false) => "none",
+    };
+    let algorithms: std::collections::BTreeSet<&String> =
+        before.keys().chain(after.keys()).collect();
+    let changes: Vec<String> = algorithms
+        .into_iter()
+        .filter(|a| before.get(*a) != after.get(*a))
+        .map(|a| format!("{a}: {} → {}", shown(before.get(a)), shown(after.get(a))))
+        .collect();
+    (!changes.is_empty()).then(|| changes.join("; "))
+}
+
+#[async_trait]
+impl BrokerAdmin for Services {
+    async fn list_broker_connections(&self) -> Result<Vec<BrokerConnectionSummary>, AppError> {
         let (rows, counts) = self
             .db
-            .run(|c| Ok((queries::list_connections(c)?, queries::flow_counts(c)?)))
+            .interact(|c| Ok((queries::list_connections(c)?, queries::flow_counts(c)?)))
             .await?;
         let counts: HashMap<String, i64> = counts.into_iter().collect();
         // Every broker is asked at once, on the blocking pool.
@@ -163,16 +188,12 @@ impl Services {
             .collect())
     }
 
-    pub async fn connect_broker(
-        &self,
-        by: &str,
-        new: NewBrokerConnection,
-    ) -> Result<String, AppError> {
+    async fn connect_broker(&self, by: &str, new: NewBrokerConnection) -> Result<String, AppError> {
         let (name, settings) = validate(&new)?;
         let taken_name = name.clone();
         if self
             .db
-            .run(move |c| queries::connection_name_taken(c, &taken_name))
+            .interact(move |c| queries::connection_name_taken(c, &taken_name))
             .await?
         {
             return Err(AppError::validation(
@@ -206,7 +227,7 @@ impl Services {
             created_at: now_ms(),
         };
         self.db
-            .run(move |c| queries::insert_connection(c, &row))
+            .interact(move |c| queries::insert_connection(c, &row))
             .await
             .map_err(|e| {
                 if e.is_unique_violation() {
@@ -229,12 +250,12 @@ impl Services {
         Ok(id)
     }
 
-    pub async fn connection_details(&self, id: &str) -> Result<BrokerConnectionDetails, AppError> {
+    async fn broker_connection(&self, id: &str) -> Result<BrokerConnectionDetails, AppError> {
         let row = self.connection_row(id).await?;
         let key = row.id.clone();
         let flows = self
             .db
-            .run(move |c| queries::enabled_flows(c, &key))
+            .interact(move |c| queries::enabled_flows(c, &key))
             .await?;
         let (status, topics) = match self.live_topics(&row).await {
             Ok(topics) => (ConnectionStatus::Reachable, topics),
@@ -262,12 +283,12 @@ impl Services {
         })
     }
 
-    pub async fn delete_connection(&self, by: &str, id: &str) -> Result<(), AppError> {
+    async fn delete_broker_connection(&self, by: &str, id: &str) -> Result<(), AppError> {
         let row = self.connection_row(id).await?;
         let key = id.to_owned();
         let existed = self
             .db
-            .run(move |c| queries::delete_connection(c, &key))
+            .interact(move |c| queries::delete_connection(c, &key))
             .await?;
         if !existed {
             return Err(AppError::not_found("The broker connection"));
@@ -281,7 +302,7 @@ impl Services {
         Ok(())
     }
 
-    pub async fn create_topic(
+    async fn create_topic(
         &self,
         by: &str,
         id: &str,
@@ -301,11 +322,7 @@ impl Services {
         Ok(())
     }
 
-    pub async fn topic_details(
-        &self,
-        id: &str,
-        topic: &TopicName,
-    ) -> Result<TopicDetails, AppError> {
+    async fn topic_details(&self, id: &str, topic: &TopicName) -> Result<TopicDetails, AppError> {
         let row = self.connection_row(id).await?;
         let info = self
             .live_topics(&row)
@@ -316,7 +333,7 @@ impl Services {
         let (key, name) = (row.id.clone(), topic.to_string());
         let grants = self
             .db
-            .run(move |c| queries::topic_grants(c, &key, &name))
+            .interact(move |c| queries::topic_grants(c, &key, &name))
             .await?;
         Ok(TopicDetails {
             connection_id: row.id,
@@ -332,7 +349,7 @@ impl Services {
         })
     }
 
-    pub async fn save_topic_grants(
+    async fn save_topic_grants(
         &self,
         by: &str,
         id: &str,
@@ -429,35 +446,13 @@ impl Services {
         self.runner.reconcile().await
     }
 
-    pub async fn algorithm_names(&self) -> Result<Vec<String>, AppError> {
-        let all = self.db.run(crate::db::algorithms::all).await?;
+    async fn algorithm_names(&self) -> Result<Vec<String>, AppError> {
+        let all = self.db.interact(crate::db::algorithms::all).await?;
         Ok(all
             .into_iter()
             .map(|a| format!("{}/{}", a.org, a.name))
             .collect())
     }
-}
-
-/// What changed in a topic's grants, one algorithm after another
-/// (`acme/x: subscribe → subscribe, publish`); `None` if nothing did.
-fn grants_changed(
-    before: &std::collections::BTreeMap<String, (bool, bool)>,
-    after: &std::collections::BTreeMap<String, (bool, bool)>,
-) -> Option<String> {
-    let shown = |access: Option<&(bool, bool)>| match access.copied().unwrap_or_default() {
-        (true, true) => "subscribe, publish",
-        (true, false) => "subscribe",
-        (false, true) => "publish",
-        (false, false) => "none",
-    };
-    let algorithms: std::collections::BTreeSet<&String> =
-        before.keys().chain(after.keys()).collect();
-    let changes: Vec<String> = algorithms
-        .into_iter()
-        .filter(|a| before.get(*a) != after.get(*a))
-        .map(|a| format!("{a}: {} → {}", shown(before.get(a)), shown(after.get(a))))
-        .collect();
-    (!changes.is_empty()).then(|| changes.join("; "))
 }
 
 #[cfg(test)]

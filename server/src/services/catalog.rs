@@ -6,12 +6,14 @@
 //! Dead Letter Queue rule (same broker connection, publish access, never the
 //! source topic).
 
+use app::api::Catalog;
+use async_trait::async_trait;
 use std::collections::HashMap;
 
 use app::domain::{
     AlgorithmDetails, AlgorithmSummary, AppError, Batching, CurrentUser, DeadLetterPage,
-    DeadLetterQuery, Direction, DryRun, DryRunRequest, EventRow, FlowOrdering, FlowRequest,
-    FlowState, FlowStats, ReplayRequest, Rewind, RewindPlan, Runtime, TopicName, VersionInfo,
+    DeadLetterQuery, Direction, DryRun, DryRunRequest, FlowOrdering, FlowRequest, FlowState,
+    FlowStats, GrantedTopic, ReplayRequest, Rewind, RewindPlan, Runtime, TopicName, VersionInfo,
 };
 
 use super::Services;
@@ -27,7 +29,7 @@ impl Services {
         let (name, org) = (user.username.clone(), org.to_owned());
         Ok(self
             .db
-            .run(move |c| queries::is_member(c, &name, &org))
+            .interact(move |c| queries::is_member(c, &name, &org))
             .await?)
     }
 
@@ -46,49 +48,9 @@ impl Services {
         }
         let (o, n) = (org.to_owned(), name.to_owned());
         self.db
-            .run(move |c| algorithms::find(c, &o, &n))
+            .interact(move |c| algorithms::find(c, &o, &n))
             .await?
             .ok_or_else(not_found)
-    }
-
-    pub async fn catalog(&self, user: &CurrentUser) -> Result<Vec<AlgorithmSummary>, AppError> {
-        let (rows, versions) = self
-            .db
-            .run(|c| {
-                let rows = algorithms::all(c)?;
-                let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
-                Ok((rows, algorithms::versions(c, &ids)?))
-            })
-            .await?;
-        let mut latest: HashMap<String, String> = HashMap::new();
-        for v in versions {
-            latest.entry(v.algorithm_id).or_insert(v.version);
-        }
-        Ok(rows
-            .into_iter()
-            .filter(|a| user.is_admin() || user.organizations.contains(&a.org))
-            .map(|a| AlgorithmSummary {
-                latest_version: latest.remove(&a.id),
-                org: a.org,
-                name: a.name,
-                description: a.description,
-            })
-            .collect())
-    }
-
-    pub async fn algorithm(
-        &self,
-        user: &CurrentUser,
-        org: &str,
-        name: &str,
-    ) -> Result<AlgorithmDetails, AppError> {
-        let algorithm = self.visible_algorithm(user, org, name).await?;
-        Ok(AlgorithmDetails {
-            versions: self.versions_of(&algorithm.id).await?,
-            org: algorithm.org,
-            name: algorithm.name,
-            description: algorithm.description,
-        })
     }
 
     /// The versions of an algorithm, newest first (no access check).
@@ -97,7 +59,10 @@ impl Services {
         algorithm_id: &str,
     ) -> Result<Vec<VersionInfo>, AppError> {
         let id = algorithm_id.to_owned();
-        let versions = self.db.run(move |c| algorithms::versions(c, &[id])).await?;
+        let versions = self
+            .db
+            .interact(move |c| algorithms::versions(c, &[id]))
+            .await?;
         Ok(versions
             .into_iter()
             .map(|v| VersionInfo {
@@ -108,39 +73,12 @@ impl Services {
             .collect())
     }
 
-    pub async fn add_version_as(
-        &self,
-        user: &CurrentUser,
-        org: &str,
-        name: &str,
-        version: &str,
-        runtime: &str,
-    ) -> Result<(), AppError> {
-        self.visible_algorithm(user, org, name).await?;
-        self.add_algorithm_version(&format!("{org}/{name}"), version, runtime, "")
-            .await?;
-        let target = format!("{org}/{name} {}", version.trim());
-        self.audit(&user.username, "version-added", &target, runtime.trim())
-            .await;
-        Ok(())
-    }
-
-    pub async fn events(
-        &self,
-        user: &CurrentUser,
-        org: &str,
-        name: &str,
-    ) -> Result<Vec<EventRow>, AppError> {
-        let algorithm = self.visible_algorithm(user, org, name).await?;
-        self.event_rows(&algorithm.id).await
-    }
-
     /// The Events rows of an algorithm (no access check).
-    async fn event_rows(&self, algorithm_id: &str) -> Result<Vec<EventRow>, AppError> {
+    async fn event_rows(&self, algorithm_id: &str) -> Result<Vec<GrantedTopic>, AppError> {
         let id = algorithm_id.to_owned();
         let (grants, flows, paused, following) = self
             .db
-            .run(move |c| {
+            .interact(move |c| {
                 let flows = queries::flows_of(c, &id)?;
                 let ids: Vec<String> = flows.iter().map(|f| f.id.clone()).collect();
                 let paused: std::collections::HashSet<String> =
@@ -175,7 +113,7 @@ impl Services {
                         concurrency: f.concurrency.max(1) as u32,
                         batching: f.batching(),
                         paused: paused.contains(&f.id),
-                        follows_listener: following.contains(&f.id),
+                        follows_subscribe_flow: following.contains(&f.id),
                     });
                 let dlq_options = match direction {
                     Direction::Publish => Vec::new(),
@@ -189,7 +127,7 @@ impl Services {
                         .map(|g| g.topic.clone())
                         .collect(),
                 };
-                rows.push(EventRow {
+                rows.push(GrantedTopic {
                     connection_id: grant.connection_id.clone(),
                     connection_name: grant.connection_name.clone(),
                     topic: grant.topic.clone(),
@@ -202,11 +140,97 @@ impl Services {
         Ok(rows)
     }
 
-    pub async fn save_flow(
+    /// Checks that `user` may see the flow: an admin, or a member of its
+    /// algorithm's organization.
+    async fn check_flow(&self, user: &CurrentUser, flow_id: &str) -> Result<(), AppError> {
+        let key = flow_id.to_owned();
+        let flow = self
+            .db
+            .interact(move |c| queries::find_flow(c, &key))
+            .await?
+            .ok_or_else(|| AppError::not_found("The flow"))?;
+        let algorithm_id = flow.algorithm_id.clone();
+        let org = self
+            .db
+            .interact(move |c| algorithms::organization_of(c, &algorithm_id))
+            .await?;
+        if !self.is_member(user, &org).await? {
+            return Err(AppError::Forbidden);
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Catalog for Services {
+    async fn catalog(&self, user: &CurrentUser) -> Result<Vec<AlgorithmSummary>, AppError> {
+        let (rows, versions) = self
+            .db
+            .interact(|c| {
+                let rows = algorithms::all(c)?;
+                let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+                Ok((rows, algorithms::versions(c, &ids)?))
+            })
+            .await?;
+        let mut latest: HashMap<String, String> = HashMap::new();
+        for v in versions {
+            latest.entry(v.algorithm_id).or_insert(v.version);
+        }
+        Ok(rows
+            .into_iter()
+            .filter(|a| user.is_admin() || user.organizations.contains(&a.org))
+            .map(|a| AlgorithmSummary {
+                latest_version: latest.remove(&a.id),
+                org: a.org,
+                name: a.name,
+                description: a.description,
+            })
+            .collect())
+    }
+
+    async fn algorithm(
         &self,
         user: &CurrentUser,
-        request: FlowRequest,
+        org: &str,
+        name: &str,
+    ) -> Result<AlgorithmDetails, AppError> {
+        let algorithm = self.visible_algorithm(user, org, name).await?;
+        Ok(AlgorithmDetails {
+            versions: self.versions_of(&algorithm.id).await?,
+            org: algorithm.org,
+            name: algorithm.name,
+            description: algorithm.description,
+        })
+    }
+
+    async fn add_version(
+        &self,
+        user: &CurrentUser,
+        org: &str,
+        name: &str,
+        version: &str,
+        runtime: &str,
     ) -> Result<(), AppError> {
+        self.visible_algorithm(user, org, name).await?;
+        self.add_algorithm_version(&format!("{org}/{name}"), version, runtime, "")
+            .await?;
+        let target = format!("{org}/{name} {}", version.trim());
+        self.audit(&user.username, "version-added", &target, runtime.trim())
+            .await;
+        Ok(())
+    }
+
+    async fn events(
+        &self,
+        user: &CurrentUser,
+        org: &str,
+        name: &str,
+    ) -> Result<Vec<GrantedTopic>, AppError> {
+        let algorithm = self.visible_algorithm(user, org, name).await?;
+        self.event_rows(&algorithm.id).await
+    }
+
+    async fn save_flow(&self, user: &CurrentUser, request: FlowRequest) -> Result<(), AppError> {
         let algorithm_id = self
             .visible_algorithm(user, &request.org, &request.name)
             .await?
@@ -301,13 +325,13 @@ impl Services {
             request.direction,
         );
         let topic_name = topic.to_string();
-        if request.follows_listener && subscribe {
+        if request.follows_subscribe_flow && subscribe {
             return Err(AppError::validation(
                 "version",
                 "Only a publish flow can follow the listener's version.",
             ));
         }
-        let follows = request.follows_listener;
+        let follows = request.follows_subscribe_flow;
         // The grants are checked again where the flow is written: a grant
         // taken away since they were read above leaves nothing written. Two
         // saves of one new flow at once: the one that loses runs again, as
@@ -324,7 +348,7 @@ impl Services {
             );
             let saved = self
                 .db
-                .run(move |c| {
+                .interact(move |c| {
                     c.transaction(|c| {
                         let publish = direction == Direction::Publish;
                         if !queries::is_granted(
@@ -409,7 +433,7 @@ impl Services {
         self.runner.reconcile().await
     }
 
-    pub async fn disable_flow(
+    async fn disable_flow(
         &self,
         user: &CurrentUser,
         org: &str,
@@ -422,7 +446,7 @@ impl Services {
         let (c_id, t) = (connection_id.to_owned(), topic.to_owned());
         let found = self
             .db
-            .run(move |c| queries::disable_flow(c, &id, &c_id, &t, direction))
+            .interact(move |c| queries::disable_flow(c, &id, &c_id, &t, direction))
             .await?;
         if !found {
             return Err(AppError::not_found("An enabled flow on this topic"));
@@ -434,35 +458,14 @@ impl Services {
         self.runner.reconcile().await
     }
 
-    /// Checks that `user` may see the flow: an admin, or a member of its
-    /// algorithm's organization.
-    async fn check_flow(&self, user: &CurrentUser, flow_id: &str) -> Result<(), AppError> {
-        let key = flow_id.to_owned();
-        let flow = self
-            .db
-            .run(move |c| queries::find_flow(c, &key))
-            .await?
-            .ok_or_else(|| AppError::not_found("The flow"))?;
-        let algorithm_id = flow.algorithm_id.clone();
-        let org = self
-            .db
-            .run(move |c| algorithms::organization_of(c, &algorithm_id))
-            .await?;
-        if !self.is_member(user, &org).await? {
-            return Err(AppError::Forbidden);
-        }
-        Ok(())
-    }
-
-    pub async fn flow_stats(
-        &self,
-        user: &CurrentUser,
-        flow_id: &str,
-    ) -> Result<FlowStats, AppError> {
+    async fn flow_stats(&self, user: &CurrentUser, flow_id: &str) -> Result<FlowStats, AppError> {
         self.check_flow(user, flow_id).await?;
         let mut stats = self.runner.flow_stats(flow_id).await;
         let id = flow_id.to_owned();
-        stats.paused = self.db.run(move |c| queries::is_paused(c, &id)).await?;
+        stats.paused = self
+            .db
+            .interact(move |c| queries::is_paused(c, &id))
+            .await?;
         if stats.paused {
             stats.state = "paused".into();
         }
@@ -470,7 +473,7 @@ impl Services {
     }
 
     /// A page of the flow's dead letters, newest first.
-    pub async fn dead_letters(
+    async fn dead_letters(
         &self,
         user: &CurrentUser,
         flow_id: &str,
@@ -481,7 +484,7 @@ impl Services {
     }
 
     /// Replays dead letters of the flow; the replay's id.
-    pub async fn replay_dead_letters(
+    async fn replay_dead_letters(
         &self,
         user: &CurrentUser,
         request: ReplayRequest,
@@ -500,7 +503,7 @@ impl Services {
 
     /// Pauses (or resumes) a subscribe flow: it stops, committing what it
     /// did, and keeps its settings and offsets.
-    pub async fn pause_flow(
+    async fn pause_flow(
         &self,
         user: &CurrentUser,
         flow_id: &str,
@@ -510,7 +513,7 @@ impl Services {
         let id = flow_id.to_owned();
         let found = self
             .db
-            .run(move |c| queries::set_paused(c, &id, paused))
+            .interact(move |c| queries::set_paused(c, &id, paused))
             .await?;
         if !found {
             return Err(AppError::not_found("An enabled flow"));
@@ -520,7 +523,7 @@ impl Services {
     }
 
     /// Shows (or with `apply`, makes) a paused flow's new start position.
-    pub async fn rewind_flow(
+    async fn rewind_flow(
         &self,
         user: &CurrentUser,
         flow_id: &str,
@@ -536,7 +539,7 @@ impl Services {
     }
 
     /// Tries a version on a sample of the flow's messages.
-    pub async fn dry_run(
+    async fn dry_run(
         &self,
         user: &CurrentUser,
         request: DryRunRequest,

@@ -35,7 +35,7 @@ impl Services {
             .map_err(|_| AppError::Internal)??;
         let name = username.as_str().to_owned();
         self.db
-            .run(move |c| users::insert_user(c, &name, &hash, role.as_str()))
+            .interact(move |c| users::insert_user(c, &name, &hash, role.as_str()))
             .await
             .map_err(|e| {
                 conflict_or_internal(e, format!("The user '{username}' already exists."))
@@ -47,7 +47,7 @@ impl Services {
         let org = OrgName::parse(name)?;
         let name = org.as_str().to_owned();
         self.db
-            .run(move |c| directory::insert_organization(c, &name))
+            .interact(move |c| directory::insert_organization(c, &name))
             .await
             .map_err(|e| {
                 conflict_or_internal(e, format!("The organization '{org}' already exists."))
@@ -62,7 +62,7 @@ impl Services {
         let (o, u) = (org.as_str().to_owned(), username.as_str().to_owned());
         let found = self
             .db
-            .run(move |c| {
+            .interact(move |c| {
                 Ok((
                     directory::find_organization(c, &o)?,
                     users::find_user(c, &u)?,
@@ -77,7 +77,7 @@ impl Services {
             .ok_or_else(|| AppError::not_found(format!("The user '{username}'")))?;
         Ok(self
             .db
-            .run(move |c| directory::insert_membership(c, &org_id, &user.id))
+            .interact(move |c| directory::insert_membership(c, &org_id, &user.id))
             .await?)
     }
 

@@ -4,7 +4,6 @@
 pub mod api_keys;
 pub mod audit;
 pub mod auth;
-mod backend;
 pub mod brokers;
 pub mod catalog;
 pub mod directory;

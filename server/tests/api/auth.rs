@@ -108,7 +108,7 @@ async fn logging_out_ends_the_session_on_the_server() {
     let left = app
         .services
         .db
-        .run(|c| {
+        .interact(|c| {
             let user = users::find_user(c, "ana")?.unwrap();
             users::count_sessions(c, &user.id)
         })
@@ -127,7 +127,7 @@ async fn forged_and_expired_cookies_are_anonymous() {
     let hash = server::services::auth::token_hash(&token);
     app.services
         .db
-        .run(move |c| {
+        .interact(move |c| {
             diesel::update(sessions::table.filter(sessions::token_hash.eq(hash)))
                 .set(sessions::expires_at.eq(now_ms() - 1))
                 .execute(c)
@@ -155,7 +155,7 @@ async fn a_session_left_idle_too_long_ends_and_one_in_use_goes_on() {
     let idle_ms = app.services.session_idle.as_millis() as i64;
     let set_last_seen = |token: &str, at: i64| {
         let hash = server::services::auth::token_hash(token);
-        app.services.db.run(move |c| {
+        app.services.db.interact(move |c| {
             diesel::update(sessions::table.filter(sessions::token_hash.eq(hash)))
                 .set(sessions::last_seen_at.eq(at))
                 .execute(c)
@@ -163,7 +163,7 @@ async fn a_session_left_idle_too_long_ends_and_one_in_use_goes_on() {
     };
     let last_seen = |token: &str| {
         let hash = server::services::auth::token_hash(token);
-        app.services.db.run(move |c| {
+        app.services.db.interact(move |c| {
             sessions::table
                 .filter(sessions::token_hash.eq(hash))
                 .select(sessions::last_seen_at)

@@ -45,7 +45,7 @@ pub async fn connect(app: &TestApp, token: &str, name: &str) -> String {
 async fn connection_count(app: &TestApp) -> i64 {
     app.services
         .db
-        .run(|c| broker_connections::table.count().get_result(c))
+        .interact(|c| broker_connections::table.count().get_result(c))
         .await
         .unwrap()
 }
@@ -342,7 +342,7 @@ async fn deleting_a_connection_removes_its_grants_and_flows() {
     let (cid, t) = (id.clone(), topic.clone());
     app.services
         .db
-        .run(move |c| {
+        .interact(move |c| {
             let algorithm: String = server::db::schema::algorithms::table
                 .select(server::db::schema::algorithms::id)
                 .filter(server::db::schema::algorithms::name.eq("echo"))
@@ -379,7 +379,7 @@ async fn deleting_a_connection_removes_its_grants_and_flows() {
     let (connections, grants, flows_left) = app
         .services
         .db
-        .run(|c| {
+        .interact(|c| {
             Ok((
                 broker_connections::table.count().get_result::<i64>(c)?,
                 topic_grants::table.count().get_result::<i64>(c)?,

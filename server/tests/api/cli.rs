@@ -180,7 +180,7 @@ fn algorithm_versions_are_validated() {
     let recorded = tokio::runtime::Runtime::new().unwrap().block_on(async {
         let url = db.url.clone();
         let pool = server::db::Db::open(&url).unwrap();
-        pool.run(|c| {
+        pool.interact(|c| {
             use diesel::prelude::*;
             use server::db::schema::audit_events;
             audit_events::table

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use axum::{Json, Router, routing::post};
 use serde_json::Value;
 
+use app::api::BrokerAdmin;
 use app::domain::{Access, Direction, NewBrokerConnection, TopicGrant, TopicName};
 use server::{db::Db, secrets::SecretBox, services::Services};
 
@@ -173,7 +174,7 @@ pub async fn seed_ordered(
             Direction::Subscribe => (ordering, concurrency),
             Direction::Publish => ("partition", 1),
         };
-        s.db.run(move |c| {
+        s.db.interact(move |c| {
             let algorithm = server::db::algorithms::find(c, "acme", "model")?
                 .unwrap()
                 .id;
@@ -356,7 +357,7 @@ async fn killing_the_server_during_a_replay_loses_no_dead_letter() {
         .unwrap();
     let dlq = unique_topic("dlq");
     let connection: String = pool
-        .run(|c| {
+        .interact(|c| {
             use diesel::prelude::*;
             use server::db::schema::broker_connections;
             broker_connections::table
@@ -381,7 +382,7 @@ async fn killing_the_server_during_a_replay_loses_no_dead_letter() {
         .unwrap();
     let dlq_topic = dlq.clone();
     let flow: String = pool
-        .run(move |c| {
+        .interact(move |c| {
             use diesel::prelude::*;
             use server::db::schema::flows;
             diesel::update(flows::table.filter(flows::direction.eq("publish")))
@@ -446,7 +447,7 @@ async fn killing_the_server_during_a_replay_loses_no_dead_letter() {
         .map(|offset| format!("topic:{dlq}:0:{offset}"))
         .collect();
     let (id, chosen) = (flow.clone(), letters.clone());
-    pool.run(move |c| replays::create(c, &id, "2.0.0", "ana", &chosen, 1))
+    pool.interact(move |c| replays::create(c, &id, "2.0.0", "ana", &chosen, 1))
         .await
         .unwrap()
         .unwrap();
@@ -462,7 +463,7 @@ async fn killing_the_server_during_a_replay_loses_no_dead_letter() {
             let tail: Vec<&str> = log.lines().rev().take(30).collect();
             let f = flow.clone();
             let progress = pool
-                .run(move |c| replays::progress(c, &f, 1))
+                .interact(move |c| replays::progress(c, &f, 1))
                 .await
                 .unwrap();
             panic!(
@@ -485,7 +486,7 @@ async fn killing_the_server_during_a_replay_loses_no_dead_letter() {
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let state = pool
-            .run(|c| {
+            .interact(|c| {
                 use diesel::prelude::*;
                 use server::db::schema::replays as r;
                 r::table.select(r::state).first::<String>(c)
@@ -498,7 +499,7 @@ async fn killing_the_server_during_a_replay_loses_no_dead_letter() {
         if Instant::now() >= deadline {
             let f = flow.clone();
             let progress = pool
-                .run(move |c| replays::progress(c, &f, 1))
+                .interact(move |c| replays::progress(c, &f, 1))
                 .await
                 .unwrap();
             let log = std::fs::read_to_string(&restart_log).unwrap_or_default();

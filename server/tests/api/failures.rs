@@ -85,12 +85,15 @@ async fn a_flow_keeps_a_bounded_number_of_failures_and_counts_what_it_dropped() 
             .map(failure)
             .collect();
         let id = flow.clone();
-        db.run(move |c| failures::keep(c, &id, &records))
+        db.interact(move |c| failures::keep(c, &id, &records))
             .await
             .unwrap();
     }
     let id = flow.clone();
-    let (rows, kept, dropped) = db.run(move |c| failures::latest(c, &id, 3)).await.unwrap();
+    let (rows, kept, dropped) = db
+        .interact(move |c| failures::latest(c, &id, 3))
+        .await
+        .unwrap();
     let rows: Vec<Failure> = rows.into_iter().map(|(_, row)| row).collect();
     assert_eq!((kept, dropped), (KEEP_PER_FLOW, 5), "the five oldest went");
     assert_eq!(rows[0].offset, KEEP_PER_FLOW + 4, "newest first");
@@ -102,7 +105,7 @@ async fn a_flow_keeps_a_bounded_number_of_failures_and_counts_what_it_dropped() 
     assert_eq!(rows[0].key.as_deref(), Some(&[0xff, 0xfe][..]));
     let id = flow.clone();
     let oldest: Vec<i64> = db
-        .run(move |c| {
+        .interact(move |c| {
             use diesel::prelude::*;
             use server::db::schema::flow_failures;
             flow_failures::table

@@ -362,7 +362,7 @@ async fn flows_enabled_before_consumer_groups_were_stored_keep_their_group() {
     .unwrap()
     .unwrap();
     let (connection, topic) = (p.connection.clone(), p.input.clone());
-    s.db.run(move |c| {
+    s.db.interact(move |c| {
         let algorithm = server::db::algorithms::find(c, "acme.ml", "x")?.unwrap().id;
         diesel::sql_query(format!(
             "INSERT INTO flows (id, algorithm_id, connection_id, topic, direction, version, \
@@ -381,7 +381,7 @@ async fn flows_enabled_before_consumer_groups_were_stored_keep_their_group() {
     assert_eq!(applied, reverted);
     let (connection, topic) = (p.connection.clone(), p.input.clone());
     let (old, new) =
-        s.db.run(move |c| {
+        s.db.interact(move |c| {
             use server::db::algorithms::find as find_algorithm;
             use server::db::flows::{find_flow, upsert_flow};
             let algorithm = find_algorithm(c, "acme", "sentiment")?.unwrap().id;

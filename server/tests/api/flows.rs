@@ -1018,7 +1018,7 @@ async fn access_can_be_taken_away_while_the_broker_is_down_but_not_given() {
     p.app
         .services
         .db
-        .run(|c| {
+        .interact(|c| {
             let algorithm = server::db::algorithms::find(c, "acme", "sentiment")?
                 .unwrap()
                 .id;
@@ -1044,7 +1044,7 @@ async fn access_can_be_taken_away_while_the_broker_is_down_but_not_given() {
         p.app
             .services
             .db
-            .run(|c| server::db::brokers::topic_grants(c, "gone-broker", "t"))
+            .interact(|c| server::db::brokers::topic_grants(c, "gone-broker", "t"))
     };
     let more =
         json!([{"algorithm": "acme/sentiment", "access": {"subscribe": true, "publish": true}}]);
@@ -1080,7 +1080,7 @@ async fn concurrent_saves_of_one_flow_all_succeed_and_make_one_flow() {
         .app
         .services
         .db
-        .run(server::db::flows::active_flows)
+        .interact(server::db::flows::active_flows)
         .await
         .unwrap();
     let ours: Vec<_> = flows.iter().filter(|f| f.topic == p.input).collect();

@@ -71,7 +71,7 @@ async fn a_key_runs_algorithms_as_its_user_until_it_is_revoked() {
     let stored: Vec<String> = app
         .services
         .db
-        .run(|c| {
+        .interact(|c| {
             use diesel::prelude::*;
             use server::db::schema::api_keys;
             api_keys::table.select(api_keys::key_hash).load(c)
@@ -177,7 +177,7 @@ async fn expired_forged_and_malformed_keys_are_refused_and_bad_names_are_caught(
     // A day later (the expiry moved back), the key no longer works.
     app.services
         .db
-        .run(|c| {
+        .interact(|c| {
             use diesel::prelude::*;
             use server::db::schema::api_keys;
             diesel::update(api_keys::table)

@@ -233,7 +233,7 @@ async fn letters_that_fail_again_go_back_with_their_attempts_and_two_replays_of_
     let db = p.app.services.db.clone();
     let (f, letter) = (flow.clone(), id.as_str().unwrap().to_owned());
     let busy = db
-        .run(move |c| {
+        .interact(move |c| {
             use server::db::replays;
             let first = replays::create(c, &f, "1.0.0", "ana", std::slice::from_ref(&letter), 1)?;
             let second = replays::create(c, &f, "1.0.0", "ben", &[letter], 2)?;
@@ -538,11 +538,11 @@ async fn a_publish_flow_that_follows_the_listener_gets_every_version_it_runs_and
         .await
         .unwrap();
     let mut follow = p.flow(&p.output, "publish", "1.0.0", None);
-    follow["request"]["follows_listener"] = json!(true);
+    follow["request"]["follows_subscribe_flow"] = json!(true);
     let saved = p.app.call("save_flow", follow, Some(&p.ana)).await;
     assert_eq!(saved.status, StatusCode::OK, "{}", saved.text());
     let mut wrong = p.flow(&p.input, "subscribe", "1.0.0", None);
-    wrong["request"]["follows_listener"] = json!(true);
+    wrong["request"]["follows_subscribe_flow"] = json!(true);
     let refused = p.app.call("save_flow", wrong, Some(&p.ana)).await;
     assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
     let row = p
@@ -554,7 +554,7 @@ async fn a_publish_flow_that_follows_the_listener_gets_every_version_it_runs_and
         .find(|r| r["topic"] == p.output.as_str() && r["direction"] == "Publish")
         .unwrap()
         .clone();
-    assert_eq!(row["flow"]["follows_listener"], true);
+    assert_eq!(row["flow"]["follows_subscribe_flow"], true);
 
     p.save(&p.input, "subscribe", "1.0.0", Some(&p.dlq)).await;
     let flow = p.subscribe_flow_id().await;
@@ -663,7 +663,7 @@ async fn dead_letters_that_are_not_text_are_shown_safely_and_a_missing_dlq_says_
     p.app
         .services
         .db
-        .run(move |c| {
+        .interact(move |c| {
             use diesel::prelude::*;
             use server::db::schema::flows;
             diesel::update(flows::table.find(&id))

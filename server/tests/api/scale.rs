@@ -136,7 +136,7 @@ async fn an_instance_killed_mid_stream_and_replaced_loses_nothing_and_never_runs
             .await
             .unwrap();
         let input = input.clone();
-        s.db.run(move |c| {
+        s.db.interact(move |c| {
             let flows = server::db::flows::active_flows(c)?;
             Ok(flows.into_iter().find(|f| f.topic == input).unwrap().id)
         })

@@ -73,7 +73,7 @@ async fn a_saved_broker_password_never_leaves_the_server() {
     let stored: Option<String> = app
         .services
         .db
-        .run(|c| {
+        .interact(|c| {
             broker_connections::table
                 .select(broker_connections::password_encrypted)
                 .first(c)

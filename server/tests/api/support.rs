@@ -1,5 +1,6 @@
 //! Fresh databases, the app under test, and small HTTP helpers.
 
+use app::api::ModelHostAdmin;
 use std::path::PathBuf;
 
 use axum::{

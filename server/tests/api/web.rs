@@ -77,6 +77,17 @@ async fn the_tests_run_on_the_backend_they_were_asked_for() {
         Ok("postgres") => server::db::Backend::Postgres,
         _ => server::db::Backend::Sqlite,
     };
-    assert_eq!(app.services.db.backend(), wanted);
+    let connected = app
+        .services
+        .db
+        .interact(|c| {
+            Ok(match c {
+                server::db::AnyConnection::Sqlite(_) => server::db::Backend::Sqlite,
+                server::db::AnyConnection::Postgresql(_) => server::db::Backend::Postgres,
+            })
+        })
+        .await
+        .unwrap();
+    assert_eq!(connected, wanted);
     assert_eq!(server::db::Backend::of(&app.db.url), wanted);
 }

@@ -8,7 +8,7 @@ use crate::domain::{AppError, NewBrokerConnection, SaslMechanism, SecurityProtoc
 /// **Connect queue**: the form that tests a broker connection and saves it
 /// only when the broker answers. On failure everything typed stays.
 #[component]
-pub fn ConnectQueuePage() -> impl IntoView {
+pub fn ConnectBrokerPage() -> impl IntoView {
     let navigate = use_navigate();
     let name = RwSignal::new(String::new());
     let bootstrap = RwSignal::new(String::new());

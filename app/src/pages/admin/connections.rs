@@ -7,7 +7,7 @@ use crate::domain::BrokerConnectionSummary;
 
 /// Admin → System actions → **Queue manager**: the broker connections.
 #[component]
-pub fn QueueManagerPage() -> impl IntoView {
+pub fn BrokerConnectionsPage() -> impl IntoView {
     let connections = LocalResource::new(list_broker_connections);
 
     view! {
