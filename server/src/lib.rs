@@ -9,3 +9,4 @@ pub mod kafka;
 pub mod runner;
 pub mod secrets;
 pub mod services;
+pub mod testing;

@@ -1,9 +1,14 @@
 use leptos::prelude::*;
+use leptos::wasm_bindgen::JsCast;
+use leptos::web_sys::HtmlElement;
 
 use crate::components::ErrorNotice;
 
-/// A modal dialog with a title. Esc or the backdrop calls `on_close`.
-/// The first button inside gets the focus when it opens.
+/// A modal dialog with a title, on the native `<dialog>` element opened
+/// with `showModal()`: the page behind it is inert, so focus stays inside.
+/// Esc or a click on the backdrop calls `on_close`. The first control inside
+/// gets the focus when it opens, and the control that had the focus before
+/// gets it back when it goes.
 #[component]
 pub fn Dialog(
     /// Shown as the dialog's title and used as its accessible name.
@@ -18,40 +23,53 @@ pub fn Dialog(
             .replace(|c: char| !c.is_ascii_alphanumeric(), "-")
     );
     let title_id = format!("{id}-title");
-    let title_id_for_panel = title_id.clone();
-    let panel = NodeRef::<leptos::html::Div>::new();
+    let title_id_for_dialog = title_id.clone();
+    let dialog = NodeRef::<leptos::html::Dialog>::new();
+    let opener = StoredValue::new_local(
+        document()
+            .active_element()
+            .and_then(|e| e.dyn_into::<HtmlElement>().ok()),
+    );
+    on_cleanup(move || {
+        if let Some(Some(opener)) = opener.try_get_value() {
+            let _ = opener.focus();
+        }
+    });
     Effect::new(move |_| {
-        if let Some(panel) = panel.get()
-            && let Ok(Some(button)) = panel.query_selector("button, input, select, textarea")
+        let Some(dialog) = dialog.get() else {
+            return;
+        };
+        if !dialog.open() {
+            let _ = dialog.show_modal();
+        }
+        if let Ok(Some(first)) = dialog.query_selector("button, input, select, textarea")
+            && let Ok(first) = first.dyn_into::<HtmlElement>()
         {
-            use leptos::wasm_bindgen::JsCast;
-            if let Ok(button) = button.dyn_into::<leptos::web_sys::HtmlElement>() {
-                let _ = button.focus();
-            }
+            let _ = first.focus();
         }
     });
     view! {
-        <div
-            class="fixed inset-0 z-40 flex items-center justify-center bg-slate-900/40 p-4"
-            on:click=move |_| on_close.run(())
-        >
-            <div
-                node_ref=panel
-                role="dialog"
-                aria-modal="true"
-                aria-labelledby=title_id_for_panel
-                class="w-full max-w-lg rounded-lg bg-white p-6 shadow-xl"
-                on:click=|ev| ev.stop_propagation()
-                on:keydown=move |ev: leptos::ev::KeyboardEvent| {
-                    if ev.key() == "Escape" {
-                        on_close.run(());
-                    }
+        <dialog
+            node_ref=dialog
+            aria-labelledby=title_id_for_dialog
+            class="m-auto w-full max-w-lg rounded-lg bg-white p-0 text-slate-900 shadow-xl backdrop:bg-slate-900/40"
+            on:cancel=move |ev: leptos::ev::Event| {
+                // Esc: the page decides when the dialog goes.
+                ev.prevent_default();
+                on_close.run(());
+            }
+            on:click=move |ev| {
+                // A click on the dialog element itself is on its backdrop.
+                if ev.target() == ev.current_target() {
+                    on_close.run(());
                 }
-            >
+            }
+        >
+            <div class="p-6">
                 <h2 id=title_id class="text-lg font-semibold">{title}</h2>
                 <div class="mt-3">{children()}</div>
             </div>
-        </div>
+        </dialog>
     }
 }
 

@@ -9,7 +9,7 @@ mod top_bar;
 
 pub use admin_menu::AdminMenu;
 pub use dialog::{ConfirmActions, Dialog};
-pub use notice::{ErrorNotice, FieldError, FormError, Loading, SuccessNotice};
+pub use notice::{ErrorNotice, FieldError, FormError, Loading, SuccessNotice, invalid};
 pub use protected::Protected;
 pub use status::StatusBadge;
 pub use top_bar::TopBar;

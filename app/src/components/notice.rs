@@ -28,14 +28,33 @@ pub fn Loading(what: &'static str) -> impl IntoView {
     view! { <p aria-busy="true" class="text-slate-500">{format!("Loading {what}…")}</p> }
 }
 
-/// The message under a form field, when the server refused that field.
+/// The message under a form field, when the server refused that field; its
+/// id is `{input}-error`, which the input names in `aria-describedby`.
 #[component]
-pub fn FieldError(error: RwSignal<Option<AppError>>, field: &'static str) -> impl IntoView {
+pub fn FieldError(
+    error: RwSignal<Option<AppError>>,
+    field: &'static str,
+    /// The id of the input the message is about.
+    input: &'static str,
+) -> impl IntoView {
     move || {
-        error
-            .get()
-            .filter(|e| e.field() == Some(field))
-            .map(|e| view! { <p class="mt-1 text-sm text-red-700">{e.to_string()}</p> })
+        error.get().filter(|e| e.field() == Some(field)).map(|e| {
+            view! { <p id=format!("{input}-error") class="mt-1 text-sm text-red-700">{e.to_string()}</p> }
+        })
+    }
+}
+
+/// `aria-invalid` of an input: `"true"` while the server refuses `field`.
+pub fn invalid(
+    error: RwSignal<Option<AppError>>,
+    field: &'static str,
+) -> impl Fn() -> &'static str + Send + Sync + 'static {
+    move || {
+        if error.with(|e| e.as_ref().and_then(AppError::field) == Some(field)) {
+            "true"
+        } else {
+            "false"
+        }
     }
 }
 

@@ -2,7 +2,7 @@ use leptos::prelude::*;
 use leptos_router::{components::A, hooks::use_params_map};
 
 use crate::api::{add_version, get_algorithm};
-use crate::components::{ErrorNotice, FieldError, FormError, Loading, SuccessNotice};
+use crate::components::{ErrorNotice, FieldError, FormError, Loading, SuccessNotice, invalid};
 use crate::domain::{AlgorithmDetails, AppError};
 use crate::pages::events::EventsTab;
 
@@ -157,18 +157,20 @@ fn AddVersionForm(
             {move || added.get().map(|m| view! { <SuccessNotice message=m /> })}
             <div>
                 <label for="new-version" class="block text-sm font-medium">"Version"</label>
-                <input id="new-version" placeholder="1.2.0" class="mt-1 rounded border border-slate-300 px-3 py-1.5" bind:value=version />
-                <FieldError error=error field="version" />
+                <input id="new-version" aria-describedby="new-version-error" aria-invalid=invalid(error, "version") placeholder="1.2.0" class="mt-1 rounded border border-slate-300 px-3 py-1.5" bind:value=version />
+                <FieldError error=error field="version" input="new-version" />
             </div>
             <div>
                 <label for="new-runtime" class="block text-sm font-medium">"Runtime"</label>
                 <input
                     id="new-runtime"
+                    aria-describedby="new-runtime-error"
+                    aria-invalid=invalid(error, "runtime")
                     placeholder="builtin:sentiment or http:http://model:8080/predict"
                     class="mt-1 w-full max-w-md rounded border border-slate-300 px-3 py-1.5"
                     bind:value=runtime
                 />
-                <FieldError error=error field="runtime" />
+                <FieldError error=error field="runtime" input="new-runtime" />
             </div>
             <FormError error=error />
             <button

@@ -17,6 +17,7 @@ test('an admin allows a model host, a member can then use it, and the admin remo
   await form.getByRole('button', { name: 'Allow' }).click();
   await expect(form.getByText('A URL prefix has no user name or password.')).toBeVisible();
   await expect(field).toHaveAttribute('aria-invalid', 'true');
+  await expect(field).toHaveAccessibleDescription('A URL prefix has no user name or password.');
 
   await field.fill(host.toUpperCase());
   await form.getByRole('button', { name: 'Allow' }).click();

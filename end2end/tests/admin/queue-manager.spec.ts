@@ -131,6 +131,16 @@ test('an admin deletes a connection through the confirmation dialog', async ({ p
   const dialog = page.getByRole('dialog', { name: 'Delete broker connection?' });
   await expect(dialog).toContainText(name);
   await expect(dialog).toContainText('No flows use this connection.');
+  // Focus starts inside; Esc closes it.
+  await expect(dialog.getByRole('button', { name: 'Cancel' })).toBeFocused();
+  await page.keyboard.press('Tab');
+  await expect(dialog.getByRole('button', { name: 'Delete' })).toBeFocused();
+  await page.keyboard.press('Escape');
+  await expect(dialog).toBeHidden();
+  // Focus goes back to the button that opened it.
+  await expect(page.getByRole('button', { name: 'Delete' })).toBeFocused();
+
+  await page.getByRole('button', { name: 'Delete' }).click();
   await dialog.getByRole('button', { name: 'Cancel' }).click();
   await expect(dialog).toBeHidden();
 

@@ -14,7 +14,6 @@
 //! runs a few messages and checks outputs equal inputs.
 
 use std::collections::{HashMap, VecDeque};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -27,6 +26,7 @@ use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use serde_json::{Value, json};
 use server::runner::headers as header;
+use server::testing::{Storage, Tansu, model_taking};
 
 use app::api::{BrokerAdmin, Catalog, ModelHostAdmin};
 use app::domain::{
@@ -34,61 +34,6 @@ use app::domain::{
     TopicGrant, TopicName,
 };
 use server::{db::Db, runner::metrics::process_usage, secrets::SecretBox, services::Services};
-
-struct Broker(Child, String);
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-fn start_tansu() -> anyhow::Result<Broker> {
-    let port = free_port()?;
-    let url = format!("tcp://127.0.0.1:{port}");
-    let child = Command::new("tansu")
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-        ])
-        .args(["--storage-engine", "memory://tansu/"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("tansu must be installed (scripts/setup.sh)")?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        ensure!(Instant::now() < deadline, "tansu did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(Broker(child, format!("127.0.0.1:{port}")))
-}
-
-/// A model server that answers each request with its input after
-/// `millis`, taking any number of requests at once.
-async fn slow_model(millis: u64) -> anyhow::Result<String> {
-    let app = Router::new().route(
-        "/predict",
-        post(move |Json(input): Json<Value>| async move {
-            tokio::time::sleep(Duration::from_millis(millis)).await;
-            Json(input)
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/predict", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok(url)
-}
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -777,7 +722,7 @@ async fn main() -> anyhow::Result<()> {
         None if smoke => Some(60),
         None => None,
     };
-    let broker = start_tansu()?;
+    let broker = Tansu::start(Storage::Memory)?;
     let dir = std::env::temp_dir().join(format!("eventflows-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let url = dir.join("bench.db").to_string_lossy().into_owned();
@@ -786,7 +731,7 @@ async fn main() -> anyhow::Result<()> {
     services.add_organization("bench").await?;
     // The model servers below listen on this machine.
     services.allow_model_host("bench", "127.0.0.1").await?;
-    let (model, model50) = (slow_model(5).await?, slow_model(50).await?);
+    let (model, model50) = (model_taking(5).await?, model_taking(50).await?);
     let mut algorithms = vec![
         ("limit", "builtin:echo".to_owned()),
         ("echo", "builtin:echo".into()),
@@ -811,7 +756,7 @@ async fn main() -> anyhow::Result<()> {
             "bench",
             NewBrokerConnection {
                 name: "bench".into(),
-                bootstrap_servers: broker.1.clone(),
+                bootstrap_servers: broker.bootstrap(),
                 security_protocol: "PLAINTEXT".into(),
                 ..Default::default()
             },
@@ -825,8 +770,8 @@ async fn main() -> anyhow::Result<()> {
             organizations: vec![],
         },
         connection,
-        bootstrap: broker.1.clone(),
-        broker_pid: broker.0.id(),
+        bootstrap: broker.bootstrap(),
+        broker_pid: broker.pid().context("the broker is not running")?,
         messages,
         latency_messages: if smoke { 20 } else { 500 },
         smoke,

@@ -6,12 +6,11 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use axum::{Json, Router, routing::post};
-use serde_json::Value;
-
 use app::api::BrokerAdmin;
 use app::domain::{Access, Direction, NewBrokerConnection, TopicGrant, TopicName};
 use server::{db::Db, secrets::SecretBox, services::Services};
+
+use server::testing::{Storage, Tansu, model_taking};
 
 use crate::flows::Reader;
 use crate::kafka::{bootstrap, produce_keyed, unique_topic};
@@ -19,19 +18,7 @@ use crate::support::{TestDb, allow_local_models};
 
 /// A model server that answers after a short pause, so that a run takes time.
 async fn slow_model() -> String {
-    model_taking(3).await
-}
-
-/// A model server that answers after `millis`, any number of calls at once.
-async fn model_taking(millis: u64) -> String {
-    let app = Router::new().route(
-        "/predict",
-        post(move |Json(input): Json<Value>| async move {
-            tokio::time::sleep(Duration::from_millis(millis)).await;
-            Json(input)
-        }),
-    );
-    crate::support::serve_model(app).await
+    model_taking(3).await.unwrap()
 }
 
 pub struct ServerProcess(pub Child);
@@ -52,11 +39,7 @@ pub fn start_server(db: &TestDb) -> ServerProcess {
 /// directory `data` (so the instance name kept there); its log goes to
 /// `log`. Returns the process and its HTTP port.
 pub fn start_server_in(db: &TestDb, data: &Path, log: Stdio) -> (ServerProcess, u16) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = server::testing::free_port().unwrap();
     let key = std::fs::read_to_string(db.dir.join(server::secrets::KEY_FILE)).unwrap();
     std::fs::create_dir_all(data).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_eventflows"))
@@ -214,11 +197,11 @@ async fn killing_the_server_during_runs_in_flight_per_key_loses_no_message() {
     // record batches, which tansu's in-memory storage cannot serve (see the
     // README's known limits): this test runs on SQLite storage, as
     // `scripts/run.sh` does.
-    let broker = crate::outage::OwnBroker::start();
+    let broker = Tansu::start(Storage::Sqlite).unwrap();
     let bootstrap = broker.bootstrap();
     let db = TestDb::fresh();
     // Slow enough that 64 runs at once per partition still take seconds.
-    let model = model_taking(30).await;
+    let model = model_taking(30).await.unwrap();
     let runtime = format!("http:{model}");
     let (input, output) = seed_ordered(&db, &bootstrap, &runtime, 3, "key", 64).await;
     const PER_PARTITION: usize = 6000;

@@ -1,7 +1,7 @@
 //! Failed messages of flows without a Dead Letter Queue, kept in the
 //! database.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use server::db::failures::{self, Failure, KEEP_PER_FLOW};
 
@@ -23,26 +23,23 @@ async fn failed_messages_without_a_dlq_are_kept_and_survive_a_restart() {
     .into();
     produce_to_partition(&p.input, 1, &inputs).await;
     wait_until("the two bad messages are kept", || async {
-        p.stats(&flow).await["failures_kept"] == 2
+        p.stats(&flow).await.failures_kept == 2
     })
     .await;
     let stats = p.stats(&flow).await;
-    assert_eq!(stats["succeeded"], 2);
-    let kept = stats["kept_failures"].as_array().unwrap().clone();
+    assert_eq!(stats.succeeded, 2);
+    let kept = stats.kept_failures.clone();
     // Newest first: offset 3, then 1.
     assert_eq!(kept.len(), 2);
-    assert_eq!(
-        (kept[0]["partition"].clone(), kept[0]["offset"].clone()),
-        (json!(1), json!(3))
-    );
-    assert_eq!(kept[0]["value"], "not json");
-    assert_eq!(kept[0]["kind"], "bad-input");
-    assert!(kept[0]["message"].as_str().unwrap().contains("not JSON"));
-    assert_eq!(kept[1]["offset"], 1);
-    assert_eq!(kept[1]["value"], "{\n  \"no_text\": true\n}");
-    assert_eq!(kept[1]["version"], "1.0.0");
-    assert_eq!(kept[1]["value_cut"], false);
-    assert!(kept[1]["at"].as_str().unwrap().ends_with(" UTC"));
+    assert_eq!((kept[0].partition, kept[0].offset), (1, 3));
+    assert_eq!(kept[0].value, "not json");
+    assert_eq!(kept[0].kind, "bad-input");
+    assert!(kept[0].message.contains("not JSON"));
+    assert_eq!(kept[1].offset, 1);
+    assert_eq!(kept[1].value, "{\n  \"no_text\": true\n}");
+    assert_eq!(kept[1].version, "1.0.0");
+    assert_eq!(kept[1].value_cut, false);
+    assert!(kept[1].at.ends_with(" UTC"));
 
     // A new runner on the same database (a restart, or another instance)
     // shows them too; its in-memory counters start at zero.
@@ -50,10 +47,10 @@ async fn failed_messages_without_a_dlq_are_kept_and_survive_a_restart() {
     let again =
         server::runner::Runner::new(p.app.services.db.clone(), p.app.services.secrets.clone())
             .unwrap();
-    let after: Value = serde_json::to_value(again.flow_stats(&flow).await).unwrap();
-    assert_eq!(after["failed"], 0);
-    assert_eq!(after["failures_kept"], 2);
-    assert_eq!(after["kept_failures"], Value::Array(kept));
+    let after = again.flow_stats(&flow).await;
+    assert_eq!(after.failed, 0);
+    assert_eq!(after.failures_kept, 2);
+    assert_eq!(after.kept_failures, kept);
 }
 
 fn failure(i: i64) -> Failure {
@@ -119,6 +116,6 @@ async fn a_flow_keeps_a_bounded_number_of_failures_and_counts_what_it_dropped() 
         .unwrap();
     assert_eq!(oldest, vec![5]);
     let stats = p.stats(&flow).await;
-    assert_eq!(stats["failures_dropped"], 5);
-    assert_eq!(stats["kept_failures"][0]["value_cut"], true);
+    assert_eq!(stats.failures_dropped, 5);
+    assert_eq!(stats.kept_failures[0].value_cut, true);
 }

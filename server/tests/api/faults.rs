@@ -13,10 +13,12 @@ use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value, json};
 
+use app::domain::FlowStats;
+use server::testing::{Storage, Tansu};
+
 use crate::crash::{seed, start_server};
 use crate::flows::{pipeline, read, read_on, wait_until};
 use crate::kafka::{bootstrap, produce_keyed, produce_on, produce_to_partition, unique_topic};
-use crate::outage::OwnBroker;
 use crate::scale::{Runs, counting_model, inputs_where};
 use crate::support::TestDb;
 
@@ -44,7 +46,7 @@ async fn flaky_model(down: Arc<AtomicBool>, calls: Arc<AtomicUsize>) -> String {
             }
         }),
     );
-    crate::support::serve_model(app).await
+    server::testing::serve_model(app).await.unwrap()
 }
 
 #[tokio::test]
@@ -66,9 +68,9 @@ async fn a_model_outage_is_retried_until_it_ends_and_loses_nothing() {
     })
     .await;
     let stats = p.stats(&flow).await;
-    assert_eq!(stats["failed"], 0, "an outage is not a failure: {stats}");
-    assert_eq!(stats["succeeded"], 0, "{stats}");
-    let state = stats["state"].as_str().unwrap().to_owned();
+    assert_eq!(stats.failed, 0, "an outage is not a failure: {stats:?}");
+    assert_eq!(stats.succeeded, 0, "{stats:?}");
+    let state = stats.state.clone();
     assert!(
         state.starts_with("model unavailable since ") && state.ends_with("retrying"),
         "the flow says why it waits: {state}"
@@ -87,12 +89,12 @@ async fn a_model_outage_is_retried_until_it_ends_and_loses_nothing() {
     assert_eq!(order, vec![0, 1, 2, 3, 4], "every message, in order");
     wait_until("the flow is running again", || async {
         let stats = p.stats(&flow).await;
-        stats["state"] == "running" && stats["succeeded"] == 5
+        stats.state == "running" && stats.succeeded == 5
     })
     .await;
     let stats = p.stats(&flow).await;
-    assert_eq!(stats["failed"], 0, "{stats}");
-    assert!(stats["retries"].as_u64().unwrap() >= 5, "{stats}");
+    assert_eq!(stats.failed, 0, "{stats:?}");
+    assert!(stats.retries >= 5, "{stats:?}");
 }
 
 #[tokio::test]
@@ -141,7 +143,7 @@ async fn an_output_too_large_to_write_is_dead_lettered_cut_to_fit_and_the_partit
     assert!(big.starts_with(&dead[0].value), "a prefix of the input");
     wait_until("the counters show it", || async {
         let s = p.stats(&flow).await;
-        s["succeeded"] == 1 && s["dead_lettered"] == 1 && s["state"] == "running"
+        s.succeeded == 1 && s.dead_lettered == 1 && s.state == "running"
     })
     .await;
 }
@@ -237,19 +239,18 @@ async fn algorithms_whose_names_look_alike_get_consumer_groups_of_their_own() {
             .as_str()
             .unwrap()
             .to_owned();
-        let stats = p
+        let stats: FlowStats = p
             .app
-            .call("get_flow_stats", json!({"flow_id": flow}), Some(&p.admin))
-            .await
-            .json();
-        groups.push(stats["consumer_group"].as_str().unwrap().to_owned());
+            .call_as("get_flow_stats", json!({"flow_id": flow}), Some(&p.admin))
+            .await;
+        groups.push(stats.consumer_group.unwrap());
     }
     assert_ne!(groups[0], groups[1], "{groups:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_exits_on_sigterm_while_its_broker_is_gone() {
-    let mut broker = OwnBroker::start();
+    let mut broker = Tansu::start(Storage::Sqlite).unwrap();
     let db = TestDb::fresh();
     let (input, output) = seed(&db, &broker.bootstrap(), "builtin:echo", 3).await;
     produce_on(
@@ -420,7 +421,7 @@ async fn writes_that_fail_while_their_broker_is_away_are_sent_again_in_input_ord
     // Outputs go to a broker of their own, which goes away while the input's
     // broker stays: the flow keeps running messages, and their writes fail
     // for real (the producer's timeout, shortened here).
-    let mut outputs_broker = OwnBroker::start();
+    let mut outputs_broker = Tansu::start(Storage::Sqlite).unwrap();
     let p = pipeline().await;
     p.app
         .services
@@ -482,13 +483,10 @@ async fn writes_that_fail_while_their_broker_is_away_are_sent_again_in_input_ord
     const N: usize = 300;
     produce_to_partition(&p.input, 0, &(20..N).map(text).collect::<Vec<_>>()).await;
     wait_until("the flow shows its writes failing", || async {
-        p.stats(&flow).await["state"]
-            .as_str()
-            .unwrap_or("")
-            .starts_with("cannot write")
+        p.stats(&flow).await.state.starts_with("cannot write")
     })
     .await;
-    outputs_broker.up();
+    outputs_broker.up().unwrap();
 
     // Read until every input has an output (or a minute passed).
     let reader = crate::flows::Reader::on(&outputs_broker.bootstrap(), "out");
@@ -531,7 +529,7 @@ async fn writes_that_fail_while_their_broker_is_away_are_sent_again_in_input_ord
     }
     wait_until("the flow runs again", || async {
         let s = p.stats(&flow).await;
-        s["state"] == "running" && s["succeeded"] == N
+        s.state == "running" && s.succeeded == N as u64
     })
     .await;
     println!("{} outputs for {N} inputs", offsets.len());

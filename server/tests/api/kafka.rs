@@ -2,126 +2,53 @@
 //! when set (the test script starts one), otherwise one started here for
 //! this test binary and stopped when it exits.
 
-use std::net::TcpListener;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_for_port(port: u16, limit: Duration) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
-}
-
-/// Starts `tansu broker` on `port` with `extra` arguments; the broker lives
-/// as long as this test process (a small shell watches our pid).
-fn start_tansu(port: u16, dir: &std::path::Path, extra: &str) {
-    let url = format!("tcp://127.0.0.1:{port}");
-    let script = format!(
-        "cd '{dir}' || exit 1; tansu broker --listener-url {url} --advertised-listener-url {url} {extra} \
-         >/dev/null 2>&1 & t=$!; \
-         while kill -0 {pid} 2>/dev/null && kill -0 $t 2>/dev/null; do sleep 1; done; kill $t 2>/dev/null",
-        pid = std::process::id(),
-        dir = dir.display()
-    );
-    Command::new("bash")
-        .arg("-c")
-        .arg(script)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("bash is needed to start the tansu broker");
-    assert!(
-        wait_for_port(port, Duration::from_secs(60)),
-        "the tansu broker did not start (is `tansu` installed? run scripts/setup.sh)"
-    );
-}
+use server::testing::{Storage, Tansu};
 
 /// `host:port` of the shared test broker (PLAINTEXT, no authentication).
 pub fn bootstrap() -> &'static str {
     static BOOTSTRAP: OnceLock<String> = OnceLock::new();
+    static BROKER: OnceLock<Tansu> = OnceLock::new();
     BOOTSTRAP.get_or_init(|| {
         if let Ok(existing) = std::env::var("EVENTFLOWS_TEST_KAFKA") {
             return existing;
         }
-        let port = free_port();
-        start_tansu(
-            port,
-            &std::env::temp_dir(),
-            "--storage-engine memory://tansu/",
-        );
-        format!("127.0.0.1:{port}")
+        BROKER
+            .get_or_init(|| Tansu::start(Storage::Memory).unwrap())
+            .bootstrap()
     })
 }
 
 /// A broker that requires SASL/SCRAM-SHA-512 and knows one user,
 /// `(bootstrap, username, password)`.
 pub fn sasl_broker() -> &'static (String, String, String) {
-    static BROKER: OnceLock<(String, String, String)> = OnceLock::new();
-    BROKER.get_or_init(|| {
-        let (user, password) = ("svc".to_owned(), "canary-pw-7f3a9c".to_owned());
-        let dir = std::env::temp_dir().join(format!("eventflows-sasl-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        // tansu resolves sqlite:// paths from its working directory.
-        let storage = "--storage-engine sqlite://tansu.db";
-        // Once without authentication to create the user, then with it.
-        let setup_port = free_port();
-        let url = format!("tcp://127.0.0.1:{setup_port}");
-        let mut setup = Command::new("tansu")
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(storage.split(' '))
-            .current_dir(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tansu must be installed");
-        assert!(wait_for_port(setup_port, Duration::from_secs(60)));
-        let created = Command::new("tansu")
-            .args([
-                "user",
-                "create",
-                "--broker",
-                &url,
-                "--mechanism",
-                "scram512",
-                &user,
-                &password,
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            created.status.success(),
-            "{}",
-            String::from_utf8_lossy(&created.stderr)
-        );
-        setup.kill().unwrap();
-        setup.wait().unwrap();
-        let port = free_port();
-        start_tansu(port, &dir, &format!("{storage} --authentication"));
-        crate::outage::index_sqlite_storage(&dir.join("tansu.db"));
-        (format!("127.0.0.1:{port}"), user, password)
-    })
+    static BROKER: OnceLock<(Tansu, (String, String, String))> = OnceLock::new();
+    &BROKER
+        .get_or_init(|| {
+            let (user, password) = ("svc".to_owned(), "canary-pw-7f3a9c".to_owned());
+            // Once without authentication to create the user, then with it.
+            let mut broker = Tansu::start(Storage::Sqlite).unwrap();
+            let created = Command::new("tansu")
+                .args(["user", "create", "--broker"])
+                .arg(format!("tcp://{}", broker.bootstrap()))
+                .args(["--mechanism", "scram512", &user, &password])
+                .output()
+                .unwrap();
+            assert!(
+                created.status.success(),
+                "{}",
+                String::from_utf8_lossy(&created.stderr)
+            );
+            broker.restart_with(&["--authentication"]).unwrap();
+            let bootstrap = broker.bootstrap();
+            (broker, (bootstrap, user, password))
+        })
+        .1
 }
 
 /// A topic name no other test uses.

@@ -8,6 +8,8 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
+use app::domain::{Batching, FlowOrdering};
+
 use crate::flows::{pipeline, read};
 use crate::kafka::produce_keyed_to_partition;
 
@@ -23,7 +25,9 @@ struct ModelLog {
 /// A model that answers `{"k": …, "i": …}` with its input after a delay
 /// that varies per message, noting every call in `log`.
 async fn logging_model(log: Arc<Mutex<ModelLog>>) -> String {
-    crate::support::serve_model(logging_app(log)).await
+    server::testing::serve_model(logging_app(log))
+        .await
+        .unwrap()
 }
 
 fn logging_app(log: Arc<Mutex<ModelLog>>) -> axum::Router {
@@ -120,8 +124,8 @@ async fn with_key_ordering_keys_run_at_the_same_time_and_each_in_order() {
     let flow = p.subscribe_flow_id().await;
     let stats = p.stats(&flow).await;
     assert_eq!(
-        (stats["ordering"].clone(), stats["concurrency"].clone()),
-        (json!("key"), json!(16))
+        (stats.ordering, stats.concurrency),
+        (Some(FlowOrdering::Key), Some(16))
     );
     let row = p.input_row().await;
     assert_eq!(row["flow"]["ordering"], "key");
@@ -278,7 +282,7 @@ async fn batch_model(batches: Arc<Mutex<Vec<usize>>>) -> String {
             }
         }),
     );
-    crate::support::serve_model(app).await
+    server::testing::serve_model(app).await.unwrap()
 }
 
 /// acme/sentiment 3.0.0 on a [`batch_model`]; returns the batch sizes it
@@ -371,8 +375,11 @@ async fn a_batch_with_one_poison_message_is_split_until_only_that_one_fails() {
     assert_eq!(row["flow"]["batching"], json!({"size": 32, "wait_ms": 200}));
     let flow = p.subscribe_flow_id().await;
     assert_eq!(
-        p.stats(&flow).await["batching"],
-        json!({"size": 32, "wait_ms": 200})
+        p.stats(&flow).await.batching,
+        Some(Batching {
+            size: 32,
+            wait_ms: 200
+        })
     );
 }
 
@@ -493,7 +500,7 @@ async fn gated_batch_model(held: usize, release: Arc<tokio::sync::Notify>) -> St
             }
         }),
     );
-    crate::support::serve_model(app).await
+    server::testing::serve_model(app).await.unwrap()
 }
 
 #[tokio::test]

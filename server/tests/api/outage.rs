@@ -1,100 +1,18 @@
 //! The broker goes away and comes back under a running flow: the flow reports
 //! it, waits, and then processes everything, losing nothing.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::StatusCode;
 use serde_json::json;
 
 use app::domain::Role;
 
+use server::testing::{Storage, Tansu};
+
 use crate::flows::wait_until;
 use crate::kafka::produce_on;
 use crate::support::TestApp;
-
-/// A tansu broker with its own port and sqlite storage, so it can be stopped
-/// and started again with its topics, messages and committed offsets.
-pub struct OwnBroker {
-    port: u16,
-    dir: std::path::PathBuf,
-    child: Option<Child>,
-}
-
-impl OwnBroker {
-    pub fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = std::env::temp_dir().join(format!("eventflows-outage-{}", server::db::new_id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut broker = OwnBroker {
-            port,
-            dir,
-            child: None,
-        };
-        broker.up();
-        broker
-    }
-
-    pub fn up(&mut self) {
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        let child = Command::new("tansu")
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .current_dir(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        index_sqlite_storage(&self.dir.join("tansu.db"));
-    }
-
-    pub fn down(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    pub fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-/// What `scripts/run.sh` does to the broker's SQLite storage (see
-/// `index_tansu_sqlite` in `scripts/env.sh`), done by the same script.
-pub fn index_sqlite_storage(file: &std::path::Path) {
-    let env = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/env.sh");
-    let status = Command::new("bash")
-        .args(["-c", "source \"$1\" && index_tansu_sqlite \"$2\"", "index"])
-        .arg(env)
-        .arg(file)
-        .status()
-        .unwrap();
-    assert!(status.success(), "could not index {}", file.display());
-}
-
-impl Drop for OwnBroker {
-    fn drop(&mut self) {
-        self.down();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// Produces `{"text": "good {i}"}` for i in `from..to`.
 async fn produce_to(bootstrap: &str, topic: &str, from: usize, to: usize) {
@@ -107,7 +25,7 @@ async fn produce_to(bootstrap: &str, topic: &str, from: usize, to: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flow_waits_out_a_broker_outage_and_loses_nothing() {
-    let mut broker = OwnBroker::start();
+    let mut broker = Tansu::start(Storage::Sqlite).unwrap();
     let app = TestApp::spawn()
         .await
         .with_user("root", "root-password", Role::Admin)
@@ -184,7 +102,7 @@ async fn a_flow_waits_out_a_broker_outage_and_loses_nothing() {
             .starts_with("waiting for the broker")
     })
     .await;
-    broker.up();
+    broker.up().unwrap();
     produce_to(&broker.bootstrap(), "in", 10, 20).await;
     wait_until("all 20 are processed after the broker is back", || async {
         let s = stats().await.json();
@@ -202,7 +120,7 @@ async fn a_new_consumer_group_reads_a_backlog_of_outputs_from_sqlite_storage() {
     use rdkafka::message::{Header, OwnedHeaders};
     use rdkafka::producer::{FutureProducer, FutureRecord};
 
-    let broker = OwnBroker::start();
+    let broker = Tansu::start(Storage::Sqlite).unwrap();
     let topic = crate::kafka::unique_topic("out");
     let admin: AdminClient<_> = ClientConfig::new()
         .set("bootstrap.servers", broker.bootstrap())

@@ -68,7 +68,7 @@ pub async fn counting_model(pause: Duration, runs: Runs) -> String {
             }
         }),
     );
-    crate::support::serve_model(app).await
+    server::testing::serve_model(app).await.unwrap()
 }
 
 /// A server process with the data directory `n` (so the instance name kept

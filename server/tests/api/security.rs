@@ -319,14 +319,15 @@ async fn model_hosts_are_an_admin_decision_checked_when_added_and_on_every_call(
         .unwrap();
     let calls = std::sync::Arc::new(AtomicUsize::new(0));
     let seen = calls.clone();
-    let model = crate::support::serve_model(Router::new().route(
+    let model = server::testing::serve_model(Router::new().route(
         "/predict",
         post(move || {
             seen.fetch_add(1, Ordering::SeqCst);
             async { Json(json!({"label": "from the model"})) }
         }),
     ))
-    .await;
+    .await
+    .unwrap();
     let port = model
         .split(':')
         .nth(2)

@@ -142,6 +142,20 @@ impl TestApp {
             .await
     }
 
+    /// Calls a server function that must succeed, and reads its answer as
+    /// the type the app reads it as.
+    pub async fn call_as<T: serde::de::DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        args: Value,
+        session: Option<&str>,
+    ) -> T {
+        let reply = self.call(endpoint, args, session).await;
+        assert_eq!(reply.status, StatusCode::OK, "{endpoint}: {}", reply.text());
+        serde_json::from_slice(&reply.body)
+            .unwrap_or_else(|e| panic!("{endpoint} answered {}: {e}", reply.text()))
+    }
+
     /// Logs in and returns the session token from the cookie.
     pub async fn login(&self, name: &str, password: &str) -> String {
         let reply = self
@@ -212,15 +226,6 @@ pub async fn allow_local_models(services: &Services) {
         Ok(_) | Err(app::domain::AppError::Conflict { .. }) => {}
         Err(error) => panic!("could not allow the local model host: {error}"),
     }
-}
-
-/// Serves a model (routes under `/predict`) on a free local port for the
-/// rest of the test and returns its `/predict` URL.
-pub async fn serve_model(app: axum::Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/predict", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    url
 }
 
 /// Sends every log line of this test process (all levels) into a buffer.

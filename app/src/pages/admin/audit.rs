@@ -1,7 +1,7 @@
 use leptos::prelude::*;
 
 use crate::api::list_audit_events;
-use crate::components::{ErrorNotice, FieldError, FormError, Loading};
+use crate::components::{ErrorNotice, FieldError, FormError, Loading, invalid};
 use crate::domain::{AUDIT_KINDS, AppError, AuditPage, AuditQuery};
 use crate::pages::rewind::utc_millis;
 
@@ -84,13 +84,13 @@ pub fn AuditLogPage() -> impl IntoView {
             </div>
             <div>
                 <label for="audit-from" class="block text-sm font-medium">"From (UTC)"</label>
-                <input id="audit-from" placeholder="2026-12-01T00:00" class="mt-1 w-44 rounded border border-slate-300 px-2 py-1 font-mono text-sm" bind:value=from />
-                <FieldError error=error field="from" />
+                <input id="audit-from" aria-describedby="audit-from-error" aria-invalid=invalid(error, "from") placeholder="2026-12-01T00:00" class="mt-1 w-44 rounded border border-slate-300 px-2 py-1 font-mono text-sm" bind:value=from />
+                <FieldError error=error field="from" input="audit-from" />
             </div>
             <div>
                 <label for="audit-to" class="block text-sm font-medium">"To (UTC)"</label>
-                <input id="audit-to" placeholder="2026-12-02T00:00" class="mt-1 w-44 rounded border border-slate-300 px-2 py-1 font-mono text-sm" bind:value=to />
-                <FieldError error=error field="to" />
+                <input id="audit-to" aria-describedby="audit-to-error" aria-invalid=invalid(error, "to") placeholder="2026-12-02T00:00" class="mt-1 w-44 rounded border border-slate-300 px-2 py-1 font-mono text-sm" bind:value=to />
+                <FieldError error=error field="to" input="audit-to" />
             </div>
             <button type="submit" class="rounded bg-blue-700 px-4 py-1.5 text-sm font-medium text-white hover:bg-blue-800">
                 "Show"

@@ -2,7 +2,7 @@ use leptos::prelude::*;
 use leptos_router::{NavigateOptions, components::A, hooks::use_navigate};
 
 use crate::api::connect_broker;
-use crate::components::{FieldError, FormError};
+use crate::components::{FieldError, FormError, invalid};
 use crate::domain::{AppError, NewBrokerConnection, SaslMechanism, SecurityProtocol};
 
 /// **Connect queue**: the form that tests a broker connection and saves it
@@ -55,56 +55,60 @@ pub fn ConnectBrokerPage() -> impl IntoView {
             <FormError error=error />
             <div>
                 <label for="broker-name" class="block text-sm font-medium">"Name"</label>
-                <input id="broker-name" class=input_class bind:value=name autocomplete="off" />
-                <FieldError error=error field="name" />
+                <input id="broker-name" aria-describedby="broker-name-error" aria-invalid=invalid(error, "name") class=input_class bind:value=name autocomplete="off" />
+                <FieldError error=error field="name" input="broker-name" />
             </div>
             <div>
                 <label for="broker-bootstrap" class="block text-sm font-medium">"Bootstrap servers"</label>
                 <input
                     id="broker-bootstrap"
+                    aria-describedby="broker-bootstrap-error"
+                    aria-invalid=invalid(error, "bootstrap_servers")
                     class=input_class
                     placeholder="kafka-1:9092,kafka-2:9092"
                     bind:value=bootstrap
                     autocomplete="off"
                 />
-                <FieldError error=error field="bootstrap_servers" />
+                <FieldError error=error field="bootstrap_servers" input="broker-bootstrap" />
             </div>
             <div>
                 <label for="broker-protocol" class="block text-sm font-medium">"Security protocol"</label>
-                <select id="broker-protocol" class=input_class bind:value=protocol>
+                <select id="broker-protocol" aria-describedby="broker-protocol-error" aria-invalid=invalid(error, "security_protocol") class=input_class bind:value=protocol>
                     {SecurityProtocol::ALL
                         .into_iter()
                         .map(|p| view! { <option value=p.as_str()>{p.as_str()}</option> })
                         .collect_view()}
                 </select>
-                <FieldError error=error field="security_protocol" />
+                <FieldError error=error field="security_protocol" input="broker-protocol" />
             </div>
             <Show when=uses_sasl>
                 <div>
                     <label for="broker-mechanism" class="block text-sm font-medium">"SASL mechanism"</label>
-                    <select id="broker-mechanism" class=input_class bind:value=mechanism>
+                    <select id="broker-mechanism" aria-describedby="broker-mechanism-error" aria-invalid=invalid(error, "sasl_mechanism") class=input_class bind:value=mechanism>
                         {SaslMechanism::ALL
                             .into_iter()
                             .map(|m| view! { <option value=m.as_str()>{m.as_str()}</option> })
                             .collect_view()}
                     </select>
-                    <FieldError error=error field="sasl_mechanism" />
+                    <FieldError error=error field="sasl_mechanism" input="broker-mechanism" />
                 </div>
                 <div>
                     <label for="broker-username" class="block text-sm font-medium">"Username"</label>
-                    <input id="broker-username" class=input_class bind:value=username autocomplete="off" />
-                    <FieldError error=error field="username" />
+                    <input id="broker-username" aria-describedby="broker-username-error" aria-invalid=invalid(error, "username") class=input_class bind:value=username autocomplete="off" />
+                    <FieldError error=error field="username" input="broker-username" />
                 </div>
                 <div>
                     <label for="broker-password" class="block text-sm font-medium">"Password"</label>
                     <input
                         id="broker-password"
+                        aria-describedby="broker-password-error"
+                        aria-invalid=invalid(error, "password")
                         type="password"
                         class=input_class
                         bind:value=password
                         autocomplete="new-password"
                     />
-                    <FieldError error=error field="password" />
+                    <FieldError error=error field="password" input="broker-password" />
                 </div>
             </Show>
             <Show when=uses_tls>
@@ -112,13 +116,15 @@ pub fn ConnectBrokerPage() -> impl IntoView {
                     <label for="broker-ca" class="block text-sm font-medium">"CA certificate (PEM)"</label>
                     <textarea
                         id="broker-ca"
+                        aria-describedby="broker-ca-error"
+                        aria-invalid=invalid(error, "ca_pem")
                         rows="6"
                         class=format!("{input_class} font-mono text-xs")
                         placeholder="-----BEGIN CERTIFICATE-----"
                         bind:value=ca_pem
                     ></textarea>
                     <p class="mt-1 text-xs text-slate-500">"Leave empty to trust the system's certificate authorities."</p>
-                    <FieldError error=error field="ca_pem" />
+                    <FieldError error=error field="ca_pem" input="broker-ca" />
                 </div>
             </Show>
             <div class="flex items-center gap-3 pt-2">

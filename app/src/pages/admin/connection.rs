@@ -7,7 +7,8 @@ use leptos_router::{
 
 use crate::api::{MAX_PARTITIONS, create_topic, delete_broker_connection, get_broker_connection};
 use crate::components::{
-    ConfirmActions, Dialog, ErrorNotice, FieldError, FormError, Loading, StatusBadge, SuccessNotice,
+    ConfirmActions, Dialog, ErrorNotice, FieldError, FormError, Loading, StatusBadge,
+    SuccessNotice, invalid,
 };
 use crate::domain::{AppError, BrokerConnectionDetails, TopicInfo};
 use crate::pages::admin::TopicSidesheet;
@@ -241,19 +242,21 @@ fn CreateTopicForm(connection_id: String, on_created: Callback<String>) -> impl 
         <form on:submit=on_submit aria-label="Create topic" class="mt-3 flex flex-wrap items-start gap-4 rounded-lg bg-white p-4 shadow" novalidate>
             <div>
                 <label for="topic-name" class="block text-sm font-medium">"Topic name"</label>
-                <input id="topic-name" class="mt-1 rounded border border-slate-300 px-3 py-1.5" bind:value=name />
-                <FieldError error=error field="topic" />
+                <input id="topic-name" aria-describedby="topic-name-error" aria-invalid=invalid(error, "topic") class="mt-1 rounded border border-slate-300 px-3 py-1.5" bind:value=name />
+                <FieldError error=error field="topic" input="topic-name" />
             </div>
             <div>
                 <label for="topic-partitions" class="block text-sm font-medium">"Partitions"</label>
                 <input
                     id="topic-partitions"
+                    aria-describedby="topic-partitions-error"
+                    aria-invalid=invalid(error, "partitions")
                     type="number"
                     min="1"
                     class="mt-1 w-28 rounded border border-slate-300 px-3 py-1.5"
                     bind:value=partitions
                 />
-                <FieldError error=error field="partitions" />
+                <FieldError error=error field="partitions" input="topic-partitions" />
             </div>
             <button
                 type="submit"

@@ -1,7 +1,7 @@
 use leptos::prelude::*;
 
 use crate::api::{allow_model_host, list_model_hosts, remove_model_host};
-use crate::components::{ErrorNotice, FieldError, FormError, Loading, SuccessNotice};
+use crate::components::{ErrorNotice, FieldError, FormError, Loading, SuccessNotice, invalid};
 use crate::domain::{AppError, ModelHost};
 
 /// Admin → System actions → **Model hosts**: where `http:` runtimes may
@@ -148,12 +148,13 @@ fn AllowForm(
                 <label for="model-host-entry" class="block text-sm font-medium">"Host or URL prefix"</label>
                 <input
                     id="model-host-entry"
+                    aria-describedby="model-host-entry-error"
+                    aria-invalid=invalid(error, "entry")
                     placeholder="models.example.com:8080"
                     class="mt-1 w-full max-w-md rounded border border-slate-300 px-3 py-1.5 font-mono text-sm"
-                    aria-invalid=move || error.with(|e| matches!(e, Some(AppError::Validation { .. }))).to_string()
                     bind:value=entry
                 />
-                <FieldError error=error field="entry" />
+                <FieldError error=error field="entry" input="model-host-entry" />
             </div>
             <FormError error=error />
             <button

@@ -1,7 +1,7 @@
 use leptos::prelude::*;
 
 use crate::api::{create_api_key, list_api_keys, revoke_api_key};
-use crate::components::{ErrorNotice, FieldError, FormError, Loading, SuccessNotice};
+use crate::components::{ErrorNotice, FieldError, FormError, Loading, SuccessNotice, invalid};
 use crate::domain::{ApiKey, AppError, CreatedApiKey};
 
 /// Settings → **API keys**: keys that let programs call the REST API as
@@ -209,24 +209,26 @@ fn CreateForm(
                 <label for="api-key-name" class="block text-sm font-medium">"Name"</label>
                 <input
                     id="api-key-name"
+                    aria-describedby="api-key-name-error"
+                    aria-invalid=invalid(error, "name")
                     placeholder="nightly-scoring-job"
                     class="mt-1 w-full max-w-md rounded border border-slate-300 px-3 py-1.5"
-                    aria-invalid=move || error.with(|e| e.as_ref().and_then(AppError::field) == Some("name")).to_string()
                     bind:value=name
                 />
-                <FieldError error=error field="name" />
+                <FieldError error=error field="name" input="api-key-name" />
             </div>
             <div>
                 <label for="api-key-days" class="block text-sm font-medium">"Expires after (days)"</label>
                 <input
                     id="api-key-days"
+                    aria-describedby="api-key-days-error"
+                    aria-invalid=invalid(error, "expires_in_days")
                     inputmode="numeric"
                     placeholder="Never"
                     class="mt-1 w-32 rounded border border-slate-300 px-3 py-1.5"
-                    aria-invalid=move || error.with(|e| e.as_ref().and_then(AppError::field) == Some("expires_in_days")).to_string()
                     bind:value=days
                 />
-                <FieldError error=error field="expires_in_days" />
+                <FieldError error=error field="expires_in_days" input="api-key-days" />
             </div>
             <FormError error=error />
             <button

@@ -1,0 +1,179 @@
+//! Real components for the integration tests and the benchmark: a tansu
+//! broker on a port of its own, and model servers that take their time.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use axum::{Json, Router, routing::post};
+use diesel::{Connection, RunQueryDsl, SqliteConnection};
+use serde_json::Value;
+
+/// Where a [`Tansu`] broker keeps its topics, messages and offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    /// In memory: fast, gone when the broker stops.
+    Memory,
+    /// In a SQLite file of the broker's own directory, as `scripts/run.sh`
+    /// runs it: the broker can be stopped and started again with its data.
+    Sqlite,
+}
+
+/// A `tansu broker` process on a free port, stopped when dropped, and also
+/// when this process ends without dropping it (a small watcher sees to it).
+pub struct Tansu {
+    port: u16,
+    dir: PathBuf,
+    storage: Storage,
+    extra: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Tansu {
+    /// Starts a broker with `storage` in a new directory of its own.
+    pub fn start(storage: Storage) -> anyhow::Result<Self> {
+        Self::start_with(storage, &[])
+    }
+
+    /// [`Tansu::start`] with more command-line arguments (`--authentication`).
+    pub fn start_with(storage: Storage, extra: &[&str]) -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("eventflows-tansu-{}", crate::db::new_id()));
+        std::fs::create_dir_all(&dir)?;
+        let mut broker = Tansu {
+            port: free_port()?,
+            dir,
+            storage,
+            extra: extra.iter().map(|a| a.to_string()).collect(),
+            child: None,
+        };
+        broker.up()?;
+        Ok(broker)
+    }
+
+    /// Starts the broker again on the same port, with the same data (for
+    /// [`Storage::Sqlite`]).
+    pub fn up(&mut self) -> anyhow::Result<()> {
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let storage = match self.storage {
+            Storage::Memory => "memory://tansu/",
+            // tansu resolves sqlite:// paths from its working directory.
+            Storage::Sqlite => "sqlite://tansu.db",
+        };
+        let child = Command::new("tansu")
+            .args(["broker", "--listener-url", &url])
+            .args(["--advertised-listener-url", &url])
+            .args(["--storage-engine", storage])
+            .args(&self.extra)
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("tansu must be installed (scripts/setup.sh)")?;
+        let watched = child.id();
+        self.child = Some(child);
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "while kill -0 {me} 2>/dev/null && kill -0 {watched} 2>/dev/null; do sleep 1; done; \
+                 kill {watched} 2>/dev/null",
+                me = std::process::id()
+            ))
+            .stdin(Stdio::null())
+            .spawn()
+            .context("sh is needed to watch the tansu broker")?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            ensure!(Instant::now() < deadline, "the tansu broker did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if self.storage == Storage::Sqlite {
+            index_sqlite_storage(&self.dir.join("tansu.db"))?;
+        }
+        Ok(())
+    }
+
+    /// Stops the broker and starts it again, on the same port with the same
+    /// data, with `extra` arguments instead of the ones it had.
+    pub fn restart_with(&mut self, extra: &[&str]) -> anyhow::Result<()> {
+        self.down();
+        self.extra = extra.iter().map(|a| a.to_string()).collect();
+        self.up()
+    }
+
+    /// Stops the broker (as a crash would: SIGKILL).
+    pub fn down(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// `host:port`, for `bootstrap.servers`.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The broker process's id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The broker's working directory (its SQLite file is there).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        self.down();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A port nothing listens on now.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// tansu 0.6.0's SQLite storage has no index on its record header table,
+/// and a fetch looks up the headers of every record there: a new consumer
+/// group reading a backlog of records with headers times out. The same
+/// index as `index_tansu_sqlite` in `scripts/env.sh` makes the look-ups
+/// direct; tansu keeps an index it did not create.
+fn index_sqlite_storage(file: &Path) -> anyhow::Result<()> {
+    let mut conn = SqliteConnection::establish(&file.to_string_lossy())
+        .with_context(|| format!("could not open {}", file.display()))?;
+    diesel::sql_query("PRAGMA busy_timeout = 5000").execute(&mut conn)?;
+    diesel::sql_query(
+        "CREATE INDEX IF NOT EXISTS header_topition_offset ON header (topition, offset_id)",
+    )
+    .execute(&mut conn)
+    .with_context(|| format!("could not index {}", file.display()))?;
+    Ok(())
+}
+
+/// Serves `app` on a free port of 127.0.0.1; the URL of its `/predict`.
+pub async fn serve_model(app: Router) -> anyhow::Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/predict", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(url)
+}
+
+/// A model server that answers each request with its input after
+/// `millis`, any number of requests at once.
+pub async fn model_taking(millis: u64) -> anyhow::Result<String> {
+    serve_model(Router::new().route(
+        "/predict",
+        post(move |Json(input): Json<Value>| async move {
+            tokio::time::sleep(Duration::from_millis(millis)).await;
+            Json(input)
+        }),
+    ))
+    .await
+}
