@@ -5,11 +5,15 @@ mod dialog;
 mod notice;
 mod protected;
 mod status;
+mod submit;
 mod top_bar;
 
 pub use admin_menu::AdminMenu;
 pub use dialog::{ConfirmActions, Dialog};
-pub use notice::{ErrorNotice, FieldError, FormError, Loading, SuccessNotice, invalid};
+pub use notice::{
+    EmptyState, ErrorNotice, FieldError, FormError, Listing, Loading, SuccessNotice, invalid,
+};
 pub use protected::Protected;
 pub use status::StatusBadge;
+pub use submit::Submit;
 pub use top_bar::TopBar;

@@ -68,3 +68,43 @@ pub fn FormError(error: RwSignal<Option<AppError>>) -> impl IntoView {
             .map(|e| view! { <ErrorNotice message=e.to_string() /> })
     }
 }
+
+/// The box a page shows where a list has nothing yet: what is missing, and
+/// (as children) how to add it.
+#[component]
+pub fn EmptyState(
+    title: &'static str,
+    #[prop(optional)] children: Option<Children>,
+) -> impl IntoView {
+    view! {
+        <div class="rounded-lg border border-dashed border-slate-300 p-8 text-center">
+            <p class="font-medium">{title}</p>
+            {children.map(|c| view! { <p class="mt-1 text-slate-600">{c()}</p> })}
+        </div>
+    }
+}
+
+/// A list the server sends, as a page shows it: "Loading …" until it
+/// answers, its error, `empty` when it holds nothing, or `view` of it.
+#[component]
+pub fn Listing<T, F, V>(
+    list: LocalResource<Result<Vec<T>, AppError>>,
+    /// What loads, for "Loading …".
+    what: &'static str,
+    /// Shown when the list is empty.
+    #[prop(into)]
+    empty: ViewFn,
+    view: F,
+) -> impl IntoView
+where
+    T: Clone + Send + Sync + 'static,
+    F: Fn(Vec<T>) -> V + Send + Sync + 'static,
+    V: IntoView + 'static,
+{
+    move || match list.get() {
+        None => view! { <Loading what=what /> }.into_any(),
+        Some(Err(e)) => view! { <ErrorNotice message=e.to_string() /> }.into_any(),
+        Some(Ok(items)) if items.is_empty() => empty.run(),
+        Some(Ok(items)) => view(items).into_any(),
+    }
+}

@@ -2,7 +2,9 @@ use leptos::prelude::*;
 use leptos_router::{components::A, hooks::use_params_map};
 
 use crate::api::{add_version, get_algorithm};
-use crate::components::{ErrorNotice, FieldError, FormError, Loading, SuccessNotice, invalid};
+use crate::components::{
+    ErrorNotice, FieldError, FormError, Loading, Submit, SuccessNotice, invalid,
+};
 use crate::domain::{AlgorithmDetails, AppError};
 use crate::pages::events::EventsTab;
 
@@ -125,22 +127,17 @@ fn AddVersionForm(
 ) -> impl IntoView {
     let version = RwSignal::new(String::new());
     let runtime = RwSignal::new(String::new());
-    let error = RwSignal::new(None::<AppError>);
-    let action = Action::new_local(move |(v, r): &(String, String)| {
-        add_version(org.clone(), name.clone(), v.clone(), r.clone())
-    });
-    let pending = action.pending();
-    Effect::new(move |_| match action.value().get() {
-        Some(Ok(())) => {
+    let add = Submit::new(
+        move |(v, r): (String, String)| add_version(org.clone(), name.clone(), v, r),
+        move |()| {
             added.set(Some(format!(
                 "Version {} added.",
                 version.get_untracked().trim()
             )));
             reload.run(());
-        }
-        Some(Err(e)) => error.set(Some(e)),
-        None => {}
-    });
+        },
+    );
+    let (error, pending) = (add.error, add.pending());
     view! {
         <form
             aria-label="Add version"
@@ -148,9 +145,8 @@ fn AddVersionForm(
             novalidate
             on:submit=move |ev: leptos::ev::SubmitEvent| {
                 ev.prevent_default();
-                error.set(None);
                 added.set(None);
-                action.dispatch_local((version.get_untracked(), runtime.get_untracked()));
+                add.run((version.get_untracked(), runtime.get_untracked()));
             }
         >
             <h2 class="text-lg font-semibold">"Add version"</h2>

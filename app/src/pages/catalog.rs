@@ -2,7 +2,7 @@ use leptos::prelude::*;
 use leptos_router::components::A;
 
 use crate::api::list_catalog;
-use crate::components::{ErrorNotice, Loading};
+use crate::components::{EmptyState, Listing};
 
 /// **ML service catalog**: the algorithms of the user's organizations
 /// (every algorithm for an admin), searchable.
@@ -23,16 +23,15 @@ pub fn CatalogPage() -> impl IntoView {
             bind:value=search
         />
         <section class="mt-6" aria-label="Algorithms">
-            {move || match algorithms.get() {
-                None => view! { <Loading what="algorithms" /> }.into_any(),
-                Some(Err(e)) => view! { <ErrorNotice message=e.to_string() /> }.into_any(),
-                Some(Ok(list)) if list.is_empty() => view! {
-                    <p class="rounded-lg border border-dashed border-slate-300 p-8 text-center text-slate-600">
-                        "No algorithms yet. Algorithms are added with `eventflows algorithm add`."
-                    </p>
+            <Listing
+                list=algorithms
+                what="algorithms"
+                empty=|| view! {
+                    <EmptyState title="No algorithms yet.">
+                        "Algorithms are added with `eventflows algorithm add`."
+                    </EmptyState>
                 }
-                .into_any(),
-                Some(Ok(list)) => {
+                view=move |list| {
                     let needle = search.get().trim().to_lowercase();
                     let found: Vec<_> = list
                         .into_iter()
@@ -72,7 +71,7 @@ pub fn CatalogPage() -> impl IntoView {
                     }
                     .into_any()
                 }
-            }}
+            />
         </section>
     }
 }

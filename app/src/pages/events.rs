@@ -5,7 +5,9 @@ use leptos::prelude::*;
 use super::dead_letters::{DeadLetters, Replays, TryVersion};
 use super::rewind::PauseControls;
 use crate::api::{disable_flow, get_flow_stats, list_events, save_flow};
-use crate::components::{ConfirmActions, Dialog, ErrorNotice, Loading, SuccessNotice};
+use crate::components::{
+    ConfirmActions, Dialog, EmptyState, ErrorNotice, Listing, Loading, SuccessNotice,
+};
 use crate::domain::{
     AlgorithmDetails, Batching, DEFAULT_BATCH_SIZE, Direction, FlowOrdering, FlowRequest,
     FlowStats, GrantedTopic, MAX_BATCH_SIZE, MAX_BATCH_WAIT_MS, MAX_CONCURRENCY, Runtime,
@@ -49,16 +51,15 @@ pub fn EventsTab(details: AlgorithmDetails) -> impl IntoView {
 
     view! {
         {move || notice.get().map(|m| view! { <div class="mb-4"><SuccessNotice message=m /></div> })}
-        {move || match rows.get() {
-            None => view! { <Loading what="topics" /> }.into_any(),
-            Some(Err(e)) => view! { <ErrorNotice message=e.to_string() /> }.into_any(),
-            Some(Ok(list)) if list.is_empty() => view! {
-                <p class="rounded-lg border border-dashed border-slate-300 p-8 text-center text-slate-600">
-                    "This algorithm has no access to any topic yet. A cluster admin grants access in the Queue manager."
-                </p>
+        <Listing
+            list=rows
+            what="topics"
+            empty=|| view! {
+                <EmptyState title="This algorithm has no access to any topic yet.">
+                    "A cluster admin grants access in the Queue manager."
+                </EmptyState>
             }
-            .into_any(),
-            Some(Ok(list)) => view! {
+            view=move |list| view! {
                 <table class="w-full overflow-hidden rounded-lg bg-white text-left text-sm shadow">
                     <thead class="bg-slate-100 text-slate-600">
                         <tr>
@@ -80,8 +81,7 @@ pub fn EventsTab(details: AlgorithmDetails) -> impl IntoView {
                     </tbody>
                 </table>
             }
-            .into_any(),
-        }}
+        />
         {
             let versions = versions.clone();
             move || watching.get().map(|(id, label)| {

@@ -2,8 +2,8 @@ use leptos::prelude::*;
 use leptos_router::{NavigateOptions, components::A, hooks::use_navigate};
 
 use crate::api::connect_broker;
-use crate::components::{FieldError, FormError, invalid};
-use crate::domain::{AppError, NewBrokerConnection, SaslMechanism, SecurityProtocol};
+use crate::components::{FieldError, FormError, Submit, invalid};
+use crate::domain::{NewBrokerConnection, SaslMechanism, SecurityProtocol};
 
 /// **Connect queue**: the form that tests a broker connection and saves it
 /// only when the broker answers. On failure everything typed stays.
@@ -17,23 +17,18 @@ pub fn ConnectBrokerPage() -> impl IntoView {
     let username = RwSignal::new(String::new());
     let password = RwSignal::new(String::new());
     let ca_pem = RwSignal::new(String::new());
-    let error = RwSignal::new(None::<AppError>);
 
     let uses_sasl = move || SecurityProtocol::parse(&protocol.get()).is_some_and(|p| p.uses_sasl());
     let uses_tls = move || SecurityProtocol::parse(&protocol.get()).is_some_and(|p| p.uses_tls());
 
-    let action = Action::new_local(|form: &NewBrokerConnection| connect_broker(form.clone()));
-    let pending = action.pending();
-    Effect::new(move |_| match action.value().get() {
-        Some(Ok(_)) => navigate("/admin/queues", NavigateOptions::default()),
-        Some(Err(e)) => error.set(Some(e)),
-        None => {}
+    let connect = Submit::new(connect_broker, move |_| {
+        navigate("/admin/queues", NavigateOptions::default())
     });
+    let (error, pending) = (connect.error, connect.pending());
 
     let on_submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        error.set(None);
-        action.dispatch_local(NewBrokerConnection {
+        connect.run(NewBrokerConnection {
             name: name.get_untracked(),
             bootstrap_servers: bootstrap.get_untracked(),
             security_protocol: protocol.get_untracked(),

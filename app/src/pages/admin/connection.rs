@@ -7,7 +7,7 @@ use leptos_router::{
 
 use crate::api::{MAX_PARTITIONS, create_topic, delete_broker_connection, get_broker_connection};
 use crate::components::{
-    ConfirmActions, Dialog, ErrorNotice, FieldError, FormError, Loading, StatusBadge,
+    ConfirmActions, Dialog, ErrorNotice, FieldError, FormError, Loading, StatusBadge, Submit,
     SuccessNotice, invalid,
 };
 use crate::domain::{AppError, BrokerConnectionDetails, TopicInfo};
@@ -215,22 +215,18 @@ fn TopicsSection(
 fn CreateTopicForm(connection_id: String, on_created: Callback<String>) -> impl IntoView {
     let name = RwSignal::new(String::new());
     let partitions = RwSignal::new("3".to_owned());
-    let error = RwSignal::new(None::<AppError>);
-    let action = Action::new_local(move |(name, partitions): &(String, u32)| {
-        create_topic(connection_id.clone(), name.clone(), *partitions)
-    });
-    let pending = action.pending();
-    Effect::new(move |_| match action.value().get() {
-        Some(Ok(())) => on_created.run(name.get_untracked()),
-        Some(Err(e)) => error.set(Some(e)),
-        None => {}
-    });
+    let create = Submit::new(
+        move |(name, partitions): (String, u32)| {
+            create_topic(connection_id.clone(), name, partitions)
+        },
+        move |()| on_created.run(name.get_untracked()),
+    );
+    let (error, pending) = (create.error, create.pending());
     let on_submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        error.set(None);
         match partitions.get_untracked().trim().parse::<u32>() {
             Ok(n) if (1..=MAX_PARTITIONS).contains(&n) => {
-                action.dispatch_local((name.get_untracked(), n));
+                create.run((name.get_untracked(), n));
             }
             _ => error.set(Some(AppError::validation(
                 "partitions",

@@ -2,7 +2,7 @@ use leptos::prelude::*;
 use leptos_router::components::A;
 
 use crate::api::list_broker_connections;
-use crate::components::{ErrorNotice, Loading, StatusBadge};
+use crate::components::{EmptyState, Listing, StatusBadge};
 use crate::domain::BrokerConnectionSummary;
 
 /// Admin → System actions → **Queue manager**: the broker connections.
@@ -22,20 +22,16 @@ pub fn BrokerConnectionsPage() -> impl IntoView {
         </div>
         <p class="mt-1 text-slate-600">"Broker connections of this cluster."</p>
         <section class="mt-6" aria-label="Broker connections">
-            {move || match connections.get() {
-                None => view! { <Loading what="broker connections" /> }.into_any(),
-                Some(Err(e)) => view! { <ErrorNotice message=e.to_string() /> }.into_any(),
-                Some(Ok(list)) if list.is_empty() => view! {
-                    <div class="rounded-lg border border-dashed border-slate-300 p-8 text-center">
-                        <p class="font-medium">"No broker connections yet."</p>
-                        <p class="mt-1 text-slate-600">
-                            "Use Connect queue to connect a Kafka cluster; its topics can then be opened to algorithms."
-                        </p>
-                    </div>
+            <Listing
+                list=connections
+                what="broker connections"
+                empty=|| view! {
+                    <EmptyState title="No broker connections yet.">
+                        "Use Connect queue to connect a Kafka cluster; its topics can then be opened to algorithms."
+                    </EmptyState>
                 }
-                .into_any(),
-                Some(Ok(list)) => view! { <ConnectionTable list=list /> }.into_any(),
-            }}
+                view=|list| view! { <ConnectionTable list=list /> }
+            />
         </section>
     }
 }

@@ -1,8 +1,10 @@
 use leptos::prelude::*;
 
 use crate::api::{allow_model_host, list_model_hosts, remove_model_host};
-use crate::components::{ErrorNotice, FieldError, FormError, Loading, SuccessNotice, invalid};
-use crate::domain::{AppError, ModelHost};
+use crate::components::{
+    EmptyState, ErrorNotice, FieldError, FormError, Listing, Submit, SuccessNotice, invalid,
+};
+use crate::domain::ModelHost;
 
 /// Admin → System actions → **Model hosts**: where `http:` runtimes may
 /// send inputs. A version whose model server is on no entry cannot be
@@ -24,23 +26,16 @@ pub fn ModelHostsPage() -> impl IntoView {
         {move || notice.get().map(|m| view! { <div class="mt-4"><SuccessNotice message=m /></div> })}
         {move || failed.get().map(|m| view! { <div class="mt-4"><ErrorNotice message=m /></div> })}
         <section class="mt-6" aria-label="Allowed model hosts">
-            {move || match hosts.get() {
-                None => view! { <Loading what="model hosts" /> }.into_any(),
-                Some(Err(e)) => view! { <ErrorNotice message=e.to_string() /> }.into_any(),
-                Some(Ok(list)) if list.is_empty() => view! {
-                    <div class="rounded-lg border border-dashed border-slate-300 p-8 text-center">
-                        <p class="font-medium">"No model hosts are allowed yet."</p>
-                        <p class="mt-1 text-slate-600">
-                            "Until one is, versions can only run built-in algorithms. Allow a model server below."
-                        </p>
-                    </div>
+            <Listing
+                list=hosts
+                what="model hosts"
+                empty=|| view! {
+                    <EmptyState title="No model hosts are allowed yet.">
+                        "Until one is, versions can only run built-in algorithms. Allow a model server below."
+                    </EmptyState>
                 }
-                .into_any(),
-                Some(Ok(list)) => view! {
-                    <HostTable list=list notice=notice failed=failed reload=reload />
-                }
-                .into_any(),
-            }}
+                view=move |list| view! { <HostTable list=list notice=notice failed=failed reload=reload /> }
+            />
         </section>
         <AllowForm notice=notice failed=failed reload=reload />
     }
@@ -118,18 +113,12 @@ fn AllowForm(
     reload: Callback<()>,
 ) -> impl IntoView {
     let entry = RwSignal::new(String::new());
-    let error = RwSignal::new(None::<AppError>);
-    let allow = Action::new_local(move |entry: &String| allow_model_host(entry.clone()));
-    let pending = allow.pending();
-    Effect::new(move |_| match allow.value().get() {
-        Some(Ok(host)) => {
-            notice.set(Some(format!("{} allowed.", host.entry)));
-            entry.set(String::new());
-            reload.run(());
-        }
-        Some(Err(e)) => error.set(Some(e)),
-        None => {}
+    let allow = Submit::new(allow_model_host, move |host: ModelHost| {
+        notice.set(Some(format!("{} allowed.", host.entry)));
+        entry.set(String::new());
+        reload.run(());
     });
+    let (error, pending) = (allow.error, allow.pending());
     view! {
         <form
             aria-label="Allow a model host"
@@ -137,10 +126,9 @@ fn AllowForm(
             novalidate
             on:submit=move |ev: leptos::ev::SubmitEvent| {
                 ev.prevent_default();
-                error.set(None);
                 notice.set(None);
                 failed.set(None);
-                allow.dispatch_local(entry.get_untracked());
+                allow.run(entry.get_untracked());
             }
         >
             <h2 class="text-lg font-semibold">"Allow a model host"</h2>

@@ -1,7 +1,9 @@
 use leptos::prelude::*;
 
 use crate::api::{create_api_key, list_api_keys, revoke_api_key};
-use crate::components::{ErrorNotice, FieldError, FormError, Loading, SuccessNotice, invalid};
+use crate::components::{
+    EmptyState, ErrorNotice, FieldError, FormError, Listing, Submit, SuccessNotice, invalid,
+};
 use crate::domain::{ApiKey, AppError, CreatedApiKey};
 
 /// Settings → **API keys**: keys that let programs call the REST API as
@@ -28,21 +30,18 @@ pub fn ApiKeysPage() -> impl IntoView {
         {move || notice.get().map(|m| view! { <div class="mt-4"><SuccessNotice message=m /></div> })}
         {move || failed.get().map(|m| view! { <div class="mt-4"><ErrorNotice message=m /></div> })}
         <section class="mt-6" aria-label="Your API keys">
-            {move || match keys.get() {
-                None => view! { <Loading what="API keys" /> }.into_any(),
-                Some(Err(e)) => view! { <ErrorNotice message=e.to_string() /> }.into_any(),
-                Some(Ok(list)) if list.is_empty() => view! {
-                    <div class="rounded-lg border border-dashed border-slate-300 p-8 text-center">
-                        <p class="font-medium">"You have no API keys."</p>
-                        <p class="mt-1 text-slate-600">"Create one below for each program that calls the REST API."</p>
-                    </div>
+            <Listing
+                list=keys
+                what="API keys"
+                empty=|| view! {
+                    <EmptyState title="You have no API keys.">
+                        "Create one below for each program that calls the REST API."
+                    </EmptyState>
                 }
-                .into_any(),
-                Some(Ok(list)) => view! {
+                view=move |list| view! {
                     <KeyTable list=list notice=notice failed=failed created=created reload=reload />
                 }
-                .into_any(),
-            }}
+            />
         </section>
         <CreateForm notice=notice failed=failed created=created reload=reload />
     }
@@ -159,21 +158,16 @@ fn CreateForm(
 ) -> impl IntoView {
     let name = RwSignal::new(String::new());
     let days = RwSignal::new(String::new());
-    let error = RwSignal::new(None::<AppError>);
-    let create = Action::new_local(move |(name, days): &(String, Option<u32>)| {
-        create_api_key(name.clone(), *days)
-    });
-    let pending = create.pending();
-    Effect::new(move |_| match create.value().get() {
-        Some(Ok(key)) => {
+    let create = Submit::new(
+        |(name, days): (String, Option<u32>)| create_api_key(name, days),
+        move |key| {
             created.set(Some(key));
             name.set(String::new());
             days.set(String::new());
             reload.run(());
-        }
-        Some(Err(e)) => error.set(Some(e)),
-        None => {}
-    });
+        },
+    );
+    let (error, pending) = (create.error, create.pending());
     view! {
         <form
             aria-label="Create an API key"
@@ -201,7 +195,7 @@ fn CreateForm(
                         }
                     }
                 };
-                create.dispatch_local((name.get_untracked(), expires));
+                create.run((name.get_untracked(), expires));
             }
         >
             <h2 class="text-lg font-semibold">"Create an API key"</h2>
