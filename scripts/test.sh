@@ -31,6 +31,8 @@ timeout 600 cargo run --locked -q -p server --bin bench -- --smoke --json target
 
 log "building the web UI"
 trunk build --release
+log "the web UI's first load (fails above its limit; see BENCHMARKS.md)"
+scripts/ui-size.sh
 
 log "end-to-end tests (Playwright, headless Chromium)"
 export EVENTFLOWS_E2E_BINARY="$REPO_ROOT/target/debug/eventflows"
