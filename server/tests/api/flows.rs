@@ -5,9 +5,10 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::{Value, json};
 
 use app::domain::{FlowStats, Role};
@@ -26,26 +27,47 @@ pub struct Read {
     pub timestamp: i64,
 }
 
-/// How many records `topic` holds now, over all its partitions (the sum of
-/// their high watermarks, written or not yet stable). No waiting: for what
-/// must be there, or must not, once a call has answered.
-pub async fn records_on(topic: &str) -> i64 {
+/// How many records `topic` holds now, over all its partitions: it is read
+/// from the start until each partition reports its end (tansu's high
+/// watermark counts batches, not records, so the end offsets it reports
+/// cannot be summed). For what must be there, or must not, once a call has
+/// answered.
+pub async fn records_on(topic: &str) -> usize {
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {
-        let consumer = reader_consumer_with(bootstrap(), &topic, "read_uncommitted");
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("isolation.level", "read_uncommitted")
+            .set("bootstrap.servers", bootstrap())
+            .set("group.id", format!("test-counter-{}", server::db::new_id()))
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
+            .create()
+            .unwrap();
         let metadata = consumer
             .fetch_metadata(Some(&topic), Duration::from_secs(10))
             .unwrap();
-        metadata.topics()[0]
-            .partitions()
-            .iter()
-            .map(|p| {
-                let (low, high) = consumer
-                    .fetch_watermarks(&topic, p.id(), Duration::from_secs(10))
-                    .unwrap();
-                high - low
-            })
-            .sum()
+        let mut assignment = TopicPartitionList::new();
+        for p in metadata.topics()[0].partitions() {
+            assignment
+                .add_partition_offset(&topic, p.id(), Offset::Beginning)
+                .unwrap();
+        }
+        let partitions = assignment.count();
+        consumer.assign(&assignment).unwrap();
+        let (mut records, mut ended) = (0, std::collections::HashSet::new());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while ended.len() < partitions {
+            assert!(Instant::now() < deadline, "{topic} was not read to its end");
+            match consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(_)) => records += 1,
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    ended.insert(p);
+                }
+                Some(Err(e)) => panic!("reading {topic}: {e}"),
+                None => {}
+            }
+        }
+        records
     })
     .await
     .unwrap()
