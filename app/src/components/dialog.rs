@@ -1,4 +1,6 @@
 use leptos::prelude::*;
+
+use super::style;
 use leptos::wasm_bindgen::JsCast;
 use leptos::web_sys::HtmlElement;
 
@@ -31,8 +33,17 @@ pub fn Dialog(
             .and_then(|e| e.dyn_into::<HtmlElement>().ok()),
     );
     on_cleanup(move || {
+        // Closed first: while a modal dialog is open the page behind it is
+        // inert and cannot take the focus.
+        if let Some(dialog) = dialog.get_untracked()
+            && dialog.open()
+        {
+            dialog.close();
+        }
         if let Some(Some(opener)) = opener.try_get_value() {
-            let _ = opener.focus();
+            request_animation_frame(move || {
+                let _ = opener.focus();
+            });
         }
     });
     Effect::new(move |_| {
@@ -89,14 +100,14 @@ pub fn ConfirmActions(
         <div class="mt-6 flex justify-end gap-3">
             <button
                 type="button"
-                class="rounded border border-slate-300 px-4 py-2 text-sm"
+                class=style::BUTTON_SECONDARY
                 on:click=move |_| on_cancel.run(())
             >
                 "Cancel"
             </button>
             <button
                 type="button"
-                class="rounded bg-red-700 px-4 py-2 text-sm font-medium text-white hover:bg-red-800 disabled:opacity-60"
+                class=style::BUTTON_DANGER
                 disabled=move || pending.get()
                 on:click=move |_| on_confirm.run(())
             >

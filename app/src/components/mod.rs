@@ -5,6 +5,7 @@ mod dialog;
 mod notice;
 mod protected;
 mod status;
+pub mod style;
 mod submit;
 mod top_bar;
 

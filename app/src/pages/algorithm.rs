@@ -1,4 +1,6 @@
 use leptos::prelude::*;
+
+use crate::components::style;
 use leptos_router::{components::A, hooks::use_params_map};
 
 use crate::api::{add_version, get_algorithm};
@@ -171,7 +173,7 @@ fn AddVersionForm(
             <FormError error=error />
             <button
                 type="submit"
-                class="rounded bg-blue-700 px-4 py-2 text-sm font-medium text-white hover:bg-blue-800 disabled:opacity-60"
+                class=style::BUTTON_PRIMARY
                 disabled=move || pending.get()
             >
                 {move || if pending.get() { "Adding…" } else { "Add version" }}

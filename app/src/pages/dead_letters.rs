@@ -5,6 +5,8 @@ use std::collections::BTreeSet;
 
 use leptos::prelude::*;
 
+use crate::components::style;
+
 use crate::api::{list_dead_letters, replay_dead_letters, try_version};
 use crate::components::{Dialog, ErrorNotice, Loading, SuccessNotice};
 use crate::domain::{
@@ -114,7 +116,7 @@ pub fn DeadLetters(
                         on:input=move |ev| search.set(event_target_value(&ev))
                     />
                 </label>
-                <button type="submit" class="rounded border border-slate-300 px-3 py-1">"Filter"</button>
+                <button type="submit" class=style::BUTTON_SMALL>"Filter"</button>
             </form>
             {move || match page.get() {
                 None => view! { <Loading what="the dead letters" /> }.into_any(),
@@ -169,7 +171,7 @@ pub fn DeadLetters(
                                     </button>
                                     <button
                                         type="button"
-                                        class="rounded border border-slate-300 px-3 py-1"
+                                        class=style::BUTTON_SMALL
                                         on:click=move |_| replaying.set(Some(Chosen::Matching(applied.get())))
                                     >
                                         "Replay all that match"
@@ -184,7 +186,7 @@ pub fn DeadLetters(
                         <div class="mt-2 flex gap-2 text-sm">
                             <button
                                 type="button"
-                                class="rounded border border-slate-300 px-3 py-1 disabled:opacity-50"
+                                class=style::BUTTON_SMALL
                                 disabled=move || cursors.with(Vec::is_empty)
                                 on:click=move |_| {
                                     let mut before = cursors.get();
@@ -196,7 +198,7 @@ pub fn DeadLetters(
                             </button>
                             <button
                                 type="button"
-                                class="rounded border border-slate-300 px-3 py-1 disabled:opacity-50"
+                                class=style::BUTTON_SMALL
                                 disabled=next.is_none()
                                 on:click=move |_| {
                                     cursors.update(|c| c.push(cursor.get_untracked()));
@@ -349,14 +351,14 @@ fn ReplayDialog(
             <div class="mt-6 flex justify-end gap-3">
                 <button
                     type="button"
-                    class="rounded border border-slate-300 px-4 py-2 text-sm"
+                    class=style::BUTTON_SECONDARY
                     on:click=move |_| on_close.run(())
                 >
                     "Cancel"
                 </button>
                 <button
                     type="button"
-                    class="rounded bg-blue-700 px-4 py-2 text-sm font-medium text-white disabled:opacity-60"
+                    class=style::BUTTON_PRIMARY
                     disabled=move || pending.get()
                     on:click=move |_| {
                         error.set(None);
@@ -503,7 +505,7 @@ pub fn TryVersion(
                         </p>
                         <button
                             type="button"
-                            class="rounded border border-slate-300 px-3 py-1"
+                            class=style::BUTTON_SMALL
                             on:click=move |_| on_use.run(candidate.clone())
                         >
                             "Use this version"

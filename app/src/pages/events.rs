@@ -2,6 +2,8 @@ use std::time::Duration;
 
 use leptos::prelude::*;
 
+use crate::components::style;
+
 use super::dead_letters::{DeadLetters, Replays, TryVersion};
 use super::rewind::PauseControls;
 use crate::api::{disable_flow, get_flow_stats, list_events, save_flow};
@@ -60,7 +62,7 @@ pub fn EventsTab(details: AlgorithmDetails) -> impl IntoView {
                 </EmptyState>
             }
             view=move |list| view! {
-                <table class="w-full overflow-hidden rounded-lg bg-white text-left text-sm shadow">
+                <table class=style::TABLE>
                     <thead class="bg-slate-100 text-slate-600">
                         <tr>
                             <th scope="col" class="px-4 py-2">"Broker"</th>
@@ -421,7 +423,7 @@ fn EnableDialog(
                 </p>
                 <div>
                     <label for="flow-version" class="block text-sm font-medium">"Version"</label>
-                    <select id="flow-version" class="mt-1 w-full rounded border border-slate-300 px-3 py-2" bind:value=version>
+                    <select id="flow-version" class=style::INPUT bind:value=version>
                         {(!subscribe).then(|| view! { <option value=FOLLOW>"The listener's version"</option> })}
                         {versions.iter().map(|v| view! { <option value=v.clone()>{v.clone()}</option> }).collect_view()}
                     </select>
@@ -456,7 +458,7 @@ fn EnableDialog(
                             view! {
                                 <div>
                                     <label for="flow-dlq" class="block text-sm font-medium">"Dead Letter Queue topic"</label>
-                                    <select id="flow-dlq" class="mt-1 w-full rounded border border-slate-300 px-3 py-2" bind:value=dlq>
+                                    <select id="flow-dlq" class=style::INPUT bind:value=dlq>
                                         {options.iter().map(|t| view! { <option value=t.clone()>{t.clone()}</option> }).collect_view()}
                                     </select>
                                 </div>
@@ -471,7 +473,7 @@ fn EnableDialog(
                                 <label for="flow-ordering" class="block text-sm font-medium">"Ordering"</label>
                                 <select
                                     id="flow-ordering"
-                                    class="mt-1 w-full rounded border border-slate-300 px-3 py-2"
+                                    class=style::INPUT
                                     aria-describedby="flow-ordering-help"
                                     prop:value=move || ordering.get().as_str()
                                     on:change=move |ev| choose_ordering(event_target_value(&ev))
@@ -546,12 +548,12 @@ fn EnableDialog(
                 })}
                 {move || error.get().map(|e| view! { <ErrorNotice message=e /> })}
                 <div class="flex justify-end gap-3 pt-2">
-                    <button type="button" class="rounded border border-slate-300 px-4 py-2 text-sm" on:click=move |_| on_close.run(())>
+                    <button type="button" class=style::BUTTON_SECONDARY on:click=move |_| on_close.run(())>
                         "Cancel"
                     </button>
                     <button
                         type="submit"
-                        class="rounded bg-blue-700 px-4 py-2 text-sm font-medium text-white hover:bg-blue-800 disabled:opacity-60"
+                        class=style::BUTTON_PRIMARY
                         disabled=move || pending.get()
                     >
                         {move || match (pending.get(), editing) {

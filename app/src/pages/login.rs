@@ -1,4 +1,6 @@
 use leptos::prelude::*;
+
+use crate::components::style;
 use leptos_router::{
     NavigateOptions,
     hooks::{use_navigate, use_query_map},
@@ -74,7 +76,7 @@ pub fn LoginPage() -> impl IntoView {
                         id="login-username"
                         name="username"
                         autocomplete="username"
-                        class="mt-1 w-full rounded border border-slate-300 px-3 py-2"
+                        class=style::INPUT
                         bind:value=username
                     />
                 </div>
@@ -85,7 +87,7 @@ pub fn LoginPage() -> impl IntoView {
                         name="password"
                         type="password"
                         autocomplete="current-password"
-                        class="mt-1 w-full rounded border border-slate-300 px-3 py-2"
+                        class=style::INPUT
                         bind:value=password
                     />
                 </div>

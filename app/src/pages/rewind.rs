@@ -2,6 +2,8 @@
 
 use leptos::prelude::*;
 
+use crate::components::style;
+
 use crate::api::{pause_flow, rewind_flow};
 use crate::components::{Dialog, ErrorNotice, SuccessNotice};
 use crate::domain::{Rewind, RewindPlan};
@@ -38,7 +40,7 @@ pub fn PauseControls(
                     Some(false) => view! {
                         <button
                             type="button"
-                            class="rounded border border-slate-300 px-3 py-1 disabled:opacity-50"
+                            class=style::BUTTON_SMALL
                             disabled=move || pending.get()
                             on:click=move |_| { notice.set(None); toggle.dispatch_local(true); }
                         >
@@ -49,7 +51,7 @@ pub fn PauseControls(
                     Some(true) => view! {
                         <button
                             type="button"
-                            class="rounded border border-slate-300 px-3 py-1"
+                            class=style::BUTTON_SMALL
                             on:click=move |_| rewinding.set(true)
                         >
                             "Rewind…"
@@ -251,7 +253,7 @@ fn RewindDialog(
             <div class="mt-6 flex justify-end gap-3">
                 <button
                     type="button"
-                    class="rounded border border-slate-300 px-4 py-2 text-sm"
+                    class=style::BUTTON_SECONDARY
                     on:click=move |_| on_close.run(())
                 >
                     "Cancel"
@@ -266,7 +268,7 @@ fn RewindDialog(
                 </button>
                 <button
                     type="button"
-                    class="rounded bg-blue-700 px-4 py-2 text-sm font-medium text-white disabled:opacity-60"
+                    class=style::BUTTON_PRIMARY
                     disabled=move || pending.get() || plan.with(Option::is_none)
                     on:click=move |_| run(true)
                 >

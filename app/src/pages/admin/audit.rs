@@ -1,5 +1,7 @@
 use leptos::prelude::*;
 
+use crate::components::style;
+
 use crate::api::list_audit_events;
 use crate::components::{ErrorNotice, FieldError, FormError, Loading, invalid};
 use crate::domain::{AUDIT_KINDS, AppError, AuditPage, AuditQuery};
@@ -108,7 +110,7 @@ pub fn AuditLogPage() -> impl IntoView {
                 }
                 .into_any(),
                 Some(Ok(AuditPage { events, older })) => view! {
-                    <table class="w-full overflow-hidden rounded-lg bg-white text-left text-sm shadow">
+                    <table class=style::TABLE>
                         <thead class="bg-slate-100 text-slate-600">
                             <tr>
                                 <th scope="col" class="px-3 py-2">"When"</th>
@@ -133,7 +135,7 @@ pub fn AuditLogPage() -> impl IntoView {
                     <div class="mt-3 flex gap-2">
                         <button
                             type="button"
-                            class="rounded border border-slate-300 px-3 py-1 disabled:opacity-50"
+                            class=style::BUTTON_SMALL
                             disabled=move || cursors.with(|c| c.len() <= 1)
                             on:click=move |_| cursors.update(|c| { c.pop(); })
                         >
@@ -141,7 +143,7 @@ pub fn AuditLogPage() -> impl IntoView {
                         </button>
                         <button
                             type="button"
-                            class="rounded border border-slate-300 px-3 py-1 disabled:opacity-50"
+                            class=style::BUTTON_SMALL
                             disabled=older.is_none()
                             on:click=move |_| {
                                 let next = older.clone();

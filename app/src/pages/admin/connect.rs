@@ -1,4 +1,6 @@
 use leptos::prelude::*;
+
+use crate::components::style;
 use leptos_router::{NavigateOptions, components::A, hooks::use_navigate};
 
 use crate::api::connect_broker;
@@ -39,7 +41,7 @@ pub fn ConnectBrokerPage() -> impl IntoView {
         });
     };
 
-    let input_class = "mt-1 w-full rounded border border-slate-300 px-3 py-2";
+    let input_class = style::INPUT;
 
     view! {
         <h1 class="text-2xl font-semibold">"Connect queue"</h1>

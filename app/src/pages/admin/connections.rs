@@ -1,4 +1,6 @@
 use leptos::prelude::*;
+
+use crate::components::style;
 use leptos_router::components::A;
 
 use crate::api::list_broker_connections;
@@ -15,7 +17,7 @@ pub fn BrokerConnectionsPage() -> impl IntoView {
             <h1 class="text-2xl font-semibold">"Queue manager"</h1>
             <A
                 href="/admin/queues/new"
-                attr:class="rounded bg-blue-700 px-4 py-2 text-sm font-medium text-white hover:bg-blue-800"
+                attr:class=style::BUTTON_PRIMARY
             >
                 "Connect queue"
             </A>
@@ -39,7 +41,7 @@ pub fn BrokerConnectionsPage() -> impl IntoView {
 #[component]
 fn ConnectionTable(list: Vec<BrokerConnectionSummary>) -> impl IntoView {
     view! {
-        <table class="w-full overflow-hidden rounded-lg bg-white text-left text-sm shadow">
+        <table class=style::TABLE>
             <thead class="bg-slate-100 text-slate-600">
                 <tr>
                     <th scope="col" class="px-4 py-2">"Name"</th>

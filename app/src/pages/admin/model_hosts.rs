@@ -1,5 +1,7 @@
 use leptos::prelude::*;
 
+use crate::components::style;
+
 use crate::api::{allow_model_host, list_model_hosts, remove_model_host};
 use crate::components::{
     EmptyState, ErrorNotice, FieldError, FormError, Listing, Submit, SuccessNotice, invalid,
@@ -62,7 +64,7 @@ fn HostTable(
         None => {}
     });
     view! {
-        <table class="w-full overflow-hidden rounded-lg bg-white text-left text-sm shadow">
+        <table class=style::TABLE>
             <thead class="bg-slate-100 text-slate-600">
                 <tr>
                     <th scope="col" class="px-4 py-2">"Entry"</th>
@@ -147,7 +149,7 @@ fn AllowForm(
             <FormError error=error />
             <button
                 type="submit"
-                class="rounded bg-blue-700 px-4 py-2 text-sm font-medium text-white hover:bg-blue-800 disabled:opacity-60"
+                class=style::BUTTON_PRIMARY
                 disabled=move || pending.get()
             >
                 {move || if pending.get() { "Allowing…" } else { "Allow" }}

@@ -1,4 +1,6 @@
 use leptos::prelude::*;
+
+use crate::components::style;
 use leptos_router::{
     NavigateOptions,
     components::A,
@@ -148,7 +150,7 @@ fn Editor(details: TopicDetails, all: Vec<String>) -> impl IntoView {
                 id="algorithm-search"
                 type="search"
                 placeholder="org/name"
-                class="mt-1 w-full rounded border border-slate-300 px-3 py-2"
+                class=style::INPUT
                 bind:value=search
             />
             <ul class="mt-2 divide-y divide-slate-100 text-sm" aria-label="Matching algorithms">

@@ -1,5 +1,7 @@
 use leptos::prelude::*;
 
+use crate::components::style;
+
 use crate::api::{create_api_key, list_api_keys, revoke_api_key};
 use crate::components::{
     EmptyState, ErrorNotice, FieldError, FormError, Listing, Submit, SuccessNotice, invalid,
@@ -90,7 +92,7 @@ fn KeyTable(
         None => {}
     });
     view! {
-        <table class="w-full overflow-hidden rounded-lg bg-white text-left text-sm shadow">
+        <table class=style::TABLE>
             <thead class="bg-slate-100 text-slate-600">
                 <tr>
                     <th scope="col" class="px-4 py-2">"Name"</th>
@@ -227,7 +229,7 @@ fn CreateForm(
             <FormError error=error />
             <button
                 type="submit"
-                class="rounded bg-blue-700 px-4 py-2 text-sm font-medium text-white hover:bg-blue-800 disabled:opacity-60"
+                class=style::BUTTON_PRIMARY
                 disabled=move || pending.get()
             >
                 {move || if pending.get() { "Creating…" } else { "Create key" }}
