@@ -1,10 +1,17 @@
-use leptos::prelude::*;
+use std::cell::RefCell;
 
-use super::style;
+use leptos::prelude::*;
 use leptos::wasm_bindgen::JsCast;
 use leptos::web_sys::HtmlElement;
 
-use crate::components::ErrorNotice;
+use super::style;
+use crate::components::{ErrorNotice, Submit};
+
+thread_local! {
+    /// The controls that had the focus when the dialogs now open were
+    /// opened, the newest last: each gets it back when its dialog goes.
+    static OPENERS: RefCell<Vec<Option<HtmlElement>>> = const { RefCell::new(Vec::new()) };
+}
 
 /// A modal dialog with a title, on the native `<dialog>` element opened
 /// with `showModal()`: the page behind it is inert, so focus stays inside.
@@ -27,11 +34,10 @@ pub fn Dialog(
     let title_id = format!("{id}-title");
     let title_id_for_dialog = title_id.clone();
     let dialog = NodeRef::<leptos::html::Dialog>::new();
-    let opener = StoredValue::new_local(
-        document()
-            .active_element()
-            .and_then(|e| e.dyn_into::<HtmlElement>().ok()),
-    );
+    let opener = document()
+        .active_element()
+        .and_then(|e| e.dyn_into::<HtmlElement>().ok());
+    OPENERS.with(|openers| openers.borrow_mut().push(opener));
     on_cleanup(move || {
         // Closed first: while a modal dialog is open the page behind it is
         // inert and cannot take the focus.
@@ -40,7 +46,8 @@ pub fn Dialog(
         {
             dialog.close();
         }
-        if let Some(Some(opener)) = opener.try_get_value() {
+        if let Some(Some(opener)) = OPENERS.with(|openers| openers.borrow_mut().pop()) {
+            // After the dialog has left the page.
             request_animation_frame(move || {
                 let _ = opener.focus();
             });
@@ -87,16 +94,16 @@ pub fn Dialog(
 /// The error line and the **Cancel** / confirm buttons of a confirmation
 /// dialog; the confirm button shows `busy` while the action runs.
 #[component]
-pub fn ConfirmActions(
-    error: RwSignal<Option<String>>,
-    pending: Memo<bool>,
+pub fn ConfirmActions<O: Clone + 'static>(
+    /// The confirmed call.
+    submit: Submit<(), O>,
     label: &'static str,
     busy: &'static str,
     on_cancel: Callback<()>,
-    on_confirm: Callback<()>,
 ) -> impl IntoView {
+    let (error, pending) = (submit.error, submit.pending());
     view! {
-        {move || error.get().map(|e| view! { <div class="mt-3"><ErrorNotice message=e /></div> })}
+        {move || error.get().map(|e| view! { <div class="mt-3"><ErrorNotice message=e.to_string() /></div> })}
         <div class="mt-6 flex justify-end gap-3">
             <button
                 type="button"
@@ -109,7 +116,7 @@ pub fn ConfirmActions(
                 type="button"
                 class=style::BUTTON_DANGER
                 disabled=move || pending.get()
-                on:click=move |_| on_confirm.run(())
+                on:click=move |_| submit.run(())
             >
                 {move || if pending.get() { busy } else { label }}
             </button>

@@ -7,6 +7,7 @@ mod protected;
 mod status;
 pub mod style;
 mod submit;
+mod table;
 mod top_bar;
 
 pub use admin_menu::AdminMenu;
@@ -17,4 +18,5 @@ pub use notice::{
 pub use protected::Protected;
 pub use status::StatusBadge;
 pub use submit::Submit;
+pub use table::{Column, Table};
 pub use top_bar::TopBar;

@@ -61,6 +61,15 @@ impl Direction {
     }
 }
 
+/// A direction as the database stores it (`subscribe`, `publish`).
+impl TryFrom<String> for Direction {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Direction::parse(&value).ok_or_else(|| format!("no direction is called {value:?}"))
+    }
+}
+
 /// How a subscribe flow orders the runs of a partition's messages.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -8,12 +8,25 @@ use super::dead_letters::{DeadLetters, Replays, TryVersion};
 use super::rewind::PauseControls;
 use crate::api::{disable_flow, get_flow_stats, list_events, save_flow};
 use crate::components::{
-    ConfirmActions, Dialog, EmptyState, ErrorNotice, Listing, Loading, SuccessNotice,
+    Column, ConfirmActions, Dialog, EmptyState, ErrorNotice, Listing, Loading, Submit,
+    SuccessNotice, Table,
 };
 use crate::domain::{
-    AlgorithmDetails, Batching, DEFAULT_BATCH_SIZE, Direction, FlowOrdering, FlowRequest,
+    AlgorithmDetails, AppError, Batching, DEFAULT_BATCH_SIZE, Direction, FlowOrdering, FlowRequest,
     FlowStats, GrantedTopic, MAX_BATCH_SIZE, MAX_BATCH_WAIT_MS, MAX_CONCURRENCY, Runtime,
 };
+
+/// The columns of the table on this page.
+const COLUMNS: &[Column] = &[
+    Column::text("Broker"),
+    Column::text("Topic"),
+    Column::text("Access"),
+    Column::text("State"),
+    Column::text("Version"),
+    Column::text("DLQ"),
+    Column::text("Ordering"),
+    Column::right("Actions"),
+];
 
 /// The Version choice of a publish flow that follows the listener.
 const FOLLOW: &str = "listener";
@@ -62,26 +75,13 @@ pub fn EventsTab(details: AlgorithmDetails) -> impl IntoView {
                 </EmptyState>
             }
             view=move |list| view! {
-                <table class=style::TABLE>
-                    <thead class="bg-slate-100 text-slate-600">
-                        <tr>
-                            <th scope="col" class="px-4 py-2">"Broker"</th>
-                            <th scope="col" class="px-4 py-2">"Topic"</th>
-                            <th scope="col" class="px-4 py-2">"Access"</th>
-                            <th scope="col" class="px-4 py-2">"State"</th>
-                            <th scope="col" class="px-4 py-2">"Version"</th>
-                            <th scope="col" class="px-4 py-2">"DLQ"</th>
-                            <th scope="col" class="px-4 py-2">"Ordering"</th>
-                            <th scope="col" class="px-4 py-2 text-right">"Actions"</th>
-                        </tr>
-                    </thead>
-                    <tbody>
-                        {list
-                            .into_iter()
-                            .map(|row| view! { <Row row=row open=open watching=watching /> })
-                            .collect_view()}
-                    </tbody>
-                </table>
+                <Table columns=COLUMNS>
+                    {list
+                        .into_iter()
+                        .map(|row| view! { <Row row=row open=open watching=watching /> })
+                        .collect_view()}
+
+                </Table>
             }
         />
         {
@@ -351,19 +351,15 @@ fn EnableDialog(
             Batching { size, wait_ms }.check(true).err().map(|(_, m)| m)
         }
     };
-    let error = RwSignal::new(None::<String>);
-    let action = Action::new_local(|request: &FlowRequest| save_flow(request.clone()));
-    let pending = action.pending();
     let topic = row.topic.clone();
-    Effect::new(move |_| match action.value().get() {
-        Some(Ok(())) => on_done.run(if editing {
+    let save = Submit::new(save_flow, move |()| {
+        on_done.run(if editing {
             format!("Changes to the listener on {topic} saved.")
         } else {
             format!("Listener on {topic} enabled.")
-        }),
-        Some(Err(e)) => error.set(Some(e.to_string())),
-        None => {}
+        })
     });
+    let (error, pending) = (save.error, save.pending());
     let subscribe = row.direction == Direction::Subscribe;
     let options = row.dlq_options.clone();
     let no_options = options.is_empty();
@@ -376,11 +372,11 @@ fn EnableDialog(
         ev.prevent_default();
         error.set(None);
         if subscribe && let Some(message) = concurrency_error().or_else(&batch_error) {
-            error.set(Some(message));
+            error.set(Some(AppError::validation("flow", message)));
             return;
         }
         let batched = subscribe && submit_batches();
-        action.dispatch_local(FlowRequest {
+        save.run(FlowRequest {
             org: org.clone(),
             name: name.clone(),
             connection_id: submit_row.connection_id.clone(),
@@ -546,7 +542,7 @@ fn EnableDialog(
                         </div>
                     </details>
                 })}
-                {move || error.get().map(|e| view! { <ErrorNotice message=e /> })}
+                {move || error.get().map(|e| view! { <ErrorNotice message=e.to_string() /> })}
                 <div class="flex justify-end gap-3 pt-2">
                     <button type="button" class=style::BUTTON_SECONDARY on:click=move |_| on_close.run(())>
                         "Cancel"
@@ -576,24 +572,20 @@ fn DisableDialog(
     on_close: Callback<()>,
     on_done: Callback<String>,
 ) -> impl IntoView {
-    let error = RwSignal::new(None::<String>);
     let target = row.clone();
-    let action = Action::new_local(move |_: &()| {
-        disable_flow(
-            org.clone(),
-            name.clone(),
-            target.connection_id.clone(),
-            target.topic.clone(),
-            target.direction,
-        )
-    });
-    let pending = action.pending();
     let topic = row.topic.clone();
-    Effect::new(move |_| match action.value().get() {
-        Some(Ok(())) => on_done.run(format!("Listener on {topic} disabled.")),
-        Some(Err(e)) => error.set(Some(e.to_string())),
-        None => {}
-    });
+    let disable = Submit::new(
+        move |()| {
+            disable_flow(
+                org.clone(),
+                name.clone(),
+                target.connection_id.clone(),
+                target.topic.clone(),
+                target.direction,
+            )
+        },
+        move |()| on_done.run(format!("Listener on {topic} disabled.")),
+    );
     let what = match row.direction {
         Direction::Subscribe => format!(
             "Messages on {} will no longer be processed by this algorithm.",
@@ -608,16 +600,7 @@ fn DisableDialog(
         <Dialog title="Disable listener?".to_owned() on_close=on_close>
             <p>{what}</p>
             <p class="mt-2 text-sm text-slate-600">"Messages already being processed are finished first."</p>
-            <ConfirmActions
-                error=error
-                pending=pending
-                label="Disable"
-                busy="Disabling…"
-                on_cancel=on_close
-                on_confirm=Callback::new(move |_| {
-                    action.dispatch_local(());
-                })
-            />
+            <ConfirmActions submit=disable label="Disable" busy="Disabling…" on_cancel=on_close />
         </Dialog>
     }
 }

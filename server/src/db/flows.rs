@@ -56,7 +56,8 @@ pub struct FlowRow {
     pub algorithm_id: String,
     pub connection_id: String,
     pub topic: String,
-    pub direction: String,
+    #[diesel(deserialize_as = String)]
+    pub direction: Direction,
     pub version: String,
     pub dlq_topic: Option<String>,
     pub enabled: bool,
@@ -68,12 +69,6 @@ pub struct FlowRow {
 }
 
 impl FlowRow {
-    /// The flow's direction; `None` for a value no version of the schema
-    /// writes.
-    pub fn direction(&self) -> Option<Direction> {
-        Direction::parse(&self.direction)
-    }
-
     pub fn batching(&self) -> Batching {
         batching(self.batch_size, self.batch_wait_ms)
     }
@@ -297,10 +292,10 @@ pub fn delete_ungranted_flows(
             .select((topic_grants::can_subscribe, topic_grants::can_publish))
             .first(conn)
             .optional()?;
-        let allowed = match (grant, flow.direction()) {
-            (Some((subscribe, _)), Some(Direction::Subscribe)) => subscribe,
-            (Some((_, publish)), Some(Direction::Publish)) => publish,
-            _ => false,
+        let allowed = match (grant, flow.direction) {
+            (Some((subscribe, _)), Direction::Subscribe) => subscribe,
+            (Some((_, publish)), Direction::Publish) => publish,
+            (None, _) => false,
         };
         if !allowed {
             super::failures::forget(conn, std::slice::from_ref(&flow.id))?;
@@ -422,12 +417,7 @@ pub fn active_flows(conn: &mut AnyConnection) -> QueryResult<Vec<ActiveFlow>> {
         .collect();
     Ok(rows
         .into_iter()
-        .filter_map(|(f, org, name, runtime)| {
-            let Some(direction) = f.direction() else {
-                tracing::warn!(flow = %f.id, direction = %f.direction, "a flow has no direction this server knows; left out");
-                return None;
-            };
-            Some(ActiveFlow {
+        .map(|(f, org, name, runtime)| ActiveFlow {
             follows_subscribe_flow: follows.contains(&f.id),
             consumer_group: f
                 .consumer_group
@@ -437,14 +427,13 @@ pub fn active_flows(conn: &mut AnyConnection) -> QueryResult<Vec<ActiveFlow>> {
             algorithm: format!("{org}/{name}"),
             connection_id: f.connection_id,
             topic: f.topic,
-            direction,
+            direction: f.direction,
             version: f.version,
             runtime,
             dlq_topic: f.dlq_topic,
             ordering: FlowOrdering::parse(&f.ordering).unwrap_or_default(),
             concurrency: f.concurrency.clamp(1, MAX_CONCURRENCY as i32) as u32,
             batching: batching(f.batch_size, f.batch_wait_ms),
-        })
         })
         .collect())
 }

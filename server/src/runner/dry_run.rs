@@ -28,7 +28,7 @@ impl Runner {
     /// compares them. Publishes nothing and moves no offset.
     pub async fn dry_run(&self, request: DryRunRequest) -> Result<DryRun, AppError> {
         let flow = self.replay_flow(&request.flow_id).await?;
-        if flow.row.direction() != Some(Direction::Subscribe) {
+        if flow.row.direction != Direction::Subscribe {
             return Err(AppError::validation(
                 "flow_id",
                 "Only a subscribe flow runs a version on its messages.",

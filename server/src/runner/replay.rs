@@ -217,7 +217,7 @@ impl Runner {
         by: &str,
     ) -> Result<String, AppError> {
         let flow = self.replay_flow(flow_id).await?;
-        if flow.row.direction() != Some(Direction::Subscribe) {
+        if flow.row.direction != Direction::Subscribe {
             return Err(AppError::validation(
                 "flow_id",
                 "Only a subscribe flow has dead letters to replay.",

@@ -36,7 +36,7 @@ impl Runner {
             .interact(move |c| Ok((find_flow(c, &id)?, is_paused(c, &id)?)))
             .await?;
         let flow = flow.ok_or_else(|| AppError::not_found("The flow"))?;
-        if flow.direction() != Some(Direction::Subscribe) || !flow.enabled {
+        if flow.direction != Direction::Subscribe || !flow.enabled {
             return Err(AppError::validation(
                 "flow_id",
                 "Only an enabled subscribe flow can be rewound.",

@@ -102,7 +102,7 @@ impl Services {
                     .find(|f| {
                         f.connection_id == grant.connection_id
                             && f.topic == grant.topic
-                            && f.direction() == Some(direction)
+                            && f.direction == direction
                     })
                     .map(|f| FlowState {
                         id: f.id.clone(),

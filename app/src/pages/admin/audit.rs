@@ -3,9 +3,18 @@ use leptos::prelude::*;
 use crate::components::style;
 
 use crate::api::list_audit_events;
-use crate::components::{ErrorNotice, FieldError, FormError, Loading, invalid};
+use crate::components::{Column, ErrorNotice, FieldError, FormError, Loading, Table, invalid};
 use crate::domain::{AUDIT_KINDS, AppError, AuditPage, AuditQuery};
 use crate::pages::rewind::utc_millis;
+
+/// The columns of the table on this page.
+const COLUMNS: &[Column] = &[
+    Column::text("When"),
+    Column::text("User"),
+    Column::text("Kind"),
+    Column::text("What"),
+    Column::text("Detail"),
+];
 
 /// Admin → System actions → **Audit log**: who did what and when, newest
 /// first, filtered by user, kind and time.
@@ -110,28 +119,18 @@ pub fn AuditLogPage() -> impl IntoView {
                 }
                 .into_any(),
                 Some(Ok(AuditPage { events, older })) => view! {
-                    <table class=style::TABLE>
-                        <thead class="bg-slate-100 text-slate-600">
-                            <tr>
-                                <th scope="col" class="px-3 py-2">"When"</th>
-                                <th scope="col" class="px-3 py-2">"User"</th>
-                                <th scope="col" class="px-3 py-2">"Kind"</th>
-                                <th scope="col" class="px-3 py-2">"What"</th>
-                                <th scope="col" class="px-3 py-2">"Detail"</th>
+                    <Table columns=COLUMNS>
+                        {events.into_iter().map(|e| view! {
+                            <tr class="border-t border-slate-100 align-top">
+                                <td class="whitespace-nowrap px-3 py-2 font-mono text-xs">{e.at}</td>
+                                <td class="px-3 py-2">{e.actor}</td>
+                                <td class="px-3 py-2 font-mono text-xs">{e.kind}</td>
+                                <td class="px-3 py-2">{e.target}</td>
+                                <td class="px-3 py-2 text-slate-700">{e.detail}</td>
                             </tr>
-                        </thead>
-                        <tbody>
-                            {events.into_iter().map(|e| view! {
-                                <tr class="border-t border-slate-100 align-top">
-                                    <td class="whitespace-nowrap px-3 py-2 font-mono text-xs">{e.at}</td>
-                                    <td class="px-3 py-2">{e.actor}</td>
-                                    <td class="px-3 py-2 font-mono text-xs">{e.kind}</td>
-                                    <td class="px-3 py-2">{e.target}</td>
-                                    <td class="px-3 py-2 text-slate-700">{e.detail}</td>
-                                </tr>
-                            }).collect_view()}
-                        </tbody>
-                    </table>
+                        }).collect_view()}
+
+                    </Table>
                     <div class="mt-3 flex gap-2">
                         <button
                             type="button"

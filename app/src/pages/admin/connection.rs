@@ -274,14 +274,10 @@ fn DeleteDialog(
     on_close: Callback<()>,
 ) -> impl IntoView {
     let navigate = use_navigate();
-    let error = RwSignal::new(None::<String>);
-    let action = Action::new_local(move |_: &()| delete_broker_connection(id.clone()));
-    let pending = action.pending();
-    Effect::new(move |_| match action.value().get() {
-        Some(Ok(())) => navigate("/admin/queues", NavigateOptions::default()),
-        Some(Err(e)) => error.set(Some(e.to_string())),
-        None => {}
-    });
+    let delete = Submit::new(
+        move |()| delete_broker_connection(id.clone()),
+        move |()| navigate("/admin/queues", NavigateOptions::default()),
+    );
     let no_flows = flows.is_empty();
     view! {
         <Dialog title="Delete broker connection?".to_owned() on_close=on_close>
@@ -300,16 +296,7 @@ fn DeleteDialog(
                 }
                 .into_any()
             }}
-            <ConfirmActions
-                error=error
-                pending=pending
-                label="Delete"
-                busy="Deleting…"
-                on_cancel=on_close
-                on_confirm=Callback::new(move |_| {
-                    action.dispatch_local(());
-                })
-            />
+            <ConfirmActions submit=delete label="Delete" busy="Deleting…" on_cancel=on_close />
         </Dialog>
     }
 }

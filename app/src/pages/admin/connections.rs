@@ -4,8 +4,18 @@ use crate::components::style;
 use leptos_router::components::A;
 
 use crate::api::list_broker_connections;
-use crate::components::{EmptyState, Listing, StatusBadge};
+use crate::components::{Column, EmptyState, Listing, StatusBadge, Table};
 use crate::domain::BrokerConnectionSummary;
+
+/// The columns of the table on this page.
+const COLUMNS: &[Column] = &[
+    Column::text("Name"),
+    Column::text("Type"),
+    Column::text("Bootstrap servers"),
+    Column::text("Status"),
+    Column::right("Topics"),
+    Column::right("Flows"),
+];
 
 /// Admin → System actions → **Queue manager**: the broker connections.
 #[component]
@@ -41,39 +51,28 @@ pub fn BrokerConnectionsPage() -> impl IntoView {
 #[component]
 fn ConnectionTable(list: Vec<BrokerConnectionSummary>) -> impl IntoView {
     view! {
-        <table class=style::TABLE>
-            <thead class="bg-slate-100 text-slate-600">
-                <tr>
-                    <th scope="col" class="px-4 py-2">"Name"</th>
-                    <th scope="col" class="px-4 py-2">"Type"</th>
-                    <th scope="col" class="px-4 py-2">"Bootstrap servers"</th>
-                    <th scope="col" class="px-4 py-2">"Status"</th>
-                    <th scope="col" class="px-4 py-2 text-right">"Topics"</th>
-                    <th scope="col" class="px-4 py-2 text-right">"Flows"</th>
-                </tr>
-            </thead>
-            <tbody>
-                {list
-                    .into_iter()
-                    .map(|c| {
-                        let href = format!("/admin/queues/{}", c.id);
-                        view! {
-                            <tr class="border-t border-slate-100">
-                                <td class="px-4 py-2 font-medium">
-                                    <A href=href attr:class="text-blue-700 hover:underline">{c.name}</A>
-                                </td>
-                                <td class="px-4 py-2">{c.kind}</td>
-                                <td class="px-4 py-2 font-mono text-xs">{c.bootstrap_servers}</td>
-                                <td class="px-4 py-2"><StatusBadge status=c.status /></td>
-                                <td class="px-4 py-2 text-right">
-                                    {c.topic_count.map(|n| n.to_string()).unwrap_or_else(|| "–".into())}
-                                </td>
-                                <td class="px-4 py-2 text-right">{c.flow_count}</td>
-                            </tr>
-                        }
-                    })
-                    .collect_view()}
-            </tbody>
-        </table>
+        <Table columns=COLUMNS>
+            {list
+                .into_iter()
+                .map(|c| {
+                    let href = format!("/admin/queues/{}", c.id);
+                    view! {
+                        <tr class="border-t border-slate-100">
+                            <td class="px-4 py-2 font-medium">
+                                <A href=href attr:class="text-blue-700 hover:underline">{c.name}</A>
+                            </td>
+                            <td class="px-4 py-2">{c.kind}</td>
+                            <td class="px-4 py-2 font-mono text-xs">{c.bootstrap_servers}</td>
+                            <td class="px-4 py-2"><StatusBadge status=c.status /></td>
+                            <td class="px-4 py-2 text-right">
+                                {c.topic_count.map(|n| n.to_string()).unwrap_or_else(|| "–".into())}
+                            </td>
+                            <td class="px-4 py-2 text-right">{c.flow_count}</td>
+                        </tr>
+                    }
+                })
+                .collect_view()}
+
+        </Table>
     }
 }

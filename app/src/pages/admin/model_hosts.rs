@@ -4,9 +4,18 @@ use crate::components::style;
 
 use crate::api::{allow_model_host, list_model_hosts, remove_model_host};
 use crate::components::{
-    EmptyState, ErrorNotice, FieldError, FormError, Listing, Submit, SuccessNotice, invalid,
+    Column, EmptyState, ErrorNotice, FieldError, FormError, Listing, Submit, SuccessNotice, Table,
+    invalid,
 };
 use crate::domain::ModelHost;
+
+/// The columns of the table on this page.
+const COLUMNS: &[Column] = &[
+    Column::text("Entry"),
+    Column::text("Allowed by"),
+    Column::text("Allowed at"),
+    Column::actions(),
+];
 
 /// Admin → System actions → **Model hosts**: where `http:` runtimes may
 /// send inputs. A version whose model server is on no entry cannot be
@@ -64,47 +73,38 @@ fn HostTable(
         None => {}
     });
     view! {
-        <table class=style::TABLE>
-            <thead class="bg-slate-100 text-slate-600">
-                <tr>
-                    <th scope="col" class="px-4 py-2">"Entry"</th>
-                    <th scope="col" class="px-4 py-2">"Allowed by"</th>
-                    <th scope="col" class="px-4 py-2">"Allowed at"</th>
-                    <th scope="col" class="px-4 py-2"><span class="sr-only">"Actions"</span></th>
-                </tr>
-            </thead>
-            <tbody>
-                {list
-                    .into_iter()
-                    .map(|host| {
-                        let entry = host.entry.clone();
-                        let label = format!("Remove {}", host.entry);
-                        view! {
-                            <tr class="border-t border-slate-100">
-                                <td class="px-4 py-2 font-mono text-xs">{host.entry}</td>
-                                <td class="px-4 py-2">{host.added_by}</td>
-                                <td class="px-4 py-2">{host.added_at}</td>
-                                <td class="px-4 py-2 text-right">
-                                    <button
-                                        type="button"
-                                        class="rounded border border-red-300 px-3 py-1 text-red-800 hover:bg-red-50 disabled:opacity-60"
-                                        aria-label=label
-                                        disabled=move || pending.get()
-                                        on:click=move |_| {
-                                            notice.set(None);
-                                            failed.set(None);
-                                            remove.dispatch_local(entry.clone());
-                                        }
-                                    >
-                                        "Remove"
-                                    </button>
-                                </td>
-                            </tr>
-                        }
-                    })
-                    .collect_view()}
-            </tbody>
-        </table>
+        <Table columns=COLUMNS>
+            {list
+                .into_iter()
+                .map(|host| {
+                    let entry = host.entry.clone();
+                    let label = format!("Remove {}", host.entry);
+                    view! {
+                        <tr class="border-t border-slate-100">
+                            <td class="px-4 py-2 font-mono text-xs">{host.entry}</td>
+                            <td class="px-4 py-2">{host.added_by}</td>
+                            <td class="px-4 py-2">{host.added_at}</td>
+                            <td class="px-4 py-2 text-right">
+                                <button
+                                    type="button"
+                                    class="rounded border border-red-300 px-3 py-1 text-red-800 hover:bg-red-50 disabled:opacity-60"
+                                    aria-label=label
+                                    disabled=move || pending.get()
+                                    on:click=move |_| {
+                                        notice.set(None);
+                                        failed.set(None);
+                                        remove.dispatch_local(entry.clone());
+                                    }
+                                >
+                                    "Remove"
+                                </button>
+                            </td>
+                        </tr>
+                    }
+                })
+                .collect_view()}
+
+        </Table>
     }
 }
 

@@ -8,7 +8,7 @@ use leptos_router::{
 };
 
 use crate::api::{get_topic, list_algorithm_names, save_topic_grants};
-use crate::components::{ErrorNotice, Loading};
+use crate::components::{ErrorNotice, Loading, Submit};
 use crate::domain::{Access, TopicDetails, TopicGrant};
 
 /// The topic edit page: add algorithms, choose each one's access, remove
@@ -37,19 +37,16 @@ fn Editor(details: TopicDetails, all: Vec<String>) -> impl IntoView {
     let back = format!("/admin/queues/{}", details.connection_id);
     let grants = RwSignal::new(details.grants.clone());
     let search = RwSignal::new(String::new());
-    let error = RwSignal::new(None::<String>);
     let (connection_id, topic) = (details.connection_id.clone(), details.topic.name.clone());
 
-    let action = Action::new_local(move |grants: &Vec<TopicGrant>| {
-        save_topic_grants(connection_id.clone(), topic.clone(), grants.clone())
-    });
-    let pending = action.pending();
     let done = back.clone();
-    Effect::new(move |_| match action.value().get() {
-        Some(Ok(())) => navigate(&done, NavigateOptions::default()),
-        Some(Err(e)) => error.set(Some(e.to_string())),
-        None => {}
-    });
+    let save = Submit::new(
+        move |grants: Vec<TopicGrant>| {
+            save_topic_grants(connection_id.clone(), topic.clone(), grants)
+        },
+        move |()| navigate(&done, NavigateOptions::default()),
+    );
+    let (error, pending) = (save.error, save.pending());
 
     let candidates = move || {
         let needle = search.get().trim().to_lowercase();
@@ -186,16 +183,13 @@ fn Editor(details: TopicDetails, all: Vec<String>) -> impl IntoView {
             </ul>
         </section>
 
-        {move || error.get().map(|e| view! { <div class="mt-4"><ErrorNotice message=e /></div> })}
+        {move || error.get().map(|e| view! { <div class="mt-4"><ErrorNotice message=e.to_string() /></div> })}
         <div class="mt-6 flex items-center gap-3">
             <button
                 type="button"
                 class="rounded bg-blue-700 px-4 py-2 font-medium text-white hover:bg-blue-800 disabled:opacity-60"
                 disabled=move || pending.get()
-                on:click=move |_| {
-                    error.set(None);
-                    action.dispatch_local(grants.get_untracked());
-                }
+                on:click=move |_| save.run(grants.get_untracked())
             >
                 {move || if pending.get() { "Saving…" } else { "Save changes" }}
             </button>

@@ -4,9 +4,21 @@ use crate::components::style;
 
 use crate::api::{create_api_key, list_api_keys, revoke_api_key};
 use crate::components::{
-    EmptyState, ErrorNotice, FieldError, FormError, Listing, Submit, SuccessNotice, invalid,
+    Column, EmptyState, ErrorNotice, FieldError, FormError, Listing, Submit, SuccessNotice, Table,
+    invalid,
 };
 use crate::domain::{ApiKey, AppError, CreatedApiKey};
+
+/// The columns of the table on this page.
+const COLUMNS: &[Column] = &[
+    Column::text("Name"),
+    Column::text("Key"),
+    Column::text("Created"),
+    Column::text("Expires"),
+    Column::text("Last used"),
+    Column::text("Status"),
+    Column::actions(),
+];
 
 /// Settings → **API keys**: keys that let programs call the REST API as
 /// this user. A new key is shown once.
@@ -92,62 +104,50 @@ fn KeyTable(
         None => {}
     });
     view! {
-        <table class=style::TABLE>
-            <thead class="bg-slate-100 text-slate-600">
-                <tr>
-                    <th scope="col" class="px-4 py-2">"Name"</th>
-                    <th scope="col" class="px-4 py-2">"Key"</th>
-                    <th scope="col" class="px-4 py-2">"Created"</th>
-                    <th scope="col" class="px-4 py-2">"Expires"</th>
-                    <th scope="col" class="px-4 py-2">"Last used"</th>
-                    <th scope="col" class="px-4 py-2">"Status"</th>
-                    <th scope="col" class="px-4 py-2"><span class="sr-only">"Actions"</span></th>
-                </tr>
-            </thead>
-            <tbody>
-                {list
-                    .into_iter()
-                    .map(|key| {
-                        let active = key.state == "active";
-                        let (id, name) = (key.id.clone(), key.name.clone());
-                        let label = format!("Revoke {}", key.name);
-                        let state = match key.state.as_str() {
-                            "active" => "Active",
-                            "expired" => "Expired",
-                            _ => "Revoked",
-                        };
-                        view! {
-                            <tr class="border-t border-slate-100">
-                                <td class="px-4 py-2 font-medium">{key.name}</td>
-                                <td class="px-4 py-2 font-mono text-xs">{format!("{}\u{2026}", key.prefix)}</td>
-                                <td class="px-4 py-2">{key.created_at}</td>
-                                <td class="px-4 py-2">{key.expires_at.unwrap_or_else(|| "Never".into())}</td>
-                                <td class="px-4 py-2">{key.last_used_at.unwrap_or_else(|| "Not yet".into())}</td>
-                                <td class="px-4 py-2">{state}</td>
-                                <td class="px-4 py-2 text-right">
-                                    {active.then(|| view! {
-                                        <button
-                                            type="button"
-                                            class="rounded border border-red-300 px-3 py-1 text-red-800 hover:bg-red-50 disabled:opacity-60"
-                                            aria-label=label
-                                            disabled=move || pending.get()
-                                            on:click=move |_| {
-                                                notice.set(None);
-                                                failed.set(None);
-                                                created.set(None);
-                                                revoke.dispatch_local((id.clone(), name.clone()));
-                                            }
-                                        >
-                                            "Revoke"
-                                        </button>
-                                    })}
-                                </td>
-                            </tr>
-                        }
-                    })
-                    .collect_view()}
-            </tbody>
-        </table>
+        <Table columns=COLUMNS>
+            {list
+                .into_iter()
+                .map(|key| {
+                    let active = key.state == "active";
+                    let (id, name) = (key.id.clone(), key.name.clone());
+                    let label = format!("Revoke {}", key.name);
+                    let state = match key.state.as_str() {
+                        "active" => "Active",
+                        "expired" => "Expired",
+                        _ => "Revoked",
+                    };
+                    view! {
+                        <tr class="border-t border-slate-100">
+                            <td class="px-4 py-2 font-medium">{key.name}</td>
+                            <td class="px-4 py-2 font-mono text-xs">{format!("{}\u{2026}", key.prefix)}</td>
+                            <td class="px-4 py-2">{key.created_at}</td>
+                            <td class="px-4 py-2">{key.expires_at.unwrap_or_else(|| "Never".into())}</td>
+                            <td class="px-4 py-2">{key.last_used_at.unwrap_or_else(|| "Not yet".into())}</td>
+                            <td class="px-4 py-2">{state}</td>
+                            <td class="px-4 py-2 text-right">
+                                {active.then(|| view! {
+                                    <button
+                                        type="button"
+                                        class="rounded border border-red-300 px-3 py-1 text-red-800 hover:bg-red-50 disabled:opacity-60"
+                                        aria-label=label
+                                        disabled=move || pending.get()
+                                        on:click=move |_| {
+                                            notice.set(None);
+                                            failed.set(None);
+                                            created.set(None);
+                                            revoke.dispatch_local((id.clone(), name.clone()));
+                                        }
+                                    >
+                                        "Revoke"
+                                    </button>
+                                })}
+                            </td>
+                        </tr>
+                    }
+                })
+                .collect_view()}
+
+        </Table>
     }
 }
 
