@@ -13,7 +13,8 @@ mod top_bar;
 pub use admin_menu::AdminMenu;
 pub use dialog::{ConfirmActions, Dialog};
 pub use notice::{
-    EmptyState, ErrorNotice, FieldError, FormError, Listing, Loading, SuccessNotice, invalid,
+    EmptyState, ErrorNotice, FieldError, FormError, Listing, Loaded, Loading, SuccessNotice,
+    invalid,
 };
 pub use protected::Protected;
 pub use status::StatusBadge;

@@ -84,8 +84,36 @@ pub fn EmptyState(
     }
 }
 
-/// A list the server sends, as a page shows it: "Loading …" until it
-/// answers, its error, `empty` when it holds nothing, or `view` of it.
+/// One answer of the server, as a page shows it: "Loading …" until it
+/// comes, `not_found` (when given) for a thing that does not exist, any
+/// other error, or `view` of the answer.
+#[component]
+pub fn Loaded<T, F, V>(
+    value: LocalResource<Result<T, AppError>>,
+    /// What loads, for "Loading …".
+    what: &'static str,
+    /// Shown instead of the error when the server answers "not found".
+    #[prop(optional, into)]
+    not_found: Option<ViewFn>,
+    view: F,
+) -> impl IntoView
+where
+    T: Clone + Send + Sync + 'static,
+    F: Fn(T) -> V + Send + Sync + 'static,
+    V: IntoView + 'static,
+{
+    move || match value.get() {
+        None => view! { <Loading what=what /> }.into_any(),
+        Some(Err(AppError::NotFound { .. })) if not_found.is_some() => {
+            not_found.as_ref().map(ViewFn::run).into_any()
+        }
+        Some(Err(e)) => view! { <ErrorNotice message=e.to_string() /> }.into_any(),
+        Some(Ok(answer)) => view(answer).into_any(),
+    }
+}
+
+/// A list the server sends, as a page shows it: [`Loaded`], with `empty`
+/// when the list holds nothing.
 #[component]
 pub fn Listing<T, F, V>(
     list: LocalResource<Result<Vec<T>, AppError>>,
@@ -101,10 +129,12 @@ where
     F: Fn(Vec<T>) -> V + Send + Sync + 'static,
     V: IntoView + 'static,
 {
-    move || match list.get() {
-        None => view! { <Loading what=what /> }.into_any(),
-        Some(Err(e)) => view! { <ErrorNotice message=e.to_string() /> }.into_any(),
-        Some(Ok(items)) if items.is_empty() => empty.run(),
-        Some(Ok(items)) => view(items).into_any(),
-    }
+    let view = move |items: Vec<T>| {
+        if items.is_empty() {
+            empty.run()
+        } else {
+            view(items).into_any()
+        }
+    };
+    view! { <Loaded value=list what=what view=view /> }
 }

@@ -30,11 +30,24 @@ impl<I: Clone + 'static, O: Clone + 'static> Submit<I, O> {
         call: impl Fn(I) -> F + 'static,
         on_done: impl Fn(O) + 'static,
     ) -> Self {
+        Self::reporting(call, on_done, |_| {})
+    }
+
+    /// [`Submit::new`] for a call whose refusal the page shows in a place
+    /// of its own (a button in a table row): `on_refused` gets it too.
+    pub fn reporting<F: Future<Output = Result<O, AppError>> + 'static>(
+        call: impl Fn(I) -> F + 'static,
+        on_done: impl Fn(O) + 'static,
+        on_refused: impl Fn(&AppError) + 'static,
+    ) -> Self {
         let error = RwSignal::new(None);
         let action = Action::new_local(move |input: &I| call(input.clone()));
         Effect::new(move |_| match action.value().get() {
             Some(Ok(answer)) => on_done(answer),
-            Some(Err(refusal)) => error.set(Some(refusal)),
+            Some(Err(refusal)) => {
+                on_refused(&refusal);
+                error.set(Some(refusal));
+            }
             None => {}
         });
         Submit { action, error }

@@ -4,10 +4,8 @@ use crate::components::style;
 use leptos_router::{components::A, hooks::use_params_map};
 
 use crate::api::{add_version, get_algorithm};
-use crate::components::{
-    ErrorNotice, FieldError, FormError, Loading, Submit, SuccessNotice, invalid,
-};
-use crate::domain::{AlgorithmDetails, AppError};
+use crate::components::{FieldError, FormError, Loaded, Submit, SuccessNotice, invalid};
+use crate::domain::AlgorithmDetails;
 use crate::pages::events::EventsTab;
 
 /// Which tab of the algorithm page is open.
@@ -29,17 +27,16 @@ pub fn AlgorithmPage(tab: Tab) -> impl IntoView {
 
     view! {
         <A href="/catalog" attr:class="text-sm text-blue-700 hover:underline">"← ML service catalog"</A>
-        {move || match details.get() {
-            None => view! { <Loading what="the algorithm" /> }.into_any(),
-            Some(Err(AppError::NotFound { .. })) => view! {
+        <Loaded
+            value=details
+            what="the algorithm"
+            not_found=move || view! {
                 <h1 class="mt-2 text-xl font-semibold">"Algorithm not found"</h1>
                 <p class="mt-2">
                     {format!("There is no algorithm {}/{} in your organizations.", org(), name())}
                 </p>
             }
-            .into_any(),
-            Some(Err(e)) => view! { <div class="mt-2"><ErrorNotice message=e.to_string() /></div> }.into_any(),
-            Some(Ok(d)) => {
+            view=move |d| {
                 let base = format!("/algorithms/{}/{}", d.org, d.name);
                 let tab_class = |active: bool| {
                     if active {
@@ -71,9 +68,8 @@ pub fn AlgorithmPage(tab: Tab) -> impl IntoView {
                         }}
                     </div>
                 }
-                .into_any()
             }
-        }}
+        />
     }
 }
 

@@ -8,10 +8,10 @@ use leptos::prelude::*;
 use crate::components::style;
 
 use crate::api::{list_dead_letters, replay_dead_letters, try_version};
-use crate::components::{Dialog, ErrorNotice, Loading, SuccessNotice};
+use crate::components::{Dialog, ErrorNotice, Loading, Submit, SuccessNotice};
 use crate::domain::{
-    DeadLetter, DeadLetterQuery, DryRun, DryRunRequest, DrySample, FAILURE_KINDS, MAX_DRY_RUN,
-    ReplayProgress, diff_lines,
+    AppError, DeadLetter, DeadLetterQuery, DryRun, DryRunRequest, DrySample, FAILURE_KINDS,
+    MAX_DRY_RUN, ReplayProgress, diff_lines,
 };
 
 /// What a replay is asked for.
@@ -302,37 +302,34 @@ fn ReplayDialog(
     on_done: Callback<String>,
 ) -> impl IntoView {
     let version = RwSignal::new(String::new());
-    let error = RwSignal::new(None::<String>);
     let what = match &chosen {
         Chosen::Letters(ids) if ids.len() == 1 => "the selected dead letter".to_owned(),
         Chosen::Letters(ids) => format!("the {} selected dead letters", ids.len()),
         Chosen::Matching(_) => "every dead letter that matches the filter".to_owned(),
     };
-    let action = Action::new_local(move |_: &()| {
-        let v = version.get_untracked();
-        let request = crate::domain::ReplayRequest {
-            flow_id: flow_id.clone(),
-            version: Some(v).filter(|v| !v.is_empty()),
-            letters: match &chosen {
-                Chosen::Letters(ids) => ids.clone(),
-                Chosen::Matching(_) => Vec::new(),
-            },
-            matching: match &chosen {
-                Chosen::Matching(query) => Some(DeadLetterQuery {
-                    cursor: None,
-                    ..query.clone()
-                }),
-                Chosen::Letters(_) => None,
-            },
-        };
-        replay_dead_letters(request)
-    });
-    let pending = action.pending();
-    Effect::new(move |_| match action.value().get() {
-        Some(Ok(_)) => on_done.run("Replay started. Its progress shows under Replays.".to_owned()),
-        Some(Err(e)) => error.set(Some(e.to_string())),
-        None => {}
-    });
+    let replay = Submit::new(
+        move |()| {
+            let v = version.get_untracked();
+            let request = crate::domain::ReplayRequest {
+                flow_id: flow_id.clone(),
+                version: Some(v).filter(|v| !v.is_empty()),
+                letters: match &chosen {
+                    Chosen::Letters(ids) => ids.clone(),
+                    Chosen::Matching(_) => Vec::new(),
+                },
+                matching: match &chosen {
+                    Chosen::Matching(query) => Some(DeadLetterQuery {
+                        cursor: None,
+                        ..query.clone()
+                    }),
+                    Chosen::Letters(_) => None,
+                },
+            };
+            replay_dead_letters(request)
+        },
+        move |_| on_done.run("Replay started. Its progress shows under Replays.".to_owned()),
+    );
+    let (error, pending) = (replay.error, replay.pending());
     view! {
         <Dialog title="Replay dead letters".to_owned() on_close=on_close>
             <p class="text-sm">{format!("Runs {what} again, like new messages: outputs are published with their original key and headers, and what fails again goes back to the dead letters.")}</p>
@@ -347,7 +344,7 @@ fn ReplayDialog(
                     {versions.iter().map(|v| view! { <option value=v.clone()>{v.clone()}</option> }).collect_view()}
                 </select>
             </label>
-            {move || error.get().map(|e| view! { <div class="mt-3"><ErrorNotice message=e /></div> })}
+            {move || error.get().map(|e| view! { <div class="mt-3"><ErrorNotice message=e.to_string() /></div> })}
             <div class="mt-6 flex justify-end gap-3">
                 <button
                     type="button"
@@ -360,10 +357,7 @@ fn ReplayDialog(
                     type="button"
                     class=style::BUTTON_PRIMARY
                     disabled=move || pending.get()
-                    on:click=move |_| {
-                        error.set(None);
-                        action.dispatch_local(());
-                    }
+                    on:click=move |_| replay.run(())
                 >
                     {move || if pending.get() { "Starting…" } else { "Replay" }}
                 </button>
@@ -411,18 +405,9 @@ pub fn TryVersion(
     let version = RwSignal::new(versions.first().cloned().unwrap_or_default());
     let source = RwSignal::new("recent".to_owned());
     let count = RwSignal::new("20".to_owned());
-    let error = RwSignal::new(None::<String>);
     let result = RwSignal::new(None::<DryRun>);
-    let action = Action::new_local(move |request: &DryRunRequest| try_version(request.clone()));
-    Effect::new(move |_| match action.value().get() {
-        Some(Ok(run)) => {
-            error.set(None);
-            result.set(Some(run));
-        }
-        Some(Err(e)) => error.set(Some(e.to_string())),
-        None => {}
-    });
-    let pending = action.pending();
+    let dry_run = Submit::new(try_version, move |run| result.set(Some(run)));
+    let (error, pending) = (dry_run.error, dry_run.pending());
     let run = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let sample = if source.get_untracked() == "letters" {
@@ -431,15 +416,15 @@ pub fn TryVersion(
             match count.get_untracked().trim().parse::<u32>() {
                 Ok(n) if (1..=MAX_DRY_RUN).contains(&n) => DrySample::Recent(n),
                 _ => {
-                    error.set(Some(format!(
-                        "Enter a number of messages from 1 to {MAX_DRY_RUN}."
+                    error.set(Some(AppError::validation(
+                        "count",
+                        format!("Enter a number of messages from 1 to {MAX_DRY_RUN}."),
                     )));
                     return;
                 }
             }
         };
-        error.set(None);
-        action.dispatch_local(DryRunRequest {
+        dry_run.run(DryRunRequest {
             flow_id: flow_id.clone(),
             version: version.get_untracked(),
             sample,
@@ -492,7 +477,7 @@ pub fn TryVersion(
                     {move || if pending.get() { "Running…" } else { "Run" }}
                 </button>
             </form>
-            {move || error.get().map(|e| view! { <div class="mt-2"><ErrorNotice message=e /></div> })}
+            {move || error.get().map(|e| view! { <div class="mt-2"><ErrorNotice message=e.to_string() /></div> })}
             {move || result.get().map(|run| {
                 let candidate = run.version.clone();
                 view! {

@@ -1,6 +1,6 @@
 use leptos::prelude::*;
 
-use crate::components::style;
+use crate::components::{Submit, style};
 use leptos_router::{
     NavigateOptions,
     hooks::{use_navigate, use_query_map},
@@ -19,13 +19,6 @@ pub fn LoginPage() -> impl IntoView {
     let query = use_query_map();
     let username = RwSignal::new(String::new());
     let password = RwSignal::new(String::new());
-    let error = RwSignal::new(None::<String>);
-
-    let action = Action::new_local(|(username, password): &(String, String)| {
-        login(username.clone(), password.clone())
-    });
-    let pending = action.pending();
-
     let next = move || {
         query
             .get_untracked()
@@ -34,31 +27,33 @@ pub fn LoginPage() -> impl IntoView {
             .unwrap_or_else(|| "/catalog".to_owned())
     };
 
-    Effect::new(move |_| {
-        if let Some(result) = action.value().get() {
-            match result {
-                Ok(user) => {
-                    let user: CurrentUser = user;
-                    session.set_user(Some(user));
-                    navigate(&next(), NavigateOptions::default());
-                }
-                Err(AppError::Unauthorized) => {
-                    error.set(Some("Wrong username or password.".to_owned()));
-                }
-                Err(other) => error.set(Some(other.to_string())),
-            }
-        }
-    });
+    let log_in = Submit::new(
+        |(username, password): (String, String)| login(username, password),
+        move |user: CurrentUser| {
+            session.set_user(Some(user));
+            navigate(&next(), NavigateOptions::default());
+        },
+    );
+    let (error, pending) = (log_in.error, log_in.pending());
+    // Which half of the login was wrong is not said.
+    let message = move || {
+        error.get().map(|e| match e {
+            AppError::Unauthorized => "Wrong username or password.".to_owned(),
+            other => other.to_string(),
+        })
+    };
 
     let on_submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let (u, p) = (username.get_untracked(), password.get_untracked());
         if u.trim().is_empty() || p.is_empty() {
-            error.set(Some("Enter your username and password.".to_owned()));
+            error.set(Some(AppError::validation(
+                "username",
+                "Enter your username and password.",
+            )));
             return;
         }
-        error.set(None);
-        action.dispatch_local((u, p));
+        log_in.run((u, p));
     };
 
     view! {
@@ -93,7 +88,7 @@ pub fn LoginPage() -> impl IntoView {
                 </div>
                 <Show when=move || error.get().is_some()>
                     <p role="alert" class="rounded bg-red-50 px-3 py-2 text-sm text-red-800">
-                        {move || error.get()}
+                        {message}
                     </p>
                 </Show>
                 <button

@@ -5,8 +5,8 @@ use leptos::prelude::*;
 use crate::components::style;
 
 use crate::api::{pause_flow, rewind_flow};
-use crate::components::{Dialog, ErrorNotice, SuccessNotice};
-use crate::domain::{Rewind, RewindPlan};
+use crate::components::{Dialog, ErrorNotice, Submit, SuccessNotice};
+use crate::domain::{AppError, Rewind, RewindPlan};
 
 /// The monitor's buttons: **Pause** while the flow runs; **Resume** and
 /// **Rewind…** while it is paused. `paused` is `None` until known.
@@ -16,22 +16,16 @@ pub fn PauseControls(
     paused: Signal<Option<bool>>,
     on_change: Callback<()>,
 ) -> impl IntoView {
-    let error = RwSignal::new(None::<String>);
     let notice = RwSignal::new(None::<String>);
     let rewinding = RwSignal::new(false);
-    let toggle = Action::new_local({
-        let flow_id = flow_id.clone();
-        move |pause: &bool| pause_flow(flow_id.clone(), *pause)
-    });
-    Effect::new(move |_| match toggle.value().get() {
-        Some(Ok(())) => {
-            error.set(None);
-            on_change.run(());
-        }
-        Some(Err(e)) => error.set(Some(e.to_string())),
-        None => {}
-    });
-    let pending = toggle.pending();
+    let toggle = Submit::new(
+        {
+            let flow_id = flow_id.clone();
+            move |pause: bool| pause_flow(flow_id.clone(), pause)
+        },
+        move |()| on_change.run(()),
+    );
+    let (error, pending) = (toggle.error, toggle.pending());
     view! {
         <div class="flex flex-col items-end gap-1">
             <div class="flex gap-2 text-sm">
@@ -42,7 +36,7 @@ pub fn PauseControls(
                             type="button"
                             class=style::BUTTON_SMALL
                             disabled=move || pending.get()
-                            on:click=move |_| { notice.set(None); toggle.dispatch_local(true); }
+                            on:click=move |_| { notice.set(None); toggle.run(true); }
                         >
                             "Pause"
                         </button>
@@ -60,7 +54,7 @@ pub fn PauseControls(
                             type="button"
                             class="rounded bg-blue-700 px-3 py-1 text-white disabled:opacity-50"
                             disabled=move || pending.get()
-                            on:click=move |_| { notice.set(None); toggle.dispatch_local(false); }
+                            on:click=move |_| { notice.set(None); toggle.run(false); }
                         >
                             "Resume"
                         </button>
@@ -68,7 +62,7 @@ pub fn PauseControls(
                     .into_any(),
                 }}
             </div>
-            {move || error.get().map(|e| view! { <ErrorNotice message=e /> })}
+            {move || error.get().map(|e| view! { <ErrorNotice message=e.to_string() /> })}
             {move || notice.get().map(|m| view! { <SuccessNotice message=m /> })}
             {
                 let flow_id = flow_id.clone();
@@ -139,7 +133,6 @@ fn RewindDialog(
     let kind = RwSignal::new("earliest".to_owned());
     let time = RwSignal::new(String::new());
     let positions = RwSignal::new(String::new());
-    let error = RwSignal::new(None::<String>);
     let plan = RwSignal::new(None::<RewindPlan>);
     let target = move || -> Result<Rewind, String> {
         match kind.get_untracked().as_str() {
@@ -153,30 +146,27 @@ fn RewindDialog(
             _ => Ok(Rewind::Earliest),
         }
     };
-    let action = Action::new_local({
-        let flow_id = flow_id.clone();
-        move |(to, apply): &(Rewind, bool)| rewind_flow(flow_id.clone(), to.clone(), *apply)
-    });
-    Effect::new(move |_| match action.value().get() {
-        Some(Ok(p)) if p.applied => on_done.run(format!(
-            "Rewound: {} message{} will be processed when the flow resumes.",
-            p.messages,
-            if p.messages == 1 { "" } else { "s" }
-        )),
-        Some(Ok(p)) => {
-            error.set(None);
-            plan.set(Some(p));
-        }
-        Some(Err(e)) => error.set(Some(e.to_string())),
-        None => {}
-    });
-    let pending = action.pending();
+    let rewind = Submit::new(
+        {
+            let flow_id = flow_id.clone();
+            move |(to, apply): (Rewind, bool)| rewind_flow(flow_id.clone(), to, apply)
+        },
+        move |p: RewindPlan| {
+            if p.applied {
+                on_done.run(format!(
+                    "Rewound: {} message{} will be processed when the flow resumes.",
+                    p.messages,
+                    if p.messages == 1 { "" } else { "s" }
+                ))
+            } else {
+                plan.set(Some(p));
+            }
+        },
+    );
+    let (error, pending) = (rewind.error, rewind.pending());
     let run = move |apply: bool| match target() {
-        Ok(to) => {
-            error.set(None);
-            action.dispatch_local((to, apply));
-        }
-        Err(message) => error.set(Some(message)),
+        Ok(to) => rewind.run((to, apply)),
+        Err(message) => error.set(Some(AppError::validation("rewind", message))),
     };
     // A changed choice needs a new preview.
     let changed = move || plan.set(None);
@@ -249,7 +239,7 @@ fn RewindDialog(
                     </tbody>
                 </table>
             })}
-            {move || error.get().map(|e| view! { <div class="mt-3"><ErrorNotice message=e /></div> })}
+            {move || error.get().map(|e| view! { <div class="mt-3"><ErrorNotice message=e.to_string() /></div> })}
             <div class="mt-6 flex justify-end gap-3">
                 <button
                     type="button"

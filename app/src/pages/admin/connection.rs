@@ -7,8 +7,8 @@ use leptos_router::{
 
 use crate::api::{MAX_PARTITIONS, create_topic, delete_broker_connection, get_broker_connection};
 use crate::components::{
-    ConfirmActions, Dialog, ErrorNotice, FieldError, FormError, Loading, StatusBadge, Submit,
-    SuccessNotice, invalid,
+    ConfirmActions, Dialog, FieldError, FormError, Loaded, StatusBadge, Submit, SuccessNotice,
+    invalid,
 };
 use crate::domain::{AppError, BrokerConnectionDetails, TopicInfo};
 use crate::pages::admin::TopicSidesheet;
@@ -25,19 +25,17 @@ pub fn ConnectionDetailsPage() -> impl IntoView {
 
     view! {
         <A href="/admin/queues" attr:class="text-sm text-blue-700 hover:underline">"← Queue manager"</A>
-        {move || match details.get() {
-            None => view! { <Loading what="the broker connection" /> }.into_any(),
-            Some(Err(AppError::NotFound { .. })) => view! {
+        <Loaded
+            value=details
+            what="the broker connection"
+            not_found=|| view! {
                 <h1 class="mt-2 text-2xl font-semibold">"Broker connection not found"</h1>
                 <p class="mt-2">"It may have been deleted."</p>
             }
-            .into_any(),
-            Some(Err(e)) => view! { <ErrorNotice message=e.to_string() /> }.into_any(),
-            Some(Ok(d)) => view! {
+            view=move |d| view! {
                 <Details details=d notice=notice reload=Callback::new(move |_| details.refetch()) />
             }
-            .into_any(),
-        }}
+        />
     }
 }
 

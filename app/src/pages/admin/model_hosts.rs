@@ -59,19 +59,15 @@ fn HostTable(
     failed: RwSignal<Option<String>>,
     reload: Callback<()>,
 ) -> impl IntoView {
-    let remove = Action::new_local(move |entry: &String| {
-        let entry = entry.clone();
-        async move { (remove_model_host(entry.clone()).await, entry) }
-    });
-    let pending = remove.pending();
-    Effect::new(move |_| match remove.value().get() {
-        Some((Ok(()), entry)) => {
+    let remove = Submit::reporting(
+        |entry: String| async move { remove_model_host(entry.clone()).await.map(|()| entry) },
+        move |entry| {
             notice.set(Some(format!("{entry} removed.")));
             reload.run(());
-        }
-        Some((Err(e), _)) => failed.set(Some(e.to_string())),
-        None => {}
-    });
+        },
+        move |refusal| failed.set(Some(refusal.to_string())),
+    );
+    let pending = remove.pending();
     view! {
         <Table columns=COLUMNS>
             {list
@@ -93,7 +89,7 @@ fn HostTable(
                                     on:click=move |_| {
                                         notice.set(None);
                                         failed.set(None);
-                                        remove.dispatch_local(entry.clone());
+                                        remove.run(entry.clone());
                                     }
                                 >
                                     "Remove"

@@ -90,19 +90,15 @@ fn KeyTable(
     created: RwSignal<Option<CreatedApiKey>>,
     reload: Callback<()>,
 ) -> impl IntoView {
-    let revoke = Action::new_local(move |(id, name): &(String, String)| {
-        let (id, name) = (id.clone(), name.clone());
-        async move { (revoke_api_key(id).await, name) }
-    });
-    let pending = revoke.pending();
-    Effect::new(move |_| match revoke.value().get() {
-        Some((Ok(()), name)) => {
+    let revoke = Submit::reporting(
+        |(id, name): (String, String)| async move { revoke_api_key(id).await.map(|()| name) },
+        move |name| {
             notice.set(Some(format!("The key \u{201c}{name}\u{201d} was revoked.")));
             reload.run(());
-        }
-        Some((Err(e), _)) => failed.set(Some(e.to_string())),
-        None => {}
-    });
+        },
+        move |refusal| failed.set(Some(refusal.to_string())),
+    );
+    let pending = revoke.pending();
     view! {
         <Table columns=COLUMNS>
             {list
@@ -135,7 +131,7 @@ fn KeyTable(
                                             notice.set(None);
                                             failed.set(None);
                                             created.set(None);
-                                            revoke.dispatch_local((id.clone(), name.clone()));
+                                            revoke.run((id.clone(), name.clone()));
                                         }
                                     >
                                         "Revoke"
