@@ -9,6 +9,35 @@ use diesel::prelude::*;
 use super::schema::{replay_letters, replays};
 use super::{AnyConnection, new_id};
 
+/// Where a letter of a replay stands, as its `outcome` column holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LetterOutcome {
+    /// Not run yet.
+    Pending,
+    Succeeded,
+    /// Failed again (it is a dead letter again).
+    Failed,
+}
+
+impl LetterOutcome {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            LetterOutcome::Pending => "pending",
+            LetterOutcome::Succeeded => "succeeded",
+            LetterOutcome::Failed => "failed",
+        }
+    }
+
+    /// The outcome a stored value names; any other value counts as failed.
+    pub fn stored(value: &str) -> Self {
+        match value {
+            "pending" => LetterOutcome::Pending,
+            "succeeded" => LetterOutcome::Succeeded,
+            _ => LetterOutcome::Failed,
+        }
+    }
+}
+
 /// A replay whose holder sent no heartbeat for this long may be taken over.
 pub const STALE_MS: i64 = 60_000;
 
@@ -57,7 +86,7 @@ pub fn create(
             for chunk in letters.chunks(500) {
                 busy += replay_letters::table
                     .filter(replay_letters::replay_id.eq_any(&running))
-                    .filter(replay_letters::outcome.eq("pending"))
+                    .filter(replay_letters::outcome.eq(LetterOutcome::Pending.as_str()))
                     .filter(replay_letters::letter.eq_any(chunk))
                     .count()
                     .get_result::<i64>(c)? as usize;
@@ -86,7 +115,7 @@ pub fn create(
                     replay_letters::seq.eq(seq as i32),
                     replay_letters::flow_id.eq(flow_id),
                     replay_letters::letter.eq(letter),
-                    replay_letters::outcome.eq("pending"),
+                    replay_letters::outcome.eq(LetterOutcome::Pending.as_str()),
                 ))
                 .execute(c)?;
         }
@@ -126,21 +155,21 @@ pub fn pending(
 ) -> QueryResult<Vec<(i32, String)>> {
     replay_letters::table
         .filter(replay_letters::replay_id.eq(replay_id))
-        .filter(replay_letters::outcome.eq("pending"))
+        .filter(replay_letters::outcome.eq(LetterOutcome::Pending.as_str()))
         .order(replay_letters::seq.asc())
         .select((replay_letters::seq, replay_letters::letter))
         .limit(limit)
         .load(conn)
 }
 
-/// Records how letters of a replay ended ("succeeded" or "failed"), and
+/// Records how letters of a replay ended, and
 /// that `owner` still holds it. False if another instance took it over
 /// (nothing is recorded then).
 pub fn record(
     conn: &mut AnyConnection,
     replay_id: &str,
     owner: &str,
-    outcomes: &[(i32, &'static str)],
+    outcomes: &[(i32, LetterOutcome)],
     now_ms: i64,
 ) -> QueryResult<bool> {
     conn.transaction(|c| {
@@ -155,7 +184,7 @@ pub fn record(
         if held == 0 {
             return Ok(false);
         }
-        for outcome in ["succeeded", "failed"] {
+        for outcome in [LetterOutcome::Succeeded, LetterOutcome::Failed] {
             let seqs: Vec<i32> = outcomes
                 .iter()
                 .filter(|(_, o)| *o == outcome)
@@ -168,7 +197,7 @@ pub fn record(
                         .filter(replay_letters::seq.eq_any(chunk)),
                 )
                 .set((
-                    replay_letters::outcome.eq(outcome),
+                    replay_letters::outcome.eq(outcome.as_str()),
                     replay_letters::at_ms.eq(now_ms),
                 ))
                 .execute(c)?;
@@ -211,25 +240,28 @@ pub fn progress(conn: &mut AnyConnection, flow_id: &str, limit: i64) -> QueryRes
             .group_by(replay_letters::outcome)
             .select((replay_letters::outcome, diesel::dsl::count_star()))
             .load(conn)?;
-        let count = |name: &str| {
+        let count = |outcome: LetterOutcome| {
             counts
                 .iter()
-                .find(|(o, _)| o == name)
+                .find(|(o, _)| o == outcome.as_str())
                 .map_or(0, |(_, n)| *n)
         };
-        let (succeeded, failed, left) = (count("succeeded"), count("failed"), count("pending"));
+        let (succeeded, failed, left) = (
+            count(LetterOutcome::Succeeded),
+            count(LetterOutcome::Failed),
+            count(LetterOutcome::Pending),
+        );
         out.push((row, succeeded, failed, left));
     }
     Ok(out)
 }
 
-/// How the newest replay of each of these letters of a flow went:
-/// "pending", "succeeded" or "failed".
+/// How the newest replay of each of these letters of a flow went.
 pub fn marks(
     conn: &mut AnyConnection,
     flow_id: &str,
     letters: &[String],
-) -> QueryResult<HashMap<String, String>> {
+) -> QueryResult<HashMap<String, LetterOutcome>> {
     let mut marks: HashMap<String, (i64, String)> = HashMap::new();
     for chunk in letters.chunks(500) {
         let rows: Vec<(String, String, i64)> = replay_letters::table
@@ -249,7 +281,10 @@ pub fn marks(
             }
         }
     }
-    Ok(marks.into_iter().map(|(l, (_, o))| (l, o)).collect())
+    Ok(marks
+        .into_iter()
+        .map(|(l, (_, o))| (l, LetterOutcome::stored(&o)))
+        .collect())
 }
 
 /// Forgets the replays of flows that are deleted.

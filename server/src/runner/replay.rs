@@ -28,7 +28,8 @@ use super::retry::{RetryObserver, run_with_retries};
 use super::writer::{Failure, Finished, Next, Ran, Sink, Writer};
 use super::{RunError, Runner, Stats, Target};
 use crate::db::flows::FlowRow;
-use crate::db::{failures, now_ms, replays};
+use crate::db::replays::{self, LetterOutcome};
+use crate::db::{failures, now_ms};
 
 /// Letters run per step of a replay; their outcomes are recorded together.
 const CHUNK: i64 = 100;
@@ -194,10 +195,10 @@ impl Runner {
             .await?;
         for letter in &mut page.letters {
             letter.replayed = marks.get(&letter.id).map(|outcome| {
-                match outcome.as_str() {
-                    "pending" => "being replayed",
-                    "succeeded" => "replayed, succeeded",
-                    _ => "replayed, failed again",
+                match outcome {
+                    LetterOutcome::Pending => "being replayed",
+                    LetterOutcome::Succeeded => "replayed, succeeded",
+                    LetterOutcome::Failed => "replayed, failed again",
                 }
                 .to_owned()
             });
@@ -540,11 +541,11 @@ impl Runner {
             match found.get(&letter) {
                 None => {
                     tracing::warn!(replay = %replay.id, letter, "a dead letter was not found");
-                    record.outcomes.push((seq, "failed"));
+                    record.outcomes.push((seq, LetterOutcome::Failed));
                 }
                 Some(Err(why)) => {
                     tracing::warn!(replay = %replay.id, letter, why, "a dead letter cannot be replayed");
-                    record.outcomes.push((seq, "failed"));
+                    record.outcomes.push((seq, LetterOutcome::Failed));
                 }
                 Some(Ok((message, prior, replay_of))) => {
                     runnable.push((seq, message.clone(), *prior, replay_of.clone()));
@@ -603,7 +604,7 @@ impl Runner {
         let stopped = stopped || write_stopped;
         record.commit.flush().await;
         let outcomes = std::mem::take(&mut record.outcomes);
-        let counts: Vec<&'static str> = outcomes.iter().map(|(_, o)| *o).collect();
+        let counts: Vec<LetterOutcome> = outcomes.iter().map(|(_, o)| *o).collect();
         let (id, owner) = (replay.id.clone(), owner.to_owned());
         let held = self
             .inner
@@ -619,7 +620,7 @@ impl Runner {
                     .replayed
                     .get_or_create(&super::metrics::ReplayLabels {
                         flow: replay.flow_id.clone(),
-                        outcome: outcome.to_owned(),
+                        outcome: outcome.as_str().to_owned(),
                     })
                     .inc();
             }
@@ -795,7 +796,7 @@ impl RetryObserver for Quiet {
 /// a Dead Letter Queue.
 struct Record {
     seqs: VecDeque<i32>,
-    outcomes: Vec<(i32, &'static str)>,
+    outcomes: Vec<(i32, LetterOutcome)>,
     commit: Commit<NoOffsets, DbKeeper>,
 }
 
@@ -803,9 +804,9 @@ impl Next for Record {
     fn finished(&mut self, message: Finished) {
         if let Some(seq) = self.seqs.pop_front() {
             let outcome = if message.failure.is_none() {
-                "succeeded"
+                LetterOutcome::Succeeded
             } else {
-                "failed"
+                LetterOutcome::Failed
             };
             self.outcomes.push((seq, outcome));
         }
