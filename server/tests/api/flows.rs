@@ -11,7 +11,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::{Value, json};
 
-use app::domain::{FlowStats, Role};
+use app::domain::{FlowStats, GrantedTopic, Role};
 
 use crate::brokers::connect;
 use crate::kafka::{bootstrap, produce_keyed, produce_to_partition, unique_topic};
@@ -333,36 +333,27 @@ impl Pipeline {
             .await
     }
 
-    pub async fn events(&self) -> Value {
-        let reply = self
-            .app
-            .call(
+    pub async fn events(&self) -> Vec<GrantedTopic> {
+        self.app
+            .call_as(
                 "list_events",
                 json!({"org": "acme", "name": "sentiment"}),
                 Some(&self.ana),
             )
-            .await;
-        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
-        reply.json()
+            .await
     }
 
     /// The Events tab's row of the input topic.
-    pub async fn input_row(&self) -> Value {
-        let events = self.events().await;
-        events
-            .as_array()
+    pub async fn input_row(&self) -> GrantedTopic {
+        self.events()
+            .await
+            .into_iter()
+            .find(|r| r.topic == self.input)
             .unwrap()
-            .iter()
-            .find(|r| r["topic"] == self.input.as_str())
-            .unwrap()
-            .clone()
     }
 
     pub async fn subscribe_flow_id(&self) -> String {
-        self.input_row().await["flow"]["id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
+        self.input_row().await.flow.unwrap().id
     }
 
     pub async fn stats(&self, flow_id: &str) -> FlowStats {
@@ -645,7 +636,7 @@ async fn disabling_stops_processing_and_enabling_again_resumes_where_it_stopped(
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     assert_eq!(p.stats(&flow).await.state, "stopped");
     let row = p.input_row().await;
-    assert_eq!(row["flow"]["enabled"], false);
+    assert!(!row.enabled());
 
     let more: Vec<String> = (10..15)
         .map(|i| json!({"text": format!("ok {i}")}).to_string())
@@ -778,14 +769,7 @@ async fn flow_changes_are_checked_on_the_server() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     // Nothing was saved by any of these.
     let events = p.events().await;
-    assert!(
-        events
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|r| r["flow"].is_null()),
-        "{events}"
-    );
+    assert!(events.iter().all(|r| r.flow.is_none()), "{events:?}");
     // An admin may.
     let r = p
         .app
@@ -813,14 +797,7 @@ async fn removing_a_grant_or_the_connection_stops_the_flows_that_used_it() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK);
-    assert!(
-        p.events()
-            .await
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|r| r["topic"] != p.input.as_str())
-    );
+    assert!(p.events().await.iter().all(|r| r.topic != p.input));
     let r = p
         .app
         .call("get_flow_stats", json!({"flow_id": flow}), Some(&p.ana))
@@ -1058,11 +1035,7 @@ async fn taking_publish_access_on_a_dead_letter_queue_away_keeps_failures_instea
     let r = p.save_grants(&p.connection, &p.dlq, json!([])).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let row = p.input_row().await;
-    assert_eq!(
-        row["flow"]["dlq_topic"],
-        Value::Null,
-        "the flow lost its DLQ"
-    );
+    assert_eq!(row.flow.unwrap().dlq_topic, None, "the flow lost its DLQ");
     produce_to_partition(&p.input, 0, &["not json".to_owned()]).await;
     wait_until("the bad message is kept", || async {
         p.stats(&flow).await.failures_kept == 1

@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use app::domain::ReplayProgress;
+use app::domain::{Direction, ReplayProgress};
 
 use crate::flows::{Pipeline, Reader, pipeline, read, records_on, wait_until};
 use crate::kafka::produce_keyed_to_partition;
@@ -546,13 +546,10 @@ async fn a_publish_flow_that_follows_the_listener_gets_every_version_it_runs_and
     let row = p
         .events()
         .await
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["topic"] == p.output.as_str() && r["direction"] == "Publish")
-        .unwrap()
-        .clone();
-    assert_eq!(row["flow"]["follows_subscribe_flow"], true);
+        .into_iter()
+        .find(|r| r.topic == p.output && r.direction == Direction::Publish)
+        .unwrap();
+    assert!(row.flow.unwrap().follows_subscribe_flow);
 
     p.save(&p.input, "subscribe", "1.0.0", Some(&p.dlq)).await;
     let flow = p.subscribe_flow_id().await;
