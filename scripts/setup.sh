@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 TRUNK_VERSION=0.21.14
 WASM_BINDGEN_VERSION=0.2.130
 TANSU_VERSION=0.6.0
+WASM_SPLIT_VERSION=0.2.4
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
@@ -34,6 +35,10 @@ fi
 if ! installed wasm-bindgen-cli "$WASM_BINDGEN_VERSION"; then
   log "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION"
   cargo install "wasm-bindgen-cli@$WASM_BINDGEN_VERSION"
+fi
+if ! installed wasm_split_cli_support "$WASM_SPLIT_VERSION"; then
+  log "installing wasm-split-cli $WASM_SPLIT_VERSION (cuts the UI's wasm into one module per page)"
+  cargo install "wasm_split_cli_support@$WASM_SPLIT_VERSION" --locked --features build-binary
 fi
 if ! installed tansu "$TANSU_VERSION"; then
   log "installing the tansu broker $TANSU_VERSION (once per machine, about 15 minutes)"

@@ -56,45 +56,95 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/login") view=LoginPage />
                 <Route
                     path=path!("/catalog")
-                    view=|| view! { <Protected admin_only=false><CatalogPage /></Protected> }
+                    view=|| view! { <Protected admin_only=false><Suspense fallback=|| ()>{Suspend::new(async { lazy_catalog_page().await })}</Suspense></Protected> }
                 />
                 <Route
                     path=path!("/algorithms/:org/:name")
-                    view=|| view! { <Protected admin_only=false><AlgorithmPage tab=Tab::Overview /></Protected> }
+                    view=|| view! { <Protected admin_only=false><Suspense fallback=|| ()>{Suspend::new(async { lazy_algorithm_overview().await })}</Suspense></Protected> }
                 />
                 <Route
                     path=path!("/algorithms/:org/:name/events")
-                    view=|| view! { <Protected admin_only=false><AlgorithmPage tab=Tab::Events /></Protected> }
+                    view=|| view! { <Protected admin_only=false><Suspense fallback=|| ()>{Suspend::new(async { lazy_algorithm_events().await })}</Suspense></Protected> }
                 />
                 <Route
                     path=path!("/admin/queues")
-                    view=|| view! { <Protected admin_only=true><BrokerConnectionsPage /></Protected> }
+                    view=|| view! { <Protected admin_only=true><Suspense fallback=|| ()>{Suspend::new(async { lazy_broker_connections_page().await })}</Suspense></Protected> }
                 />
                 <Route
                     path=path!("/admin/queues/new")
-                    view=|| view! { <Protected admin_only=true><ConnectBrokerPage /></Protected> }
+                    view=|| view! { <Protected admin_only=true><Suspense fallback=|| ()>{Suspend::new(async { lazy_connect_broker_page().await })}</Suspense></Protected> }
                 />
                 <Route
                     path=path!("/admin/queues/:id")
-                    view=|| view! { <Protected admin_only=true><ConnectionDetailsPage /></Protected> }
+                    view=|| view! { <Protected admin_only=true><Suspense fallback=|| ()>{Suspend::new(async { lazy_connection_details_page().await })}</Suspense></Protected> }
                 />
                 <Route
                     path=path!("/settings/api-keys")
-                    view=|| view! { <Protected admin_only=false><ApiKeysPage /></Protected> }
+                    view=|| view! { <Protected admin_only=false><Suspense fallback=|| ()>{Suspend::new(async { lazy_api_keys_page().await })}</Suspense></Protected> }
                 />
                 <Route
                     path=path!("/admin/audit")
-                    view=|| view! { <Protected admin_only=true><AuditLogPage /></Protected> }
+                    view=|| view! { <Protected admin_only=true><Suspense fallback=|| ()>{Suspend::new(async { lazy_audit_log_page().await })}</Suspense></Protected> }
                 />
                 <Route
                     path=path!("/admin/model-hosts")
-                    view=|| view! { <Protected admin_only=true><ModelHostsPage /></Protected> }
+                    view=|| view! { <Protected admin_only=true><Suspense fallback=|| ()>{Suspend::new(async { lazy_model_hosts_page().await })}</Suspense></Protected> }
                 />
                 <Route
                     path=path!("/admin/queues/:id/topics/:topic/edit")
-                    view=|| view! { <Protected admin_only=true><TopicEditPage /></Protected> }
+                    view=|| view! { <Protected admin_only=true><Suspense fallback=|| ()>{Suspend::new(async { lazy_topic_edit_page().await })}</Suspense></Protected> }
                 />
             </Routes>
         </Router>
     }
+}
+
+#[lazy]
+fn lazy_catalog_page() -> AnyView {
+    view! { <CatalogPage /> }.into_any()
+}
+
+#[lazy]
+fn lazy_algorithm_overview() -> AnyView {
+    view! { <AlgorithmPage tab=Tab::Overview /> }.into_any()
+}
+
+#[lazy]
+fn lazy_algorithm_events() -> AnyView {
+    view! { <AlgorithmPage tab=Tab::Events /> }.into_any()
+}
+
+#[lazy]
+fn lazy_broker_connections_page() -> AnyView {
+    view! { <BrokerConnectionsPage /> }.into_any()
+}
+
+#[lazy]
+fn lazy_connect_broker_page() -> AnyView {
+    view! { <ConnectBrokerPage /> }.into_any()
+}
+
+#[lazy]
+fn lazy_connection_details_page() -> AnyView {
+    view! { <ConnectionDetailsPage /> }.into_any()
+}
+
+#[lazy]
+fn lazy_api_keys_page() -> AnyView {
+    view! { <ApiKeysPage /> }.into_any()
+}
+
+#[lazy]
+fn lazy_audit_log_page() -> AnyView {
+    view! { <AuditLogPage /> }.into_any()
+}
+
+#[lazy]
+fn lazy_model_hosts_page() -> AnyView {
+    view! { <ModelHostsPage /> }.into_any()
+}
+
+#[lazy]
+fn lazy_topic_edit_page() -> AnyView {
+    view! { <TopicEditPage /> }.into_any()
 }

@@ -64,7 +64,14 @@ pub fn AlgorithmPage(tab: Tab) -> impl IntoView {
                                 <Overview details=d added=added reload=Callback::new(move |_| details.refetch()) />
                             }
                             .into_any(),
-                            Tab::Events => view! { <EventsTab details=d /> }.into_any(),
+                            // The Events tab is most of the UI's code: it
+                            // loads when it is opened.
+                            Tab::Events => view! {
+                                <Suspense fallback=|| ()>
+                                    {Suspend::new(async move { events_tab(d).await })}
+                                </Suspense>
+                            }
+                            .into_any(),
                         }}
                     </div>
                 }
@@ -176,4 +183,9 @@ fn AddVersionForm(
             </button>
         </form>
     }
+}
+
+#[lazy]
+fn events_tab(details: AlgorithmDetails) -> AnyView {
+    view! { <EventsTab details=details /> }.into_any()
 }

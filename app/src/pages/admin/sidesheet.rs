@@ -25,9 +25,22 @@ pub fn TopicSidesheet(connection_id: String, topic: String) -> impl IntoView {
     let panel = NodeRef::<leptos::html::Aside>::new();
     Effect::new(move |_| {
         if let Some(panel) = panel.get() {
-            let _ = panel.focus();
+            // On the next frame: a page that loads lazily is put on the
+            // screen after its effects first run.
+            request_animation_frame(move || {
+                let _ = panel.focus();
+            });
         }
     });
+
+    // Esc closes it wherever the focus is (the page behind it may have
+    // taken the focus back while it was put on the screen).
+    let escape = window_event_listener(leptos::ev::keydown, move |ev| {
+        if ev.key() == "Escape" {
+            close.run(());
+        }
+    });
+    on_cleanup(move || escape.remove());
 
     view! {
         <aside
@@ -36,11 +49,6 @@ pub fn TopicSidesheet(connection_id: String, topic: String) -> impl IntoView {
             aria-label=format!("Topic {topic}")
             tabindex="-1"
             class="fixed inset-y-0 right-0 z-30 w-full max-w-md overflow-y-auto border-l border-slate-200 bg-white p-6 shadow-xl outline-none"
-            on:keydown=move |ev: leptos::ev::KeyboardEvent| {
-                if ev.key() == "Escape" {
-                    close.run(());
-                }
-            }
         >
             <div class="flex items-start justify-between gap-2">
                 <div>
