@@ -56,95 +56,86 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/login") view=LoginPage />
                 <Route
                     path=path!("/catalog")
-                    view=|| view! { <Protected admin_only=false><Suspense fallback=|| ()>{Suspend::new(async { lazy_catalog_page().await })}</Suspense></Protected> }
+                    view=|| view! { <LazyPage admin_only=false load=lazy_catalog_page /> }
                 />
                 <Route
                     path=path!("/algorithms/:org/:name")
-                    view=|| view! { <Protected admin_only=false><Suspense fallback=|| ()>{Suspend::new(async { lazy_algorithm_overview().await })}</Suspense></Protected> }
+                    view=|| view! { <LazyPage admin_only=false load=lazy_algorithm_overview /> }
                 />
                 <Route
                     path=path!("/algorithms/:org/:name/events")
-                    view=|| view! { <Protected admin_only=false><Suspense fallback=|| ()>{Suspend::new(async { lazy_algorithm_events().await })}</Suspense></Protected> }
+                    view=|| view! { <LazyPage admin_only=false load=lazy_algorithm_events /> }
                 />
                 <Route
                     path=path!("/admin/queues")
-                    view=|| view! { <Protected admin_only=true><Suspense fallback=|| ()>{Suspend::new(async { lazy_broker_connections_page().await })}</Suspense></Protected> }
+                    view=|| view! { <LazyPage admin_only=true load=lazy_broker_connections_page /> }
                 />
                 <Route
                     path=path!("/admin/queues/new")
-                    view=|| view! { <Protected admin_only=true><Suspense fallback=|| ()>{Suspend::new(async { lazy_connect_broker_page().await })}</Suspense></Protected> }
+                    view=|| view! { <LazyPage admin_only=true load=lazy_connect_broker_page /> }
                 />
                 <Route
                     path=path!("/admin/queues/:id")
-                    view=|| view! { <Protected admin_only=true><Suspense fallback=|| ()>{Suspend::new(async { lazy_connection_details_page().await })}</Suspense></Protected> }
+                    view=|| view! { <LazyPage admin_only=true load=lazy_connection_details_page /> }
                 />
                 <Route
                     path=path!("/settings/api-keys")
-                    view=|| view! { <Protected admin_only=false><Suspense fallback=|| ()>{Suspend::new(async { lazy_api_keys_page().await })}</Suspense></Protected> }
+                    view=|| view! { <LazyPage admin_only=false load=lazy_api_keys_page /> }
                 />
                 <Route
                     path=path!("/admin/audit")
-                    view=|| view! { <Protected admin_only=true><Suspense fallback=|| ()>{Suspend::new(async { lazy_audit_log_page().await })}</Suspense></Protected> }
+                    view=|| view! { <LazyPage admin_only=true load=lazy_audit_log_page /> }
                 />
                 <Route
                     path=path!("/admin/model-hosts")
-                    view=|| view! { <Protected admin_only=true><Suspense fallback=|| ()>{Suspend::new(async { lazy_model_hosts_page().await })}</Suspense></Protected> }
+                    view=|| view! { <LazyPage admin_only=true load=lazy_model_hosts_page /> }
                 />
                 <Route
                     path=path!("/admin/queues/:id/topics/:topic/edit")
-                    view=|| view! { <Protected admin_only=true><Suspense fallback=|| ()>{Suspend::new(async { lazy_topic_edit_page().await })}</Suspense></Protected> }
+                    view=|| view! { <LazyPage admin_only=true load=lazy_topic_edit_page /> }
                 />
             </Routes>
         </Router>
     }
 }
 
-#[lazy]
-fn lazy_catalog_page() -> AnyView {
-    view! { <CatalogPage /> }.into_any()
+/// A page that must be logged in to see, whose code is loaded when it is
+/// opened: `load` is one of the `#[lazy]` functions below.
+#[component]
+fn LazyPage<F, Fut>(admin_only: bool, load: F) -> impl IntoView
+where
+    F: Fn() -> Fut + Copy + Send + Sync + 'static,
+    Fut: std::future::Future<Output = AnyView> + Send + 'static,
+{
+    view! {
+        <Protected admin_only=admin_only>
+            <Suspense fallback=|| ()>{Suspend::new(load())}</Suspense>
+        </Protected>
+    }
 }
 
-#[lazy]
-fn lazy_algorithm_overview() -> AnyView {
-    view! { <AlgorithmPage tab=Tab::Overview /> }.into_any()
+/// Each page's view as a function of its own that Leptos splits into a
+/// wasm module loaded on first use (`#[lazy]`; see scripts/build-wasm.sh).
+macro_rules! lazy_pages {
+    ($($name:ident => $page:expr;)*) => {
+        $(
+            #[lazy]
+            fn $name() -> AnyView {
+                $page.into_any()
+            }
+        )*
+    };
 }
 
-#[lazy]
-fn lazy_algorithm_events() -> AnyView {
-    view! { <AlgorithmPage tab=Tab::Events /> }.into_any()
-}
-
-#[lazy]
-fn lazy_broker_connections_page() -> AnyView {
-    view! { <BrokerConnectionsPage /> }.into_any()
-}
-
-#[lazy]
-fn lazy_connect_broker_page() -> AnyView {
-    view! { <ConnectBrokerPage /> }.into_any()
-}
-
-#[lazy]
-fn lazy_connection_details_page() -> AnyView {
-    view! { <ConnectionDetailsPage /> }.into_any()
-}
-
-#[lazy]
-fn lazy_api_keys_page() -> AnyView {
-    view! { <ApiKeysPage /> }.into_any()
-}
-
-#[lazy]
-fn lazy_audit_log_page() -> AnyView {
-    view! { <AuditLogPage /> }.into_any()
-}
-
-#[lazy]
-fn lazy_model_hosts_page() -> AnyView {
-    view! { <ModelHostsPage /> }.into_any()
-}
-
-#[lazy]
-fn lazy_topic_edit_page() -> AnyView {
-    view! { <TopicEditPage /> }.into_any()
+lazy_pages! {
+    lazy_catalog_page => view! { <CatalogPage /> };
+    lazy_algorithm_overview => view! { <AlgorithmPage tab=Tab::Overview /> };
+    lazy_algorithm_events => view! { <AlgorithmPage tab=Tab::Events /> };
+    lazy_broker_connections_page => view! { <BrokerConnectionsPage /> };
+    lazy_connect_broker_page => view! { <ConnectBrokerPage /> };
+    lazy_connection_details_page => view! { <ConnectionDetailsPage /> };
+    lazy_api_keys_page => view! { <ApiKeysPage /> };
+    lazy_audit_log_page => view! { <AuditLogPage /> };
+    lazy_model_hosts_page => view! { <ModelHostsPage /> };
+    lazy_topic_edit_page => view! { <TopicEditPage /> };
 }

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use tower_http::{
     compression::CompressionLayer,
     services::{ServeDir, ServeFile},
-    set_header::SetResponseHeaderLayer,
+    set_header::{SetResponseHeader, SetResponseHeaderLayer},
 };
 
 use app::api::{ClientAddress, Sessions, SharedBackend};
@@ -52,6 +52,14 @@ pub fn router(services: Services, dist_dir: &Path) -> Router {
         .precompressed_br()
         .precompressed_gzip()
         .fallback(ServeFile::new(index));
+    // The UI's wasm modules keep their names from one build to the next
+    // (scripts/build-wasm.sh): browsers ask again each time (304 when
+    // unchanged) rather than pair a cached module with a newer one.
+    let ui = SetResponseHeader::if_not_present(
+        ui,
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache"),
+    );
 
     Router::new()
         .route(

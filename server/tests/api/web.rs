@@ -53,6 +53,10 @@ async fn static_files_have_their_content_type_and_are_compressed() {
             .contains("javascript")
     );
     assert_eq!(reply.headers[header::CONTENT_ENCODING], "br");
+    // The UI's modules keep their names from one build to the next: a
+    // browser asks again (and gets 304 Not Modified) instead of running a
+    // stale module beside a new one.
+    assert_eq!(reply.headers[header::CACHE_CONTROL], "no-cache");
     assert!(
         reply.body.len() < 200 * 29,
         "compressed: {} bytes",
