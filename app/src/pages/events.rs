@@ -370,7 +370,6 @@ fn EnableDialog(
     let batch_error_invalid = batch_error.clone();
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        error.set(None);
         if subscribe && let Some(message) = concurrency_error().or_else(&batch_error) {
             error.set(Some(AppError::validation("flow", message)));
             return;

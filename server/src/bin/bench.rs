@@ -269,10 +269,7 @@ async fn batch_model(millis: u64) -> anyhow::Result<String> {
             Json(json!({ "predictions": body["instances"] }))
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/predict", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok(url)
+    server::testing::serve_model(app).await
 }
 
 /// The median time of one call with `body` to a model server on its own,

@@ -173,7 +173,6 @@ fn CreateForm(
             novalidate
             on:submit=move |ev: leptos::ev::SubmitEvent| {
                 ev.prevent_default();
-                error.set(None);
                 notice.set(None);
                 failed.set(None);
                 created.set(None);
