@@ -15,13 +15,16 @@ pub const MAX_PARTITIONS: u32 = 1000;
 
 #[server(endpoint = "list_broker_connections", input = Json)]
 pub async fn list_broker_connections() -> Result<Vec<BrokerConnectionSummary>, AppError> {
-    super::for_admin(|_, backend| async move { backend.list_broker_connections().await }).await
+    super::for_caller(super::Role::Admin, |_, backend| async move {
+        backend.list_broker_connections().await
+    })
+    .await
 }
 
 /// **Connect to Broker**: connects for real, saves only on success.
 #[server(endpoint = "connect_broker", input = Json)]
 pub async fn connect_broker(connection: NewBrokerConnection) -> Result<String, AppError> {
-    super::for_admin(|admin, backend| async move {
+    super::for_caller(super::Role::Admin, |admin, backend| async move {
         backend.connect_broker(&admin.username, connection).await
     })
     .await
@@ -29,12 +32,15 @@ pub async fn connect_broker(connection: NewBrokerConnection) -> Result<String, A
 
 #[server(endpoint = "get_broker_connection", input = Json)]
 pub async fn get_broker_connection(id: String) -> Result<BrokerConnectionDetails, AppError> {
-    super::for_admin(|_, backend| async move { backend.broker_connection(&id).await }).await
+    super::for_caller(super::Role::Admin, |_, backend| async move {
+        backend.broker_connection(&id).await
+    })
+    .await
 }
 
 #[server(endpoint = "delete_broker_connection", input = Json)]
 pub async fn delete_broker_connection(id: String) -> Result<(), AppError> {
-    super::for_admin(|admin, backend| async move {
+    super::for_caller(super::Role::Admin, |admin, backend| async move {
         backend.delete_broker_connection(&admin.username, &id).await
     })
     .await
@@ -42,7 +48,7 @@ pub async fn delete_broker_connection(id: String) -> Result<(), AppError> {
 
 #[server(endpoint = "create_topic", input = Json)]
 pub async fn create_topic(id: String, topic: String, partitions: u32) -> Result<(), AppError> {
-    super::for_admin(|admin, backend| async move {
+    super::for_caller(super::Role::Admin, |admin, backend| async move {
         let topic = TopicName::parse(&topic)?;
         if partitions == 0 || partitions > MAX_PARTITIONS {
             return Err(AppError::validation(
@@ -59,7 +65,7 @@ pub async fn create_topic(id: String, topic: String, partitions: u32) -> Result<
 
 #[server(endpoint = "get_topic", input = Json)]
 pub async fn get_topic(id: String, topic: String) -> Result<TopicDetails, AppError> {
-    super::for_admin(|_, backend| async move {
+    super::for_caller(super::Role::Admin, |_, backend| async move {
         let topic = TopicName::parse(&topic)?;
         backend.topic_details(&id, &topic).await
     })
@@ -73,7 +79,7 @@ pub async fn save_topic_grants(
     topic: String,
     grants: Vec<TopicGrant>,
 ) -> Result<(), AppError> {
-    super::for_admin(|admin, backend| async move {
+    super::for_caller(super::Role::Admin, |admin, backend| async move {
         let topic = TopicName::parse(&topic)?;
         backend
             .save_topic_grants(&admin.username, &id, &topic, grants)
@@ -85,5 +91,8 @@ pub async fn save_topic_grants(
 /// Algorithms an admin can give access to (every organization's).
 #[server(endpoint = "list_algorithm_names", input = Json)]
 pub async fn list_algorithm_names() -> Result<Vec<String>, AppError> {
-    super::for_admin(|_, backend| async move { backend.algorithm_names().await }).await
+    super::for_caller(super::Role::Admin, |_, backend| async move {
+        backend.algorithm_names().await
+    })
+    .await
 }

@@ -11,13 +11,18 @@ use crate::domain::{
 
 #[server(endpoint = "list_catalog", input = Json)]
 pub async fn list_catalog() -> Result<Vec<AlgorithmSummary>, AppError> {
-    super::for_caller(|user, backend| async move { backend.catalog(&user).await }).await
+    super::for_caller(super::Role::Member, |user, backend| async move {
+        backend.catalog(&user).await
+    })
+    .await
 }
 
 #[server(endpoint = "get_algorithm", input = Json)]
 pub async fn get_algorithm(org: String, name: String) -> Result<AlgorithmDetails, AppError> {
-    super::for_caller(|user, backend| async move { backend.algorithm(&user, &org, &name).await })
-        .await
+    super::for_caller(super::Role::Member, |user, backend| async move {
+        backend.algorithm(&user, &org, &name).await
+    })
+    .await
 }
 
 /// Adds a version (semver, runtime `builtin:…`, `http:…` or `http-batch:…`)
@@ -29,7 +34,7 @@ pub async fn add_version(
     version: String,
     runtime: String,
 ) -> Result<(), AppError> {
-    super::for_caller(|user, backend| async move {
+    super::for_caller(super::Role::Member, |user, backend| async move {
         backend
             .add_version(&user, &org, &name, &version, &runtime)
             .await
@@ -39,13 +44,19 @@ pub async fn add_version(
 
 #[server(endpoint = "list_events", input = Json)]
 pub async fn list_events(org: String, name: String) -> Result<Vec<GrantedTopic>, AppError> {
-    super::for_caller(|user, backend| async move { backend.events(&user, &org, &name).await }).await
+    super::for_caller(super::Role::Member, |user, backend| async move {
+        backend.events(&user, &org, &name).await
+    })
+    .await
 }
 
 /// **Enable Listener** / **Save Changes**.
 #[server(endpoint = "save_flow", input = Json)]
 pub async fn save_flow(request: FlowRequest) -> Result<(), AppError> {
-    super::for_caller(|user, backend| async move { backend.save_flow(&user, request).await }).await
+    super::for_caller(super::Role::Member, |user, backend| async move {
+        backend.save_flow(&user, request).await
+    })
+    .await
 }
 
 /// **Disable**, after the confirmation dialog.
@@ -57,7 +68,7 @@ pub async fn disable_flow(
     topic: String,
     direction: Direction,
 ) -> Result<(), AppError> {
-    super::for_caller(|user, backend| async move {
+    super::for_caller(super::Role::Member, |user, backend| async move {
         backend
             .disable_flow(&user, &org, &name, &connection_id, &topic, direction)
             .await
@@ -68,8 +79,10 @@ pub async fn disable_flow(
 /// The live numbers of a flow, for the debugging view.
 #[server(endpoint = "get_flow_stats", input = Json)]
 pub async fn get_flow_stats(flow_id: String) -> Result<FlowStats, AppError> {
-    super::for_caller(|user, backend| async move { backend.flow_stats(&user, &flow_id).await })
-        .await
+    super::for_caller(super::Role::Member, |user, backend| async move {
+        backend.flow_stats(&user, &flow_id).await
+    })
+    .await
 }
 
 /// A page of a flow's dead letters, newest first, for its monitor.
@@ -78,34 +91,34 @@ pub async fn list_dead_letters(
     flow_id: String,
     query: DeadLetterQuery,
 ) -> Result<DeadLetterPage, AppError> {
-    super::for_caller(
-        |user, backend| async move { backend.dead_letters(&user, &flow_id, query).await },
-    )
+    super::for_caller(super::Role::Member, |user, backend| async move {
+        backend.dead_letters(&user, &flow_id, query).await
+    })
     .await
 }
 
 /// Replays dead letters of a flow through a version; the replay's id.
 #[server(endpoint = "replay_dead_letters", input = Json)]
 pub async fn replay_dead_letters(request: ReplayRequest) -> Result<String, AppError> {
-    super::for_caller(
-        |user, backend| async move { backend.replay_dead_letters(&user, request).await },
-    )
+    super::for_caller(super::Role::Member, |user, backend| async move {
+        backend.replay_dead_letters(&user, request).await
+    })
     .await
 }
 
 /// Pauses (`paused: true`) or resumes a subscribe flow.
 #[server(endpoint = "pause_flow", input = Json)]
 pub async fn pause_flow(flow_id: String, paused: bool) -> Result<(), AppError> {
-    super::for_caller(
-        |user, backend| async move { backend.pause_flow(&user, &flow_id, paused).await },
-    )
+    super::for_caller(super::Role::Member, |user, backend| async move {
+        backend.pause_flow(&user, &flow_id, paused).await
+    })
     .await
 }
 
 /// What rewinding a paused flow does (`apply: false`), or does it.
 #[server(endpoint = "rewind_flow", input = Json)]
 pub async fn rewind_flow(flow_id: String, to: Rewind, apply: bool) -> Result<RewindPlan, AppError> {
-    super::for_caller(|user, backend| async move {
+    super::for_caller(super::Role::Member, |user, backend| async move {
         backend.rewind_flow(&user, &flow_id, to, apply).await
     })
     .await
@@ -115,5 +128,8 @@ pub async fn rewind_flow(flow_id: String, to: Rewind, apply: bool) -> Result<Rew
 /// publishes nothing and moves no offset.
 #[server(endpoint = "try_version", input = Json)]
 pub async fn try_version(request: DryRunRequest) -> Result<DryRun, AppError> {
-    super::for_caller(|user, backend| async move { backend.dry_run(&user, request).await }).await
+    super::for_caller(super::Role::Member, |user, backend| async move {
+        backend.dry_run(&user, request).await
+    })
+    .await
 }

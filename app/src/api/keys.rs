@@ -7,7 +7,10 @@ use crate::domain::{ApiKey, AppError, CreatedApiKey};
 
 #[server(endpoint = "list_api_keys", input = Json)]
 pub async fn list_api_keys() -> Result<Vec<ApiKey>, AppError> {
-    super::for_caller(|user, backend| async move { backend.api_keys(&user).await }).await
+    super::for_caller(super::Role::Member, |user, backend| async move {
+        backend.api_keys(&user).await
+    })
+    .await
 }
 
 /// **Create key**: the answer holds the key, shown this once.
@@ -16,7 +19,7 @@ pub async fn create_api_key(
     name: String,
     expires_in_days: Option<u32>,
 ) -> Result<CreatedApiKey, AppError> {
-    super::for_caller(|user, backend| async move {
+    super::for_caller(super::Role::Member, |user, backend| async move {
         backend.create_api_key(&user, &name, expires_in_days).await
     })
     .await
@@ -24,5 +27,8 @@ pub async fn create_api_key(
 
 #[server(endpoint = "revoke_api_key", input = Json)]
 pub async fn revoke_api_key(id: String) -> Result<(), AppError> {
-    super::for_caller(|user, backend| async move { backend.revoke_api_key(&user, &id).await }).await
+    super::for_caller(super::Role::Member, |user, backend| async move {
+        backend.revoke_api_key(&user, &id).await
+    })
+    .await
 }

@@ -1,6 +1,6 @@
 //! Server functions, one file per area, `verb_noun` names.
 //!
-//! Each one hands its work to [`for_caller`], [`for_admin`] or
+//! Each one hands its work to [`for_caller`] (with the role it needs) or
 //! [`for_anyone`], which find who is calling and the [`Backend`] the server
 //! provides through context, and set the HTTP status of a failure.
 
@@ -24,29 +24,29 @@ pub use catalog::*;
 pub use keys::*;
 
 #[cfg(feature = "ssr")]
-use crate::domain::{AppError, CurrentUser};
+use crate::domain::{AppError, CurrentUser, Role};
 
-/// Runs a server function's work for the logged-in caller (`Unauthorized`
-/// without a session).
+/// Runs a server function's work for the logged-in caller, who must hold
+/// `role` when it is [`Role::Admin`]: `Unauthorized` without a session,
+/// `Forbidden` for a member where an admin is needed.
 #[cfg(feature = "ssr")]
 pub(crate) async fn for_caller<T, F>(
+    role: Role,
     work: impl FnOnce(CurrentUser, SharedBackend) -> F,
 ) -> Result<T, AppError>
 where
     F: std::future::Future<Output = Result<T, AppError>>,
 {
-    respond(async { work(caller().await?, backend()?).await }.await)
-}
-
-/// Runs a server function's work for an admin (`Forbidden` for a member).
-#[cfg(feature = "ssr")]
-pub(crate) async fn for_admin<T, F>(
-    work: impl FnOnce(CurrentUser, SharedBackend) -> F,
-) -> Result<T, AppError>
-where
-    F: std::future::Future<Output = Result<T, AppError>>,
-{
-    respond(async { work(admin().await?, backend()?).await }.await)
+    respond(
+        async {
+            let user = caller().await?;
+            if role == Role::Admin && !user.is_admin() {
+                return Err(AppError::Forbidden);
+            }
+            work(user, backend()?).await
+        }
+        .await,
+    )
 }
 
 /// Runs a server function's work whoever calls (logging in and out).
@@ -111,15 +111,4 @@ pub(crate) async fn caller() -> Result<CurrentUser, AppError> {
         .session_user(&token)
         .await?
         .ok_or(AppError::Unauthorized)
-}
-
-/// The logged-in caller if an admin: `Unauthorized` or `Forbidden` otherwise.
-#[cfg(feature = "ssr")]
-async fn admin() -> Result<CurrentUser, AppError> {
-    let user = caller().await?;
-    if user.is_admin() {
-        Ok(user)
-    } else {
-        Err(AppError::Forbidden)
-    }
 }

@@ -19,5 +19,5 @@ pub use notice::{
 pub use protected::Protected;
 pub use status::StatusBadge;
 pub use submit::Submit;
-pub use table::{Column, Table};
+pub use table::{Pager, Pages, RowRemoveButton, Table, current_page, first_page};
 pub use top_bar::TopBar;

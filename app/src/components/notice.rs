@@ -95,6 +95,10 @@ pub fn Loaded<T, F, V>(
     /// Shown instead of the error when the server answers "not found".
     #[prop(optional, into)]
     not_found: Option<ViewFn>,
+    /// The page shows a refusal of one of its form's fields at that field,
+    /// so it is not shown here again.
+    #[prop(optional)]
+    field_errors_in_form: bool,
     view: F,
 ) -> impl IntoView
 where
@@ -107,21 +111,23 @@ where
         Some(Err(AppError::NotFound { .. })) if not_found.is_some() => {
             not_found.as_ref().map(ViewFn::run).into_any()
         }
+        Some(Err(e)) if field_errors_in_form && e.field().is_some() => ().into_any(),
         Some(Err(e)) => view! { <ErrorNotice message=e.to_string() /> }.into_any(),
         Some(Ok(answer)) => view(answer).into_any(),
     }
 }
 
-/// A list the server sends, as a page shows it: [`Loaded`], with `empty`
-/// when the list holds nothing.
+/// A list the server sends, as a page shows it: [`Loaded`], with an
+/// [`EmptyState`] of `empty` and `hint` when the list holds nothing.
 #[component]
 pub fn Listing<T, F, V>(
     list: LocalResource<Result<Vec<T>, AppError>>,
     /// What loads, for "Loading …".
     what: &'static str,
-    /// Shown when the list is empty.
-    #[prop(into)]
-    empty: ViewFn,
+    /// What is missing, when the list is empty.
+    empty: &'static str,
+    /// How to add the first one.
+    hint: &'static str,
     view: F,
 ) -> impl IntoView
 where
@@ -131,7 +137,7 @@ where
 {
     let view = move |items: Vec<T>| {
         if items.is_empty() {
-            empty.run()
+            view! { <EmptyState title=empty>{hint}</EmptyState> }.into_any()
         } else {
             view(items).into_any()
         }

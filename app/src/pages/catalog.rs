@@ -2,7 +2,7 @@ use leptos::prelude::*;
 use leptos_router::components::A;
 
 use crate::api::list_catalog;
-use crate::components::{EmptyState, Listing};
+use crate::components::Listing;
 
 /// **ML service catalog**: the algorithms of the user's organizations
 /// (every algorithm for an admin), searchable.
@@ -23,14 +23,9 @@ pub fn CatalogPage() -> impl IntoView {
             bind:value=search
         />
         <section class="mt-6" aria-label="Algorithms">
-            <Listing
-                list=algorithms
-                what="algorithms"
-                empty=|| view! {
-                    <EmptyState title="No algorithms yet.">
-                        "Algorithms are added with `eventflows algorithm add`."
-                    </EmptyState>
-                }
+            <Listing list=algorithms what="algorithms"
+                empty="No algorithms yet."
+                hint="Algorithms are added with `eventflows algorithm add`."
                 view=move |list| {
                     let needle = search.get().trim().to_lowercase();
                     let found: Vec<_> = list

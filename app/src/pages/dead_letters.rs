@@ -8,10 +8,12 @@ use leptos::prelude::*;
 use crate::components::style;
 
 use crate::api::{list_dead_letters, replay_dead_letters, try_version};
-use crate::components::{Dialog, ErrorNotice, Loading, Submit, SuccessNotice};
+use crate::components::{
+    Dialog, ErrorNotice, Loaded, Pager, Submit, SuccessNotice, current_page, first_page,
+};
 use crate::domain::{
-    AppError, DeadLetter, DeadLetterQuery, DryRun, DryRunRequest, DrySample, FAILURE_KINDS,
-    MAX_DRY_RUN, ReplayProgress, diff_lines,
+    AppError, DeadLetter, DeadLetterPage, DeadLetterQuery, DryRun, DryRunRequest, DrySample,
+    FAILURE_KINDS, MAX_DRY_RUN, ReplayProgress, diff_lines,
 };
 
 /// What a replay is asked for.
@@ -37,9 +39,7 @@ pub fn DeadLetters(
     let version = RwSignal::new(String::new());
     let search = RwSignal::new(String::new());
     let applied = RwSignal::new(DeadLetterQuery::default());
-    // The cursors of the pages before this one, and this page's.
-    let cursors = RwSignal::new(Vec::<Option<String>>::new());
-    let cursor = RwSignal::new(None::<String>);
+    let pages = first_page();
     let refresh = RwSignal::new(0u32);
     let replaying = RwSignal::new(None::<Chosen>);
     let notice = RwSignal::new(None::<String>);
@@ -49,7 +49,7 @@ pub fn DeadLetters(
             refresh.track();
             finished.track();
             let query = DeadLetterQuery {
-                cursor: cursor.get(),
+                cursor: current_page(pages),
                 ..applied.get()
             };
             list_dead_letters(flow_id.clone(), query)
@@ -66,8 +66,7 @@ pub fn DeadLetters(
             search: given(search),
             cursor: None,
         });
-        cursors.set(Vec::new());
-        cursor.set(None);
+        pages.set(vec![None]);
         selected.set(BTreeSet::new());
     };
     let versions_for_filter = versions.clone();
@@ -118,100 +117,66 @@ pub fn DeadLetters(
                 </label>
                 <button type="submit" class=style::BUTTON_SMALL>"Filter"</button>
             </form>
-            {move || match page.get() {
-                None => view! { <Loading what="the dead letters" /> }.into_any(),
-                Some(Err(e)) => view! { <div class="mt-2"><ErrorNotice message=e.to_string() /></div> }.into_any(),
-                Some(Ok(page)) => {
-                    let from = match &page.dlq_topic {
-                        Some(topic) => format!("From the Dead Letter Queue {topic}, newest first."),
-                        None => "Kept by the flow (it has no Dead Letter Queue), newest first.".to_owned(),
-                    };
-                    let ids: Vec<String> = page.letters.iter().map(|l| l.id.clone()).collect();
-                    let next = page.next.clone();
-                    let empty = page.letters.is_empty();
-                    view! {
-                        <p class="mt-2 text-xs text-slate-600" data-testid="dead-letters-source">{from}</p>
-                        {if empty {
-                            view! {
-                                <p class="mt-1 text-sm text-slate-600" data-testid="no-dead-letters">
-                                    "No dead letters match."
-                                </p>
-                            }
-                            .into_any()
-                        } else {
-                            view! {
-                                <div class="mt-2 flex flex-wrap items-center gap-2 text-sm">
-                                    <label class="flex items-center gap-1">
-                                        <input
-                                            type="checkbox"
-                                            aria-label="Select every dead letter on this page"
-                                            prop:checked={
-                                                let ids = ids.clone();
-                                                move || selected.with(|s| ids.iter().all(|id| s.contains(id)))
+            <Loaded value=page what="the dead letters" view=move |page: DeadLetterPage| {
+                let from = match &page.dlq_topic {
+                    Some(topic) => format!("From the Dead Letter Queue {topic}, newest first."),
+                    None => "Kept by the flow (it has no Dead Letter Queue), newest first.".to_owned(),
+                };
+                let ids: Vec<String> = page.letters.iter().map(|l| l.id.clone()).collect();
+                let next = page.next.clone();
+                let empty = page.letters.is_empty();
+                view! {
+                    <p class="mt-2 text-xs text-slate-600" data-testid="dead-letters-source">{from}</p>
+                    {empty.then(|| view! {
+                        <p class="mt-1 text-sm text-slate-600" data-testid="no-dead-letters">"No dead letters match."</p>
+                    })}
+                    {(!empty).then(move || {
+                        view! {
+                            <div class="mt-2 flex flex-wrap items-center gap-2 text-sm">
+                                <label class="flex items-center gap-1">
+                                    <input
+                                        type="checkbox"
+                                        aria-label="Select every dead letter on this page"
+                                        prop:checked={
+                                            let ids = ids.clone();
+                                            move || selected.with(|s| ids.iter().all(|id| s.contains(id)))
+                                        }
+                                        on:change={
+                                            let ids = ids.clone();
+                                            move |ev| {
+                                                let on = event_target_checked(&ev);
+                                                selected.update(|s| for id in &ids {
+                                                    if on { s.insert(id.clone()); } else { s.remove(id); }
+                                                });
                                             }
-                                            on:change={
-                                                let ids = ids.clone();
-                                                move |ev| {
-                                                    let on = event_target_checked(&ev);
-                                                    selected.update(|s| for id in &ids {
-                                                        if on { s.insert(id.clone()); } else { s.remove(id); }
-                                                    });
-                                                }
-                                            }
-                                        />
-                                        "All on this page"
-                                    </label>
-                                    <button
-                                        type="button"
-                                        class="rounded bg-blue-700 px-3 py-1 text-white disabled:opacity-50"
-                                        disabled=move || selected.with(BTreeSet::is_empty)
-                                        on:click=move |_| replaying.set(Some(Chosen::Letters(selected.get().into_iter().collect())))
-                                    >
-                                        {move || format!("Replay selected ({})", selected.with(BTreeSet::len))}
-                                    </button>
-                                    <button
-                                        type="button"
-                                        class=style::BUTTON_SMALL
-                                        on:click=move |_| replaying.set(Some(Chosen::Matching(applied.get())))
-                                    >
-                                        "Replay all that match"
-                                    </button>
-                                </div>
-                                <ul class="mt-2 space-y-2 text-sm" aria-label="Dead letter list">
-                                    {page.letters.into_iter().map(|letter| view! { <Letter letter=letter selected=selected /> }).collect_view()}
-                                </ul>
-                            }
-                            .into_any()
-                        }}
-                        <div class="mt-2 flex gap-2 text-sm">
-                            <button
-                                type="button"
-                                class=style::BUTTON_SMALL
-                                disabled=move || cursors.with(Vec::is_empty)
-                                on:click=move |_| {
-                                    let mut before = cursors.get();
-                                    cursor.set(before.pop().flatten());
-                                    cursors.set(before);
-                                }
-                            >
-                                "Newer"
-                            </button>
-                            <button
-                                type="button"
-                                class=style::BUTTON_SMALL
-                                disabled=next.is_none()
-                                on:click=move |_| {
-                                    cursors.update(|c| c.push(cursor.get_untracked()));
-                                    cursor.set(next.clone());
-                                }
-                            >
-                                "Older"
-                            </button>
-                        </div>
-                    }
-                    .into_any()
+                                        }
+                                    />
+                                    "All on this page"
+                                </label>
+                                <button
+                                    type="button"
+                                    class="rounded bg-blue-700 px-3 py-1 text-white disabled:opacity-50"
+                                    disabled=move || selected.with(BTreeSet::is_empty)
+                                    on:click=move |_| replaying.set(Some(Chosen::Letters(selected.get().into_iter().collect())))
+                                >
+                                    {move || format!("Replay selected ({})", selected.with(BTreeSet::len))}
+                                </button>
+                                <button
+                                    type="button"
+                                    class=style::BUTTON_SMALL
+                                    on:click=move |_| replaying.set(Some(Chosen::Matching(applied.get())))
+                                >
+                                    "Replay all that match"
+                                </button>
+                            </div>
+                            <ul class="mt-2 space-y-2 text-sm" aria-label="Dead letter list">
+                                {page.letters.into_iter().map(|letter| view! { <Letter letter=letter selected=selected /> }).collect_view()}
+                            </ul>
+                        }
+                    })}
+                    <Pager pages=pages older=next />
                 }
-            }}
+            } />
             {
                 let (flow_id, versions) = (flow_id.clone(), versions.clone());
                 move || replaying.get().map(|chosen| view! {

@@ -8,25 +8,12 @@ use super::dead_letters::{DeadLetters, Replays, TryVersion};
 use super::rewind::PauseControls;
 use crate::api::{disable_flow, get_flow_stats, list_events, save_flow};
 use crate::components::{
-    Column, ConfirmActions, Dialog, EmptyState, ErrorNotice, Listing, Loading, Submit,
-    SuccessNotice, Table,
+    ConfirmActions, Dialog, ErrorNotice, Listing, Loaded, Submit, SuccessNotice, Table,
 };
 use crate::domain::{
     AlgorithmDetails, AppError, Batching, DEFAULT_BATCH_SIZE, Direction, FlowOrdering, FlowRequest,
     FlowStats, GrantedTopic, MAX_BATCH_SIZE, MAX_BATCH_WAIT_MS, MAX_CONCURRENCY, Runtime,
 };
-
-/// The columns of the table on this page.
-const COLUMNS: &[Column] = &[
-    Column::text("Broker"),
-    Column::text("Topic"),
-    Column::text("Access"),
-    Column::text("State"),
-    Column::text("Version"),
-    Column::text("DLQ"),
-    Column::text("Ordering"),
-    Column::right("Actions"),
-];
 
 /// The Version choice of a publish flow that follows the listener.
 const FOLLOW: &str = "listener";
@@ -66,16 +53,11 @@ pub fn EventsTab(details: AlgorithmDetails) -> impl IntoView {
 
     view! {
         {move || notice.get().map(|m| view! { <div class="mb-4"><SuccessNotice message=m /></div> })}
-        <Listing
-            list=rows
-            what="topics"
-            empty=|| view! {
-                <EmptyState title="This algorithm has no access to any topic yet.">
-                    "A cluster admin grants access in the Queue manager."
-                </EmptyState>
-            }
+        <Listing list=rows what="topics"
+            empty="This algorithm has no access to any topic yet."
+            hint="A cluster admin grants access in the Queue manager."
             view=move |list| view! {
-                <Table columns=COLUMNS>
+                <Table columns=&["Broker", "Topic", "Access", "State", "Version", "DLQ", "Ordering", "Actions"] right=1>
                     {list
                         .into_iter()
                         .map(|row| view! { <Row row=row open=open watching=watching /> })
@@ -652,11 +634,7 @@ fn FlowMonitor(
                     })
                 />
             </div>
-            {move || match (last.get(), stats.get()) {
-                (_, Some(Err(e))) => view! { <ErrorNotice message=e.to_string() /> }.into_any(),
-                (None, _) => view! { <Loading what="the flow" /> }.into_any(),
-                (Some(s), _) => view! { <Numbers stats=s /> }.into_any(),
-            }}
+            <Loaded value=stats what="the flow" view=|s| view! { <Numbers stats=s /> } />
             <DeadLetters
                 flow_id=flow_id.clone()
                 versions=versions.clone()

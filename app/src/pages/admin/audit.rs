@@ -1,20 +1,11 @@
 use leptos::prelude::*;
 
-use crate::components::style;
-
 use crate::api::list_audit_events;
-use crate::components::{Column, ErrorNotice, FieldError, FormError, Loading, Table, invalid};
+use crate::components::{
+    EmptyState, FieldError, Loaded, Pager, Table, current_page, first_page, invalid,
+};
 use crate::domain::{AUDIT_KINDS, AppError, AuditPage, AuditQuery};
 use crate::pages::rewind::utc_millis;
-
-/// The columns of the table on this page.
-const COLUMNS: &[Column] = &[
-    Column::text("When"),
-    Column::text("User"),
-    Column::text("Kind"),
-    Column::text("What"),
-    Column::text("Detail"),
-];
 
 /// Admin → System actions → **Audit log**: who did what and when, newest
 /// first, filtered by user, kind and time.
@@ -27,14 +18,17 @@ pub fn AuditLogPage() -> impl IntoView {
     let error = RwSignal::new(None::<AppError>);
     // The filter applied, and the pages read so far (the first at index 0).
     let applied = RwSignal::new(AuditQuery::default());
-    let cursors = RwSignal::new(Vec::<Option<String>>::from([None]));
+    let pages = first_page();
     let page = LocalResource::new(move || {
         let mut query = applied.get();
-        query.before = cursors.with(|c| c.last().cloned().flatten());
+        query.before = current_page(pages);
         list_audit_events(query)
     });
+    // The server's refusal of a filter field is shown at that field.
     Effect::new(move |_| {
-        if let Some(Err(e)) = page.get() {
+        if let Some(Err(e)) = page.get()
+            && e.field().is_some()
+        {
             error.set(Some(e));
         }
     });
@@ -68,7 +62,7 @@ pub fn AuditLogPage() -> impl IntoView {
             to_ms,
             before: None,
         });
-        cursors.set(vec![None]);
+        pages.set(vec![None]);
     };
 
     view! {
@@ -107,19 +101,13 @@ pub fn AuditLogPage() -> impl IntoView {
                 "Show"
             </button>
         </form>
-        <div class="mt-2"><FormError error=error /></div>
         <section class="mt-4" aria-label="Audit events">
-            {move || match page.get() {
-                None => view! { <Loading what="the audit log" /> }.into_any(),
-                Some(Err(_)) => view! { <ErrorNotice message="The audit log could not be read.".to_owned() /> }.into_any(),
-                Some(Ok(AuditPage { events, .. })) if events.is_empty() => view! {
-                    <div class="rounded-lg border border-dashed border-slate-300 p-8 text-center">
-                        <p class="font-medium">"No events match."</p>
-                    </div>
+            <Loaded value=page what="the audit log" field_errors_in_form=true view=move |AuditPage { events, older }| {
+                if events.is_empty() {
+                    return view! { <EmptyState title="No events match." /> }.into_any();
                 }
-                .into_any(),
-                Some(Ok(AuditPage { events, older })) => view! {
-                    <Table columns=COLUMNS>
+                view! {
+                    <Table columns=&["When", "User", "Kind", "What", "Detail"]>
                         {events.into_iter().map(|e| view! {
                             <tr class="border-t border-slate-100 align-top">
                                 <td class="whitespace-nowrap px-3 py-2 font-mono text-xs">{e.at}</td>
@@ -129,32 +117,11 @@ pub fn AuditLogPage() -> impl IntoView {
                                 <td class="px-3 py-2 text-slate-700">{e.detail}</td>
                             </tr>
                         }).collect_view()}
-
                     </Table>
-                    <div class="mt-3 flex gap-2">
-                        <button
-                            type="button"
-                            class=style::BUTTON_SMALL
-                            disabled=move || cursors.with(|c| c.len() <= 1)
-                            on:click=move |_| cursors.update(|c| { c.pop(); })
-                        >
-                            "Newer"
-                        </button>
-                        <button
-                            type="button"
-                            class=style::BUTTON_SMALL
-                            disabled=older.is_none()
-                            on:click=move |_| {
-                                let next = older.clone();
-                                cursors.update(|c| c.push(next));
-                            }
-                        >
-                            "Older"
-                        </button>
-                    </div>
+                    <Pager pages=pages older=older />
                 }
-                .into_any(),
-            }}
+                .into_any()
+            } />
         </section>
     }
 }

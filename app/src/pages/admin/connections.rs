@@ -4,18 +4,8 @@ use crate::components::style;
 use leptos_router::components::A;
 
 use crate::api::list_broker_connections;
-use crate::components::{Column, EmptyState, Listing, StatusBadge, Table};
+use crate::components::{Listing, StatusBadge, Table};
 use crate::domain::BrokerConnectionSummary;
-
-/// The columns of the table on this page.
-const COLUMNS: &[Column] = &[
-    Column::text("Name"),
-    Column::text("Type"),
-    Column::text("Bootstrap servers"),
-    Column::text("Status"),
-    Column::right("Topics"),
-    Column::right("Flows"),
-];
 
 /// Admin → System actions → **Queue manager**: the broker connections.
 #[component]
@@ -34,14 +24,9 @@ pub fn BrokerConnectionsPage() -> impl IntoView {
         </div>
         <p class="mt-1 text-slate-600">"Broker connections of this cluster."</p>
         <section class="mt-6" aria-label="Broker connections">
-            <Listing
-                list=connections
-                what="broker connections"
-                empty=|| view! {
-                    <EmptyState title="No broker connections yet.">
-                        "Use Connect queue to connect a Kafka cluster; its topics can then be opened to algorithms."
-                    </EmptyState>
-                }
+            <Listing list=connections what="broker connections"
+                empty="No broker connections yet."
+                hint="Use Connect queue to connect a Kafka cluster; its topics can then be opened to algorithms."
                 view=|list| view! { <ConnectionTable list=list /> }
             />
         </section>
@@ -51,7 +36,7 @@ pub fn BrokerConnectionsPage() -> impl IntoView {
 #[component]
 fn ConnectionTable(list: Vec<BrokerConnectionSummary>) -> impl IntoView {
     view! {
-        <Table columns=COLUMNS>
+        <Table columns=&["Name", "Type", "Bootstrap servers", "Status", "Topics", "Flows"] right=2>
             {list
                 .into_iter()
                 .map(|c| {

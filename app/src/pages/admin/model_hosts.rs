@@ -4,18 +4,10 @@ use crate::components::style;
 
 use crate::api::{allow_model_host, list_model_hosts, remove_model_host};
 use crate::components::{
-    Column, EmptyState, ErrorNotice, FieldError, FormError, Listing, Submit, SuccessNotice, Table,
+    ErrorNotice, FieldError, FormError, Listing, RowRemoveButton, Submit, SuccessNotice, Table,
     invalid,
 };
 use crate::domain::ModelHost;
-
-/// The columns of the table on this page.
-const COLUMNS: &[Column] = &[
-    Column::text("Entry"),
-    Column::text("Allowed by"),
-    Column::text("Allowed at"),
-    Column::actions(),
-];
 
 /// Admin → System actions → **Model hosts**: where `http:` runtimes may
 /// send inputs. A version whose model server is on no entry cannot be
@@ -37,14 +29,9 @@ pub fn ModelHostsPage() -> impl IntoView {
         {move || notice.get().map(|m| view! { <div class="mt-4"><SuccessNotice message=m /></div> })}
         {move || failed.get().map(|m| view! { <div class="mt-4"><ErrorNotice message=m /></div> })}
         <section class="mt-6" aria-label="Allowed model hosts">
-            <Listing
-                list=hosts
-                what="model hosts"
-                empty=|| view! {
-                    <EmptyState title="No model hosts are allowed yet.">
-                        "Until one is, versions can only run built-in algorithms. Allow a model server below."
-                    </EmptyState>
-                }
+            <Listing list=hosts what="model hosts"
+                empty="No model hosts are allowed yet."
+                hint="Until one is, versions can only run built-in algorithms. Allow a model server below."
                 view=move |list| view! { <HostTable list=list notice=notice failed=failed reload=reload /> }
             />
         </section>
@@ -69,7 +56,7 @@ fn HostTable(
     );
     let pending = remove.pending();
     view! {
-        <Table columns=COLUMNS>
+        <Table columns=&["Entry", "Allowed by", "Allowed at", ""]>
             {list
                 .into_iter()
                 .map(|host| {
@@ -81,19 +68,17 @@ fn HostTable(
                             <td class="px-4 py-2">{host.added_by}</td>
                             <td class="px-4 py-2">{host.added_at}</td>
                             <td class="px-4 py-2 text-right">
-                                <button
-                                    type="button"
-                                    class="rounded border border-red-300 px-3 py-1 text-red-800 hover:bg-red-50 disabled:opacity-60"
-                                    aria-label=label
-                                    disabled=move || pending.get()
-                                    on:click=move |_| {
+                                <RowRemoveButton
+                                    label=label
+                                    pending=pending
+                                    on_click=Callback::new(move |()| {
                                         notice.set(None);
                                         failed.set(None);
                                         remove.run(entry.clone());
-                                    }
+                                    })
                                 >
                                     "Remove"
-                                </button>
+                                </RowRemoveButton>
                             </td>
                         </tr>
                     }

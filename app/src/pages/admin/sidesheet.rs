@@ -2,7 +2,8 @@ use leptos::prelude::*;
 use leptos_router::{NavigateOptions, components::A, hooks::use_navigate};
 
 use crate::api::get_topic;
-use crate::components::{ErrorNotice, Loading};
+use crate::components::Loaded;
+use crate::domain::TopicDetails;
 
 /// The sidesheet on the right of the connection details page: the topic's
 /// details and the algorithms with access. Closes with Esc or Close.
@@ -72,11 +73,9 @@ pub fn TopicSidesheet(connection_id: String, topic: String) -> impl IntoView {
                     </button>
                 </div>
             </div>
-            {move || match details.get() {
-                None => view! { <div class="mt-4"><Loading what="the topic" /></div> }.into_any(),
-                Some(Err(e)) => view! { <div class="mt-4"><ErrorNotice message=e.to_string() /></div> }.into_any(),
-                Some(Ok(d)) => view! {
-                    <dl class="mt-4 grid grid-cols-2 gap-2 text-sm">
+            <div class="mt-4">
+                <Loaded value=details what="the topic" view=|d: TopicDetails| view! {
+                    <dl class="grid grid-cols-2 gap-2 text-sm">
                         <dt class="text-slate-500">"Partitions"</dt>
                         <dd>{d.topic.partitions}</dd>
                         <dt class="text-slate-500">"Replication factor"</dt>
@@ -108,9 +107,8 @@ pub fn TopicSidesheet(connection_id: String, topic: String) -> impl IntoView {
                         }
                         .into_any()
                     }}
-                }
-                .into_any(),
-            }}
+                } />
+            </div>
         </aside>
     }
 }

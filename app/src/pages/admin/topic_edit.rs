@@ -8,7 +8,7 @@ use leptos_router::{
 };
 
 use crate::api::{get_topic, list_algorithm_names, save_topic_grants};
-use crate::components::{ErrorNotice, Loading, Submit};
+use crate::components::{ErrorNotice, Loaded, Submit};
 use crate::domain::{Access, TopicDetails, TopicGrant};
 
 /// The topic edit page: add algorithms, choose each one's access, remove
@@ -19,15 +19,14 @@ pub fn TopicEditPage() -> impl IntoView {
     let params = use_params_map();
     let id = move || params.read().get("id").unwrap_or_default();
     let topic = move || params.read().get("topic").unwrap_or_default();
-    let details = LocalResource::new(move || get_topic(id(), topic()));
-    let algorithms = LocalResource::new(list_algorithm_names);
+    // The topic with its grants, and every algorithm that could be granted.
+    let both = LocalResource::new(move || {
+        let (details, all) = (get_topic(id(), topic()), list_algorithm_names());
+        async move { Ok((details.await?, all.await?)) }
+    });
 
     view! {
-        {move || match (details.get(), algorithms.get()) {
-            (Some(Err(e)), _) | (_, Some(Err(e))) => view! { <ErrorNotice message=e.to_string() /> }.into_any(),
-            (Some(Ok(d)), Some(Ok(all))) => view! { <Editor details=d all=all /> }.into_any(),
-            _ => view! { <Loading what="the topic" /> }.into_any(),
-        }}
+        <Loaded value=both what="the topic" view=|(details, all)| view! { <Editor details=details all=all /> } />
     }
 }
 

@@ -4,21 +4,10 @@ use crate::components::style;
 
 use crate::api::{create_api_key, list_api_keys, revoke_api_key};
 use crate::components::{
-    Column, EmptyState, ErrorNotice, FieldError, FormError, Listing, Submit, SuccessNotice, Table,
+    ErrorNotice, FieldError, FormError, Listing, RowRemoveButton, Submit, SuccessNotice, Table,
     invalid,
 };
 use crate::domain::{ApiKey, AppError, CreatedApiKey};
-
-/// The columns of the table on this page.
-const COLUMNS: &[Column] = &[
-    Column::text("Name"),
-    Column::text("Key"),
-    Column::text("Created"),
-    Column::text("Expires"),
-    Column::text("Last used"),
-    Column::text("Status"),
-    Column::actions(),
-];
 
 /// Settings → **API keys**: keys that let programs call the REST API as
 /// this user. A new key is shown once.
@@ -44,14 +33,9 @@ pub fn ApiKeysPage() -> impl IntoView {
         {move || notice.get().map(|m| view! { <div class="mt-4"><SuccessNotice message=m /></div> })}
         {move || failed.get().map(|m| view! { <div class="mt-4"><ErrorNotice message=m /></div> })}
         <section class="mt-6" aria-label="Your API keys">
-            <Listing
-                list=keys
-                what="API keys"
-                empty=|| view! {
-                    <EmptyState title="You have no API keys.">
-                        "Create one below for each program that calls the REST API."
-                    </EmptyState>
-                }
+            <Listing list=keys what="API keys"
+                empty="You have no API keys."
+                hint="Create one below for each program that calls the REST API."
                 view=move |list| view! {
                     <KeyTable list=list notice=notice failed=failed created=created reload=reload />
                 }
@@ -100,7 +84,7 @@ fn KeyTable(
     );
     let pending = revoke.pending();
     view! {
-        <Table columns=COLUMNS>
+        <Table columns=&["Name", "Key", "Created", "Expires", "Last used", "Status", ""]>
             {list
                 .into_iter()
                 .map(|key| {
@@ -122,20 +106,21 @@ fn KeyTable(
                             <td class="px-4 py-2">{state}</td>
                             <td class="px-4 py-2 text-right">
                                 {active.then(|| view! {
-                                    <button
-                                        type="button"
-                                        class="rounded border border-red-300 px-3 py-1 text-red-800 hover:bg-red-50 disabled:opacity-60"
-                                        aria-label=label
-                                        disabled=move || pending.get()
-                                        on:click=move |_| {
-                                            notice.set(None);
-                                            failed.set(None);
-                                            created.set(None);
-                                            revoke.run((id.clone(), name.clone()));
-                                        }
+                                    <RowRemoveButton
+                                        label=label.clone()
+                                        pending=pending
+                                        on_click=Callback::new({
+                                            let (id, name) = (id.clone(), name.clone());
+                                            move |()| {
+                                                notice.set(None);
+                                                failed.set(None);
+                                                created.set(None);
+                                                revoke.run((id.clone(), name.clone()));
+                                            }
+                                        })
                                     >
                                         "Revoke"
-                                    </button>
+                                    </RowRemoveButton>
                                 })}
                             </td>
                         </tr>
