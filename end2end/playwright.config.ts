@@ -8,6 +8,10 @@ import * as path from 'node:path';
 const root = path.resolve(__dirname, '..');
 const port = Number(process.env.E2E_PORT ?? 3917);
 const kafkaPort = Number(process.env.E2E_KAFKA_PORT ?? 19192);
+// An SQS-compatible server (moto), installed by scripts/setup.sh.
+const motoPort = Number(process.env.E2E_MOTO_PORT ?? 19193);
+const motoServer =
+  process.env.EVENTFLOWS_MOTO_SERVER ?? path.join(os.homedir(), '.local/share/eventflows/moto/bin/moto_server');
 const binary = process.env.EVENTFLOWS_E2E_BINARY ?? path.join(root, 'target/debug/eventflows');
 const dataDir =
   process.env.E2E_DATA_DIR ??
@@ -49,6 +53,14 @@ export default defineConfig({
       timeout: 60_000,
       stdout: 'ignore',
       stderr: 'pipe',
+    },
+    {
+      command: `"${motoServer}" -H 127.0.0.1 -p ${motoPort}`,
+      port: motoPort,
+      reuseExistingServer: false,
+      timeout: 60_000,
+      stdout: 'ignore',
+      stderr: 'ignore',
     },
     {
       command: `"${binary}" demo && exec "${binary}" serve`,

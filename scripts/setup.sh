@@ -8,6 +8,8 @@ TRUNK_VERSION=0.21.14
 WASM_BINDGEN_VERSION=0.2.130
 TANSU_VERSION=0.6.0
 WASM_SPLIT_VERSION=0.2.4
+MOTO_VERSION=5.2.5
+MOTO_VENV="$HOME/.local/share/eventflows/moto"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
@@ -43,6 +45,12 @@ fi
 if ! installed tansu "$TANSU_VERSION"; then
   log "installing the tansu broker $TANSU_VERSION (once per machine, about 15 minutes)"
   cargo install "tansu@$TANSU_VERSION" --locked --features dynostore,libsql
+fi
+
+if ! "$MOTO_VENV/bin/python" -c "import sys, moto; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
+  log "installing moto $MOTO_VERSION (an SQS-compatible server the tests use) into $MOTO_VENV"
+  python3 -m venv "$MOTO_VENV"
+  "$MOTO_VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
 fi
 
 if [ ! -f node_modules/.package-lock.json ] || [ package.json -nt node_modules/.package-lock.json ]; then

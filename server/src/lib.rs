@@ -9,4 +9,5 @@ pub mod kafka;
 pub mod runner;
 pub mod secrets;
 pub mod services;
+pub mod sqs;
 pub mod testing;

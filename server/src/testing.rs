@@ -71,23 +71,9 @@ impl Tansu {
             .stderr(Stdio::null())
             .spawn()
             .context("tansu must be installed (scripts/setup.sh)")?;
-        let watched = child.id();
+        stop_with_this_process(child.id())?;
         self.child = Some(child);
-        Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "while kill -0 {me} 2>/dev/null && kill -0 {watched} 2>/dev/null; do sleep 1; done; \
-                 kill {watched} 2>/dev/null",
-                me = std::process::id()
-            ))
-            .stdin(Stdio::null())
-            .spawn()
-            .context("sh is needed to watch the tansu broker")?;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            ensure!(Instant::now() < deadline, "the tansu broker did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_for_port(self.port, "the tansu broker")?;
         if self.storage == Storage::Sqlite {
             index_sqlite_storage(&self.dir.join("tansu.db"))?;
         }
@@ -130,6 +116,71 @@ impl Drop for Tansu {
     fn drop(&mut self) {
         self.down();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Kills process `watched` when this process ends without stopping it
+/// (a small `sh` watcher sees to it).
+fn stop_with_this_process(watched: u32) -> anyhow::Result<()> {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "while kill -0 {me} 2>/dev/null && kill -0 {watched} 2>/dev/null; do sleep 1; done; \
+             kill {watched} 2>/dev/null",
+            me = std::process::id()
+        ))
+        .stdin(Stdio::null())
+        .spawn()
+        .context("sh is needed to watch a test server")?;
+    Ok(())
+}
+
+/// Waits until something accepts connections on 127.0.0.1:`port`.
+fn wait_for_port(port: u16, what: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        ensure!(Instant::now() < deadline, "{what} did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// A `moto_server` process on a free port: an SQS-compatible service that
+/// the setup script installs (`EVENTFLOWS_MOTO_SERVER` names another).
+pub struct Moto {
+    port: u16,
+    child: Child,
+}
+
+impl Moto {
+    pub fn start() -> anyhow::Result<Self> {
+        let program = std::env::var("EVENTFLOWS_MOTO_SERVER").unwrap_or_else(|_| {
+            let home = std::env::var("HOME").unwrap_or_default();
+            format!("{home}/.local/share/eventflows/moto/bin/moto_server")
+        });
+        let port = free_port()?;
+        let child = Command::new(&program)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("{program} must be installed (scripts/setup.sh)"))?;
+        stop_with_this_process(child.id())?;
+        wait_for_port(port, "the moto server")?;
+        Ok(Moto { port, child })
+    }
+
+    /// The URL SQS clients are pointed at.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

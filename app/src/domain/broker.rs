@@ -6,6 +6,89 @@ use serde::{Deserialize, Serialize};
 
 use super::AppError;
 
+/// The kind of message broker a connection reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BrokerKind {
+    Kafka,
+    /// Amazon Simple Queue Service: its "topics" are the account's queues.
+    Sqs,
+}
+
+impl BrokerKind {
+    pub const ALL: [BrokerKind; 2] = [BrokerKind::Kafka, BrokerKind::Sqs];
+
+    /// The name stored and sent in forms.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BrokerKind::Kafka => "kafka",
+            BrokerKind::Sqs => "sqs",
+        }
+    }
+
+    /// The name on the screen.
+    pub fn label(self) -> &'static str {
+        match self {
+            BrokerKind::Kafka => "Kafka",
+            BrokerKind::Sqs => "Amazon SQS",
+        }
+    }
+
+    /// A form's kind; an empty one is Kafka, the first kind there was.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value.trim() {
+            "" => Some(BrokerKind::Kafka),
+            value => Self::ALL.into_iter().find(|k| k.as_str() == value),
+        }
+    }
+}
+
+/// An AWS region name, such as `us-east-1` or `eu-central-1`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AwsRegion(String);
+
+impl AwsRegion {
+    pub fn parse(value: &str) -> Result<Self, AppError> {
+        let value = value.trim();
+        let parts: Vec<&str> = value.split('-').collect();
+        let ok = parts.len() >= 3
+            && parts[0].len() == 2
+            && parts.iter().all(|p| !p.is_empty())
+            && parts[..parts.len() - 1]
+                .iter()
+                .all(|p| p.chars().all(|c| c.is_ascii_lowercase()))
+            && parts[parts.len() - 1].chars().all(|c| c.is_ascii_digit());
+        if !ok {
+            return Err(AppError::validation(
+                "region",
+                "Enter an AWS region, for example us-east-1.",
+            ));
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The name of an SQS queue: 1–80 letters, digits, `-` and `_`, with
+/// `.fifo` at the end of a FIFO queue's name.
+pub fn check_queue_name(name: &str) -> Result<(), AppError> {
+    let base = name.strip_suffix(".fifo").unwrap_or(name);
+    if name.len() > 80
+        || base.is_empty()
+        || !base
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+    {
+        return Err(AppError::validation(
+            "topic",
+            "A queue name has 1 to 80 letters, digits, '-' and '_', and ends in .fifo for a FIFO queue.",
+        ));
+    }
+    Ok(())
+}
+
 /// How the server talks to the brokers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SecurityProtocol {
@@ -174,9 +257,13 @@ impl fmt::Display for TopicName {
 }
 
 /// What the admin types into the **Connect queue** form. Its `Debug` shows
-/// whether a password was given, never the password.
+/// whether a password was given, never the password. A field left out is
+/// empty: each kind of broker reads only its own fields.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct NewBrokerConnection {
+    /// One of the [`BrokerKind`] names; empty for Kafka.
+    pub kind: String,
     pub name: String,
     pub bootstrap_servers: String,
     /// One of the [`SecurityProtocol`] names.
@@ -187,11 +274,23 @@ pub struct NewBrokerConnection {
     pub password: String,
     /// PEM of the certificate authority that signed the brokers' certificates.
     pub ca_pem: String,
+    /// SQS: the AWS region.
+    pub region: String,
+    /// SQS: the address of an SQS-compatible service; empty for AWS itself.
+    pub endpoint_url: String,
+    /// SQS: the access key id, unless the server's default credentials are used.
+    pub access_key_id: String,
+    /// SQS: the secret access key.
+    pub secret_access_key: String,
+    /// SQS: use the credentials the server finds itself (environment,
+    /// profile, instance role) instead of a key.
+    pub use_default_credentials: bool,
 }
 
 impl std::fmt::Debug for NewBrokerConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NewBrokerConnection")
+            .field("kind", &self.kind)
             .field("name", &self.name)
             .field("bootstrap_servers", &self.bootstrap_servers)
             .field("security_protocol", &self.security_protocol)
@@ -202,6 +301,18 @@ impl std::fmt::Debug for NewBrokerConnection {
                 &if self.password.is_empty() { "" } else { "set" },
             )
             .field("ca_pem", &if self.ca_pem.is_empty() { "" } else { "set" })
+            .field("region", &self.region)
+            .field("endpoint_url", &self.endpoint_url)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &if self.secret_access_key.is_empty() {
+                    ""
+                } else {
+                    "set"
+                },
+            )
+            .field("use_default_credentials", &self.use_default_credentials)
             .finish()
     }
 }
@@ -218,8 +329,8 @@ pub enum ConnectionStatus {
 pub struct BrokerConnectionSummary {
     pub id: String,
     pub name: String,
-    /// Always "Kafka" for now.
-    pub kind: String,
+    pub kind: BrokerKind,
+    /// Kafka: the bootstrap servers; SQS: the region and endpoint.
     pub bootstrap_servers: String,
     pub status: ConnectionStatus,
     /// `None` when the broker could not be asked.
@@ -233,8 +344,27 @@ pub struct TopicInfo {
     pub name: String,
     pub partitions: u32,
     pub replication_factor: u32,
-    /// Sum over partitions of high minus low watermark.
+    /// Kafka: sum over partitions of high minus low watermark; SQS: the
+    /// messages visible in the queue.
     pub message_count: u64,
+    /// What an SQS queue has besides; `None` for a Kafka topic.
+    pub queue: Option<QueueInfo>,
+}
+
+/// An SQS queue's attributes, as read live.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueInfo {
+    pub fifo: bool,
+    /// Messages that can be received now.
+    pub visible: u64,
+    /// Messages received and not yet deleted.
+    pub in_flight: u64,
+    /// Messages that become visible after their delay.
+    pub delayed: u64,
+    pub visibility_timeout_secs: u32,
+    /// The queue's own dead-letter queue, when it has a redrive policy:
+    /// "orders-dlq after 5 receives".
+    pub redrive: Option<String>,
 }
 
 /// The connection details page.
@@ -242,7 +372,7 @@ pub struct TopicInfo {
 pub struct BrokerConnectionDetails {
     pub id: String,
     pub name: String,
-    pub kind: String,
+    pub kind: BrokerKind,
     pub bootstrap_servers: String,
     pub security_protocol: String,
     pub sasl_mechanism: Option<String>,
@@ -250,6 +380,11 @@ pub struct BrokerConnectionDetails {
     /// Only whether a password is stored: the password itself never leaves the server.
     pub password_set: bool,
     pub ca_certificate_set: bool,
+    /// SQS: the region, the endpoint (when not AWS itself) and the access
+    /// key id (`None` with the server's default credentials).
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub access_key_id: Option<String>,
     pub created_at_ms: i64,
     pub status: ConnectionStatus,
     pub topics: Vec<TopicInfo>,
@@ -307,6 +442,64 @@ mod tests {
         let printed = format!("{form:?}");
         assert!(!printed.contains("canary-password"), "{printed}");
         assert!(printed.contains(r#"password: "set""#) && printed.contains("svc"));
+    }
+
+    #[test]
+    fn a_connection_form_prints_without_its_secret_access_key() {
+        let form = NewBrokerConnection {
+            kind: "sqs".into(),
+            access_key_id: "AKIDEXAMPLE".into(),
+            secret_access_key: "canary-secret-key".into(),
+            ..Default::default()
+        };
+        let printed = format!("{form:?}");
+        assert!(!printed.contains("canary-secret-key"), "{printed}");
+        assert!(printed.contains(r#"secret_access_key: "set""#) && printed.contains("AKIDEXAMPLE"));
+    }
+
+    #[test]
+    fn kinds_regions_and_queue_names() {
+        assert_eq!(BrokerKind::parse(""), Some(BrokerKind::Kafka));
+        for kind in BrokerKind::ALL {
+            assert_eq!(BrokerKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(BrokerKind::parse("rabbitmq"), None);
+        for good in [
+            "us-east-1",
+            "eu-central-1",
+            "us-gov-west-1",
+            "ap-southeast-2",
+        ] {
+            assert_eq!(AwsRegion::parse(good).unwrap().as_str(), good);
+        }
+        for bad in [
+            "",
+            "us-east",
+            "US-EAST-1",
+            "useast1",
+            "us--1",
+            "u-east-1",
+            "us-east-1a",
+        ] {
+            assert_eq!(
+                AwsRegion::parse(bad).unwrap_err().field(),
+                Some("region"),
+                "{bad}"
+            );
+        }
+        for good in ["orders", "orders_v2-a", "orders.fifo", &"q".repeat(80)] {
+            assert!(check_queue_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            ".fifo",
+            "a.b",
+            "a.fifo.fifo",
+            "with space",
+            &"q".repeat(81),
+        ] {
+            assert!(check_queue_name(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

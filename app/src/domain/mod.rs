@@ -8,9 +8,9 @@ mod names;
 mod user;
 
 pub use broker::{
-    Access, BootstrapServers, BrokerConnectionDetails, BrokerConnectionSummary, ConnectionStatus,
-    NewBrokerConnection, SaslMechanism, SecurityProtocol, TopicDetails, TopicGrant, TopicInfo,
-    TopicName,
+    Access, AwsRegion, BootstrapServers, BrokerConnectionDetails, BrokerConnectionSummary,
+    BrokerKind, ConnectionStatus, NewBrokerConnection, QueueInfo, SaslMechanism, SecurityProtocol,
+    TopicDetails, TopicGrant, TopicInfo, TopicName, check_queue_name,
 };
 pub use error::AppError;
 pub use flow::{

@@ -2,6 +2,7 @@ import { expect, test, type Page } from '@playwright/test';
 import { logIn, users } from '../helpers';
 
 const kafka = `127.0.0.1:${process.env.E2E_KAFKA_PORT ?? 19192}`;
+const sqsEndpoint = `http://127.0.0.1:${process.env.E2E_MOTO_PORT ?? 19193}`;
 const unique = (prefix: string) => `${prefix}-${Date.now().toString(36)}${Math.floor(Math.random() * 1e4)}`;
 
 async function openQueueManager(page: Page) {
@@ -159,4 +160,52 @@ test('a member is refused on every Queue manager page and server function', asyn
   }
   const reply = await page.request.post('/api/list_broker_connections', { data: {} });
   expect(reply.status()).toBe(403);
+});
+
+test('an admin connects Amazon SQS, creates a queue and opens it', async ({ page }) => {
+  const name = unique('sqs');
+  const queue = unique('orders');
+  await logIn(page, users.admin);
+  await openQueueManager(page);
+  await page.getByRole('link', { name: 'Connect queue' }).click();
+  await page.getByLabel('Type').selectOption({ label: 'Amazon SQS' });
+  await expect(page.getByLabel('Bootstrap servers')).toBeHidden();
+  await page.getByLabel('Name', { exact: true }).fill(name);
+  await page.getByLabel('Endpoint URL (optional)').fill(sqsEndpoint);
+  await page.getByLabel('Access key ID').fill('AKIAEVENTFLOWSE2E');
+  await page.getByLabel('Secret access key').fill('e2e-secret-key');
+
+  // The region is missing: the form says so at the field, and keeps what was typed.
+  await page.getByRole('button', { name: 'Connect to Broker' }).click();
+  const region = page.getByLabel('Region');
+  await expect(region).toHaveAttribute('aria-invalid', 'true');
+  await expect(region).toHaveAccessibleDescription('Enter an AWS region, for example us-east-1.');
+  await expect(page.getByLabel('Access key ID')).toHaveValue('AKIAEVENTFLOWSE2E');
+
+  await region.fill('us-east-1');
+  await page.getByRole('button', { name: 'Connect to Broker' }).click();
+  await expect(page).toHaveURL(/\/admin\/queues$/);
+  const row = page.getByRole('row').filter({ hasText: name });
+  await expect(row).toContainText('Amazon SQS');
+  await expect(row).toContainText(`us-east-1 at ${sqsEndpoint}`);
+  await expect(row).toContainText('Reachable');
+
+  await row.getByRole('link', { name }).click();
+  const settings = page.getByRole('region', { name: 'Settings' });
+  await expect(settings).toContainText('Amazon SQS');
+  await expect(settings).toContainText('AKIAEVENTFLOWSE2E');
+  await expect(settings).not.toContainText('e2e-secret-key');
+
+  await page.getByRole('button', { name: 'Create topic' }).click();
+  await expect(page.getByLabel('Partitions')).toBeHidden();
+  await page.getByLabel('Queue name').fill(queue);
+  await page.getByRole('button', { name: 'Create', exact: true }).click();
+  await expect(page.getByRole('status')).toHaveText(`Queue '${queue}' created.`);
+  const queueRow = page.getByRole('row').filter({ hasText: queue });
+  await expect(queueRow.getByRole('cell').nth(1)).toHaveText('Standard');
+
+  await queueRow.getByRole('link', { name: queue }).click();
+  const sheet = page.getByRole('region', { name: `Topic ${queue}` });
+  await expect(sheet).toContainText('Standard queue');
+  await expect(sheet).toContainText('Visible messages');
 });

@@ -17,6 +17,17 @@ pub struct ConnectionRow {
     pub password_encrypted: Option<String>,
     pub ca_pem_encrypted: Option<String>,
     pub created_at: i64,
+    /// A [`app::domain::BrokerKind`] name.
+    pub kind: String,
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+}
+
+impl ConnectionRow {
+    pub fn kind(&self) -> app::domain::BrokerKind {
+        // The column's CHECK constraint allows only the kinds there are.
+        app::domain::BrokerKind::parse(&self.kind).unwrap_or(app::domain::BrokerKind::Kafka)
+    }
 }
 
 pub fn insert_connection(conn: &mut AnyConnection, row: &ConnectionRow) -> QueryResult<()> {

@@ -77,6 +77,9 @@ diesel::table! {
         password_encrypted -> Nullable<Text>,
         ca_pem_encrypted -> Nullable<Text>,
         created_at -> BigInt,
+        kind -> Text,
+        region -> Nullable<Text>,
+        endpoint_url -> Nullable<Text>,
     }
 }
 

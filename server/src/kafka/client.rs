@@ -150,6 +150,7 @@ impl BrokerClient {
                     .max()
                     .unwrap_or(0),
                 message_count,
+                queue: None,
             });
         }
         topics.sort_by(|a, b| a.name.cmp(&b.name));
@@ -196,19 +197,35 @@ impl BrokerClient {
     }
 }
 
-/// One shared [`BrokerClient`] per broker connection id.
-#[derive(Default, Clone)]
-pub struct Clients {
-    by_connection: Arc<Mutex<HashMap<String, Arc<BrokerClient>>>>,
+/// One shared client per broker connection id: a [`BrokerClient`] unless
+/// told otherwise.
+pub struct Clients<C = BrokerClient> {
+    by_connection: Arc<Mutex<HashMap<String, Arc<C>>>>,
 }
 
-impl Clients {
+impl<C> Clone for Clients<C> {
+    fn clone(&self) -> Self {
+        Self {
+            by_connection: Arc::clone(&self.by_connection),
+        }
+    }
+}
+
+impl<C> Default for Clients<C> {
+    fn default() -> Self {
+        Self {
+            by_connection: Default::default(),
+        }
+    }
+}
+
+impl<C> Clients<C> {
     /// The cached client, or a new one made by `make` and cached.
     pub fn get_or_try_insert(
         &self,
         connection_id: &str,
-        make: impl FnOnce() -> Result<BrokerClient, AppError>,
-    ) -> Result<Arc<BrokerClient>, AppError> {
+        make: impl FnOnce() -> Result<C, AppError>,
+    ) -> Result<Arc<C>, AppError> {
         if let Some(client) = self.get(connection_id) {
             return Ok(client);
         }
@@ -220,7 +237,7 @@ impl Clients {
             .clone())
     }
 
-    pub fn get(&self, connection_id: &str) -> Option<Arc<BrokerClient>> {
+    pub fn get(&self, connection_id: &str) -> Option<Arc<C>> {
         self.by_connection
             .lock()
             .ok()

@@ -1,8 +1,9 @@
 //! Broker connections, topics and topic grants (the Queue manager).
 //!
-//! A connection is saved only after the broker answered; its password and CA
-//! certificate are sealed with the server's secret key before they reach the
-//! database and are opened only to configure the Kafka client.
+//! A connection reaches a Kafka cluster or Amazon SQS (whose "topics" are
+//! queues). It is saved only after the broker answered; its password, CA
+//! certificate or secret access key are sealed with the server's secret key
+//! before they reach the database and are opened only to configure a client.
 
 use app::api::BrokerAdmin;
 use async_trait::async_trait;
@@ -11,15 +12,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use app::domain::{
-    AlgorithmPath, AppError, BootstrapServers, BrokerConnectionDetails, BrokerConnectionSummary,
-    ConnectionStatus, NewBrokerConnection, SaslMechanism, SecurityProtocol, TopicDetails,
-    TopicGrant, TopicName,
+    AlgorithmPath, AppError, AwsRegion, BootstrapServers, BrokerConnectionDetails,
+    BrokerConnectionSummary, BrokerKind, ConnectionStatus, NewBrokerConnection, SaslMechanism,
+    SecurityProtocol, TopicDetails, TopicGrant, TopicInfo, TopicName,
 };
 
 use super::{Services, blocking, internal};
 use crate::db::brokers::{self as queries, ConnectionRow};
 use crate::db::{DbError, new_id, now_ms};
 use crate::kafka::{BrokerClient, BrokerSettings, check_ca_pem};
+use crate::sqs::{SqsClient, SqsSettings, check_endpoint_url};
 
 /// How long the connection test and the details page wait for the broker.
 const DETAILS_TIMEOUT: Duration = Duration::from_secs(5);
@@ -35,8 +37,32 @@ fn optional(value: &str) -> Option<String> {
     (!value.is_empty()).then(|| value.to_owned())
 }
 
+/// The settings of a connection, of one kind or the other.
+#[derive(Debug, Clone)]
+pub enum ConnectionSettings {
+    Kafka(BrokerSettings),
+    Sqs(SqsSettings),
+}
+
+impl ConnectionSettings {
+    fn kind(&self) -> BrokerKind {
+        match self {
+            ConnectionSettings::Kafka(_) => BrokerKind::Kafka,
+            ConnectionSettings::Sqs(_) => BrokerKind::Sqs,
+        }
+    }
+
+    /// Where the connection points, for the list and the audit log.
+    fn address(&self) -> String {
+        match self {
+            ConnectionSettings::Kafka(k) => k.bootstrap_servers.to_string(),
+            ConnectionSettings::Sqs(s) => s.address(),
+        }
+    }
+}
+
 /// Checks the form and turns it into settings (nothing is contacted yet).
-pub fn validate(new: &NewBrokerConnection) -> Result<(String, BrokerSettings), AppError> {
+pub fn validate(new: &NewBrokerConnection) -> Result<(String, ConnectionSettings), AppError> {
     let name = new.name.trim().to_owned();
     if name.is_empty() {
         return Err(AppError::validation(
@@ -50,6 +76,51 @@ pub fn validate(new: &NewBrokerConnection) -> Result<(String, BrokerSettings), A
             format!("A name has at most {MAX_NAME_LEN} characters."),
         ));
     }
+    let kind = BrokerKind::parse(&new.kind)
+        .ok_or_else(|| AppError::validation("kind", "Choose Kafka or Amazon SQS."))?;
+    let settings = match kind {
+        BrokerKind::Kafka => ConnectionSettings::Kafka(kafka_settings(new)?),
+        BrokerKind::Sqs => ConnectionSettings::Sqs(sqs_settings(new)?),
+    };
+    Ok((name, settings))
+}
+
+fn sqs_settings(new: &NewBrokerConnection) -> Result<SqsSettings, AppError> {
+    let region = AwsRegion::parse(&new.region)?;
+    let endpoint_url = optional(&new.endpoint_url)
+        .map(|url| check_endpoint_url(&url))
+        .transpose()?;
+    let key = if new.use_default_credentials {
+        None
+    } else {
+        let id = optional(&new.access_key_id).ok_or_else(|| {
+            AppError::validation(
+                "access_key_id",
+                "Enter the access key id, or use the server's default AWS credentials.",
+            )
+        })?;
+        if id.len() > 128 || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(AppError::validation(
+                "access_key_id",
+                "An access key id has only letters and digits, such as AKIAIOSFODNN7EXAMPLE.",
+            ));
+        }
+        if new.secret_access_key.trim().is_empty() {
+            return Err(AppError::validation(
+                "secret_access_key",
+                "Enter the secret access key.",
+            ));
+        }
+        Some((id, new.secret_access_key.trim().to_owned()))
+    };
+    Ok(SqsSettings {
+        region,
+        endpoint_url,
+        key,
+    })
+}
+
+fn kafka_settings(new: &NewBrokerConnection) -> Result<BrokerSettings, AppError> {
     let bootstrap_servers = BootstrapServers::parse(&new.bootstrap_servers)?;
     let security_protocol =
         SecurityProtocol::parse(new.security_protocol.trim()).ok_or_else(|| {
@@ -83,17 +154,14 @@ pub fn validate(new: &NewBrokerConnection) -> Result<(String, BrokerSettings), A
         check_ca_pem(&pem)?;
         ca_pem = Some(pem);
     }
-    Ok((
-        name,
-        BrokerSettings {
-            bootstrap_servers,
-            security_protocol,
-            sasl_mechanism,
-            username,
-            password,
-            ca_pem,
-        },
-    ))
+    Ok(BrokerSettings {
+        bootstrap_servers,
+        security_protocol,
+        sasl_mechanism,
+        username,
+        password,
+        ca_pem,
+    })
 }
 
 /// The client settings of a stored connection, its secrets opened.
@@ -116,13 +184,59 @@ impl Services {
             .get_or_try_insert(&row.id, || BrokerClient::new(&self.settings_of(row)?))
     }
 
-    async fn live_topics(
-        &self,
-        row: &ConnectionRow,
-    ) -> Result<Vec<app::domain::TopicInfo>, AppError> {
-        let client = self.broker_client(row)?;
-        blocking(move || client.topics(DETAILS_TIMEOUT)).await?
+    /// The shared client of an SQS connection.
+    fn sqs_client(&self, row: &ConnectionRow) -> Result<Arc<SqsClient>, AppError> {
+        self.sqs.get_or_try_insert(&row.id, || {
+            let secret = row
+                .password_encrypted
+                .as_deref()
+                .map(|sealed| {
+                    self.secrets
+                        .open(sealed, &sealed_context(&row.id, "secret_access_key"))
+                        .map_err(|error| {
+                            tracing::error!(connection = %row.id, %error, "an SQS secret key could not be opened");
+                            AppError::Internal
+                        })
+                })
+                .transpose()?;
+            let settings = SqsSettings {
+                region: AwsRegion::parse(row.region.as_deref().unwrap_or_default())?,
+                endpoint_url: row.endpoint_url.clone(),
+                key: row.username.clone().zip(secret),
+            };
+            Ok(SqsClient::new(&settings))
+        })
     }
+
+    /// The topics (Kafka) or queues (SQS) of a connection, read live.
+    async fn live_topics(&self, row: &ConnectionRow) -> Result<Vec<TopicInfo>, AppError> {
+        match row.kind() {
+            BrokerKind::Kafka => {
+                let client = self.broker_client(row)?;
+                blocking(move || client.topics(DETAILS_TIMEOUT)).await?
+            }
+            BrokerKind::Sqs => self.sqs_client(row)?.queues().await,
+        }
+    }
+
+    /// Asks the broker: `Ok(number of topics or queues)` when it answers.
+    async fn check(&self, row: &ConnectionRow) -> Result<u32, AppError> {
+        match row.kind() {
+            BrokerKind::Kafka => {
+                let client = self.broker_client(row)?;
+                blocking(move || client.check(STATUS_TIMEOUT)).await?
+            }
+            BrokerKind::Sqs => self.sqs_client(row)?.check().await,
+        }
+    }
+}
+
+/// Where an SQS connection points, from its stored row.
+fn sqs_address(row: &ConnectionRow) -> String {
+    crate::sqs::address(
+        row.region.as_deref().unwrap_or_default(),
+        row.endpoint_url.as_deref(),
+    )
 }
 
 /// What changed in a topic's grants, one algorithm after another
@@ -155,28 +269,18 @@ impl BrokerAdmin for Services {
             .interact(|c| Ok((queries::list_connections(c)?, queries::flow_counts(c)?)))
             .await?;
         let counts: HashMap<String, i64> = counts.into_iter().collect();
-        // Every broker is asked at once, on the blocking pool.
-        let checks: Vec<_> = rows
-            .iter()
-            .map(|row| {
-                self.broker_client(row)
-                    .map(|client| tokio::task::spawn_blocking(move || client.check(STATUS_TIMEOUT)))
-            })
-            .collect();
-        let mut statuses = Vec::with_capacity(checks.len());
-        for check in checks {
-            statuses.push(match check {
-                Ok(handle) => handle.await.map_err(|_| AppError::Internal).and_then(|r| r),
-                Err(e) => Err(e),
-            });
-        }
+        // Every broker is asked at once.
+        let statuses = futures::future::join_all(rows.iter().map(|row| self.check(row))).await;
         Ok(rows
             .into_iter()
             .zip(statuses)
             .map(|(row, status)| BrokerConnectionSummary {
                 flow_count: counts.get(&row.id).copied().unwrap_or(0) as u32,
-                kind: "Kafka".into(),
-                bootstrap_servers: row.bootstrap_servers,
+                kind: row.kind(),
+                bootstrap_servers: match row.kind() {
+                    BrokerKind::Kafka => row.bootstrap_servers,
+                    BrokerKind::Sqs => sqs_address(&row),
+                },
                 name: row.name,
                 id: row.id,
                 topic_count: status.as_ref().ok().copied(),
@@ -201,13 +305,23 @@ impl BrokerAdmin for Services {
                 format!("A broker connection named '{name}' already exists."),
             ));
         }
-        let client = BrokerClient::new(&settings)?;
-        let client = blocking(move || client.check(DETAILS_TIMEOUT).map(|_| client)).await??;
+        // The broker is asked before anything is saved.
+        let client = match &settings {
+            ConnectionSettings::Kafka(kafka) => {
+                let client = BrokerClient::new(kafka)?;
+                let client =
+                    blocking(move || client.check(DETAILS_TIMEOUT).map(|_| client)).await??;
+                Some(client)
+            }
+            ConnectionSettings::Sqs(sqs) => {
+                SqsClient::new(sqs).check().await?;
+                None
+            }
+        };
 
         let id = new_id();
-        let seal = |value: &Option<String>, field: &str| -> Result<Option<String>, AppError> {
+        let seal = |value: Option<&str>, field: &str| -> Result<Option<String>, AppError> {
             value
-                .as_deref()
                 .map(|v| self.secrets.seal(v, &sealed_context(&id, field)))
                 .transpose()
                 .map_err(|error| {
@@ -215,16 +329,38 @@ impl BrokerAdmin for Services {
                     AppError::Internal
                 })
         };
-        let row = ConnectionRow {
-            id: id.clone(),
-            name: name.clone(),
-            bootstrap_servers: settings.bootstrap_servers.to_string(),
-            security_protocol: settings.security_protocol.as_str().to_owned(),
-            sasl_mechanism: settings.sasl_mechanism.map(|m| m.as_str().to_owned()),
-            username: settings.username.clone(),
-            password_encrypted: seal(&settings.password, "password")?,
-            ca_pem_encrypted: seal(&settings.ca_pem, "ca_pem")?,
-            created_at: now_ms(),
+        let row = match &settings {
+            ConnectionSettings::Kafka(kafka) => ConnectionRow {
+                id: id.clone(),
+                name: name.clone(),
+                bootstrap_servers: kafka.bootstrap_servers.to_string(),
+                security_protocol: kafka.security_protocol.as_str().to_owned(),
+                sasl_mechanism: kafka.sasl_mechanism.map(|m| m.as_str().to_owned()),
+                username: kafka.username.clone(),
+                password_encrypted: seal(kafka.password.as_deref(), "password")?,
+                ca_pem_encrypted: seal(kafka.ca_pem.as_deref(), "ca_pem")?,
+                created_at: now_ms(),
+                kind: BrokerKind::Kafka.as_str().to_owned(),
+                region: None,
+                endpoint_url: None,
+            },
+            ConnectionSettings::Sqs(sqs) => ConnectionRow {
+                id: id.clone(),
+                name: name.clone(),
+                bootstrap_servers: String::new(),
+                security_protocol: String::new(),
+                sasl_mechanism: None,
+                username: sqs.key.as_ref().map(|(key_id, _)| key_id.clone()),
+                password_encrypted: seal(
+                    sqs.key.as_ref().map(|(_, secret)| secret.as_str()),
+                    "secret_access_key",
+                )?,
+                ca_pem_encrypted: None,
+                created_at: now_ms(),
+                kind: BrokerKind::Sqs.as_str().to_owned(),
+                region: Some(sqs.region.as_str().to_owned()),
+                endpoint_url: sqs.endpoint_url.clone(),
+            },
         };
         self.db
             .interact(move |c| queries::insert_connection(c, &row))
@@ -239,13 +375,15 @@ impl BrokerAdmin for Services {
                     internal(e)
                 }
             })?;
-        self.clients.get_or_try_insert(&id, || Ok(client))?;
-        tracing::info!(connection = %id, bootstrap = %settings.bootstrap_servers, "broker connection created");
-        let detail = format!(
-            "{} ({})",
-            settings.bootstrap_servers,
-            settings.security_protocol.as_str()
-        );
+        if let Some(client) = client {
+            self.clients.get_or_try_insert(&id, || Ok(client))?;
+        }
+        let address = settings.address();
+        tracing::info!(connection = %id, kind = settings.kind().as_str(), %address, "broker connection created");
+        let detail = match &settings {
+            ConnectionSettings::Kafka(k) => format!("{address} ({})", k.security_protocol.as_str()),
+            ConnectionSettings::Sqs(_) => format!("Amazon SQS, {address}"),
+        };
         self.audit(by, "broker-connected", &name, &detail).await;
         Ok(id)
     }
@@ -261,8 +399,19 @@ impl BrokerAdmin for Services {
             Ok(topics) => (ConnectionStatus::Reachable, topics),
             Err(e) => (ConnectionStatus::Unreachable(e.to_string()), Vec::new()),
         };
+        let kind = row.kind();
+        let sqs = kind == BrokerKind::Sqs;
         Ok(BrokerConnectionDetails {
-            kind: "Kafka".into(),
+            kind,
+            bootstrap_servers: if sqs {
+                sqs_address(&row)
+            } else {
+                row.bootstrap_servers.clone()
+            },
+            region: row.region.clone(),
+            endpoint_url: row.endpoint_url.clone(),
+            access_key_id: if sqs { row.username.clone() } else { None },
+            username: if sqs { None } else { row.username.clone() },
             password_set: row.password_encrypted.is_some(),
             ca_certificate_set: row.ca_pem_encrypted.is_some(),
             flows: flows
@@ -273,10 +422,8 @@ impl BrokerAdmin for Services {
                 .collect(),
             id: row.id,
             name: row.name,
-            bootstrap_servers: row.bootstrap_servers,
             security_protocol: row.security_protocol,
             sasl_mechanism: row.sasl_mechanism,
-            username: row.username,
             created_at_ms: row.created_at,
             status,
             topics,
@@ -293,9 +440,13 @@ impl BrokerAdmin for Services {
         if !existed {
             return Err(AppError::not_found("The broker connection"));
         }
-        self.audit(by, "broker-deleted", &row.name, &row.bootstrap_servers)
-            .await;
+        let address = match row.kind() {
+            BrokerKind::Kafka => row.bootstrap_servers.clone(),
+            BrokerKind::Sqs => sqs_address(&row),
+        };
+        self.audit(by, "broker-deleted", &row.name, &address).await;
         self.clients.remove(id);
+        self.sqs.remove(id);
         self.runner.reconcile().await?;
         self.runner.drop_producer(id);
         tracing::info!(connection = %id, "broker connection deleted");
@@ -310,14 +461,26 @@ impl BrokerAdmin for Services {
         partitions: u32,
     ) -> Result<(), AppError> {
         let row = self.connection_row(id).await?;
-        self.broker_client(&row)?
-            .create_topic(topic, partitions)
-            .await?;
+        let detail = match row.kind() {
+            BrokerKind::Kafka => {
+                self.broker_client(&row)?
+                    .create_topic(topic, partitions)
+                    .await?;
+                format!(
+                    "{partitions} partition{}",
+                    if partitions == 1 { "" } else { "s" }
+                )
+            }
+            BrokerKind::Sqs => {
+                self.sqs_client(&row)?.create_queue(topic.as_str()).await?;
+                if topic.as_str().ends_with(".fifo") {
+                    "FIFO queue".to_owned()
+                } else {
+                    "standard queue".to_owned()
+                }
+            }
+        };
         let target = format!("{topic} on {}", row.name);
-        let detail = format!(
-            "{partitions} partition{}",
-            if partitions == 1 { "" } else { "s" }
-        );
         self.audit(by, "topic-created", &target, &detail).await;
         Ok(())
     }

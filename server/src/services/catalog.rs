@@ -245,6 +245,18 @@ impl Catalog for Services {
                     && r.direction == request.direction
             })
             .ok_or(AppError::Forbidden)?;
+        let connection_id = request.connection_id.clone();
+        let kind = self
+            .db
+            .interact(move |c| crate::db::brokers::find_connection(c, &connection_id))
+            .await?
+            .map(|c| c.kind());
+        if kind == Some(app::domain::BrokerKind::Sqs) {
+            return Err(AppError::validation(
+                "topic",
+                "Flows on Amazon SQS queues cannot be enabled yet: flows run on Kafka topics only.",
+            ));
+        }
         let versions = self.versions_of(&algorithm_id).await?;
         let Some(chosen) = versions
             .iter()

@@ -35,6 +35,8 @@ pub struct Services {
     pub db: Db,
     pub secrets: SecretBox,
     pub clients: Clients,
+    /// The SQS clients, one per SQS connection.
+    pub sqs: Clients<crate::sqs::SqsClient>,
     pub runner: Runner,
     pub secure_cookies: bool,
     pub logins: std::sync::Arc<throttle::LoginGuard>,
@@ -54,6 +56,7 @@ impl Services {
             db,
             secrets,
             clients: Clients::default(),
+            sqs: Clients::default(),
             secure_cookies,
             logins: Default::default(),
             metrics_token: Default::default(),

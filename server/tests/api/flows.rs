@@ -1072,6 +1072,9 @@ async fn access_can_be_taken_away_while_the_broker_is_down_but_not_given() {
                     password_encrypted: None,
                     ca_pem_encrypted: None,
                     created_at: 0,
+                    kind: "kafka".into(),
+                    region: None,
+                    endpoint_url: None,
                 },
             )?;
             replace_topic_grants(c, "gone-broker", "t", &[(algorithm, true, false)])

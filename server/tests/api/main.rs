@@ -20,5 +20,6 @@ mod roles;
 mod scale;
 mod secrets;
 mod security;
+mod sqs;
 mod support;
 mod web;

@@ -7,10 +7,10 @@ use leptos_router::{
 
 use crate::api::{MAX_PARTITIONS, create_topic, delete_broker_connection, get_broker_connection};
 use crate::components::{
-    ConfirmActions, Dialog, FieldError, FormError, Loaded, StatusBadge, Submit, SuccessNotice,
-    invalid,
+    ConfirmActions, Dialog, EmptyState, FieldError, FormError, Loaded, StatusBadge, Submit,
+    SuccessNotice, Table, invalid,
 };
-use crate::domain::{AppError, BrokerConnectionDetails, TopicInfo};
+use crate::domain::{AppError, BrokerConnectionDetails, BrokerKind, TopicInfo};
 use crate::pages::admin::TopicSidesheet;
 
 /// A broker connection's details page: settings, status, topics, the topic
@@ -69,6 +69,7 @@ fn Details(
         </div>
         <Settings details=details.clone() />
         <TopicsSection
+            kind=details.kind
             connection_id=id.clone()
             topics=topics
             reload=reload
@@ -112,13 +113,31 @@ fn Settings(details: BrokerConnectionDetails) -> impl IntoView {
         <section aria-labelledby="settings-title" class="mt-6 rounded-lg bg-white p-6 shadow">
             <h2 id="settings-title" class="text-lg font-semibold">"Settings"</h2>
             <dl class="mt-2 text-sm">
-                {row("Type", details.kind.clone())}
-                {row("Bootstrap servers", details.bootstrap_servers.clone())}
-                {row("Security protocol", details.security_protocol.clone())}
-                {details.sasl_mechanism.clone().map(|m| row("SASL mechanism", m))}
-                {details.username.clone().map(|u| row("Username", u))}
-                {details.password_set.then(|| row("Password", set(true)))}
-                {row("CA certificate", set(details.ca_certificate_set))}
+                {row("Type", details.kind.label().to_owned())}
+                {match details.kind {
+                    BrokerKind::Kafka => view! {
+                        {row("Bootstrap servers", details.bootstrap_servers.clone())}
+                        {row("Security protocol", details.security_protocol.clone())}
+                        {details.sasl_mechanism.clone().map(|m| row("SASL mechanism", m))}
+                        {details.username.clone().map(|u| row("Username", u))}
+                        {details.password_set.then(|| row("Password", set(true)))}
+                        {row("CA certificate", set(details.ca_certificate_set))}
+                    }
+                    .into_any(),
+                    BrokerKind::Sqs => view! {
+                        {row("Region", details.region.clone().unwrap_or_default())}
+                        {row("Endpoint URL", details.endpoint_url.clone().unwrap_or_else(|| "AWS".into()))}
+                        {match details.access_key_id.clone() {
+                            Some(id) => view! {
+                                {row("Access key ID", id)}
+                                {row("Secret access key", set(details.password_set))}
+                            }
+                            .into_any(),
+                            None => row("Credentials", "The server's default AWS credentials".into()).into_any(),
+                        }}
+                    }
+                    .into_any(),
+                }}
             </dl>
             <p class="mt-3 text-sm text-slate-500">
                 "A broker connection cannot be edited. To change it, connect a new queue and delete this one."
@@ -129,12 +148,14 @@ fn Settings(details: BrokerConnectionDetails) -> impl IntoView {
 
 #[component]
 fn TopicsSection(
+    kind: BrokerKind,
     connection_id: String,
     topics: Vec<TopicInfo>,
     reload: Callback<()>,
     selected: Memo<Option<String>>,
     created: RwSignal<Option<String>>,
 ) -> impl IntoView {
+    let sqs = kind == BrokerKind::Sqs;
     let creating = RwSignal::new(false);
     let empty = topics.is_empty();
     let rows = topics
@@ -150,9 +171,23 @@ fn TopicsSection(
                             {t.name.clone()}
                         </A>
                     </td>
-                    <td class="px-4 py-2 text-right">{t.partitions}</td>
-                    <td class="px-4 py-2 text-right">{t.replication_factor}</td>
-                    <td class="px-4 py-2 text-right">{t.message_count}</td>
+                    {match t.queue {
+                        Some(q) => view! {
+                            <td class="px-4 py-2">{if q.fifo { "FIFO" } else { "Standard" }}</td>
+                            <td class="px-4 py-2">{q.redrive.unwrap_or_else(|| "–".into())}</td>
+                            <td class="px-4 py-2 text-right">{format!("{} s", q.visibility_timeout_secs)}</td>
+                            <td class="px-4 py-2 text-right">{q.visible}</td>
+                            <td class="px-4 py-2 text-right">{q.in_flight}</td>
+                            <td class="px-4 py-2 text-right">{q.delayed}</td>
+                        }
+                        .into_any(),
+                        None => view! {
+                            <td class="px-4 py-2 text-right">{t.partitions}</td>
+                            <td class="px-4 py-2 text-right">{t.replication_factor}</td>
+                            <td class="px-4 py-2 text-right">{t.message_count}</td>
+                        }
+                        .into_any(),
+                    }}
                 </tr>
             }
         })
@@ -161,7 +196,7 @@ fn TopicsSection(
     view! {
         <section aria-labelledby="topics-title" class="mt-6">
             <div class="flex items-center justify-between">
-                <h2 id="topics-title" class="text-lg font-semibold">"Topics"</h2>
+                <h2 id="topics-title" class="text-lg font-semibold">{if sqs { "Queues" } else { "Topics" }}</h2>
                 <button
                     type="button"
                     class="rounded border border-slate-300 bg-white px-3 py-1.5 text-sm hover:bg-slate-50"
@@ -175,42 +210,50 @@ fn TopicsSection(
             <Show when=move || creating.get()>
                 <CreateTopicForm
                     connection_id=connection_id.clone()
+                    sqs=sqs
                     on_created=Callback::new(move |name: String| {
                         creating.set(false);
-                        created.set(Some(format!("Topic '{name}' created.")));
+                        let what = if sqs { "Queue" } else { "Topic" };
+                        created.set(Some(format!("{what} '{name}' created.")));
                         reload.run(());
                     })
                 />
             </Show>
-            {if empty {
-                view! {
-                    <p class="mt-3 rounded-lg border border-dashed border-slate-300 p-6 text-center text-slate-600">
-                        "This broker has no topics yet (or it could not be reached). Use Create topic to add one."
-                    </p>
-                }
-                .into_any()
-            } else {
-                view! {
-                    <table class="mt-3 w-full overflow-hidden rounded-lg bg-white text-left text-sm shadow">
-                        <thead class="bg-slate-100 text-slate-600">
-                            <tr>
-                                <th scope="col" class="px-4 py-2">"Topic"</th>
-                                <th scope="col" class="px-4 py-2 text-right">"Partitions"</th>
-                                <th scope="col" class="px-4 py-2 text-right">"Replication factor"</th>
-                                <th scope="col" class="px-4 py-2 text-right">"Messages"</th>
-                            </tr>
-                        </thead>
-                        <tbody>{rows}</tbody>
-                    </table>
-                }
-                .into_any()
-            }}
+            <div class="mt-3">
+                {match (empty, sqs) {
+                    (true, false) => view! {
+                        <EmptyState title="This broker has no topics yet (or it could not be reached).">
+                            "Use Create topic to add one."
+                        </EmptyState>
+                    }
+                    .into_any(),
+                    (true, true) => view! {
+                        <EmptyState title="This account has no queues in this region yet (or SQS could not be reached).">
+                            "Use Create topic to add one; a name that ends in .fifo makes a FIFO queue."
+                        </EmptyState>
+                    }
+                    .into_any(),
+                    (false, false) => view! {
+                        <Table columns=&["Topic", "Partitions", "Replication factor", "Messages"] right=3>{rows}</Table>
+                    }
+                    .into_any(),
+                    (false, true) => view! {
+                        <Table columns=&["Queue", "Type", "Redrive policy", "Visibility timeout", "Visible", "In flight", "Delayed"] right=4>{rows}</Table>
+                    }
+                    .into_any(),
+                }}
+            </div>
         </section>
     }
 }
 
 #[component]
-fn CreateTopicForm(connection_id: String, on_created: Callback<String>) -> impl IntoView {
+fn CreateTopicForm(
+    connection_id: String,
+    /// An SQS queue has no partitions to choose.
+    sqs: bool,
+    on_created: Callback<String>,
+) -> impl IntoView {
     let name = RwSignal::new(String::new());
     let partitions = RwSignal::new("3".to_owned());
     let create = Submit::new(
@@ -223,6 +266,7 @@ fn CreateTopicForm(connection_id: String, on_created: Callback<String>) -> impl 
     let on_submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         match partitions.get_untracked().trim().parse::<u32>() {
+            _ if sqs => create.run((name.get_untracked(), 1)),
             Ok(n) if (1..=MAX_PARTITIONS).contains(&n) => {
                 create.run((name.get_untracked(), n));
             }
@@ -235,11 +279,11 @@ fn CreateTopicForm(connection_id: String, on_created: Callback<String>) -> impl 
     view! {
         <form on:submit=on_submit aria-label="Create topic" class="mt-3 flex flex-wrap items-start gap-4 rounded-lg bg-white p-4 shadow" novalidate>
             <div>
-                <label for="topic-name" class="block text-sm font-medium">"Topic name"</label>
+                <label for="topic-name" class="block text-sm font-medium">{if sqs { "Queue name" } else { "Topic name" }}</label>
                 <input id="topic-name" aria-describedby="topic-name-error" aria-invalid=invalid(error, "topic") class="mt-1 rounded border border-slate-300 px-3 py-1.5" bind:value=name />
                 <FieldError error=error field="topic" input="topic-name" />
             </div>
-            <div>
+            <div class:hidden=sqs>
                 <label for="topic-partitions" class="block text-sm font-medium">"Partitions"</label>
                 <input
                     id="topic-partitions"

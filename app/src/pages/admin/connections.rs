@@ -46,7 +46,7 @@ fn ConnectionTable(list: Vec<BrokerConnectionSummary>) -> impl IntoView {
                             <td class="px-4 py-2 font-medium">
                                 <A href=href attr:class="text-blue-700 hover:underline">{c.name}</A>
                             </td>
-                            <td class="px-4 py-2">{c.kind}</td>
+                            <td class="px-4 py-2">{c.kind.label()}</td>
                             <td class="px-4 py-2 font-mono text-xs">{c.bootstrap_servers}</td>
                             <td class="px-4 py-2"><StatusBadge status=c.status /></td>
                             <td class="px-4 py-2 text-right">

@@ -76,12 +76,32 @@ pub fn TopicSidesheet(connection_id: String, topic: String) -> impl IntoView {
             <div class="mt-4">
                 <Loaded value=details what="the topic" view=|d: TopicDetails| view! {
                     <dl class="grid grid-cols-2 gap-2 text-sm">
-                        <dt class="text-slate-500">"Partitions"</dt>
-                        <dd>{d.topic.partitions}</dd>
-                        <dt class="text-slate-500">"Replication factor"</dt>
-                        <dd>{d.topic.replication_factor}</dd>
-                        <dt class="text-slate-500">"Messages"</dt>
-                        <dd>{d.topic.message_count}</dd>
+                        {match d.topic.queue.clone() {
+                            None => view! {
+                                <dt class="text-slate-500">"Partitions"</dt>
+                                <dd>{d.topic.partitions}</dd>
+                                <dt class="text-slate-500">"Replication factor"</dt>
+                                <dd>{d.topic.replication_factor}</dd>
+                                <dt class="text-slate-500">"Messages"</dt>
+                                <dd>{d.topic.message_count}</dd>
+                            }
+                            .into_any(),
+                            Some(q) => view! {
+                                <dt class="text-slate-500">"Type"</dt>
+                                <dd>{if q.fifo { "FIFO queue" } else { "Standard queue" }}</dd>
+                                <dt class="text-slate-500">"Visible messages"</dt>
+                                <dd>{q.visible}</dd>
+                                <dt class="text-slate-500">"In flight"</dt>
+                                <dd>{q.in_flight}</dd>
+                                <dt class="text-slate-500">"Delayed"</dt>
+                                <dd>{q.delayed}</dd>
+                                <dt class="text-slate-500">"Visibility timeout"</dt>
+                                <dd>{format!("{} s", q.visibility_timeout_secs)}</dd>
+                                <dt class="text-slate-500">"Redrive policy"</dt>
+                                <dd>{q.redrive.unwrap_or_else(|| "none".into())}</dd>
+                            }
+                            .into_any(),
+                        }}
                     </dl>
                     <h3 class="mt-6 font-semibold">"Algorithms with access"</h3>
                     {if d.grants.is_empty() {
