@@ -12,8 +12,18 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region, SharedCredentialsProvider};
 use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::QueueAttributeName;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 use app::domain::{AppError, AwsRegion, QueueInfo, TopicInfo, check_queue_name};
+
+/// The codes with which AWS refuses a key.
+const CREDENTIAL_ERRORS: &[&str] = &[
+    "InvalidClientTokenId",
+    "SignatureDoesNotMatch",
+    "UnrecognizedClientException",
+    "AccessDenied",
+    "AccessDeniedException",
+];
 
 /// How long one call may take, retries included.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -128,10 +138,9 @@ impl SqsClient {
     }
 
     /// Why a call failed, in words an admin can act on.
-    fn describe<E, R>(&self, error: SdkError<E, R>) -> AppError
+    fn describe<E>(&self, error: SdkError<E, HttpResponse>) -> AppError
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
     {
         let message = match &error {
             SdkError::TimeoutError(_) => format!(
@@ -145,25 +154,26 @@ impl SqsClient {
                 DisplayErrorContext(&error)
             ),
             SdkError::ServiceError(e) => {
-                let e = e.err();
-                match e.code() {
-                    Some(
-                        code @ ("InvalidClientTokenId"
-                        | "SignatureDoesNotMatch"
-                        | "UnrecognizedClientException"
-                        | "AccessDenied"
-                        | "AccessDeniedException"),
-                    ) => format!(
-                        "SQS at {} refused the credentials ({code}): {}",
-                        self.address,
-                        e.message().unwrap_or("no reason given")
-                    ),
-                    code => format!(
-                        "SQS at {} answered with an error ({}): {}",
-                        self.address,
-                        code.unwrap_or("unknown"),
-                        e.message().unwrap_or("no reason given")
-                    ),
+                let status = e.raw().status().as_u16();
+                // An SQS-compatible service may answer in XML where the SDK
+                // reads JSON: the code is then read from the body.
+                let code = e
+                    .err()
+                    .code()
+                    .map(str::to_owned)
+                    .or_else(|| e.raw().body().bytes().and_then(xml_error_code));
+                let reason = e.err().message().unwrap_or("no reason given");
+                let code = code.as_deref().unwrap_or("unknown");
+                if matches!(status, 401 | 403) || CREDENTIAL_ERRORS.contains(&code) {
+                    format!(
+                        "SQS at {} refused the credentials ({code}, HTTP {status}): {reason}",
+                        self.address
+                    )
+                } else {
+                    format!(
+                        "SQS at {} answered with an error ({code}, HTTP {status}): {reason}",
+                        self.address
+                    )
                 }
             }
             _ => format!("SQS at {}: {}", self.address, DisplayErrorContext(&error)),
@@ -251,6 +261,14 @@ impl SqsClient {
     pub fn sdk(&self) -> &Client {
         &self.client
     }
+}
+
+/// The `<Code>` of an XML error answer.
+fn xml_error_code(body: &[u8]) -> Option<String> {
+    let body = std::str::from_utf8(body).ok()?;
+    let start = body.find("<Code>")? + "<Code>".len();
+    let end = start + body[start..].find("</Code>")?;
+    Some(body[start..end].trim().to_owned()).filter(|c| !c.is_empty())
 }
 
 /// A queue as the Queue manager shows it.
@@ -353,6 +371,17 @@ mod tests {
             let err = check_endpoint_url(bad).unwrap_err();
             assert_eq!(err.field(), Some("endpoint_url"), "{bad}");
         }
+    }
+
+    #[test]
+    fn an_xml_error_answer_gives_its_code() {
+        let body = br#"<ErrorResponse><Errors><Error><Code>InvalidClientTokenId</Code><Message>x</Message></Error></Errors></ErrorResponse>"#;
+        assert_eq!(
+            xml_error_code(body).as_deref(),
+            Some("InvalidClientTokenId")
+        );
+        assert_eq!(xml_error_code(b"{}"), None);
+        assert_eq!(xml_error_code(b"<Code></Code>"), None);
     }
 
     #[test]

@@ -153,13 +153,28 @@ pub struct Moto {
 }
 
 impl Moto {
+    /// A server that takes any credentials.
     pub fn start() -> anyhow::Result<Self> {
+        Self::spawn(false)
+    }
+
+    /// A server that checks credentials against its own IAM users, of
+    /// which it has none: every key is refused.
+    pub fn start_checking_credentials() -> anyhow::Result<Self> {
+        Self::spawn(true)
+    }
+
+    fn spawn(check_credentials: bool) -> anyhow::Result<Self> {
         let program = std::env::var("EVENTFLOWS_MOTO_SERVER").unwrap_or_else(|_| {
             let home = std::env::var("HOME").unwrap_or_default();
             format!("{home}/.local/share/eventflows/moto/bin/moto_server")
         });
         let port = free_port()?;
-        let child = Command::new(&program)
+        let mut command = Command::new(&program);
+        if check_credentials {
+            command.env("INITIAL_NO_AUTH_ACTION_COUNT", "0");
+        }
+        let child = command
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())

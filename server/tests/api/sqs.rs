@@ -280,6 +280,27 @@ async fn an_sqs_endpoint_that_does_not_answer_fails_in_time_and_saves_nothing() 
 }
 
 #[tokio::test]
+async fn credentials_the_service_refuses_are_said_so_and_nothing_is_saved() {
+    let (app, token) = admin_app().await;
+    let strict = Moto::start_checking_credentials().unwrap();
+    let reply = app
+        .call(
+            "connect_broker",
+            sqs_form("strict", &strict.endpoint()),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{}", reply.text());
+    let message = reply.json()["message"].as_str().unwrap().to_owned();
+    assert!(
+        message.contains("refused the credentials") && message.contains("InvalidClientTokenId"),
+        "{message}"
+    );
+    assert!(!message.contains(SECRET), "{message}");
+    assert_eq!(connection_count(&app).await, 0);
+}
+
+#[tokio::test]
 async fn queues_can_be_granted_and_flows_on_them_are_refused_with_a_reason() {
     let (app, token) = admin_app().await;
     let id = connect_sqs(&app, &token, "queues").await;
