@@ -267,6 +267,7 @@ async fn serve(services: Services, settings: Settings) -> anyhow::Result<()> {
     runner.set_retry_limit(settings.retry_limit);
     runner.set_model_connections_per_host(settings.model_connections_per_host);
     runner.set_write_timeout(settings.write_timeout);
+    runner.set_sqs_visibility(settings.sqs_visibility);
     let mut services = services;
     services.session_idle = settings.session_idle;
     if let Some(token) = &settings.metrics_token {

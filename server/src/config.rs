@@ -29,6 +29,9 @@ pub struct Settings {
     /// How long a write to the broker may wait for its acknowledgement
     /// before it is sent again.
     pub write_timeout: std::time::Duration,
+    /// How long a message received from SQS stays invisible to other
+    /// readers; extended while a flow holds it.
+    pub sqs_visibility: std::time::Duration,
     /// The bearer token `/metrics` asks for; without one `/metrics` is off.
     pub metrics_token: Option<String>,
     /// A session unused this long ends.
@@ -50,6 +53,7 @@ impl std::fmt::Debug for Settings {
                 &self.model_connections_per_host,
             )
             .field("write_timeout", &self.write_timeout)
+            .field("sqs_visibility", &self.sqs_visibility)
             .field("metrics_token", &self.metrics_token.as_ref().map(|_| "set"))
             .field("session_idle", &self.session_idle)
             .finish()
@@ -69,6 +73,7 @@ struct FileSettings {
     retry_limit_secs: Option<u64>,
     model_connections_per_host: Option<usize>,
     write_timeout_secs: Option<u64>,
+    sqs_visibility_secs: Option<u64>,
     metrics_token: Option<String>,
     session_idle_minutes: Option<u64>,
 }
@@ -148,6 +153,14 @@ impl Settings {
             "a number of seconds",
         )?
         .unwrap_or(crate::runner::SEND_TIMEOUT.as_secs());
+        let sqs_visibility_secs = bounded(
+            env("EVENTFLOWS_SQS_VISIBILITY_SECS"),
+            file.sqs_visibility_secs,
+            "sqs_visibility_secs",
+            1..=43_200,
+            "a number of seconds",
+        )?
+        .unwrap_or(crate::runner::SQS_VISIBILITY_SECS as u64);
         let metrics_token = env("EVENTFLOWS_METRICS_TOKEN").or(file.metrics_token);
         if let Some(token) = &metrics_token
             && (token.trim().len() < 16 || token.trim() != token)
@@ -173,6 +186,7 @@ impl Settings {
             retry_limit: std::time::Duration::from_secs(retry_limit_secs),
             model_connections_per_host,
             write_timeout: std::time::Duration::from_secs(write_timeout_secs),
+            sqs_visibility: std::time::Duration::from_secs(sqs_visibility_secs),
             listen,
             database_url,
             data_dir,

@@ -50,6 +50,30 @@ impl std::fmt::Debug for SqsSettings {
 }
 
 impl SqsSettings {
+    /// The settings of a stored SQS connection, its secret key opened.
+    pub fn from_row(
+        row: &crate::db::brokers::ConnectionRow,
+        secrets: &crate::secrets::SecretBox,
+    ) -> Result<Self, AppError> {
+        let secret = row
+            .password_encrypted
+            .as_deref()
+            .map(|sealed| {
+                secrets
+                    .open(sealed, &crate::kafka::sealed_context(&row.id, "secret_access_key"))
+                    .map_err(|error| {
+                        tracing::error!(connection = %row.id, %error, "an SQS secret key could not be opened");
+                        AppError::Internal
+                    })
+            })
+            .transpose()?;
+        Ok(SqsSettings {
+            region: AwsRegion::parse(row.region.as_deref().unwrap_or_default())?,
+            endpoint_url: row.endpoint_url.clone(),
+            key: row.username.clone().zip(secret),
+        })
+    }
+
     /// Where the connection points, as the Queue manager lists it.
     pub fn address(&self) -> String {
         address(self.region.as_str(), self.endpoint_url.as_deref())
@@ -98,10 +122,19 @@ pub fn check_endpoint_url(url: &str) -> Result<String, AppError> {
 pub struct SqsClient {
     client: Client,
     address: String,
+    timeout: Duration,
 }
 
 impl SqsClient {
+    /// A client for the Queue manager: each call answers within
+    /// [`CALL_TIMEOUT`].
     pub fn new(settings: &SqsSettings) -> Self {
+        Self::with_timeout(settings, CALL_TIMEOUT)
+    }
+
+    /// A client whose calls may take `timeout`: a flow's long-polled
+    /// receives wait for messages longer than an admin's call may take.
+    pub fn with_timeout(settings: &SqsSettings, timeout: Duration) -> Self {
         let http = aws_smithy_http_client::Builder::new()
             .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
                 aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
@@ -124,7 +157,7 @@ impl SqsClient {
             .http_client(http)
             .timeout_config(
                 aws_sdk_sqs::config::timeout::TimeoutConfig::builder()
-                    .operation_timeout(CALL_TIMEOUT)
+                    .operation_timeout(timeout)
                     .connect_timeout(Duration::from_secs(3))
                     .build(),
             );
@@ -134,6 +167,7 @@ impl SqsClient {
         Self {
             client: Client::from_conf(config.build()),
             address: settings.address(),
+            timeout,
         }
     }
 
@@ -146,7 +180,7 @@ impl SqsClient {
             SdkError::TimeoutError(_) => format!(
                 "SQS at {} did not answer within {} seconds.",
                 self.address,
-                CALL_TIMEOUT.as_secs()
+                self.timeout.as_secs()
             ),
             SdkError::DispatchFailure(_) => format!(
                 "Could not reach SQS at {}: {}",

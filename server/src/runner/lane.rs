@@ -39,7 +39,8 @@ use crate::db::flows::ActiveFlow;
 pub(super) struct Worker {
     pub runner: Runner,
     pub spec: Arc<ActiveFlow>,
-    pub consumer: Arc<StreamConsumer<FlowContext>>,
+    /// Where the lane's progress goes.
+    pub acks: Acks,
     pub config: watch::Receiver<FlowConfig>,
     /// The lane's own stop: the flow stops, or its partition is revoked.
     pub stop: watch::Receiver<bool>,
@@ -70,7 +71,7 @@ pub(super) async fn lane(mut worker: Worker, mut source: Source) {
     );
     let commit: KafkaCommit = Commit::new(
         ConsumerOffsets {
-            consumer: worker.consumer.clone(),
+            acks: worker.acks.clone(),
             topic: worker.spec.topic.clone(),
             flow: flow.clone(),
         },
@@ -737,18 +738,31 @@ impl Sink for KafkaSink {
     }
 }
 
-/// Stores offsets in the flow's consumer (committed in the background).
+/// Where a flow's progress goes: offsets stored in its Kafka consumer
+/// (committed in the background), or SQS messages deleted.
+#[derive(Clone)]
+pub(super) enum Acks {
+    Kafka(Arc<StreamConsumer<FlowContext>>),
+    Sqs(Arc<super::sqs_flow::InFlight>),
+}
+
+/// Acknowledges what a lane finished.
 struct ConsumerOffsets {
-    consumer: Arc<StreamConsumer<FlowContext>>,
+    acks: Acks,
     topic: String,
     flow: Arc<str>,
 }
 
 impl Offsets for ConsumerOffsets {
     fn store(&self, partition: i32, offset: i64) {
-        // librdkafka's rd_kafka_offset_store commits `offset + 1` itself.
-        if let Err(error) = self.consumer.store_offset(&self.topic, partition, offset) {
-            tracing::debug!(flow = %self.flow, %error, partition, offset, "offset not stored");
+        match &self.acks {
+            // librdkafka's rd_kafka_offset_store commits `offset + 1` itself.
+            Acks::Kafka(consumer) => {
+                if let Err(error) = consumer.store_offset(&self.topic, partition, offset) {
+                    tracing::debug!(flow = %self.flow, %error, partition, offset, "offset not stored");
+                }
+            }
+            Acks::Sqs(in_flight) => in_flight.finished(offset),
         }
     }
 }

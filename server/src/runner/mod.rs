@@ -23,6 +23,7 @@ mod revoke;
 mod rewind;
 mod runs;
 mod source;
+mod sqs_flow;
 mod stats;
 mod subscribe;
 pub mod write;
@@ -36,17 +37,20 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use app::domain::{AppError, Batching, Direction, FlowOrdering, FlowStats, Runtime};
+use app::domain::{AppError, Batching, BrokerKind, Direction, FlowOrdering, FlowStats, Runtime};
 
 pub use executor::{DEFAULT_CONNECTIONS_PER_HOST, Executor, MAX_INPUT_BYTES, RunError, builtin};
 pub use publish::SEND_TIMEOUT;
 pub use retry::RetryPolicy;
+pub use sqs_flow::VISIBILITY_SECS as SQS_VISIBILITY_SECS;
 pub use stats::{Stats, clock};
 
+use crate::db::brokers::{ConnectionRow, find_connection};
 use crate::db::flows::{ActiveFlow, active_flows};
-use crate::db::{Db, brokers::find_connection, failures};
+use crate::db::{Db, failures};
 use crate::kafka::BrokerSettings;
 use crate::secrets::SecretBox;
+use crate::sqs::{SqsClient, SqsSettings};
 use subscribe::FlowContext;
 
 /// Kept failures a flow's monitor shows, newest first.
@@ -80,7 +84,8 @@ struct Running {
     config: watch::Sender<FlowConfig>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
-    consumer: Arc<StreamConsumer<FlowContext>>,
+    /// The Kafka consumer; `None` for a flow on an SQS queue.
+    consumer: Option<Arc<StreamConsumer<FlowContext>>>,
     /// Closes the consumer elsewhere if the flow is dropped unstopped.
     teardown: CloseAway,
 }
@@ -138,6 +143,9 @@ pub(crate) struct Inner {
     /// The replays running here, by id.
     replays: tokio::sync::Mutex<HashMap<String, JoinHandle<()>>>,
     replay_stop: watch::Sender<bool>,
+    /// How long a message received from SQS stays invisible to other
+    /// readers, in seconds ([`sqs_flow::VISIBILITY_SECS`] unless set).
+    sqs_visibility: std::sync::atomic::AtomicI32,
 }
 
 /// The in-process flow supervisor. Cheap to clone.
@@ -165,6 +173,7 @@ impl Runner {
                 anonymous: crate::db::new_id(),
                 replays: tokio::sync::Mutex::new(HashMap::new()),
                 replay_stop: watch::channel(false).0,
+                sqs_visibility: sqs_flow::VISIBILITY_SECS.into(),
             }),
         })
     }
@@ -183,6 +192,22 @@ impl Runner {
         if let Ok(mut policy) = self.inner.retry.write() {
             policy.limit = limit;
         }
+    }
+
+    /// How long a message received from SQS stays invisible to other
+    /// readers (extended while the flow holds it); applies to flows started
+    /// from now on.
+    pub fn set_sqs_visibility(&self, timeout: Duration) {
+        let secs = timeout.as_secs().clamp(1, 12 * 60 * 60) as i32;
+        self.inner
+            .sqs_visibility
+            .store(secs, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn sqs_visibility(&self) -> i32 {
+        self.inner
+            .sqs_visibility
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// How many calls to one model server may be in flight at once, from
@@ -326,32 +351,52 @@ impl Runner {
     }
 
     async fn start_flow(&self, spec: ActiveFlow, config: FlowConfig) -> Result<Running, AppError> {
-        let settings = self.settings(&spec.connection_id).await?;
+        let row = self.connection(&spec.connection_id).await?;
         let stats = self.registered_stats(&spec);
-        let consumer = Arc::new(subscribe::consumer(
-            &settings,
-            &spec,
-            self.inner.instance.get().map(String::as_str),
-            stats.clone(),
-        )?);
         let (config_tx, config_rx) = watch::channel(config);
         let (stop_tx, stop_rx) = watch::channel(false);
-        stats.set_state("running");
-        let task = tokio::spawn(subscribe::consume(
-            self.clone(),
-            spec.clone(),
-            consumer.clone(),
-            config_rx,
-            stop_rx,
-            stats,
-        ));
+        let (task, consumer) = match row.kind() {
+            BrokerKind::Kafka => {
+                let settings = BrokerSettings::from_row(&row, &self.inner.secrets)?;
+                let consumer = Arc::new(subscribe::consumer(
+                    &settings,
+                    &spec,
+                    self.inner.instance.get().map(String::as_str),
+                    stats.clone(),
+                )?);
+                stats.set_state("running");
+                let task = tokio::spawn(subscribe::consume(
+                    self.clone(),
+                    spec.clone(),
+                    consumer.clone(),
+                    config_rx,
+                    stop_rx,
+                    stats,
+                ));
+                (task, Some(consumer))
+            }
+            BrokerKind::Sqs => {
+                let settings = SqsSettings::from_row(&row, &self.inner.secrets)?;
+                let client = Arc::new(SqsClient::with_timeout(&settings, sqs_flow::CALL_TIMEOUT));
+                stats.set_state("running");
+                let task = tokio::spawn(sqs_flow::consume(
+                    self.clone(),
+                    spec.clone(),
+                    client,
+                    config_rx,
+                    stop_rx,
+                    stats,
+                ));
+                (task, None)
+            }
+        };
         tracing::info!(flow = %spec.id, algorithm = %spec.algorithm, topic = %spec.topic, "flow started");
         Ok(Running {
             spec,
             config: config_tx,
             stop: stop_tx,
             task,
-            teardown: CloseAway(Some(consumer.clone())),
+            teardown: CloseAway(consumer.clone()),
             consumer,
         })
     }
@@ -363,14 +408,22 @@ impl Runner {
         futures::future::join_all(running.drain().map(|(_, flow)| stop(flow))).await;
     }
 
-    async fn settings(&self, connection_id: &str) -> Result<BrokerSettings, AppError> {
+    async fn connection(&self, connection_id: &str) -> Result<ConnectionRow, AppError> {
         let id = connection_id.to_owned();
-        let row = self
-            .inner
+        self.inner
             .db
             .interact(move |c| find_connection(c, &id))
             .await?
-            .ok_or_else(|| AppError::not_found("The broker connection"))?;
+            .ok_or_else(|| AppError::not_found("The broker connection"))
+    }
+
+    async fn settings(&self, connection_id: &str) -> Result<BrokerSettings, AppError> {
+        let row = self.connection(connection_id).await?;
+        if row.kind() != BrokerKind::Kafka {
+            return Err(AppError::Broker {
+                message: format!("'{}' is not a Kafka connection.", row.name),
+            });
+        }
         BrokerSettings::from_row(&row, &self.inner.secrets)
     }
 
@@ -431,13 +484,14 @@ impl Runner {
             Some((consumer, topic, group, (ordering, concurrency, batching))) => {
                 // The lag is the flow's own measurement: the monitor asks
                 // the broker nothing.
-                let partitions =
-                    tokio::task::spawn_blocking(move || subscribe::assigned(&consumer, &topic))
-                        .await
-                        .unwrap_or_default();
                 let mut snapshot = stats.snapshot();
-                snapshot.partitions = partitions;
-                snapshot.consumer_group = Some(group);
+                if let Some(consumer) = consumer {
+                    snapshot.partitions =
+                        tokio::task::spawn_blocking(move || subscribe::assigned(&consumer, &topic))
+                            .await
+                            .unwrap_or_default();
+                    snapshot.consumer_group = Some(group);
+                }
                 snapshot.ordering = Some(ordering);
                 snapshot.concurrency = Some(concurrency);
                 snapshot.batching = Some(batching);
@@ -530,7 +584,10 @@ async fn stop(mut flow: Running) {
     }
     // The final commit and the close block while the broker is unreachable:
     // they run on the blocking pool, and the flow is stopped either way.
-    let consumer = flow.consumer;
+    let Some(consumer) = flow.consumer else {
+        tracing::info!(flow = %id, "flow stopped");
+        return;
+    };
     let flow_id = id.clone();
     let close = tokio::task::spawn_blocking(move || {
         if let Err(error) = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync) {

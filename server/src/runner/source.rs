@@ -1,5 +1,5 @@
-//! A lane's source: the queue of fetched messages of its partition, taken
-//! a batch at a time.
+//! A lane's source: the queue of fetched messages of its Kafka partition,
+//! or the messages an SQS flow received, taken a batch at a time.
 
 use std::sync::Arc;
 
@@ -16,7 +16,58 @@ use super::subscribe::FlowContext;
 /// often.
 pub(super) const BATCH: usize = 256;
 
-pub(super) struct Source {
+pub(super) enum Source {
+    Partition(PartitionSource),
+    /// Messages received from an SQS queue (see `sqs_flow`), in the order
+    /// received; none more once the receiver stops.
+    Received {
+        messages: mpsc::Receiver<OwnedMessage>,
+        stats: Arc<Stats>,
+    },
+}
+
+impl Source {
+    /// The next messages, at most [`BATCH`], waiting for the first.
+    pub async fn next(&mut self) -> Vec<OwnedMessage> {
+        match self {
+            Source::Partition(source) => source.next().await,
+            Source::Received { messages, stats } => match messages.recv().await {
+                Some(first) => {
+                    let mut batch = vec![first];
+                    while batch.len() < BATCH {
+                        match messages.try_recv() {
+                            Ok(message) => batch.push(message),
+                            Err(_) => break,
+                        }
+                    }
+                    stats.set_running();
+                    batch
+                }
+                // The lane ends on its stop signal.
+                None => std::future::pending().await,
+            },
+        }
+    }
+
+    /// The messages ready now, at most [`BATCH`]; empty if there are none.
+    pub fn ready(&mut self) -> Vec<OwnedMessage> {
+        match self {
+            Source::Partition(source) => source.ready(),
+            Source::Received { messages, .. } => {
+                let mut batch = Vec::new();
+                while batch.len() < BATCH {
+                    match messages.try_recv() {
+                        Ok(message) => batch.push(message),
+                        Err(_) => break,
+                    }
+                }
+                batch
+            }
+        }
+    }
+}
+
+pub(super) struct PartitionSource {
     queue: StreamPartitionQueue<FlowContext>,
     /// Messages of the partition that reached the consumer's queue instead
     /// (see `subscribe`); they come first.
@@ -25,13 +76,13 @@ pub(super) struct Source {
     stats: Arc<Stats>,
 }
 
-impl Source {
+impl PartitionSource {
     pub fn new(
         queue: StreamPartitionQueue<FlowContext>,
         strays: mpsc::Receiver<OwnedMessage>,
         stats: Arc<Stats>,
     ) -> Self {
-        Source {
+        PartitionSource {
             queue,
             strays,
             strays_open: true,

@@ -28,9 +28,9 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use app::domain::AppError;
 
-use super::lane::{self, Worker};
+use super::lane::{self, Acks, Worker};
 use super::revoke::{FinishOnDrop, LaneControl, Lanes, blocking_in_callback};
-use super::source::Source;
+use super::source::{PartitionSource, Source};
 use super::{FlowConfig, Runner, Stats};
 use crate::db::flows::ActiveFlow;
 use crate::kafka::BrokerSettings;
@@ -234,7 +234,7 @@ pub async fn consume(
         retry: runner.retry_policy(),
         runner,
         spec: Arc::new(spec),
-        consumer: consumer.clone(),
+        acks: Acks::Kafka(consumer.clone()),
         config,
         stop: stop.clone(),
         stats: stats.clone(),
@@ -343,7 +343,11 @@ impl Lane {
         let mut worker = worker.clone();
         worker.stop = stop;
         let finished = FinishOnDrop(control.clone());
-        let source = Source::new(queue, stray_receiver, worker.stats.clone());
+        let source = Source::Partition(PartitionSource::new(
+            queue,
+            stray_receiver,
+            worker.stats.clone(),
+        ));
         Some(Lane {
             control,
             strays,

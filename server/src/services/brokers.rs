@@ -187,24 +187,7 @@ impl Services {
     /// The shared client of an SQS connection.
     fn sqs_client(&self, row: &ConnectionRow) -> Result<Arc<SqsClient>, AppError> {
         self.sqs.get_or_try_insert(&row.id, || {
-            let secret = row
-                .password_encrypted
-                .as_deref()
-                .map(|sealed| {
-                    self.secrets
-                        .open(sealed, &sealed_context(&row.id, "secret_access_key"))
-                        .map_err(|error| {
-                            tracing::error!(connection = %row.id, %error, "an SQS secret key could not be opened");
-                            AppError::Internal
-                        })
-                })
-                .transpose()?;
-            let settings = SqsSettings {
-                region: AwsRegion::parse(row.region.as_deref().unwrap_or_default())?,
-                endpoint_url: row.endpoint_url.clone(),
-                key: row.username.clone().zip(secret),
-            };
-            Ok(SqsClient::new(&settings))
+            Ok(SqsClient::new(&SqsSettings::from_row(row, &self.secrets)?))
         })
     }
 

@@ -252,10 +252,23 @@ impl Catalog for Services {
             .await?
             .map(|c| c.kind());
         if kind == Some(app::domain::BrokerKind::Sqs) {
-            return Err(AppError::validation(
-                "topic",
-                "Flows on Amazon SQS queues cannot be enabled yet: flows run on Kafka topics only.",
-            ));
+            // Outputs and dead letters are written to Kafka topics only.
+            if request.direction == Direction::Publish {
+                return Err(AppError::validation(
+                    "topic",
+                    "Outputs cannot be published to Amazon SQS queues yet: publish to a Kafka topic.",
+                ));
+            }
+            if request
+                .dlq_topic
+                .as_deref()
+                .is_some_and(|t| !t.trim().is_empty())
+            {
+                return Err(AppError::validation(
+                    "dlq_topic",
+                    "A flow on an Amazon SQS queue has no Dead Letter Queue yet: its failures are kept by the flow.",
+                ));
+            }
         }
         let versions = self.versions_of(&algorithm_id).await?;
         let Some(chosen) = versions

@@ -32,13 +32,18 @@ impl Drop for ServerProcess {
 
 /// `eventflows serve` on the test's database, with its own data directory.
 pub fn start_server(db: &TestDb) -> ServerProcess {
-    start_server_in(db, &db.dir, Stdio::null()).0
+    start_server_in(db, &db.dir, Stdio::null(), &[]).0
 }
 
 /// `eventflows serve` on the test's database and secret key with the data
-/// directory `data` (so the instance name kept there); its log goes to
-/// `log`. Returns the process and its HTTP port.
-pub fn start_server_in(db: &TestDb, data: &Path, log: Stdio) -> (ServerProcess, u16) {
+/// directory `data` (so the instance name kept there) and the settings
+/// `env`; its log goes to `log`. Returns the process and its HTTP port.
+pub fn start_server_in(
+    db: &TestDb,
+    data: &Path,
+    log: Stdio,
+    env: &[(&str, &str)],
+) -> (ServerProcess, u16) {
     let port = server::testing::free_port().unwrap();
     let key = std::fs::read_to_string(db.dir.join(server::secrets::KEY_FILE)).unwrap();
     std::fs::create_dir_all(data).unwrap();
@@ -50,6 +55,7 @@ pub fn start_server_in(db: &TestDb, data: &Path, log: Stdio) -> (ServerProcess, 
         .env("EVENTFLOWS_DIST_DIR", db.dir.join("no-ui"))
         .env("EVENTFLOWS_LISTEN", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -259,7 +265,7 @@ async fn kill_after_and_restart(
     // The restarted server's log is shown if it falls short.
     let log_path = db.dir.join("restarted.log");
     let log = std::fs::File::create(&log_path).unwrap();
-    let _server = start_server_in(db, &db.dir, Stdio::from(log)).0;
+    let _server = start_server_in(db, &db.dir, Stdio::from(log), &[]).0;
     let deadline = Instant::now() + Duration::from_secs(120);
     let outputs = loop {
         let outputs = reader.read(n * 2, Duration::from_secs(2)).await;
@@ -438,7 +444,7 @@ async fn killing_the_server_during_a_replay_loses_no_dead_letter() {
     let reader = Reader::uncommitted(&output);
     let log_path = db.dir.join("first.log");
     let log = std::fs::File::create(&log_path).unwrap();
-    let server = start_server_in(&db, &db.dir, Stdio::from(log)).0;
+    let server = start_server_in(&db, &db.dir, Stdio::from(log), &[]).0;
     let deadline = Instant::now() + Duration::from_secs(90);
     while reader.read(300, Duration::from_millis(500)).await.len() < 300 {
         if Instant::now() >= deadline {
@@ -464,7 +470,7 @@ async fn killing_the_server_during_a_replay_loses_no_dead_letter() {
     // The same data directory: the same instance, which takes its replay up.
     let restart_log = db.dir.join("restarted.log");
     let log = std::fs::File::create(&restart_log).unwrap();
-    let _server = start_server_in(&db, &db.dir, Stdio::from(log)).0;
+    let _server = start_server_in(&db, &db.dir, Stdio::from(log), &[]).0;
     // Generous: the whole suite runs beside it on two cores.
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {

@@ -24,7 +24,7 @@ use crate::support::TestDb;
 
 /// A model server that answers 503 with `Retry-After: 1` while `down` is
 /// set and echoes its input otherwise; `calls` counts every request.
-async fn flaky_model(down: Arc<AtomicBool>, calls: Arc<AtomicUsize>) -> String {
+pub async fn flaky_model(down: Arc<AtomicBool>, calls: Arc<AtomicUsize>) -> String {
     use axum::response::IntoResponse;
     use axum::{Json, Router, routing::post};
     let app = Router::new().route(

@@ -75,7 +75,7 @@ pub async fn counting_model(pause: Duration, runs: Runs) -> String {
 /// there); `log` names its log file.
 fn start_instance(db: &TestDb, n: usize, log: &str) -> (ServerProcess, u16) {
     let log = std::fs::File::create(db.dir.join(format!("{log}.log"))).unwrap();
-    start_server_in(db, &db.dir.join(format!("instance-{n}")), log.into())
+    start_server_in(db, &db.dir.join(format!("instance-{n}")), log.into(), &[])
 }
 
 /// The partitions an instance's flow monitor says it owns (`None` while it

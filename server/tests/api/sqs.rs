@@ -1,21 +1,33 @@
 //! Amazon SQS connections, against a real SQS-compatible server (moto).
 
-use std::sync::OnceLock;
+use std::collections::HashSet;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use aws_sdk_sqs::types::QueueAttributeName;
+use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
 use axum::http::StatusCode;
 use diesel::prelude::*;
 use serde_json::{Value, json};
 
-use app::domain::{AwsRegion, BrokerConnectionDetails, BrokerKind, GrantedTopic, TopicInfo};
-use server::db::schema::broker_connections;
+use app::api::BrokerAdmin;
+use app::domain::{
+    Access, AwsRegion, BrokerConnectionDetails, BrokerKind, Direction, GrantedTopic,
+    NewBrokerConnection, TopicGrant, TopicInfo, TopicName,
+};
+use server::db::{Db, schema::broker_connections};
+use server::secrets::SecretBox;
+use server::services::Services;
 use server::sqs::{SqsClient, SqsSettings};
-use server::testing::Moto;
+use server::testing::{Moto, model_taking};
 
 use crate::brokers::admin_app;
-use crate::kafka::unique_topic;
-use crate::support::TestApp;
+use crate::crash::start_server_in;
+use crate::faults::flaky_model;
+use crate::flows::{Pipeline, Reader, pipeline, read, records_on, wait_until};
+use crate::kafka::{bootstrap, unique_topic};
+use crate::support::{TestApp, TestDb, allow_local_models};
 
 const SECRET: &str = "canary-secret-3b1f9e";
 
@@ -300,48 +312,450 @@ async fn credentials_the_service_refuses_are_said_so_and_nothing_is_saved() {
     assert_eq!(connection_count(&app).await, 0);
 }
 
-#[tokio::test]
-async fn queues_can_be_granted_and_flows_on_them_are_refused_with_a_reason() {
-    let (app, token) = admin_app().await;
-    let id = connect_sqs(&app, &token, "queues").await;
-    let name = unique_topic("events");
-    create_queue(&app, &token, &id, &name).await;
+/// A queue on an SQS connection that acme/sentiment may subscribe to, in
+/// the flows' pipeline (whose Kafka output topic it publishes to).
+struct QueuePipeline {
+    p: Pipeline,
+    connection: String,
+    queue: String,
+    url: String,
+}
+
+async fn queue_pipeline(fifo: bool) -> QueuePipeline {
+    let p = pipeline().await;
+    let connection = connect_sqs(&p.app, &p.admin, "queues").await;
+    let mut queue = unique_topic("inbox");
+    if fifo {
+        queue.push_str(".fifo");
+    }
+    create_queue(&p.app, &p.admin, &connection, &queue).await;
     let grants = json!([
         {"algorithm": "acme/sentiment", "access": {"subscribe": true, "publish": false}},
     ]);
-    let saved = app
-        .call(
-            "save_topic_grants",
-            json!({"id": id, "topic": name, "grants": grants}),
-            Some(&token),
-        )
-        .await;
+    let saved = p.save_grants(&connection, &queue, grants).await;
     assert_eq!(saved.status, StatusCode::OK, "{}", saved.text());
+    let url = sdk().queue_url(&queue).await.unwrap().unwrap();
+    QueuePipeline {
+        p,
+        connection,
+        queue,
+        url,
+    }
+}
 
-    let events: Vec<GrantedTopic> = app
-        .call_as(
-            "list_events",
-            json!({"org": "acme", "name": "sentiment"}),
-            Some(&token),
-        )
-        .await;
-    assert!(events.iter().any(|e| e.topic == name), "{events:?}");
+impl QueuePipeline {
+    fn flow(&self, direction: &str, version: &str, dlq: Option<&str>) -> Value {
+        json!({"request": {"org": "acme", "name": "sentiment", "connection_id": self.connection,
+            "topic": self.queue, "direction": direction, "version": version, "dlq_topic": dlq}})
+    }
 
-    let request = json!({"request": {"org": "acme", "name": "sentiment", "connection_id": id,
-        "topic": name, "direction": "Subscribe", "version": "1.0.0", "dlq_topic": null}});
-    let refused = app.call("save_flow", request, Some(&token)).await;
-    assert_eq!(
-        refused.status,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "{}",
-        refused.text()
+    /// Runs `version` on the queue, publishing to the Kafka output topic;
+    /// the flow's id.
+    async fn enable(&self, version: &str) -> String {
+        self.p.save(&self.p.output, "publish", version, None).await;
+        let reply = self
+            .p
+            .app
+            .call(
+                "save_flow",
+                self.flow("Subscribe", version, None),
+                Some(&self.p.ana),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        let events: Vec<GrantedTopic> = self
+            .p
+            .app
+            .call_as(
+                "list_events",
+                json!({"org": "acme", "name": "sentiment"}),
+                Some(&self.p.ana),
+            )
+            .await;
+        events
+            .into_iter()
+            .find(|e| e.topic == self.queue)
+            .and_then(|e| e.flow)
+            .expect("the flow on the queue is enabled")
+            .id
+    }
+
+    async fn send(&self, bodies: &[String], group: Option<&str>) {
+        for (i, body) in bodies.iter().enumerate() {
+            let mut request = sdk()
+                .sdk()
+                .send_message()
+                .queue_url(&self.url)
+                .message_body(body);
+            if let Some(group) = group {
+                request = request
+                    .message_group_id(group)
+                    .message_deduplication_id(format!("{group}-{i}-{}", server::db::new_id()));
+            }
+            request.send().await.unwrap();
+        }
+    }
+
+    /// Visible plus in-flight messages on the queue.
+    async fn left(&self) -> u64 {
+        let info = queue(&self.p.app, &self.p.admin, &self.connection, &self.queue)
+            .await
+            .queue
+            .unwrap();
+        info.visible + info.in_flight + info.delayed
+    }
+}
+
+#[tokio::test]
+async fn a_flow_on_a_queue_runs_every_message_once_and_then_deletes_it() {
+    let q = queue_pipeline(false).await;
+    let flow = q.enable("1.0.0").await;
+    let good: Vec<String> = (0..20)
+        .map(|i| json!({"text": format!("I love it {i}")}).to_string())
+        .collect();
+    q.send(&good, None).await;
+    let bad = ["\"just a string\"".to_owned(), "not json at all".to_owned()];
+    q.send(&bad, None).await;
+
+    let outputs = read(&q.p.output, 20).await;
+    assert_eq!(outputs.len(), 20);
+    wait_until("every message finished", || async {
+        let stats = q.p.stats(&flow).await;
+        stats.succeeded == 20 && stats.failures_kept == 2
+    })
+    .await;
+    wait_until("the queue is empty", || async { q.left().await == 0 }).await;
+    let stats = q.p.stats(&flow).await;
+    assert_eq!(stats.consumed, 22, "{stats:?}");
+    assert_eq!(records_on(&q.p.output).await, 20, "no message ran twice");
+    let kept: Vec<&str> = stats
+        .kept_failures
+        .iter()
+        .map(|f| f.value.as_str())
+        .collect();
+    for body in ["just a string", "not json at all"] {
+        assert!(
+            kept.iter().any(|k| k.contains(body)),
+            "{body} kept: {kept:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_model_outage_leaves_the_messages_on_the_queue_until_they_ran() {
+    let q = queue_pipeline(false).await;
+    let (down, calls) = (
+        Arc::new(AtomicBool::new(true)),
+        Arc::new(AtomicUsize::new(0)),
     );
-    assert!(refused.text().contains("Amazon SQS"), "{}", refused.text());
-    let flows: i64 = app
+    let model = flaky_model(down.clone(), calls.clone()).await;
+    q.p.app
         .services
-        .db
-        .interact(|c| server::db::schema::flows::table.count().get_result(c))
+        .add_algorithm_version("acme/sentiment", "2.0.0", &format!("http:{model}"), "")
         .await
         .unwrap();
+    let flow = q.enable("2.0.0").await;
+    let inputs: Vec<String> = (0..5).map(|i| json!({"i": i}).to_string()).collect();
+    q.send(&inputs, None).await;
+
+    wait_until("the model has refused six calls", || async {
+        calls.load(Ordering::SeqCst) >= 6
+    })
+    .await;
+    let stats = q.p.stats(&flow).await;
+    assert_eq!((stats.succeeded, stats.failed), (0, 0), "{stats:?}");
+    assert_eq!(q.left().await, 5, "nothing is deleted before it ran");
+
+    down.store(false, Ordering::SeqCst);
+    let mut seen: Vec<i64> = read(&q.p.output, 5)
+        .await
+        .iter()
+        .map(|r| {
+            serde_json::from_str::<Value>(&r.value).unwrap()["i"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen, vec![0, 1, 2, 3, 4]);
+    wait_until("the queue is empty", || async { q.left().await == 0 }).await;
+}
+
+#[tokio::test]
+async fn a_run_longer_than_the_visibility_timeout_keeps_its_message_hidden() {
+    let q = queue_pipeline(false).await;
+    q.p.app
+        .services
+        .runner
+        .set_sqs_visibility(Duration::from_secs(1));
+    let (model, calls) = counting_slow_model(Duration::from_secs(4)).await;
+    q.p.app
+        .services
+        .add_algorithm_version("acme/sentiment", "4.0.0", &format!("http:{model}"), "")
+        .await
+        .unwrap();
+    let flow = q.enable("4.0.0").await;
+    q.send(&[json!({"slow": true}).to_string()], None).await;
+    wait_until("the message ran", || async {
+        q.p.stats(&flow).await.succeeded == 1
+    })
+    .await;
+    wait_until("the queue is empty", || async { q.left().await == 0 }).await;
+    // Had the message become visible during its four seconds, the flow
+    // would have received it again and run it a second time.
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(q.p.stats(&flow).await.consumed, 1);
+    assert_eq!(records_on(&q.p.output).await, 1);
+}
+
+/// A model server that echoes after `delay`; the counter counts its calls.
+async fn counting_slow_model(delay: Duration) -> (String, Arc<AtomicUsize>) {
+    use axum::{Json, Router, routing::post};
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let app = Router::new().route(
+        "/predict",
+        post(move |Json(input): Json<Value>| {
+            let calls = counted.clone();
+            async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(delay).await;
+                Json(input)
+            }
+        }),
+    );
+    (server::testing::serve_model(app).await.unwrap(), calls)
+}
+
+#[tokio::test]
+async fn a_fifo_queue_keeps_each_message_group_in_order() {
+    let q = queue_pipeline(true).await;
+    q.p.app
+        .services
+        .add_algorithm_version("acme/sentiment", "3.0.0", "builtin:echo", "")
+        .await
+        .unwrap();
+    q.enable("3.0.0").await;
+    for group in ["a", "b"] {
+        let inputs: Vec<String> = (0..15)
+            .map(|i| json!({"group": group, "i": i}).to_string())
+            .collect();
+        q.send(&inputs, Some(group)).await;
+    }
+    let outputs = read(&q.p.output, 30).await;
+    for group in ["a", "b"] {
+        let order: Vec<i64> = outputs
+            .iter()
+            .map(|r| serde_json::from_str::<Value>(&r.value).unwrap())
+            .filter(|v| v["group"] == group)
+            .map(|v| v["i"].as_i64().unwrap())
+            .collect();
+        assert_eq!(order, (0..15).collect::<Vec<_>>(), "group {group}");
+    }
+    wait_until("the queue is empty", || async { q.left().await == 0 }).await;
+}
+
+#[tokio::test]
+async fn publishing_to_a_queue_and_dead_letter_queues_on_one_are_refused_for_now() {
+    let q = queue_pipeline(false).await;
+    let grants = json!([
+        {"algorithm": "acme/sentiment", "access": {"subscribe": true, "publish": true}},
+    ]);
+    let saved = q.p.save_grants(&q.connection, &q.queue, grants).await;
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.text());
+    for (request, field) in [
+        (q.flow("Publish", "1.0.0", None), "topic"),
+        (q.flow("Subscribe", "1.0.0", Some(&q.p.dlq)), "dlq_topic"),
+    ] {
+        let refused = q.p.app.call("save_flow", request, Some(&q.p.ana)).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            refused.text()
+        );
+        assert_eq!(refused.json()["field"], field, "{}", refused.text());
+    }
+    let flows: i64 =
+        q.p.app
+            .services
+            .db
+            .interact(|c| server::db::schema::flows::table.count().get_result(c))
+            .await
+            .unwrap();
     assert_eq!(flows, 0);
+}
+
+/// Sets up, through the services and with the key file a server process
+/// will use, `acme/model` 1.0.0 on `runtime` subscribed to a new SQS queue
+/// and publishing to a new Kafka topic. Returns (queue URL, output topic).
+async fn seed_queue_flow(db: &TestDb, runtime: &str) -> (String, String) {
+    let url = db.url.clone();
+    let pool = tokio::task::spawn_blocking(move || Db::open(&url))
+        .await
+        .unwrap()
+        .unwrap();
+    let s = Services::new(pool, SecretBox::load(None, &db.dir).unwrap(), false).unwrap();
+    allow_local_models(&s).await;
+    s.add_organization("acme").await.unwrap();
+    s.add_algorithm_version("acme/model", "1.0.0", runtime, "")
+        .await
+        .unwrap();
+    let form = serde_json::from_value(sqs_form("queues", &endpoint())["connection"].clone());
+    let queues = s.connect_broker("tests", form.unwrap()).await.unwrap();
+    let kafka = s
+        .connect_broker(
+            "tests",
+            NewBrokerConnection {
+                name: "local".into(),
+                bootstrap_servers: bootstrap().into(),
+                security_protocol: "PLAINTEXT".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let (queue, output) = (unique_topic("inbox"), unique_topic("out"));
+    let topics = [(&queues, &queue, true), (&kafka, &output, false)];
+    for (connection, topic, subscribe) in topics {
+        let name = TopicName::parse(topic).unwrap();
+        s.create_topic("tests", connection, &name, 1).await.unwrap();
+        let access = Access {
+            subscribe,
+            publish: !subscribe,
+        };
+        let grants = vec![TopicGrant {
+            algorithm: "acme/model".into(),
+            access,
+        }];
+        s.save_topic_grants("tests", connection, &name, grants)
+            .await
+            .unwrap();
+    }
+    // Enabled straight in the database, after the last grant (which starts
+    // the enabled flows): no flow may run in this process.
+    for (connection, topic, subscribe) in topics {
+        let (connection, topic) = (connection.clone(), topic.clone());
+        let direction = if subscribe {
+            Direction::Subscribe
+        } else {
+            Direction::Publish
+        };
+        s.db.interact(move |c| {
+            let algorithm = server::db::algorithms::find(c, "acme", "model")?
+                .unwrap()
+                .id;
+            server::db::flows::upsert_flow(
+                c,
+                &algorithm,
+                &connection,
+                &topic,
+                direction,
+                "1.0.0",
+                None,
+                "partition",
+                1,
+                Default::default(),
+            )
+        })
+        .await
+        .unwrap();
+    }
+    (sdk().queue_url(&queue).await.unwrap().unwrap(), output)
+}
+
+/// The `n` of each output, in the order written.
+fn numbers(outputs: &[crate::flows::Read]) -> Vec<i64> {
+    outputs
+        .iter()
+        .map(|r| {
+            serde_json::from_str::<Value>(&r.value).unwrap()["n"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_server_mid_stream_loses_no_message_of_a_queue() {
+    let db = TestDb::fresh();
+    let model = model_taking(15).await.unwrap();
+    let (url, output) = seed_queue_flow(&db, &format!("http:{model}")).await;
+    const N: i64 = 400;
+    let sqs = sdk();
+    for chunk in (0..N).collect::<Vec<_>>().chunks(10) {
+        let entries = chunk
+            .iter()
+            .map(|n| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(n.to_string())
+                    .message_body(json!({"n": n}).to_string())
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        let sent = sqs
+            .sdk()
+            .send_message_batch()
+            .queue_url(&url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .unwrap();
+        assert!(sent.failed().is_empty(), "{:?}", sent.failed());
+    }
+    // Messages a killed server held come back after this many seconds.
+    let settings = [("EVENTFLOWS_SQS_VISIBILITY_SECS", "3")];
+    let reader = Reader::new(&output);
+    let server = start_server_in(&db, &db.dir, Stdio::null(), &settings).0;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while reader.read(50, Duration::from_millis(500)).await.len() < 50 {
+        assert!(
+            Instant::now() < deadline,
+            "the server ran fewer than 50 messages"
+        );
+    }
+    drop(server); // SIGKILL
+    let at_kill = reader.read(N as usize, Duration::from_secs(1)).await.len();
+    assert!(at_kill < N as usize, "the kill came after the last message");
+
+    let _server = start_server_in(&db, &db.dir, Stdio::null(), &settings).0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let outputs = loop {
+        let outputs = reader.read(2 * N as usize, Duration::from_secs(2)).await;
+        let seen: HashSet<i64> = numbers(&outputs).into_iter().collect();
+        if seen.len() == N as usize {
+            break outputs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after the restart only {} of {N} messages have an output ({at_kill} at the kill)",
+            seen.len()
+        );
+    };
+    let seen: HashSet<i64> = numbers(&outputs).into_iter().collect();
+    assert_eq!(seen, (0..N).collect::<HashSet<_>>(), "no message lost");
+    println!(
+        "killed after {at_kill} of {N} outputs; {} ran twice",
+        outputs.len() - seen.len()
+    );
+    wait_until("the queue is empty", || async {
+        let attributes = sqs
+            .sdk()
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(QueueAttributeName::All)
+            .send()
+            .await
+            .unwrap();
+        let count = |name: QueueAttributeName| {
+            attributes.attributes().unwrap()[&name]
+                .parse::<u64>()
+                .unwrap()
+        };
+        count(QueueAttributeName::ApproximateNumberOfMessages)
+            + count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            == 0
+    })
+    .await;
 }

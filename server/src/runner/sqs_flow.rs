@@ -1,0 +1,301 @@
+//! A subscribe flow on an SQS queue, read as AWS Lambda's SQS event source
+//! reads one: long-polled receives of up to ten messages at a time, run by
+//! one lane ([`super::lane`]) as it runs a Kafka partition, numbered in the
+//! order received.
+//!
+//! - A message is deleted only once its outputs, or its kept failure, are
+//!   settled: a crash or an outage before that leaves it on the queue, and
+//!   it is received again once its visibility timeout ends.
+//! - While a message waits or runs, its visibility timeout is extended, so
+//!   that no other reader receives it meanwhile.
+//! - When the flow stops, the messages it had not finished are made visible
+//!   again at once.
+//! - On a FIFO queue the message group is the message's key, so that the
+//!   flow's ordering setting keeps each group in order.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+    MessageSystemAttributeName,
+};
+use rdkafka::Timestamp;
+use rdkafka::message::OwnedMessage;
+use tokio::sync::{mpsc, watch};
+
+use super::lane::{self, Acks, Worker};
+use super::source::{BATCH, Source};
+use super::{FlowConfig, Runner, Stats};
+use crate::db::flows::ActiveFlow;
+use crate::sqs::SqsClient;
+
+/// How long a received message stays invisible to other readers, and how
+/// long it is extended by while the flow holds it, unless the runner is
+/// told otherwise; extended every third of it.
+pub const VISIBILITY_SECS: i32 = 30;
+/// How long one receive waits for a message (long polling).
+const WAIT_SECS: i32 = 5;
+/// How long one call of the flow may take: a receive that waited its
+/// whole time still answers within it.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(WAIT_SECS as u64 + 10);
+/// How long the flow waits after a failed call before the next.
+const BACKOFF: Duration = Duration::from_secs(1);
+/// SQS takes at most this many entries in one batch call.
+const SQS_BATCH: usize = 10;
+
+/// The messages a flow received and has not finished: their receipt
+/// handles, by the number the lane knows them by.
+pub struct InFlight {
+    client: Arc<SqsClient>,
+    url: String,
+    flow: Arc<str>,
+    handles: Mutex<BTreeMap<i64, String>>,
+}
+
+impl InFlight {
+    fn new(client: Arc<SqsClient>, url: String, flow: Arc<str>) -> Self {
+        InFlight {
+            client,
+            url,
+            flow,
+            handles: Mutex::default(),
+        }
+    }
+
+    fn received(&self, number: i64, handle: String) {
+        if let Ok(mut handles) = self.handles.lock() {
+            handles.insert(number, handle);
+        }
+    }
+
+    /// Every message up to `last` is finished: they are deleted.
+    pub fn finished(&self, last: i64) {
+        let done: Vec<String> = match self.handles.lock() {
+            Ok(mut handles) => {
+                let rest = handles.split_off(&(last + 1));
+                std::mem::replace(&mut *handles, rest)
+                    .into_values()
+                    .collect()
+            }
+            Err(_) => return,
+        };
+        if done.is_empty() {
+            return;
+        }
+        let (client, url, flow) = (self.client.clone(), self.url.clone(), self.flow.clone());
+        tokio::spawn(async move {
+            for chunk in done.chunks(SQS_BATCH) {
+                delete(&client, &url, &flow, chunk).await;
+            }
+        });
+    }
+
+    fn held(&self) -> Vec<String> {
+        self.handles
+            .lock()
+            .map(|h| h.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Sets the visibility timeout of every message held to `seconds`.
+    async fn set_visibility(&self, seconds: i32) {
+        for chunk in self.held().chunks(SQS_BATCH) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .filter_map(|(i, handle)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(handle)
+                        .visibility_timeout(seconds)
+                        .build()
+                        .ok()
+                })
+                .collect();
+            let answer = self
+                .client
+                .sdk()
+                .change_message_visibility_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await;
+            if let Err(error) = answer {
+                tracing::debug!(flow = %self.flow, %error, "visibility not changed");
+            }
+        }
+    }
+}
+
+/// Deletes finished messages, trying a few times: a message whose delete
+/// never succeeds is received and run again.
+async fn delete(client: &SqsClient, url: &str, flow: &str, handles: &[String]) {
+    let entries: Vec<DeleteMessageBatchRequestEntry> = handles
+        .iter()
+        .enumerate()
+        .filter_map(|(i, handle)| {
+            DeleteMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .receipt_handle(handle)
+                .build()
+                .ok()
+        })
+        .collect();
+    for attempt in 1..=3 {
+        match client
+            .sdk()
+            .delete_message_batch()
+            .queue_url(url)
+            .set_entries(Some(entries.clone()))
+            .send()
+            .await
+        {
+            Ok(answer) if answer.failed().is_empty() => return,
+            Ok(answer) => {
+                tracing::warn!(%flow, failed = answer.failed().len(), "some finished SQS messages were not deleted; they will run again");
+                return;
+            }
+            Err(error) => {
+                tracing::debug!(%flow, %error, attempt, "finished SQS messages not deleted yet");
+                tokio::time::sleep(BACKOFF * attempt).await;
+            }
+        }
+    }
+    tracing::warn!(%flow, count = handles.len(), "finished SQS messages could not be deleted; they will run again");
+}
+
+/// Runs a subscribe flow on the SQS queue named by its topic until `stop`.
+pub async fn consume(
+    runner: Runner,
+    spec: ActiveFlow,
+    client: Arc<SqsClient>,
+    config: watch::Receiver<FlowConfig>,
+    mut stop: watch::Receiver<bool>,
+    stats: Arc<Stats>,
+) {
+    let flow: Arc<str> = spec.id.as_str().into();
+    let visibility = runner.sqs_visibility();
+    let Some(url) = queue_url(&client, &spec.topic, &mut stop, &stats).await else {
+        stats.set_state("stopped");
+        return;
+    };
+    let in_flight = Arc::new(InFlight::new(client.clone(), url.clone(), flow.clone()));
+    let (messages, received) = mpsc::channel(BATCH);
+    let worker = Worker {
+        retry: runner.retry_policy(),
+        runner,
+        spec: Arc::new(spec),
+        acks: Acks::Sqs(in_flight.clone()),
+        config,
+        stop: stop.clone(),
+        stats: stats.clone(),
+    };
+    let topic = worker.spec.topic.clone();
+    let lane = tokio::spawn(lane::lane(
+        worker,
+        Source::Received {
+            messages: received,
+            stats: stats.clone(),
+        },
+    ));
+    let extender = tokio::spawn({
+        let (in_flight, mut stop) = (in_flight.clone(), stop.clone());
+        async move {
+            let third = Duration::from_secs(visibility as u64) / 3;
+            let mut every = tokio::time::interval(third.max(Duration::from_millis(300)));
+            every.tick().await;
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    _ = every.tick() => in_flight.set_visibility(visibility).await,
+                }
+            }
+        }
+    });
+    let mut number: i64 = 0;
+    'receiving: loop {
+        let answer = tokio::select! {
+            _ = stop.changed() => break,
+            answer = client
+                .sdk()
+                .receive_message()
+                .queue_url(&url)
+                .max_number_of_messages(SQS_BATCH as i32)
+                .wait_time_seconds(WAIT_SECS)
+                .visibility_timeout(visibility)
+                .message_system_attribute_names(MessageSystemAttributeName::All)
+                .send() => answer,
+        };
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(error) => {
+                let error = aws_sdk_sqs::error::DisplayErrorContext(&error);
+                tracing::debug!(%flow, %error, "receiving from SQS failed");
+                stats.broker_away(error);
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    _ = tokio::time::sleep(BACKOFF) => continue,
+                }
+            }
+        };
+        stats.broker_reachable();
+        for message in answer.messages() {
+            let Some(handle) = message.receipt_handle() else {
+                continue;
+            };
+            let attribute = |name: MessageSystemAttributeName| {
+                message.attributes().and_then(|a| a.get(&name)).cloned()
+            };
+            let sent = attribute(MessageSystemAttributeName::SentTimestamp)
+                .and_then(|ms| ms.parse::<i64>().ok());
+            let received = OwnedMessage::new(
+                message.body().map(|b| b.as_bytes().to_vec()),
+                attribute(MessageSystemAttributeName::MessageGroupId).map(String::into_bytes),
+                topic.clone(),
+                sent.map_or(Timestamp::NotAvailable, Timestamp::CreateTime),
+                0,
+                number,
+                None,
+            );
+            in_flight.received(number, handle.to_owned());
+            number += 1;
+            tokio::select! {
+                _ = stop.changed() => break 'receiving,
+                sent = messages.send(received) => if sent.is_err() { break 'receiving },
+            }
+        }
+    }
+    // The lane finishes the runs under way and settles them; what it had
+    // not finished is given back to the queue at once.
+    drop(messages);
+    let _ = lane.await;
+    extender.abort();
+    in_flight.set_visibility(0).await;
+    stats.set_state("stopped");
+}
+
+/// The URL of the flow's queue, asked for until it is known or the flow
+/// stops; a queue that does not exist is the flow's state meanwhile.
+async fn queue_url(
+    client: &SqsClient,
+    name: &str,
+    stop: &mut watch::Receiver<bool>,
+    stats: &Stats,
+) -> Option<String> {
+    loop {
+        match client.queue_url(name).await {
+            Ok(Some(url)) => return Some(url),
+            Ok(None) => stats.set_state(format!("the queue '{name}' does not exist")),
+            Err(error) => {
+                tracing::debug!(queue = %name, %error, "the queue's URL could not be read");
+                stats.broker_away(error);
+            }
+        }
+        tokio::select! {
+            _ = stop.changed() => return None,
+            _ = tokio::time::sleep(BACKOFF * 2) => {}
+        }
+    }
+}
