@@ -14,7 +14,7 @@ pub use admin_menu::AdminMenu;
 pub use dialog::{ConfirmActions, Dialog};
 pub use notice::{
     EmptyState, ErrorNotice, FieldError, FormError, Listing, Loaded, Loading, SuccessNotice,
-    invalid,
+    TextField, invalid,
 };
 pub use protected::Protected;
 pub use status::StatusBadge;

@@ -58,6 +58,43 @@ pub fn invalid(
     }
 }
 
+/// A labelled text input of a form, with `help` under it when given, and
+/// the server's refusal of `field` under that (both named by the input's
+/// `aria-describedby`). A `secret` one is a password input.
+#[component]
+pub fn TextField(
+    id: &'static str,
+    label: &'static str,
+    field: &'static str,
+    value: RwSignal<String>,
+    error: RwSignal<Option<AppError>>,
+    #[prop(optional)] placeholder: &'static str,
+    #[prop(optional)] help: Option<&'static str>,
+    #[prop(optional)] secret: bool,
+) -> impl IntoView {
+    let described = match help {
+        Some(_) => format!("{id}-help {id}-error"),
+        None => format!("{id}-error"),
+    };
+    view! {
+        <div>
+            <label for=id class="block text-sm font-medium">{label}</label>
+            <input
+                id=id
+                type=if secret { "password" } else { "text" }
+                aria-describedby=described
+                aria-invalid=invalid(error, field)
+                class=super::style::INPUT
+                placeholder=placeholder
+                bind:value=value
+                autocomplete=if secret { "new-password" } else { "off" }
+            />
+            {help.map(|text| view! { <p id=format!("{id}-help") class="mt-1 text-xs text-slate-500">{text}</p> })}
+            <FieldError error=error field=field input=id />
+        </div>
+    }
+}
+
 /// A form's error that belongs to no single field.
 #[component]
 pub fn FormError(error: RwSignal<Option<AppError>>) -> impl IntoView {

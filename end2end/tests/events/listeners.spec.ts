@@ -326,3 +326,59 @@ test('a member finds dead letters on the monitor, filters them and replays them 
   await expect(monitor.getByTestId('stat-consumed')).toHaveText('6', { timeout: 30_000 });
   await expect(monitor.getByTestId('flow-state')).toHaveText('running');
 });
+
+const sqsEndpoint = `http://127.0.0.1:${process.env.E2E_MOTO_PORT ?? 19193}`;
+
+/** Calls the SQS-compatible test server (moto) as another program would. */
+async function sqs(action: string, params: Record<string, string>) {
+  const api = await playwrightRequest.newContext();
+  // moto tells SQS from its other services by the credential scope; it
+  // checks no signature.
+  const reply = await api.post(`${sqsEndpoint}/`, {
+    headers: {
+      Authorization: 'AWS4-HMAC-SHA256 Credential=AKIAEVENTFLOWSE2E/20260101/us-east-1/sqs/aws4_request, SignedHeaders=host, Signature=0',
+    },
+    form: { Action: action, ...params },
+  });
+  expect(reply.status(), await reply.text()).toBe(200);
+  await api.dispose();
+}
+
+test('a member enables a listener on an SQS queue and watches it work', async ({ page, baseURL }) => {
+  const admin = await playwrightRequest.newContext({ baseURL });
+  await call(admin, 'login', { username: users.admin.name, password: users.admin.password });
+  const id: string = await call(admin, 'connect_broker', {
+    connection: {
+      kind: 'sqs', name: unique('sqs'), region: 'us-east-1', endpoint_url: sqsEndpoint,
+      access_key_id: 'AKIAEVENTFLOWSE2E', secret_access_key: 'e2e-secret-key',
+    },
+  });
+  const queue = unique('reviews');
+  await call(admin, 'create_topic', { id, topic: queue, partitions: 1 });
+  await call(admin, 'save_topic_grants', {
+    id, topic: queue, grants: [{ algorithm: 'acme/sentiment', access: { subscribe: true, publish: false } }],
+  });
+  await admin.dispose();
+
+  await logIn(page, users.ana);
+  await page.goto('/algorithms/acme/sentiment/events');
+  const row = page.getByRole('row').filter({ hasText: queue });
+  await row.getByRole('button', { name: `Enable Subscribe on ${queue}` }).click();
+  const dialog = page.getByRole('dialog', { name: 'Enable listener' });
+  await dialog.getByLabel('Version').selectOption('1.0.0');
+  await dialog.getByRole('button', { name: 'Enable Listener' }).click();
+  await expect(page.getByRole('status')).toHaveText(`Listener on ${queue} enabled.`);
+  await expect(row).toContainText('Enabled');
+
+  const url = `${sqsEndpoint}/123456789012/${queue}`;
+  for (const body of ['{"text": "I love it"}', '{"text": "awful"}', '"no object"']) {
+    await sqs('SendMessage', { QueueUrl: url, MessageBody: body });
+  }
+  await row.getByRole('button', { name: `Monitor Subscribe on ${queue}` }).click();
+  const monitor = page.getByRole('region', { name: `Flow Subscribe on ${queue}` });
+  await expect(monitor.getByTestId('stat-succeeded')).toHaveText('2', { timeout: 30_000 });
+  await expect(monitor.getByTestId('stat-consumed')).toHaveText('3');
+  await expect(monitor.getByTestId('flow-state')).toHaveText('running');
+  // Without a Dead Letter Queue the failed message is kept, and shown.
+  await expect(monitor.getByRole('list', { name: 'Dead letter list' })).toContainText('no object');
+});

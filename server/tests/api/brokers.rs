@@ -42,7 +42,42 @@ pub async fn connect(app: &TestApp, token: &str, name: &str) -> String {
     reply.json().as_str().unwrap().to_owned()
 }
 
-async fn connection_count(app: &TestApp) -> i64 {
+/// Sends the form `base` with each patch of `cases` applied, and checks
+/// that the server refuses it at the field named beside the patch.
+pub async fn refuses_each_field(app: &TestApp, token: &str, base: Value, cases: &[(Value, &str)]) {
+    for (patch, field) in cases {
+        let mut form = base.clone();
+        for (k, v) in patch.as_object().unwrap() {
+            form["connection"][k] = v.clone();
+        }
+        let reply = app.call("connect_broker", form, Some(token)).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{patch}: {}",
+            reply.text()
+        );
+        assert_eq!(reply.json()["field"], *field, "{patch}");
+    }
+}
+
+/// Asks for a new topic (or queue) on connection `id`; the reply.
+pub async fn create_topic(
+    app: &TestApp,
+    token: &str,
+    id: &str,
+    topic: &str,
+    partitions: u32,
+) -> crate::support::Reply {
+    app.call(
+        "create_topic",
+        json!({"id": id, "topic": topic, "partitions": partitions}),
+        Some(token),
+    )
+    .await
+}
+
+pub async fn connection_count(app: &TestApp) -> i64 {
     app.services
         .db
         .interact(|c| broker_connections::table.count().get_result(c))
@@ -119,13 +154,6 @@ async fn unreachable_brokers_fail_within_the_timeout_and_save_nothing() {
 async fn bad_connection_forms_are_refused_field_by_field() {
     let (app, token) = admin_app().await;
     connect(&app, &token, "taken").await;
-    let form = |patch: Value| {
-        let mut base = plaintext("new one", bootstrap());
-        for (k, v) in patch.as_object().unwrap() {
-            base["connection"][k] = v.clone();
-        }
-        base
-    };
     let cases = [
         (json!({"name": "  "}), "name"),
         (json!({"name": "taken"}), "name"),
@@ -153,18 +181,7 @@ async fn bad_connection_forms_are_refused_field_by_field() {
             "ca_pem",
         ),
     ];
-    for (patch, field) in cases {
-        let reply = app
-            .call("connect_broker", form(patch.clone()), Some(&token))
-            .await;
-        assert_eq!(
-            reply.status,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "{patch}: {}",
-            reply.text()
-        );
-        assert_eq!(reply.json()["field"], field, "{patch}");
-    }
+    refuses_each_field(&app, &token, plaintext("new one", bootstrap()), &cases).await;
     assert_eq!(connection_count(&app).await, 1);
 }
 
@@ -220,13 +237,7 @@ async fn topic_names_kafka_would_refuse_and_zero_partitions_are_refused() {
     let (app, token) = admin_app().await;
     let id = connect(&app, &token, "local").await;
     for bad in ["", ".", "..", "with space", "slash/topic", &"t".repeat(250)] {
-        let reply = app
-            .call(
-                "create_topic",
-                json!({"id": id, "topic": bad, "partitions": 1}),
-                Some(&token),
-            )
-            .await;
+        let reply = create_topic(&app, &token, &id, bad, 1).await;
         assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad:?}");
         assert_eq!(reply.json()["field"], "topic", "{bad:?}");
     }

@@ -76,6 +76,62 @@ fn sources(outputs: &[crate::flows::Read]) -> Vec<(i32, i64)> {
         .collect()
 }
 
+/// Services on the test's database with the key file a server process
+/// will use, with local model servers allowed, and `acme/model` 1.0.0 on
+/// `runtime`.
+pub async fn model_services(db: &TestDb, runtime: &str) -> Services {
+    let s = services_on(db).await;
+    allow_local_models(&s).await;
+    s.add_organization("acme").await.unwrap();
+    s.add_algorithm_version("acme/model", "1.0.0", runtime, "")
+        .await
+        .unwrap();
+    s
+}
+
+/// Services on the test's database, with the key file a server process
+/// will use (no flow runs in them until something reconciles).
+pub async fn services_on(db: &TestDb) -> Services {
+    let url = db.url.clone();
+    let pool = tokio::task::spawn_blocking(move || Db::open(&url))
+        .await
+        .unwrap()
+        .unwrap();
+    Services::new(pool, SecretBox::load(None, &db.dir).unwrap(), false).unwrap()
+}
+
+/// Enables `acme/model` 1.0.0 on `topic` straight in the database, so that
+/// no flow starts in this process.
+pub async fn enable_in_db(
+    s: &Services,
+    connection: &str,
+    topic: &str,
+    direction: Direction,
+    ordering: &'static str,
+    concurrency: i32,
+) {
+    let (connection, topic) = (connection.to_owned(), topic.to_owned());
+    s.db.interact(move |c| {
+        let algorithm = server::db::algorithms::find(c, "acme", "model")?
+            .unwrap()
+            .id;
+        server::db::flows::upsert_flow(
+            c,
+            &algorithm,
+            &connection,
+            &topic,
+            direction,
+            "1.0.0",
+            None,
+            ordering,
+            concurrency,
+            Default::default(),
+        )
+    })
+    .await
+    .unwrap();
+}
+
 /// Sets up, through the services and with the key file a server process
 /// will use, `acme/model` 1.0.0 on `runtime` subscribed to a new input topic
 /// of `partitions` partitions and publishing to a new output topic, both on
@@ -99,18 +155,7 @@ pub async fn seed_ordered(
     concurrency: i32,
 ) -> (String, String) {
     let (input, output) = (unique_topic("in"), unique_topic("out"));
-    let url = db.url.clone();
-    let pool = tokio::task::spawn_blocking(move || Db::open(&url))
-        .await
-        .unwrap()
-        .unwrap();
-    let secrets = SecretBox::load(None, &db.dir).unwrap();
-    let s = Services::new(pool, secrets, false).unwrap();
-    allow_local_models(&s).await;
-    s.add_organization("acme").await.unwrap();
-    s.add_algorithm_version("acme/model", "1.0.0", runtime, "")
-        .await
-        .unwrap();
+    let s = model_services(db, runtime).await;
     let connection = s
         .connect_broker(
             "tests",
@@ -158,30 +203,11 @@ pub async fn seed_ordered(
         (&output, Direction::Publish),
         (&input, Direction::Subscribe),
     ] {
-        let (connection, topic) = (connection.clone(), topic.clone());
         let (ordering, concurrency) = match direction {
             Direction::Subscribe => (ordering, concurrency),
             Direction::Publish => ("partition", 1),
         };
-        s.db.interact(move |c| {
-            let algorithm = server::db::algorithms::find(c, "acme", "model")?
-                .unwrap()
-                .id;
-            server::db::flows::upsert_flow(
-                c,
-                &algorithm,
-                &connection,
-                &topic,
-                direction,
-                "1.0.0",
-                None,
-                ordering,
-                concurrency,
-                Default::default(),
-            )
-        })
-        .await
-        .unwrap();
+        enable_in_db(&s, &connection, topic, direction, ordering, concurrency).await;
     }
     (input, output)
 }

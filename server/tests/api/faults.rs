@@ -78,14 +78,7 @@ async fn a_model_outage_is_retried_until_it_ends_and_loses_nothing() {
 
     down.store(false, Ordering::SeqCst);
     let outputs = read(&p.output, 5).await;
-    let order: Vec<i64> = outputs
-        .iter()
-        .map(|r| {
-            serde_json::from_str::<Value>(&r.value).unwrap()["i"]
-                .as_i64()
-                .unwrap()
-        })
-        .collect();
+    let order = crate::flows::numbers_in(&outputs, "i");
     assert_eq!(order, vec![0, 1, 2, 3, 4], "every message, in order");
     wait_until("the flow is running again", || async {
         let stats = p.stats(&flow).await;

@@ -27,6 +27,19 @@ pub struct Read {
     pub timestamp: i64,
 }
 
+/// The integer `field` of each output (a JSON object), in the order read.
+pub fn numbers_in(outputs: &[Read], field: &str) -> Vec<i64> {
+    outputs
+        .iter()
+        .map(|r| {
+            let value: Value = serde_json::from_str(&r.value).unwrap();
+            value[field]
+                .as_i64()
+                .unwrap_or_else(|| panic!("no number {field} in {}", r.value))
+        })
+        .collect()
+}
+
 /// How many records `topic` holds now, over all its partitions: it is read
 /// from the start until each partition reports its end (tansu's high
 /// watermark counts batches, not records, so the end offsets it reports

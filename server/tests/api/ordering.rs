@@ -283,14 +283,7 @@ async fn batch_version(p: &crate::flows::Pipeline) -> Arc<Mutex<Vec<usize>>> {
 
 /// The `"seen"` field of each output of a batch model.
 fn seen(outputs: &[crate::flows::Read]) -> Vec<i64> {
-    outputs
-        .iter()
-        .map(|o| {
-            serde_json::from_str::<Value>(&o.value).unwrap()["seen"]
-                .as_i64()
-                .unwrap()
-        })
-        .collect()
+    crate::flows::numbers_in(outputs, "seen")
 }
 
 /// acme/sentiment 3.0.0 on the batch model server at `model`.

@@ -11,7 +11,6 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use app::domain::Role;
-use server::{db::Db, secrets::SecretBox, services::Services};
 
 use crate::crash::{ServerProcess, seed, start_server_in};
 use crate::flows::Reader;
@@ -126,12 +125,7 @@ async fn an_instance_killed_mid_stream_and_replaced_loses_nothing_and_never_runs
     let model = counting_model(Duration::from_millis(50), runs.clone()).await;
     let (input, output) = seed(&db, bootstrap(), &format!("http:{model}"), 6).await;
     let flow = {
-        let url = db.url.clone();
-        let pool = tokio::task::spawn_blocking(move || Db::open(&url))
-            .await
-            .unwrap()
-            .unwrap();
-        let s = Services::new(pool, SecretBox::load(None, &db.dir).unwrap(), false).unwrap();
+        let s = crate::crash::services_on(&db).await;
         s.add_user("root", "root-password", Role::Admin)
             .await
             .unwrap();

@@ -16,18 +16,16 @@ use app::domain::{
     Access, AwsRegion, BrokerConnectionDetails, BrokerKind, Direction, GrantedTopic,
     NewBrokerConnection, TopicGrant, TopicInfo, TopicName,
 };
-use server::db::{Db, schema::broker_connections};
-use server::secrets::SecretBox;
-use server::services::Services;
+use server::db::schema::broker_connections;
 use server::sqs::{SqsClient, SqsSettings};
 use server::testing::{Moto, model_taking};
 
-use crate::brokers::admin_app;
-use crate::crash::start_server_in;
+use crate::brokers::{admin_app, connection_count, create_topic, refuses_each_field};
+use crate::crash::{enable_in_db, model_services, start_server_in};
 use crate::faults::flaky_model;
-use crate::flows::{Pipeline, Reader, pipeline, read, records_on, wait_until};
+use crate::flows::{Pipeline, Reader, numbers_in, pipeline, read, records_on, wait_until};
 use crate::kafka::{bootstrap, unique_topic};
-use crate::support::{TestApp, TestDb, allow_local_models};
+use crate::support::{TestApp, TestDb};
 
 const SECRET: &str = "canary-secret-3b1f9e";
 
@@ -62,22 +60,8 @@ fn sdk() -> SqsClient {
     })
 }
 
-async fn connection_count(app: &TestApp) -> i64 {
-    app.services
-        .db
-        .interact(|c| broker_connections::table.count().get_result(c))
-        .await
-        .unwrap()
-}
-
 async fn create_queue(app: &TestApp, token: &str, id: &str, name: &str) {
-    let reply = app
-        .call(
-            "create_topic",
-            json!({"id": id, "topic": name, "partitions": 1}),
-            Some(token),
-        )
-        .await;
+    let reply = create_topic(app, token, id, name, 1).await;
     assert_eq!(reply.status, StatusCode::OK, "{name}: {}", reply.text());
 }
 
@@ -210,23 +194,11 @@ async fn queues_are_created_and_listed_with_their_attributes() {
         .json();
     assert_eq!(topic["topic"]["queue"]["in_flight"], 1, "{topic}");
 
-    let again = app
-        .call(
-            "create_topic",
-            json!({"id": id, "topic": standard, "partitions": 1}),
-            Some(&token),
-        )
-        .await;
+    let again = create_topic(&app, &token, &id, &standard, 1).await;
     assert_eq!(again.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(again.text().contains("already exists"), "{}", again.text());
     for bad in ["dots.in.name", "x.fifo.fifo", ".fifo", &"q".repeat(81)] {
-        let reply = app
-            .call(
-                "create_topic",
-                json!({"id": id, "topic": bad, "partitions": 1}),
-                Some(&token),
-            )
-            .await;
+        let reply = create_topic(&app, &token, &id, bad, 1).await;
         assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
         assert_eq!(reply.json()["field"], "topic", "{bad}");
         assert!(sqs.queue_url(bad).await.unwrap().is_none(), "{bad} created");
@@ -236,13 +208,6 @@ async fn queues_are_created_and_listed_with_their_attributes() {
 #[tokio::test]
 async fn sqs_forms_are_refused_field_by_field_and_save_nothing() {
     let (app, token) = admin_app().await;
-    let form = |patch: Value| {
-        let mut base = sqs_form("new one", &endpoint());
-        for (k, v) in patch.as_object().unwrap() {
-            base["connection"][k] = v.clone();
-        }
-        base
-    };
     let cases = [
         (json!({"kind": "rabbitmq"}), "kind"),
         (json!({"region": ""}), "region"),
@@ -254,18 +219,7 @@ async fn sqs_forms_are_refused_field_by_field_and_save_nothing() {
         (json!({"access_key_id": "AKIA EXAMPLE"}), "access_key_id"),
         (json!({"secret_access_key": " "}), "secret_access_key"),
     ];
-    for (patch, field) in cases {
-        let reply = app
-            .call("connect_broker", form(patch.clone()), Some(&token))
-            .await;
-        assert_eq!(
-            reply.status,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "{patch}: {}",
-            reply.text()
-        );
-        assert_eq!(reply.json()["field"], field, "{patch}");
-    }
+    refuses_each_field(&app, &token, sqs_form("new one", &endpoint()), &cases).await;
     assert_eq!(connection_count(&app).await, 0);
 }
 
@@ -467,15 +421,7 @@ async fn a_model_outage_leaves_the_messages_on_the_queue_until_they_ran() {
     assert_eq!(q.left().await, 5, "nothing is deleted before it ran");
 
     down.store(false, Ordering::SeqCst);
-    let mut seen: Vec<i64> = read(&q.p.output, 5)
-        .await
-        .iter()
-        .map(|r| {
-            serde_json::from_str::<Value>(&r.value).unwrap()["i"]
-                .as_i64()
-                .unwrap()
-        })
-        .collect();
+    let mut seen = numbers_in(&read(&q.p.output, 5).await, "i");
     seen.sort_unstable();
     assert_eq!(seen, vec![0, 1, 2, 3, 4]);
     wait_until("the queue is empty", || async { q.left().await == 0 }).await;
@@ -590,17 +536,7 @@ async fn publishing_to_a_queue_and_dead_letter_queues_on_one_are_refused_for_now
 /// will use, `acme/model` 1.0.0 on `runtime` subscribed to a new SQS queue
 /// and publishing to a new Kafka topic. Returns (queue URL, output topic).
 async fn seed_queue_flow(db: &TestDb, runtime: &str) -> (String, String) {
-    let url = db.url.clone();
-    let pool = tokio::task::spawn_blocking(move || Db::open(&url))
-        .await
-        .unwrap()
-        .unwrap();
-    let s = Services::new(pool, SecretBox::load(None, &db.dir).unwrap(), false).unwrap();
-    allow_local_models(&s).await;
-    s.add_organization("acme").await.unwrap();
-    s.add_algorithm_version("acme/model", "1.0.0", runtime, "")
-        .await
-        .unwrap();
+    let s = model_services(db, runtime).await;
     let form = serde_json::from_value(sqs_form("queues", &endpoint())["connection"].clone());
     let queues = s.connect_broker("tests", form.unwrap()).await.unwrap();
     let kafka = s
@@ -632,48 +568,10 @@ async fn seed_queue_flow(db: &TestDb, runtime: &str) -> (String, String) {
             .await
             .unwrap();
     }
-    // Enabled straight in the database, after the last grant (which starts
-    // the enabled flows): no flow may run in this process.
-    for (connection, topic, subscribe) in topics {
-        let (connection, topic) = (connection.clone(), topic.clone());
-        let direction = if subscribe {
-            Direction::Subscribe
-        } else {
-            Direction::Publish
-        };
-        s.db.interact(move |c| {
-            let algorithm = server::db::algorithms::find(c, "acme", "model")?
-                .unwrap()
-                .id;
-            server::db::flows::upsert_flow(
-                c,
-                &algorithm,
-                &connection,
-                &topic,
-                direction,
-                "1.0.0",
-                None,
-                "partition",
-                1,
-                Default::default(),
-            )
-        })
-        .await
-        .unwrap();
-    }
+    // Enabled after the last grant (which starts the enabled flows here).
+    enable_in_db(&s, &kafka, &output, Direction::Publish, "partition", 1).await;
+    enable_in_db(&s, &queues, &queue, Direction::Subscribe, "partition", 1).await;
     (sdk().queue_url(&queue).await.unwrap().unwrap(), output)
-}
-
-/// The `n` of each output, in the order written.
-fn numbers(outputs: &[crate::flows::Read]) -> Vec<i64> {
-    outputs
-        .iter()
-        .map(|r| {
-            serde_json::from_str::<Value>(&r.value).unwrap()["n"]
-                .as_i64()
-                .unwrap()
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -723,7 +621,7 @@ async fn killing_the_server_mid_stream_loses_no_message_of_a_queue() {
     let deadline = Instant::now() + Duration::from_secs(120);
     let outputs = loop {
         let outputs = reader.read(2 * N as usize, Duration::from_secs(2)).await;
-        let seen: HashSet<i64> = numbers(&outputs).into_iter().collect();
+        let seen: HashSet<i64> = numbers_in(&outputs, "n").into_iter().collect();
         if seen.len() == N as usize {
             break outputs;
         }
@@ -733,7 +631,7 @@ async fn killing_the_server_mid_stream_loses_no_message_of_a_queue() {
             seen.len()
         );
     };
-    let seen: HashSet<i64> = numbers(&outputs).into_iter().collect();
+    let seen: HashSet<i64> = numbers_in(&outputs, "n").into_iter().collect();
     assert_eq!(seen, (0..N).collect::<HashSet<_>>(), "no message lost");
     println!(
         "killed after {at_kill} of {N} outputs; {} ran twice",

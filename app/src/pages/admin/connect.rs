@@ -4,7 +4,7 @@ use crate::components::style;
 use leptos_router::{NavigateOptions, components::A, hooks::use_navigate};
 
 use crate::api::connect_broker;
-use crate::components::{FieldError, FormError, Submit, invalid};
+use crate::components::{FieldError, FormError, Submit, TextField, invalid};
 use crate::domain::{BrokerKind, NewBrokerConnection, SaslMechanism, SecurityProtocol};
 
 /// **Connect queue**: the form that tests a broker connection and saves it
@@ -78,54 +78,36 @@ pub fn ConnectBrokerPage() -> impl IntoView {
                 </select>
                 <FieldError error=error field="kind" input="broker-kind" />
             </div>
-            <div>
-                <label for="broker-name" class="block text-sm font-medium">"Name"</label>
-                <input id="broker-name" aria-describedby="broker-name-error" aria-invalid=invalid(error, "name") class=input_class bind:value=name autocomplete="off" />
-                <FieldError error=error field="name" input="broker-name" />
-            </div>
+            <TextField id="broker-name" label="Name" field="name" value=name error=error />
             <Show when=move || !is_kafka()>
-                <div>
-                    <label for="broker-region" class="block text-sm font-medium">"Region"</label>
-                    <input id="broker-region" aria-describedby="broker-region-error" aria-invalid=invalid(error, "region") class=input_class placeholder="us-east-1" bind:value=region autocomplete="off" />
-                    <FieldError error=error field="region" input="broker-region" />
-                </div>
-                <div>
-                    <label for="broker-endpoint" class="block text-sm font-medium">"Endpoint URL (optional)"</label>
-                    <input id="broker-endpoint" aria-describedby="broker-endpoint-help broker-endpoint-error" aria-invalid=invalid(error, "endpoint_url") class=input_class placeholder="https://sqs.example.com" bind:value=endpoint_url autocomplete="off" />
-                    <p id="broker-endpoint-help" class="mt-1 text-xs text-slate-500">"Only for an SQS-compatible service; leave empty for AWS."</p>
-                    <FieldError error=error field="endpoint_url" input="broker-endpoint" />
-                </div>
+                <TextField id="broker-region" label="Region" field="region" value=region error=error placeholder="us-east-1" />
+                <TextField
+                    id="broker-endpoint"
+                    label="Endpoint URL (optional)"
+                    field="endpoint_url"
+                    value=endpoint_url
+                    error=error
+                    placeholder="https://sqs.example.com"
+                    help="Only for an SQS-compatible service; leave empty for AWS."
+                />
                 <label class="flex items-center gap-2 text-sm">
                     <input type="checkbox" bind:checked=default_credentials />
                     "Use the server's default AWS credentials"
                 </label>
                 <Show when=uses_key>
-                    <div>
-                        <label for="broker-access-key" class="block text-sm font-medium">"Access key ID"</label>
-                        <input id="broker-access-key" aria-describedby="broker-access-key-error" aria-invalid=invalid(error, "access_key_id") class=input_class bind:value=access_key_id autocomplete="off" />
-                        <FieldError error=error field="access_key_id" input="broker-access-key" />
-                    </div>
-                    <div>
-                        <label for="broker-secret-key" class="block text-sm font-medium">"Secret access key"</label>
-                        <input id="broker-secret-key" type="password" aria-describedby="broker-secret-key-error" aria-invalid=invalid(error, "secret_access_key") class=input_class bind:value=secret_access_key autocomplete="new-password" />
-                        <FieldError error=error field="secret_access_key" input="broker-secret-key" />
-                    </div>
+                    <TextField id="broker-access-key" label="Access key ID" field="access_key_id" value=access_key_id error=error />
+                    <TextField id="broker-secret-key" label="Secret access key" field="secret_access_key" value=secret_access_key error=error secret=true />
                 </Show>
             </Show>
             <Show when=is_kafka>
-            <div>
-                <label for="broker-bootstrap" class="block text-sm font-medium">"Bootstrap servers"</label>
-                <input
-                    id="broker-bootstrap"
-                    aria-describedby="broker-bootstrap-error"
-                    aria-invalid=invalid(error, "bootstrap_servers")
-                    class=input_class
-                    placeholder="kafka-1:9092,kafka-2:9092"
-                    bind:value=bootstrap
-                    autocomplete="off"
-                />
-                <FieldError error=error field="bootstrap_servers" input="broker-bootstrap" />
-            </div>
+            <TextField
+                id="broker-bootstrap"
+                label="Bootstrap servers"
+                field="bootstrap_servers"
+                value=bootstrap
+                error=error
+                placeholder="kafka-1:9092,kafka-2:9092"
+            />
             <div>
                 <label for="broker-protocol" class="block text-sm font-medium">"Security protocol"</label>
                 <select id="broker-protocol" aria-describedby="broker-protocol-error" aria-invalid=invalid(error, "security_protocol") class=input_class bind:value=protocol>
@@ -148,24 +130,8 @@ pub fn ConnectBrokerPage() -> impl IntoView {
                     </select>
                     <FieldError error=error field="sasl_mechanism" input="broker-mechanism" />
                 </div>
-                <div>
-                    <label for="broker-username" class="block text-sm font-medium">"Username"</label>
-                    <input id="broker-username" aria-describedby="broker-username-error" aria-invalid=invalid(error, "username") class=input_class bind:value=username autocomplete="off" />
-                    <FieldError error=error field="username" input="broker-username" />
-                </div>
-                <div>
-                    <label for="broker-password" class="block text-sm font-medium">"Password"</label>
-                    <input
-                        id="broker-password"
-                        aria-describedby="broker-password-error"
-                        aria-invalid=invalid(error, "password")
-                        type="password"
-                        class=input_class
-                        bind:value=password
-                        autocomplete="new-password"
-                    />
-                    <FieldError error=error field="password" input="broker-password" />
-                </div>
+                <TextField id="broker-username" label="Username" field="username" value=username error=error />
+                <TextField id="broker-password" label="Password" field="password" value=password error=error secret=true />
             </Show>
             <Show when=uses_tls>
                 <div>
