@@ -172,7 +172,7 @@ impl SqsClient {
     }
 
     /// Why a call failed, in words an admin can act on.
-    fn describe<E>(&self, error: SdkError<E, HttpResponse>) -> AppError
+    pub(crate) fn describe<E>(&self, error: SdkError<E, HttpResponse>) -> AppError
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {

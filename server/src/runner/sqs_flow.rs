@@ -42,6 +42,9 @@ const WAIT_SECS: i32 = 5;
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(WAIT_SECS as u64 + 10);
 /// How long the flow waits after a failed call before the next.
 const BACKOFF: Duration = Duration::from_secs(1);
+/// How long a stopping flow waits for its deletes and for giving back
+/// the messages it did not finish.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
 /// SQS takes at most this many entries in one batch call.
 const SQS_BATCH: usize = 10;
 
@@ -52,6 +55,8 @@ pub struct InFlight {
     url: String,
     flow: Arc<str>,
     handles: Mutex<BTreeMap<i64, String>>,
+    /// The deletes under way, awaited when the flow stops.
+    deleting: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl InFlight {
@@ -61,6 +66,7 @@ impl InFlight {
             url,
             flow,
             handles: Mutex::default(),
+            deleting: Mutex::default(),
         }
     }
 
@@ -85,11 +91,31 @@ impl InFlight {
             return;
         }
         let (client, url, flow) = (self.client.clone(), self.url.clone(), self.flow.clone());
-        tokio::spawn(async move {
-            for chunk in done.chunks(SQS_BATCH) {
-                delete(&client, &url, &flow, chunk).await;
-            }
+        let task = tokio::spawn(async move {
+            let chunks = done
+                .chunks(SQS_BATCH)
+                .map(|chunk| delete(&client, &url, &flow, chunk));
+            futures::future::join_all(chunks).await;
         });
+        if let Ok(mut deleting) = self.deleting.lock() {
+            deleting.retain(|d| !d.is_finished());
+            deleting.push(task);
+        }
+    }
+
+    /// Waits, at most `limit`, for the deletes under way.
+    async fn deleted(&self, limit: Duration) {
+        let tasks = self
+            .deleting
+            .lock()
+            .map(|mut d| std::mem::take(&mut *d))
+            .unwrap_or_default();
+        if tokio::time::timeout(limit, futures::future::join_all(tasks))
+            .await
+            .is_err()
+        {
+            tracing::warn!(flow = %self.flow, "finished SQS messages were still being deleted when the flow stopped; they may run again");
+        }
     }
 
     fn held(&self) -> Vec<String> {
@@ -99,9 +125,11 @@ impl InFlight {
             .unwrap_or_default()
     }
 
-    /// Sets the visibility timeout of every message held to `seconds`.
+    /// Sets the visibility timeout of every message held to `seconds`,
+    /// all batches at once.
     async fn set_visibility(&self, seconds: i32) {
-        for chunk in self.held().chunks(SQS_BATCH) {
+        let held = self.held();
+        let calls = held.chunks(SQS_BATCH).map(|chunk| {
             let entries = chunk
                 .iter()
                 .enumerate()
@@ -114,16 +142,21 @@ impl InFlight {
                         .ok()
                 })
                 .collect();
-            let answer = self
-                .client
+            self.client
                 .sdk()
                 .change_message_visibility_batch()
                 .queue_url(&self.url)
                 .set_entries(Some(entries))
                 .send()
-                .await;
-            if let Err(error) = answer {
-                tracing::debug!(flow = %self.flow, %error, "visibility not changed");
+        });
+        for answer in futures::future::join_all(calls).await {
+            match answer {
+                Ok(answer) if answer.failed().is_empty() => {}
+                Ok(answer) => tracing::warn!(flow = %self.flow, failed = answer.failed().len(),
+                    "the visibility of some SQS messages could not be changed"),
+                Err(error) => tracing::warn!(flow = %self.flow,
+                    error = %aws_sdk_sqs::error::DisplayErrorContext(&error),
+                    "the visibility of SQS messages could not be changed"),
             }
         }
     }
@@ -200,38 +233,42 @@ pub async fn consume(
             stats: stats.clone(),
         },
     ));
+    // Extends until the lane has finished, stop or not: a run under way
+    // when the flow stops still holds its message.
     let extender = tokio::spawn({
-        let (in_flight, mut stop) = (in_flight.clone(), stop.clone());
+        let in_flight = in_flight.clone();
         async move {
             let third = Duration::from_secs(visibility as u64) / 3;
             let mut every = tokio::time::interval(third.max(Duration::from_millis(300)));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             every.tick().await;
             loop {
-                tokio::select! {
-                    _ = stop.changed() => return,
-                    _ = every.tick() => in_flight.set_visibility(visibility).await,
-                }
+                every.tick().await;
+                in_flight.set_visibility(visibility).await;
             }
         }
     });
     let mut number: i64 = 0;
     'receiving: loop {
-        let answer = tokio::select! {
-            _ = stop.changed() => break,
-            answer = client
-                .sdk()
-                .receive_message()
-                .queue_url(&url)
-                .max_number_of_messages(SQS_BATCH as i32)
-                .wait_time_seconds(WAIT_SECS)
-                .visibility_timeout(visibility)
-                .message_system_attribute_names(MessageSystemAttributeName::All)
-                .send() => answer,
-        };
+        // A receive is not cut short by a stop: what it returns is held,
+        // and given back below, instead of staying hidden.
+        if *stop.borrow() {
+            break;
+        }
+        let answer = client
+            .sdk()
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(SQS_BATCH as i32)
+            .wait_time_seconds(WAIT_SECS)
+            .visibility_timeout(visibility)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await;
         let answer = match answer {
             Ok(answer) => answer,
             Err(error) => {
-                let error = aws_sdk_sqs::error::DisplayErrorContext(&error);
+                let error = client.describe(error);
                 tracing::debug!(%flow, %error, "receiving from SQS failed");
                 stats.broker_away(error);
                 tokio::select! {
@@ -241,6 +278,9 @@ pub async fn consume(
             }
         };
         stats.broker_reachable();
+        // Every message of the answer is held before any is handed on, so
+        // that a stop in between gives them all back.
+        let mut batch = Vec::with_capacity(answer.messages().len());
         for message in answer.messages() {
             let Some(handle) = message.receipt_handle() else {
                 continue;
@@ -250,7 +290,7 @@ pub async fn consume(
             };
             let sent = attribute(MessageSystemAttributeName::SentTimestamp)
                 .and_then(|ms| ms.parse::<i64>().ok());
-            let received = OwnedMessage::new(
+            batch.push(OwnedMessage::new(
                 message.body().map(|b| b.as_bytes().to_vec()),
                 attribute(MessageSystemAttributeName::MessageGroupId).map(String::into_bytes),
                 topic.clone(),
@@ -258,9 +298,11 @@ pub async fn consume(
                 0,
                 number,
                 None,
-            );
+            ));
             in_flight.received(number, handle.to_owned());
             number += 1;
+        }
+        for received in batch {
             tokio::select! {
                 _ = stop.changed() => break 'receiving,
                 sent = messages.send(received) => if sent.is_err() { break 'receiving },
@@ -272,7 +314,13 @@ pub async fn consume(
     drop(messages);
     let _ = lane.await;
     extender.abort();
-    in_flight.set_visibility(0).await;
+    let settle = async {
+        in_flight.deleted(RELEASE_TIMEOUT / 2).await;
+        in_flight.set_visibility(0).await;
+    };
+    if tokio::time::timeout(RELEASE_TIMEOUT, settle).await.is_err() {
+        tracing::warn!(%flow, "unfinished SQS messages were not given back in time; they are received again once their visibility timeout ends");
+    }
     stats.set_state("stopped");
 }
 
@@ -286,7 +334,10 @@ async fn queue_url(
 ) -> Option<String> {
     loop {
         match client.queue_url(name).await {
-            Ok(Some(url)) => return Some(url),
+            Ok(Some(url)) => {
+                stats.set_state("running");
+                return Some(url);
+            }
             Ok(None) => stats.set_state(format!("the queue '{name}' does not exist")),
             Err(error) => {
                 tracing::debug!(queue = %name, %error, "the queue's URL could not be read");
