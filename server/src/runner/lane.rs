@@ -378,7 +378,7 @@ struct Setup {
     batching: Batching,
     version: Arc<str>,
     dlq: Option<Arc<Target>>,
-    outputs: Vec<(Arc<Target>, Result<FutureProducer, WriteError>)>,
+    outputs: Vec<(Arc<Target>, Result<Producer, WriteError>)>,
 }
 
 /// Shows a model outage as the flow's state while its runs are retried.
@@ -658,7 +658,8 @@ async fn run_batch_step(
     )
 }
 
-/// Writes to Kafka through the runner's shared producers.
+/// Writes to Kafka through the runner's shared producers, and to SQS
+/// queues through the runner's SQS clients.
 #[derive(Clone)]
 pub(super) struct KafkaSink {
     pub runner: Runner,
@@ -694,21 +695,54 @@ impl std::future::Future for KafkaDelivery {
     }
 }
 
-impl Sink for KafkaSink {
-    type Producer = FutureProducer;
-    type Delivery = KafkaDelivery;
+/// What writes to one target: a Kafka producer, or an SQS queue.
+#[derive(Clone)]
+pub(super) enum Producer {
+    Kafka(FutureProducer),
+    Sqs(Arc<super::sqs_flow::OutputQueue>),
+}
 
-    async fn producer(&self, target: &Target) -> Result<FutureProducer, WriteError> {
-        self.runner
-            .producer(&target.connection_id)
-            .await
-            .map_err(|error| {
-                let message = format!("writing to '{}' failed: {error}", target.topic);
-                match error {
-                    AppError::NotFound { .. } => WriteError::Permanent(message),
-                    _ => WriteError::Retryable(message),
-                }
-            })
+/// The broker's answer to one record.
+pub(super) enum Delivery {
+    Kafka(KafkaDelivery),
+    Sqs(super::sqs_flow::Sent),
+}
+
+impl std::future::Future for Delivery {
+    type Output = Result<(), WriteError>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        match self.get_mut() {
+            Delivery::Kafka(delivery) => std::pin::Pin::new(delivery).poll(cx),
+            Delivery::Sqs(sent) => std::pin::Pin::new(sent).poll(cx),
+        }
+    }
+}
+
+impl Sink for KafkaSink {
+    type Producer = Producer;
+    type Delivery = Delivery;
+
+    async fn producer(&self, target: &Target) -> Result<Producer, WriteError> {
+        let refused = |error: AppError| {
+            let message = format!("writing to '{}' failed: {error}", target.topic);
+            match error {
+                AppError::NotFound { .. } => WriteError::Permanent(message),
+                _ => WriteError::Retryable(message),
+            }
+        };
+        match self.runner.output_queue(target).await.map_err(refused)? {
+            Some(queue) => Ok(Producer::Sqs(queue)),
+            None => self
+                .runner
+                .producer(&target.connection_id)
+                .await
+                .map(Producer::Kafka)
+                .map_err(refused),
+        }
     }
 
     fn renew(&self, target: &Target, id: u64) {
@@ -717,10 +751,14 @@ impl Sink for KafkaSink {
 
     fn send(
         &self,
-        producer: &FutureProducer,
+        producer: &Producer,
         target: &Arc<Target>,
         record: Record<'_>,
-    ) -> Result<KafkaDelivery, WriteError> {
+    ) -> Result<Delivery, WriteError> {
+        let producer = match producer {
+            Producer::Kafka(producer) => producer,
+            Producer::Sqs(queue) => return queue.send(target, record).map(Delivery::Sqs),
+        };
         let mut kafka = FutureRecord::to(&target.topic)
             .payload(record.value)
             .headers(record.headers);
@@ -728,11 +766,11 @@ impl Sink for KafkaSink {
             kafka = kafka.key(key);
         }
         match producer.send_result(kafka) {
-            Ok(delivery) => Ok(KafkaDelivery {
+            Ok(delivery) => Ok(Delivery::Kafka(KafkaDelivery {
                 target: target.clone(),
                 producer: super::publish::producer_id(producer),
                 delivery,
-            }),
+            })),
             Err((error, _)) => Err(WriteError::from_kafka(&target.topic, &error)),
         }
     }

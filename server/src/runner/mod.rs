@@ -146,6 +146,9 @@ pub(crate) struct Inner {
     /// How long a message received from SQS stays invisible to other
     /// readers, in seconds ([`sqs_flow::VISIBILITY_SECS`] unless set).
     sqs_visibility: std::sync::atomic::AtomicI32,
+    /// Targets seen so far: the SQS queue each is, or `None` for a Kafka
+    /// topic.
+    output_queues: Mutex<HashMap<(String, String), Option<Arc<sqs_flow::OutputQueue>>>>,
 }
 
 /// The in-process flow supervisor. Cheap to clone.
@@ -174,6 +177,7 @@ impl Runner {
                 replays: tokio::sync::Mutex::new(HashMap::new()),
                 replay_stop: watch::channel(false).0,
                 sqs_visibility: sqs_flow::VISIBILITY_SECS.into(),
+                output_queues: Mutex::default(),
             }),
         })
     }
@@ -415,6 +419,44 @@ impl Runner {
             .interact(move |c| find_connection(c, &id))
             .await?
             .ok_or_else(|| AppError::not_found("The broker connection"))
+    }
+
+    /// The SQS queue `target` is, or `None` for a Kafka topic.
+    pub(crate) async fn output_queue(
+        &self,
+        target: &Target,
+    ) -> Result<Option<Arc<sqs_flow::OutputQueue>>, AppError> {
+        let key = (target.connection_id.clone(), target.topic.clone());
+        if let Some(known) = self
+            .inner
+            .output_queues
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&key).cloned())
+        {
+            return Ok(known);
+        }
+        let row = self.connection(&target.connection_id).await?;
+        let queue = match row.kind() {
+            BrokerKind::Kafka => None,
+            BrokerKind::Sqs => {
+                let settings = SqsSettings::from_row(&row, &self.inner.secrets)?;
+                let client = Arc::new(SqsClient::with_timeout(&settings, sqs_flow::CALL_TIMEOUT));
+                let url = client
+                    .queue_url(&target.topic)
+                    .await?
+                    .ok_or_else(|| AppError::not_found(format!("The queue '{}'", target.topic)))?;
+                Some(Arc::new(sqs_flow::OutputQueue::new(
+                    client,
+                    url,
+                    &target.topic,
+                )))
+            }
+        };
+        if let Ok(mut known) = self.inner.output_queues.lock() {
+            known.insert(key, queue.clone());
+        }
+        Ok(queue)
     }
 
     async fn settings(&self, connection_id: &str) -> Result<BrokerSettings, AppError> {

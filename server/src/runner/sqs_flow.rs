@@ -25,8 +25,11 @@ use rdkafka::Timestamp;
 use rdkafka::message::OwnedMessage;
 use tokio::sync::{mpsc, watch};
 
+use super::Target;
 use super::lane::{self, Acks, Worker};
 use super::source::{BATCH, Source};
+use super::write::WriteError;
+use super::writer::Record;
 use super::{FlowConfig, Runner, Stats};
 use crate::db::flows::ActiveFlow;
 use crate::sqs::SqsClient;
@@ -349,4 +352,141 @@ async fn queue_url(
             _ = tokio::time::sleep(BACKOFF * 2) => {}
         }
     }
+}
+
+/// An SQS queue that outputs are sent to (a publish flow's target).
+pub struct OutputQueue {
+    client: Arc<SqsClient>,
+    url: String,
+    /// A FIFO queue's messages are sent one after another, in the order
+    /// written, by one task; a standard queue's all at once.
+    in_order: Option<mpsc::UnboundedSender<Sending>>,
+}
+
+/// A message to send, and where its answer goes.
+type Sending = (
+    aws_sdk_sqs::operation::send_message::builders::SendMessageFluentBuilder,
+    tokio::sync::oneshot::Sender<Result<(), WriteError>>,
+    String,
+);
+
+/// The answer to one message sent to an SQS queue.
+pub struct Sent(tokio::sync::oneshot::Receiver<Result<(), WriteError>>);
+
+impl std::future::Future for Sent {
+    type Output = Result<(), WriteError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx).map(|answer| {
+            answer.unwrap_or_else(|_| Err(WriteError::Retryable("sending was cancelled".into())))
+        })
+    }
+}
+
+/// Sends one message and answers.
+async fn send_one(client: &SqsClient, (request, answer, topic): Sending) {
+    let sent = request.send().await.map(|_| ()).map_err(|error| {
+        let error = client.describe(error);
+        WriteError::Retryable(format!("writing to '{topic}' failed: {error}"))
+    });
+    let _ = answer.send(sent);
+}
+
+/// The largest message SQS takes.
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+
+impl OutputQueue {
+    pub fn new(client: Arc<SqsClient>, url: String, name: &str) -> Self {
+        let in_order = name.ends_with(".fifo").then(|| {
+            let (tx, mut rx) = mpsc::unbounded_channel::<Sending>();
+            let client = client.clone();
+            tokio::spawn(async move {
+                while let Some(sending) = rx.recv().await {
+                    send_one(&client, sending).await;
+                }
+            });
+            tx
+        });
+        OutputQueue {
+            client,
+            url,
+            in_order,
+        }
+    }
+
+    /// Sends one output. Its body must be text within SQS's size limit.
+    /// On a FIFO queue its key is the message group (an output without a
+    /// key goes to the group "eventflows"), and the deduplication id is
+    /// drawn from where its input came from and what it is, so that an
+    /// output written again after a restart is taken once.
+    pub(super) fn send(&self, target: &Target, record: Record<'_>) -> Result<Sent, WriteError> {
+        let body = std::str::from_utf8(record.value).map_err(|_| {
+            WriteError::Permanent(format!(
+                "an output that is not UTF-8 text cannot be sent to the SQS queue '{}'",
+                target.topic
+            ))
+        })?;
+        if body.len() > MAX_MESSAGE_BYTES {
+            return Err(WriteError::Permanent(format!(
+                "an output of {} bytes is over the {MAX_MESSAGE_BYTES} bytes an SQS message may have ('{}')",
+                body.len(),
+                target.topic
+            )));
+        }
+        let mut request = self
+            .client
+            .sdk()
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body);
+        if self.in_order.is_some() {
+            let group = record
+                .key
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+                .filter(|k| !k.is_empty())
+                .unwrap_or_else(|| "eventflows".to_owned());
+            request = request
+                .message_group_id(group)
+                .message_deduplication_id(deduplication_id(&record));
+        }
+        let (answer, sent) = tokio::sync::oneshot::channel();
+        let sending = (request, answer, target.topic.clone());
+        match &self.in_order {
+            Some(queue) => {
+                if let Err(unsent) = queue.send(sending) {
+                    let _ = unsent.0.1.send(Err(WriteError::Retryable(
+                        "the queue's sender has stopped".into(),
+                    )));
+                }
+            }
+            None => {
+                let client = self.client.clone();
+                tokio::spawn(async move { send_one(&client, sending).await });
+            }
+        }
+        Ok(Sent(sent))
+    }
+}
+
+/// A FIFO deduplication id: a digest of the output's source headers and
+/// its value.
+fn deduplication_id(record: &Record<'_>) -> String {
+    use rdkafka::message::Headers;
+    use sha2::{Digest, Sha256};
+    let mut digest = Sha256::new();
+    for header in record.headers.iter() {
+        if header.key.starts_with("eventflows-source-") {
+            digest.update(header.key.as_bytes());
+            digest.update(header.value.unwrap_or_default());
+        }
+    }
+    digest.update(record.value);
+    digest
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

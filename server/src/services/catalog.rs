@@ -252,13 +252,7 @@ impl Catalog for Services {
             .await?
             .map(|c| c.kind());
         if kind == Some(app::domain::BrokerKind::Sqs) {
-            // Outputs and dead letters are written to Kafka topics only.
-            if request.direction == Direction::Publish {
-                return Err(AppError::validation(
-                    "topic",
-                    "Outputs cannot be published to Amazon SQS queues yet: publish to a Kafka topic.",
-                ));
-            }
+            // Dead letters are read back from Kafka topics only.
             if request
                 .dlq_topic
                 .as_deref()

@@ -502,26 +502,17 @@ async fn a_fifo_queue_keeps_each_message_group_in_order() {
 }
 
 #[tokio::test]
-async fn publishing_to_a_queue_and_dead_letter_queues_on_one_are_refused_for_now() {
+async fn a_dead_letter_queue_on_a_queue_is_refused_for_now() {
     let q = queue_pipeline(false).await;
-    let grants = json!([
-        {"algorithm": "acme/sentiment", "access": {"subscribe": true, "publish": true}},
-    ]);
-    let saved = q.p.save_grants(&q.connection, &q.queue, grants).await;
-    assert_eq!(saved.status, StatusCode::OK, "{}", saved.text());
-    for (request, field) in [
-        (q.flow("Publish", "1.0.0", None), "topic"),
-        (q.flow("Subscribe", "1.0.0", Some(&q.p.dlq)), "dlq_topic"),
-    ] {
-        let refused = q.p.app.call("save_flow", request, Some(&q.p.ana)).await;
-        assert_eq!(
-            refused.status,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "{}",
-            refused.text()
-        );
-        assert_eq!(refused.json()["field"], field, "{}", refused.text());
-    }
+    let request = q.flow("Subscribe", "1.0.0", Some(&q.p.dlq));
+    let refused = q.p.app.call("save_flow", request, Some(&q.p.ana)).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.text()
+    );
+    assert_eq!(refused.json()["field"], "dlq_topic", "{}", refused.text());
     let flows: i64 =
         q.p.app
             .services
@@ -530,6 +521,115 @@ async fn publishing_to_a_queue_and_dead_letter_queues_on_one_are_refused_for_now
             .await
             .unwrap();
     assert_eq!(flows, 0);
+}
+
+#[tokio::test]
+async fn outputs_are_published_to_a_fifo_queue_one_group_per_key_in_order() {
+    let q = queue_pipeline(true).await;
+    let grants = json!([
+        {"algorithm": "acme/sentiment", "access": {"subscribe": false, "publish": true}},
+    ]);
+    let saved = q.p.save_grants(&q.connection, &q.queue, grants).await;
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.text());
+    q.p.app
+        .services
+        .add_algorithm_version("acme/sentiment", "3.0.0", "builtin:echo", "")
+        .await
+        .unwrap();
+    let publish =
+        q.p.app
+            .call(
+                "save_flow",
+                q.flow("Publish", "3.0.0", None),
+                Some(&q.p.ana),
+            )
+            .await;
+    assert_eq!(publish.status, StatusCode::OK, "{}", publish.text());
+    q.p.save(&q.p.input, "subscribe", "3.0.0", None).await;
+    let records: Vec<(Option<String>, String)> = (0..20)
+        .map(|i| {
+            let key = if i % 2 == 0 { "a" } else { "b" };
+            (
+                Some(key.to_owned()),
+                json!({"key": key, "i": i}).to_string(),
+            )
+        })
+        .collect();
+    crate::kafka::produce_keyed_to_partition(&q.p.input, 0, &records).await;
+
+    // Read off the queue as another program would, deleting what it read.
+    let sqs = sdk();
+    let mut received: Vec<(String, Value)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while received.len() < 20 {
+        assert!(
+            Instant::now() < deadline,
+            "{} of 20 outputs on the queue",
+            received.len()
+        );
+        let answer = sqs
+            .sdk()
+            .receive_message()
+            .queue_url(&q.url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_system_attribute_names(
+                aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId,
+            )
+            .send()
+            .await
+            .unwrap();
+        for message in answer.messages() {
+            let group = message
+                .attributes()
+                .and_then(|a| {
+                    a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId)
+                })
+                .cloned()
+                .unwrap_or_default();
+            received.push((
+                group,
+                serde_json::from_str(message.body().unwrap()).unwrap(),
+            ));
+            sqs.sdk()
+                .delete_message()
+                .queue_url(&q.url)
+                .receipt_handle(message.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    for group in ["a", "b"] {
+        let order: Vec<i64> = received
+            .iter()
+            .filter(|(g, _)| g == group)
+            .map(|(_, v)| {
+                assert_eq!(v["key"], group, "{v} in group {group}");
+                v["i"].as_i64().unwrap()
+            })
+            .collect();
+        let expected: Vec<i64> = (0..20).filter(|i| (i % 2 == 0) == (group == "a")).collect();
+        assert_eq!(order, expected, "group {group}");
+    }
+
+    // An output SQS cannot take is a failure of its message, said so.
+    let big = json!({"key": "a", "text": "x".repeat(300 * 1024)}).to_string();
+    crate::kafka::produce_keyed_to_partition(&q.p.input, 0, &[(Some("a".into()), big)]).await;
+    let flow = q.p.subscribe_flow_id().await;
+    wait_until(
+        "the output too large for SQS is kept as a failure",
+        || async { q.p.stats(&flow).await.failures_kept == 1 },
+    )
+    .await;
+    let stats = q.p.stats(&flow).await;
+    assert!(
+        stats.kept_failures[0]
+            .message
+            .contains("bytes an SQS message may have"),
+        "{:?}",
+        stats.kept_failures[0]
+    );
 }
 
 /// Sets up, through the services and with the key file a server process
