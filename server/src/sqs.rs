@@ -16,6 +16,24 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 use app::domain::{AppError, AwsRegion, QueueInfo, TopicInfo, check_queue_name};
 
+/// Error codes that sending the same message again cannot cure.
+const REFUSED_FOR_GOOD: &[&str] = &[
+    "InvalidParameterValue",
+    "InvalidMessageContents",
+    "InvalidAttributeName",
+    "InvalidAttributeValue",
+    "MissingParameter",
+    "UnsupportedOperation",
+    "AWS.SimpleQueueService.NonExistentQueue",
+    "QueueDoesNotExist",
+];
+
+/// The codes with which SQS says a queue does not exist.
+const QUEUE_GONE: &[&str] = &[
+    "AWS.SimpleQueueService.NonExistentQueue",
+    "QueueDoesNotExist",
+];
+
 /// The codes with which AWS refuses a key.
 const CREDENTIAL_ERRORS: &[&str] = &[
     "InvalidClientTokenId",
@@ -189,13 +207,7 @@ impl SqsClient {
             ),
             SdkError::ServiceError(e) => {
                 let status = e.raw().status().as_u16();
-                // An SQS-compatible service may answer in XML where the SDK
-                // reads JSON: the code is then read from the body.
-                let code = e
-                    .err()
-                    .code()
-                    .map(str::to_owned)
-                    .or_else(|| e.raw().body().bytes().and_then(xml_error_code));
+                let code = error_code(&error);
                 let reason = e.err().message().unwrap_or("no reason given");
                 let code = code.as_deref().unwrap_or("unknown");
                 if matches!(status, 401 | 403) || CREDENTIAL_ERRORS.contains(&code) {
@@ -213,6 +225,48 @@ impl SqsClient {
             _ => format!("SQS at {}: {}", self.address, DisplayErrorContext(&error)),
         };
         AppError::Broker { message }
+    }
+
+    /// Whether sending a message again cannot cure `error`: the message
+    /// or the request is refused as it is, or the queue is gone.
+    pub(crate) fn refused_for_good<E>(error: &SdkError<E, HttpResponse>) -> bool
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        error_code(error).is_some_and(|code| REFUSED_FOR_GOOD.contains(&code.as_str()))
+    }
+
+    /// Whether `error` says the queue does not exist (any more).
+    pub(crate) fn queue_gone<E>(error: &SdkError<E, HttpResponse>) -> bool
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        error_code(error).is_some_and(|code| QUEUE_GONE.contains(&code.as_str()))
+    }
+
+    /// The messages on the queue at `url` that are not deleted yet:
+    /// visible, in flight and delayed (as SQS counts them, approximately).
+    /// `Ok(None)` when the queue does not exist.
+    pub async fn waiting(&self, url: &str) -> Result<Option<u64>, AppError> {
+        let answer = self
+            .client
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await;
+        match answer {
+            Ok(answer) => Ok(Some(
+                answer
+                    .attributes()
+                    .map(|a| a.values().filter_map(|v| v.parse::<u64>().ok()).sum())
+                    .unwrap_or(0),
+            )),
+            Err(e) if Self::queue_gone(&e) => Ok(None),
+            Err(e) => Err(self.describe(e)),
+        }
     }
 
     /// The URLs of every queue, following the pages of the list.
@@ -294,6 +348,23 @@ impl SqsClient {
     /// The SDK client, for the tests that put messages on a queue.
     pub fn sdk(&self) -> &Client {
         &self.client
+    }
+}
+
+/// The code of a service's error answer. An SQS-compatible service may
+/// answer in XML where the SDK reads JSON: the code is then read from the
+/// body.
+fn error_code<E>(error: &SdkError<E, HttpResponse>) -> Option<String>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match error {
+        SdkError::ServiceError(e) => e
+            .err()
+            .code()
+            .map(str::to_owned)
+            .or_else(|| e.raw().body().bytes().and_then(xml_error_code)),
+        _ => None,
     }
 }
 

@@ -354,9 +354,14 @@ test('a member enables a listener on an SQS queue and watches it work', async ({
     },
   });
   const queue = unique('reviews');
+  const letters = unique('letters');
   await call(admin, 'create_topic', { id, topic: queue, partitions: 1 });
   await call(admin, 'save_topic_grants', {
     id, topic: queue, grants: [{ algorithm: 'acme/sentiment', access: { subscribe: true, publish: false } }],
+  });
+  await call(admin, 'create_topic', { id, topic: letters, partitions: 1 });
+  await call(admin, 'save_topic_grants', {
+    id, topic: letters, grants: [{ algorithm: 'acme/sentiment', access: { subscribe: false, publish: true } }],
   });
   await admin.dispose();
 
@@ -366,9 +371,12 @@ test('a member enables a listener on an SQS queue and watches it work', async ({
   await row.getByRole('button', { name: `Enable Subscribe on ${queue}` }).click();
   const dialog = page.getByRole('dialog', { name: 'Enable listener' });
   await dialog.getByLabel('Version').selectOption('1.0.0');
+  await dialog.getByLabel('Enable Dead Letter Queue').check();
+  await dialog.getByLabel('Dead Letter Queue topic').selectOption(letters);
   await dialog.getByRole('button', { name: 'Enable Listener' }).click();
   await expect(page.getByRole('status')).toHaveText(`Listener on ${queue} enabled.`);
   await expect(row).toContainText('Enabled');
+  await expect(row).toContainText(letters);
 
   const url = `${sqsEndpoint}/123456789012/${queue}`;
   for (const body of ['{"text": "I love it"}', '{"text": "awful"}', '"no object"']) {
@@ -377,8 +385,12 @@ test('a member enables a listener on an SQS queue and watches it work', async ({
   await row.getByRole('button', { name: `Monitor Subscribe on ${queue}` }).click();
   const monitor = page.getByRole('region', { name: `Flow Subscribe on ${queue}` });
   await expect(monitor.getByTestId('stat-succeeded')).toHaveText('2', { timeout: 30_000 });
+  await expect(monitor.getByTestId('stat-dead-lettered')).toHaveText('1');
   await expect(monitor.getByTestId('stat-consumed')).toHaveText('3');
   await expect(monitor.getByTestId('flow-state')).toHaveText('running');
-  // Without a Dead Letter Queue the failed message is kept, and shown.
-  await expect(monitor.getByRole('list', { name: 'Dead letter list' })).toContainText('no object');
+  // The failed message is on the Dead Letter Queue, read back from it.
+  const deadLetters = monitor.getByRole('region', { name: 'Dead letters' });
+  await expect(deadLetters.getByTestId('dead-letters-source')).toContainText(`From the Dead Letter Queue ${letters}`);
+  await expect(deadLetters.getByRole('list', { name: 'Dead letter list' })).toContainText('no object', { timeout: 15_000 });
+  await expect(deadLetters.getByRole('list', { name: 'Dead letter list' })).toContainText(/message \S+ \(\d+ receives before this read\)/);
 });

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use rdkafka::message::Message;
 
 use app::domain::{
-    AppError, Comparison, Direction, DryRun, DryRunRequest, DrySample, MAX_DRY_RUN,
+    AppError, BrokerKind, Comparison, Direction, DryRun, DryRunRequest, DrySample, MAX_DRY_RUN,
     MAX_REPLAY_LETTERS, Runtime,
 };
 
@@ -43,6 +43,12 @@ impl Runner {
             .await?;
         let (sample, recent) = match &request.sample {
             DrySample::Recent(count) => {
+                if self.connection(&flow.row.connection_id).await?.kind() == BrokerKind::Sqs {
+                    return Err(AppError::validation(
+                        "sample",
+                        "An SQS queue's recent messages cannot be read without taking them from the flow: try the version on chosen dead letters instead.",
+                    ));
+                }
                 if !(1..=MAX_DRY_RUN).contains(count) {
                     return Err(AppError::validation(
                         "sample",

@@ -28,6 +28,29 @@ pub const REPLAY_OF: &str = "eventflows-replay-of";
 /// the length of the whole value.
 pub const VALUE_TRUNCATED: &str = "eventflows-value-truncated";
 
+/// On a message received from an SQS queue: its message id, and how many
+/// times it was received (both as SQS gives them). They travel on with
+/// its outputs, as an input's own headers do.
+pub const SQS_MESSAGE_ID: &str = "sqs-message-id";
+pub const SQS_RECEIVE_COUNT: &str = "sqs-receive-count";
+
+/// The headers that go as an SQS message's attributes, most wanted first:
+/// SQS takes at most ten, so the rest are left off.
+pub const SQS_ATTRIBUTE_ORDER: [&str; 12] = [
+    ERROR_KIND,
+    ERROR,
+    ATTEMPTS,
+    FAILED_AT,
+    ALGORITHM,
+    VERSION,
+    SOURCE_TOPIC,
+    SOURCE_OFFSET,
+    REPLAY_OF,
+    VALUE_TRUNCATED,
+    SQS_MESSAGE_ID,
+    SOURCE_PARTITION,
+];
+
 /// Builds headers: the input's own (minus old `eventflows-` ones), then ours.
 pub fn build(original: Option<&OwnedHeaders>, ours: &[(&str, &[u8])]) -> OwnedHeaders {
     let mut out = OwnedHeaders::new_with_capacity(

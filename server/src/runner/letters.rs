@@ -13,6 +13,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use app::domain::{AppError, DeadLetter, DeadLetterQuery};
 
 use super::headers;
+use super::sqs_flow::Peeked;
 use crate::db::failures::Failure;
 use crate::kafka::{BrokerSettings, ReadingConsumer, ReadingContext};
 
@@ -25,6 +26,9 @@ pub enum LetterId {
         partition: i32,
         offset: i64,
     },
+    /// A message on a Dead Letter Queue that is an SQS queue, by its
+    /// message id.
+    Queued { queue: String, message_id: String },
     /// A failure the flow keeps, by its id.
     Kept(String),
 }
@@ -33,6 +37,14 @@ impl LetterId {
     pub fn parse(text: &str) -> Option<Self> {
         if let Some(id) = text.strip_prefix("kept:") {
             return (!id.is_empty() && id.len() <= 64).then(|| LetterId::Kept(id.to_owned()));
+        }
+        if let Some(rest) = text.strip_prefix("queue:") {
+            let (queue, message_id) = rest.rsplit_once(':')?;
+            let fine = |t: &str| !t.is_empty() && t.len() <= 128;
+            return (fine(queue) && fine(message_id)).then(|| LetterId::Queued {
+                queue: queue.to_owned(),
+                message_id: message_id.to_owned(),
+            });
         }
         let rest = text.strip_prefix("topic:")?;
         let mut parts = rest.rsplitn(3, ':');
@@ -55,6 +67,7 @@ impl std::fmt::Display for LetterId {
                 partition,
                 offset,
             } => write!(f, "topic:{topic}:{partition}:{offset}"),
+            LetterId::Queued { queue, message_id } => write!(f, "queue:{queue}:{message_id}"),
             LetterId::Kept(id) => write!(f, "kept:{id}"),
         }
     }
@@ -175,6 +188,23 @@ pub fn from_record(message: &OwnedMessage) -> DeadLetter {
         replay_of: header(message, headers::REPLAY_OF).map(str::to_owned),
         replayed: None,
     }
+}
+
+/// A message on an SQS Dead Letter Queue as the flow's page shows it.
+pub fn from_peeked(peeked: &Peeked) -> DeadLetter {
+    let mut letter = from_record(&peeked.record);
+    letter.id = LetterId::Queued {
+        queue: peeked.record.topic().to_owned(),
+        message_id: peeked.message_id.clone(),
+    }
+    .to_string();
+    // Reading it was a receive too.
+    letter.position = Some(format!(
+        "message {} ({} receives before this read)",
+        peeked.message_id,
+        peeked.receive_count.saturating_sub(1)
+    ));
+    letter
 }
 
 /// Bytes for a person to read; `whole` values that are JSON are
@@ -547,6 +577,10 @@ mod tests {
                 offset: 17,
             },
             LetterId::Kept("f00".into()),
+            LetterId::Queued {
+                queue: "letters.fifo".into(),
+                message_id: "5fea7756-0ea4-451a-a703-a558b933e274".into(),
+            },
         ] {
             assert_eq!(LetterId::parse(&id.to_string()), Some(id));
         }
@@ -557,6 +591,9 @@ mod tests {
             "topic:t:-1:2",
             "topic:t:1",
             "kept:",
+            "queue:",
+            "queue:q:",
+            "queue::m",
             "x:1",
         ] {
             assert_eq!(LetterId::parse(bad), None, "{bad}");

@@ -25,6 +25,7 @@ use super::commit::{Commit, Offsets};
 use super::lane::{DbKeeper, KafkaSink};
 use super::letters::{self, LetterId, TopicReader};
 use super::retry::{RetryObserver, run_with_retries};
+use super::sqs_flow::Peeked;
 use super::writer::{Failure, Finished, Next, Ran, Sink, Writer};
 use super::{RunError, Runner, Stats, Target};
 use crate::db::flows::FlowRow;
@@ -37,6 +38,9 @@ const CHUNK: i64 = 100;
 const RUNS_AT_ONCE: usize = 16;
 /// Replays a flow's monitor shows.
 const SHOWN_REPLAYS: i64 = 5;
+/// The most messages read from an SQS Dead Letter Queue to list or find
+/// a flow's letters: SQS cannot be read at a position, only received.
+const PEEKED_LETTERS: usize = 200;
 
 /// The flow a replay runs through, as it is now.
 pub(super) struct Flow {
@@ -117,8 +121,30 @@ impl Runner {
     ) -> Result<app::domain::DeadLetterPage, AppError> {
         let flow = self.replay_flow(flow_id).await?;
         let limit = app::domain::DEAD_LETTERS_PER_PAGE as usize;
-        let mut page = match flow.row.dlq_topic.clone() {
-            Some(topic) => {
+        let queued = match &flow.row.dlq_topic {
+            Some(topic) => self.queued_letters(&flow, topic).await?,
+            None => None,
+        };
+        let mut page = match (flow.row.dlq_topic.clone(), queued) {
+            (Some(topic), Some(queued)) => {
+                let skip = skip_of(query.cursor.as_deref(), "queued:")?;
+                let matching: Vec<_> = queued
+                    .iter()
+                    .filter(|p| letters::record_matches(&p.record, &query))
+                    .collect();
+                app::domain::DeadLetterPage {
+                    dlq_topic: Some(topic),
+                    letters: matching
+                        .iter()
+                        .skip(skip)
+                        .take(limit)
+                        .map(|p| letters::from_peeked(p))
+                        .collect(),
+                    next: (matching.len() > skip + limit)
+                        .then(|| format!("queued:{}", skip + limit)),
+                }
+            }
+            (Some(topic), None) => {
                 let reader = self.topic_reader(&flow.row, &topic).await?;
                 let (algorithm, source) = (flow.algorithm.clone(), flow.row.topic.clone());
                 let filter = query.clone();
@@ -140,19 +166,8 @@ impl Runner {
                     next,
                 }
             }
-            None => {
-                let skip: usize = match query.cursor.as_deref() {
-                    None => 0,
-                    Some(text) => text
-                        .strip_prefix("kept:")
-                        .and_then(|n| n.parse().ok())
-                        .ok_or_else(|| {
-                            AppError::validation(
-                                "cursor",
-                                "This page of dead letters is not known.",
-                            )
-                        })?,
-                };
+            (None, _) => {
+                let skip = skip_of(query.cursor.as_deref(), "kept:")?;
                 let id = flow_id.to_owned();
                 let filter = query.clone();
                 let (rows, more) = self
@@ -206,6 +221,35 @@ impl Runner {
         Ok(page)
     }
 
+    /// The flow's letters on its Dead Letter Queue, newest first, when
+    /// that is an SQS queue (read without being taken); `None` for a topic.
+    async fn queued_letters(
+        &self,
+        flow: &Flow,
+        queue: &str,
+    ) -> Result<Option<Vec<Peeked>>, AppError> {
+        let target = Target {
+            connection_id: flow.row.connection_id.clone(),
+            topic: queue.to_owned(),
+        };
+        let Some(output) = self.output_queue(&target).await? else {
+            return Ok(None);
+        };
+        let mut queued: Vec<Peeked> = output
+            .peek(queue, PEEKED_LETTERS)
+            .await?
+            .into_iter()
+            .filter(|p| letters::is_from(&p.record, &flow.algorithm, &flow.row.topic))
+            .collect();
+        let failed_at = |p: &Peeked| {
+            letters::header(&p.record, super::headers::FAILED_AT)
+                .and_then(|at| at.parse::<i64>().ok())
+                .unwrap_or(0)
+        };
+        queued.sort_by_key(|p| std::cmp::Reverse(failed_at(p)));
+        Ok(Some(queued))
+    }
+
     /// Starts a replay of the flow's dead letters (by id, or every one that
     /// matches a filter) through `version`; its id. Refused while one of
     /// them is still being replayed.
@@ -241,7 +285,8 @@ impl Runner {
                     let id = LetterId::parse(text).ok_or_else(|| {
                         AppError::validation("letters", format!("'{text}' is not a dead letter."))
                     })?;
-                    if let LetterId::Record { topic, .. } = &id
+                    if let LetterId::Record { topic, .. } | LetterId::Queued { queue: topic, .. } =
+                        &id
                         && flow.row.dlq_topic.as_deref() != Some(topic.as_str())
                     {
                         return Err(AppError::validation(
@@ -298,8 +343,17 @@ impl Runner {
                 format!("More than {MAX_REPLAY_LETTERS} dead letters match; narrow the filter."),
             )
         };
-        let ids: Vec<String> = match flow.row.dlq_topic.clone() {
-            Some(topic) => {
+        let queued = match &flow.row.dlq_topic {
+            Some(topic) => self.queued_letters(flow, topic).await?,
+            None => None,
+        };
+        let ids: Vec<String> = match (flow.row.dlq_topic.clone(), queued) {
+            (Some(_), Some(queued)) => queued
+                .iter()
+                .filter(|p| letters::record_matches(&p.record, &query))
+                .map(|p| letters::from_peeked(p).id)
+                .collect(),
+            (Some(topic), None) => {
                 let reader = self.topic_reader(&flow.row, &topic).await?;
                 let (algorithm, source) = (flow.algorithm.clone(), flow.row.topic.clone());
                 let records = tokio::task::spawn_blocking(move || {
@@ -325,7 +379,7 @@ impl Runner {
                     })
                     .collect()
             }
-            None => {
+            (None, _) => {
                 let id = flow.row.id.clone();
                 self.inner
                     .db
@@ -639,8 +693,13 @@ impl Runner {
         let mut found = HashMap::new();
         let mut records: HashMap<String, Vec<(i32, i64, String)>> = HashMap::new();
         let mut kept = Vec::new();
+        let mut queued: HashMap<String, Vec<(String, String)>> = HashMap::new();
         for (_, text) in next {
             match LetterId::parse(text) {
+                Some(LetterId::Queued { queue, message_id }) => queued
+                    .entry(queue)
+                    .or_default()
+                    .push((message_id, text.clone())),
                 Some(LetterId::Record {
                     topic,
                     partition,
@@ -667,7 +726,22 @@ impl Runner {
                     Some(record) if !letters::is_from(record, &flow.algorithm, &flow.row.topic) => {
                         Err("not a dead letter of this flow".to_owned())
                     }
-                    Some(record) => message_of_record(record, &topic),
+                    Some(record) => message_of_record(
+                        record,
+                        format!("{topic}/{}/{}", record.partition(), record.offset()).into(),
+                    ),
+                };
+                found.insert(text, letter);
+            }
+        }
+        for (queue, wanted) in queued {
+            let on_queue = self.queued_letters(flow, &queue).await?.unwrap_or_default();
+            for (message_id, text) in wanted {
+                let letter = match on_queue.iter().find(|p| p.message_id == message_id) {
+                    None => Err("no longer on the Dead Letter Queue".to_owned()),
+                    Some(peeked) => {
+                        message_of_record(&peeked.record, format!("{queue}/{message_id}").into())
+                    }
                 };
                 found.insert(text, letter);
             }
@@ -697,18 +771,17 @@ impl Runner {
 }
 
 /// A Dead Letter Queue record as the message it was: its key, value and
-/// own headers, at its source position, with the attempts it had.
+/// own headers, at its source position, with the attempts it had; it is a
+/// replay of `replay_of`.
 fn message_of_record(
     record: &OwnedMessage,
-    dlq_topic: &str,
+    replay_of: Arc<str>,
 ) -> Result<(OwnedMessage, u32, Arc<str>), String> {
     if letters::header(record, super::headers::VALUE_TRUNCATED).is_some() {
         return Err("its value was cut to fit the Dead Letter Queue".into());
     }
     let number = |name| letters::header(record, name).and_then(|v| v.parse::<i64>().ok());
     let source = letters::header(record, super::headers::SOURCE_TOPIC).unwrap_or_default();
-    let replay_of: Arc<str> =
-        format!("{dlq_topic}/{}/{}", record.partition(), record.offset()).into();
     let mut headers = OwnedHeaders::new();
     if let Some(own) = record.headers() {
         for h in own
@@ -774,6 +847,19 @@ fn message_of_kept(
         })),
     );
     Ok((message, row.attempts.max(0) as u32, replay_of))
+}
+
+/// How many letters after `prefix` a page cursor skips (none without one).
+fn skip_of(cursor: Option<&str>, prefix: &str) -> Result<usize, AppError> {
+    match cursor {
+        None => Ok(0),
+        Some(text) => text
+            .strip_prefix(prefix)
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| {
+                AppError::validation("cursor", "This page of dead letters is not known.")
+            }),
+    }
 }
 
 /// A replay stores no consumer offsets.

@@ -11,7 +11,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
-use app::domain::{AppError, Direction, Rewind, RewindPartition, RewindPlan};
+use app::domain::{AppError, BrokerKind, Direction, Rewind, RewindPartition, RewindPlan};
 
 use super::Runner;
 use crate::db::flows::{FlowRow, consumer_group, find_flow, is_paused};
@@ -40,6 +40,12 @@ impl Runner {
             return Err(AppError::validation(
                 "flow_id",
                 "Only an enabled subscribe flow can be rewound.",
+            ));
+        }
+        if self.connection(&flow.connection_id).await?.kind() == BrokerKind::Sqs {
+            return Err(AppError::validation(
+                "flow_id",
+                "A flow on an SQS queue cannot be rewound: a queue's messages are deleted once processed. Replay its dead letters instead.",
             ));
         }
         if !paused {

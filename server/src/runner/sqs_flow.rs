@@ -18,21 +18,22 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
-    MessageSystemAttributeName,
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
+    MessageAttributeValue, MessageSystemAttributeName,
 };
 use rdkafka::Timestamp;
-use rdkafka::message::OwnedMessage;
+use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 use tokio::sync::{mpsc, watch};
 
-use super::Target;
 use super::lane::{self, Acks, Worker};
 use super::source::{BATCH, Source};
 use super::write::WriteError;
 use super::writer::Record;
 use super::{FlowConfig, Runner, Stats};
+use super::{Target, headers};
 use crate::db::flows::ActiveFlow;
 use crate::sqs::SqsClient;
+use app::domain::AppError;
 
 /// How long a received message stays invisible to other readers, and how
 /// long it is extended by while the flow holds it, unless the runner is
@@ -168,7 +169,7 @@ impl InFlight {
 /// Deletes finished messages, trying a few times: a message whose delete
 /// never succeeds is received and run again.
 async fn delete(client: &SqsClient, url: &str, flow: &str, handles: &[String]) {
-    let entries: Vec<DeleteMessageBatchRequestEntry> = handles
+    let mut entries: Vec<DeleteMessageBatchRequestEntry> = handles
         .iter()
         .enumerate()
         .filter_map(|(i, handle)| {
@@ -190,8 +191,23 @@ async fn delete(client: &SqsClient, url: &str, flow: &str, handles: &[String]) {
         {
             Ok(answer) if answer.failed().is_empty() => return,
             Ok(answer) => {
-                tracing::warn!(%flow, failed = answer.failed().len(), "some finished SQS messages were not deleted; they will run again");
-                return;
+                // Those SQS failed on its side are tried again; a handle it
+                // refuses is not.
+                let again: Vec<&str> = answer
+                    .failed()
+                    .iter()
+                    .filter(|f| !f.sender_fault())
+                    .map(|f| f.id())
+                    .collect();
+                if again.len() < answer.failed().len() {
+                    tracing::warn!(%flow, refused = answer.failed().len() - again.len(),
+                        "SQS refused to delete some finished messages; they will run again");
+                }
+                entries.retain(|e| again.contains(&e.id()));
+                if entries.is_empty() {
+                    return;
+                }
+                tokio::time::sleep(BACKOFF * attempt).await;
             }
             Err(error) => {
                 tracing::debug!(%flow, %error, attempt, "finished SQS messages not deleted yet");
@@ -199,7 +215,7 @@ async fn delete(client: &SqsClient, url: &str, flow: &str, handles: &[String]) {
             }
         }
     }
-    tracing::warn!(%flow, count = handles.len(), "finished SQS messages could not be deleted; they will run again");
+    tracing::warn!(%flow, count = entries.len(), "finished SQS messages could not be deleted; they will run again");
 }
 
 /// Runs a subscribe flow on the SQS queue named by its topic until `stop`.
@@ -251,6 +267,7 @@ pub async fn consume(
             }
         }
     });
+    let measurer = tokio::spawn(measure(client.clone(), url.clone(), stats.clone()));
     let mut number: i64 = 0;
     'receiving: loop {
         // A receive is not cut short by a stop: what it returns is held,
@@ -270,6 +287,14 @@ pub async fn consume(
             .await;
         let answer = match answer {
             Ok(answer) => answer,
+            Err(error) if SqsClient::queue_gone(&error) => {
+                // Deleted under the flow: it waits for a queue of that name.
+                stats.set_state(gone(&topic));
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    _ = tokio::time::sleep(BACKOFF * 2) => continue,
+                }
+            }
             Err(error) => {
                 let error = client.describe(error);
                 tracing::debug!(%flow, %error, "receiving from SQS failed");
@@ -281,6 +306,7 @@ pub async fn consume(
             }
         };
         stats.broker_reachable();
+        stats.queue_back(&gone(&topic));
         // Every message of the answer is held before any is handed on, so
         // that a stop in between gives them all back.
         let mut batch = Vec::with_capacity(answer.messages().len());
@@ -293,6 +319,19 @@ pub async fn consume(
             };
             let sent = attribute(MessageSystemAttributeName::SentTimestamp)
                 .and_then(|ms| ms.parse::<i64>().ok());
+            let mut own = OwnedHeaders::new_with_capacity(2);
+            if let Some(id) = message.message_id() {
+                own = own.insert(Header {
+                    key: headers::SQS_MESSAGE_ID,
+                    value: Some(id),
+                });
+            }
+            if let Some(count) = attribute(MessageSystemAttributeName::ApproximateReceiveCount) {
+                own = own.insert(Header {
+                    key: headers::SQS_RECEIVE_COUNT,
+                    value: Some(&count),
+                });
+            }
             batch.push(OwnedMessage::new(
                 message.body().map(|b| b.as_bytes().to_vec()),
                 attribute(MessageSystemAttributeName::MessageGroupId).map(String::into_bytes),
@@ -300,7 +339,7 @@ pub async fn consume(
                 sent.map_or(Timestamp::NotAvailable, Timestamp::CreateTime),
                 0,
                 number,
-                None,
+                Some(own),
             ));
             in_flight.received(number, handle.to_owned());
             number += 1;
@@ -317,6 +356,7 @@ pub async fn consume(
     drop(messages);
     let _ = lane.await;
     extender.abort();
+    measurer.abort();
     let settle = async {
         in_flight.deleted(RELEASE_TIMEOUT / 2).await;
         in_flight.set_visibility(0).await;
@@ -325,6 +365,29 @@ pub async fn consume(
         tracing::warn!(%flow, "unfinished SQS messages were not given back in time; they are received again once their visibility timeout ends");
     }
     stats.set_state("stopped");
+}
+
+/// The flow's state while its queue does not exist.
+fn gone(queue: &str) -> String {
+    format!("the queue '{queue}' does not exist")
+}
+
+/// How often the messages waiting on the flow's queue are counted.
+const MEASURE_EVERY: Duration = Duration::from_secs(5);
+
+/// Counts the messages waiting on the flow's queue (its lag) every few
+/// seconds, until aborted.
+async fn measure(client: Arc<SqsClient>, url: String, stats: Arc<Stats>) {
+    let mut every = tokio::time::interval(MEASURE_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        every.tick().await;
+        match client.waiting(&url).await {
+            Ok(Some(waiting)) => stats.set_lag(waiting),
+            Ok(None) => {}
+            Err(error) => tracing::debug!(%error, "the queue's messages could not be counted"),
+        }
+    }
 }
 
 /// The URL of the flow's queue, asked for until it is known or the flow
@@ -341,7 +404,7 @@ async fn queue_url(
                 stats.set_state("running");
                 return Some(url);
             }
-            Ok(None) => stats.set_state(format!("the queue '{name}' does not exist")),
+            Ok(None) => stats.set_state(gone(name)),
             Err(error) => {
                 tracing::debug!(queue = %name, %error, "the queue's URL could not be read");
                 stats.broker_away(error);
@@ -389,8 +452,13 @@ impl std::future::Future for Sent {
 /// Sends one message and answers.
 async fn send_one(client: &SqsClient, (request, answer, topic): Sending) {
     let sent = request.send().await.map(|_| ()).map_err(|error| {
-        let error = client.describe(error);
-        WriteError::Retryable(format!("writing to '{topic}' failed: {error}"))
+        let for_good = SqsClient::refused_for_good(&error);
+        let message = format!("writing to '{topic}' failed: {}", client.describe(error));
+        if for_good {
+            WriteError::Permanent(message)
+        } else {
+            WriteError::Retryable(message)
+        }
     });
     let _ = answer.send(sent);
 }
@@ -429,10 +497,18 @@ impl OutputQueue {
                 target.topic
             ))
         })?;
-        if body.len() > MAX_MESSAGE_BYTES {
+        let attributes = attributes(&record.headers);
+        // SQS counts the attributes' names, types and values in the size.
+        let size = body.len()
+            + attributes
+                .iter()
+                .map(|(name, value)| {
+                    name.len() + value.data_type().len() + value.string_value().map_or(0, str::len)
+                })
+                .sum::<usize>();
+        if size > MAX_MESSAGE_BYTES {
             return Err(WriteError::Permanent(format!(
-                "an output of {} bytes is over the {MAX_MESSAGE_BYTES} bytes an SQS message may have ('{}')",
-                body.len(),
+                "a message of {size} bytes (with its attributes) is over the {MAX_MESSAGE_BYTES} bytes an SQS message may have ('{}')",
                 target.topic
             )));
         }
@@ -441,7 +517,8 @@ impl OutputQueue {
             .sdk()
             .send_message()
             .queue_url(&self.url)
-            .message_body(body);
+            .message_body(body)
+            .set_message_attributes(Some(attributes));
         if self.in_order.is_some() {
             let group = record
                 .key
@@ -471,14 +548,24 @@ impl OutputQueue {
     }
 }
 
-/// A FIFO deduplication id: a digest of the output's source headers and
-/// its value.
+/// A FIFO deduplication id: a digest of where the output's input came
+/// from (its SQS message id, or its topic position) and of its value.
 fn deduplication_id(record: &Record<'_>) -> String {
-    use rdkafka::message::Headers;
     use sha2::{Digest, Sha256};
     let mut digest = Sha256::new();
+    let from_sqs = record
+        .headers
+        .iter()
+        .any(|h| h.key == headers::SQS_MESSAGE_ID);
     for header in record.headers.iter() {
-        if header.key.starts_with("eventflows-source-") {
+        // A message received from SQS is numbered anew by every process:
+        // its message id is what stays the same.
+        let source = if from_sqs {
+            header.key == headers::SOURCE_TOPIC || header.key == headers::SQS_MESSAGE_ID
+        } else {
+            header.key.starts_with("eventflows-source-")
+        };
+        if source {
             digest.update(header.key.as_bytes());
             digest.update(header.value.unwrap_or_default());
         }
@@ -489,4 +576,274 @@ fn deduplication_id(record: &Record<'_>) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// SQS takes at most this many attributes on a message.
+const MAX_ATTRIBUTES: usize = 10;
+/// The longest attribute value sent: a long error is cut to this.
+const MAX_ATTRIBUTE_BYTES: usize = 2048;
+
+/// A record's headers as SQS message attributes (text): ours in the order
+/// of [`headers::SQS_ATTRIBUTE_ORDER`], then the others, at most ten;
+/// headers without a value, or whose name SQS does not take, are left off.
+fn attributes(record: &OwnedHeaders) -> std::collections::HashMap<String, MessageAttributeValue> {
+    let rank = |key: &str| {
+        headers::SQS_ATTRIBUTE_ORDER
+            .iter()
+            .position(|k| *k == key)
+            .unwrap_or(headers::SQS_ATTRIBUTE_ORDER.len())
+    };
+    let mut all: Vec<(&str, &[u8])> = record
+        .iter()
+        .filter_map(|h| Some((h.key, h.value.filter(|v| !v.is_empty())?)))
+        .filter(|(key, _)| attribute_name_ok(key))
+        .collect();
+    all.sort_by_key(|(key, _)| rank(key));
+    all.into_iter()
+        .take(MAX_ATTRIBUTES)
+        .filter_map(|(key, value)| {
+            let text = String::from_utf8_lossy(value);
+            let mut end = text.len().min(MAX_ATTRIBUTE_BYTES);
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            let value = MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(&text[..end])
+                .build()
+                .ok()?;
+            Some((key.to_owned(), value))
+        })
+        .collect()
+}
+
+/// Whether SQS takes `name` as a message attribute's name: letters,
+/// digits, `-`, `_` and `.`, not starting with `AWS.` or `Amazon.`.
+fn attribute_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 256
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && !name.starts_with('.')
+        && !name.ends_with('.')
+        && !name.contains("..")
+        && !name.to_ascii_lowercase().starts_with("aws.")
+        && !name.to_ascii_lowercase().starts_with("amazon.")
+}
+
+/// A message read back from a queue without being taken: as the record it
+/// would be on a topic (its attributes as headers), with SQS's own facts.
+pub struct Peeked {
+    pub record: OwnedMessage,
+    pub message_id: String,
+    pub receive_count: u32,
+}
+
+/// How long a peeked message stays hidden while the others are read; all
+/// are made visible again at once afterwards.
+const PEEK_VISIBILITY_SECS: i32 = 20;
+
+impl OutputQueue {
+    /// Reads up to `max` of the queue's messages without taking them: each
+    /// is received, hidden while the rest are read, then made visible
+    /// again. Other readers of the queue miss them meanwhile.
+    pub async fn peek(&self, name: &str, max: usize) -> Result<Vec<Peeked>, AppError> {
+        let (mut peeked, mut handles) = (Vec::new(), Vec::new());
+        let read = self
+            .receive_into(name, max, &mut peeked, &mut handles)
+            .await;
+        let shown = InFlight::new(self.client.clone(), self.url.clone(), name.into());
+        for (i, handle) in handles.into_iter().enumerate() {
+            shown.received(i as i64, handle);
+        }
+        shown.set_visibility(0).await;
+        read.map(|()| peeked)
+    }
+
+    /// Receives messages until the queue has none left to give or `max`
+    /// are read, keeping every receipt handle (to make them visible again).
+    async fn receive_into(
+        &self,
+        name: &str,
+        max: usize,
+        peeked: &mut Vec<Peeked>,
+        handles: &mut Vec<String>,
+    ) -> Result<(), AppError> {
+        while peeked.len() < max {
+            let answer = self
+                .client
+                .sdk()
+                .receive_message()
+                .queue_url(&self.url)
+                .max_number_of_messages(SQS_BATCH.min(max - peeked.len()) as i32)
+                .wait_time_seconds(1)
+                .visibility_timeout(PEEK_VISIBILITY_SECS)
+                .message_system_attribute_names(MessageSystemAttributeName::All)
+                .message_attribute_names("All")
+                .send()
+                .await
+                .map_err(|error| self.client.describe(error))?;
+            if answer.messages().is_empty() {
+                return Ok(());
+            }
+            for message in answer.messages() {
+                if let Some(handle) = message.receipt_handle() {
+                    handles.push(handle.to_owned());
+                }
+                let Some(id) = message.message_id() else {
+                    continue;
+                };
+                if !peeked.iter().any(|p| p.message_id == id) {
+                    peeked.push(peeked_of(message, name, peeked.len() as i64));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A received message as a record: body, group as key, attributes as
+/// headers.
+fn peeked_of(message: &Message, queue: &str, position: i64) -> Peeked {
+    let system =
+        |name: MessageSystemAttributeName| message.attributes().and_then(|a| a.get(&name)).cloned();
+    let mut own = OwnedHeaders::new();
+    if let Some(attributes) = message.message_attributes() {
+        let mut named: Vec<(&String, &MessageAttributeValue)> = attributes.iter().collect();
+        named.sort_by_key(|(name, _)| name.as_str());
+        for (name, value) in named {
+            if let Some(text) = value.string_value() {
+                own = own.insert(Header {
+                    key: name.as_str(),
+                    value: Some(text),
+                });
+            }
+        }
+    }
+    let sent = system(MessageSystemAttributeName::SentTimestamp).and_then(|ms| ms.parse().ok());
+    Peeked {
+        record: OwnedMessage::new(
+            message.body().map(|b| b.as_bytes().to_vec()),
+            system(MessageSystemAttributeName::MessageGroupId).map(String::into_bytes),
+            queue.to_owned(),
+            sent.map_or(Timestamp::NotAvailable, Timestamp::CreateTime),
+            0,
+            position,
+            Some(own),
+        ),
+        message_id: message.message_id().unwrap_or_default().to_owned(),
+        receive_count: system(MessageSystemAttributeName::ApproximateReceiveCount)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dedup(pairs: &[(&str, &str)], value: &[u8]) -> String {
+        let mut headers = OwnedHeaders::new();
+        for (key, value) in pairs {
+            headers = headers.insert(Header {
+                key,
+                value: Some(*value),
+            });
+        }
+        deduplication_id(&Record {
+            key: None,
+            value,
+            headers,
+        })
+    }
+
+    #[test]
+    fn an_output_of_an_sqs_message_is_deduplicated_by_its_message_id() {
+        let from = |id: &str, offset: &str| {
+            dedup(
+                &[
+                    (headers::SOURCE_TOPIC, "inbox"),
+                    (headers::SOURCE_PARTITION, "0"),
+                    (headers::SOURCE_OFFSET, offset),
+                    (headers::SQS_MESSAGE_ID, id),
+                    (headers::SQS_RECEIVE_COUNT, offset),
+                ],
+                b"{}",
+            )
+        };
+        // Received again after a restart: numbered anew, counted again.
+        assert_eq!(from("m-1", "3"), from("m-1", "0"));
+        assert_ne!(from("m-1", "3"), from("m-2", "3"));
+        // From a topic: its position.
+        let at = |offset: &str| {
+            dedup(
+                &[
+                    (headers::SOURCE_TOPIC, "in"),
+                    (headers::SOURCE_PARTITION, "1"),
+                    (headers::SOURCE_OFFSET, offset),
+                ],
+                b"{}",
+            )
+        };
+        assert_eq!(at("7"), at("7"));
+        assert_ne!(at("7"), at("8"));
+        assert_ne!(dedup(&[], b"a"), dedup(&[], b"b"));
+    }
+
+    #[test]
+    fn headers_go_as_at_most_ten_attributes_ours_first() {
+        let mut record = OwnedHeaders::new();
+        for i in 0..5 {
+            let key = format!("own-{i}");
+            record = record.insert(Header {
+                key: key.as_str(),
+                value: Some("x"),
+            });
+        }
+        let long = "e".repeat(5000);
+        for (key, value) in [
+            (headers::ALGORITHM, "acme/sentiment"),
+            (headers::VERSION, "1.0.0"),
+            (headers::SOURCE_TOPIC, "inbox"),
+            (headers::SOURCE_PARTITION, "0"),
+            (headers::SOURCE_OFFSET, "7"),
+            (headers::ERROR, long.as_str()),
+            (headers::ERROR_KIND, "bad-input"),
+            (headers::ATTEMPTS, "1"),
+            (headers::FAILED_AT, "1700000000000"),
+            (headers::SQS_MESSAGE_ID, "m-1"),
+            ("bad name!", "x"),
+            ("empty", ""),
+        ] {
+            record = record.insert(Header {
+                key,
+                value: Some(value),
+            });
+        }
+        let sent = attributes(&record);
+        assert_eq!(sent.len(), 10);
+        let mut names: Vec<&str> = sent.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        let mut expected = vec![
+            headers::ALGORITHM,
+            headers::VERSION,
+            headers::SOURCE_TOPIC,
+            headers::SOURCE_PARTITION,
+            headers::SOURCE_OFFSET,
+            headers::ERROR,
+            headers::ERROR_KIND,
+            headers::ATTEMPTS,
+            headers::FAILED_AT,
+            headers::SQS_MESSAGE_ID,
+        ];
+        expected.sort_unstable();
+        assert_eq!(names, expected);
+        assert_eq!(
+            sent[headers::ERROR].string_value().unwrap().len(),
+            MAX_ATTRIBUTE_BYTES
+        );
+        assert!(!attribute_name_ok("AWS.trace"));
+        assert!(attribute_name_ok("own-1"));
+    }
 }

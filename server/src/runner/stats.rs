@@ -118,6 +118,15 @@ impl Stats {
         }
     }
 
+    /// A receive got through: a state that said `gone` is over.
+    pub fn queue_back(&self, gone: &str) {
+        if let Ok(mut s) = self.state.lock()
+            && *s == gone
+        {
+            *s = "running".into();
+        }
+    }
+
     /// Writes keep failing and are sent again: the state says why until
     /// one gets through.
     pub fn cannot_write(&self, reason: &str) {

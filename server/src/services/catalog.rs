@@ -245,25 +245,6 @@ impl Catalog for Services {
                     && r.direction == request.direction
             })
             .ok_or(AppError::Forbidden)?;
-        let connection_id = request.connection_id.clone();
-        let kind = self
-            .db
-            .interact(move |c| crate::db::brokers::find_connection(c, &connection_id))
-            .await?
-            .map(|c| c.kind());
-        if kind == Some(app::domain::BrokerKind::Sqs) {
-            // Dead letters are read back from Kafka topics only.
-            if request
-                .dlq_topic
-                .as_deref()
-                .is_some_and(|t| !t.trim().is_empty())
-            {
-                return Err(AppError::validation(
-                    "dlq_topic",
-                    "A flow on an Amazon SQS queue has no Dead Letter Queue yet: its failures are kept by the flow.",
-                ));
-            }
-        }
         let versions = self.versions_of(&algorithm_id).await?;
         let Some(chosen) = versions
             .iter()

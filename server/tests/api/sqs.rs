@@ -306,13 +306,18 @@ impl QueuePipeline {
     /// Runs `version` on the queue, publishing to the Kafka output topic;
     /// the flow's id.
     async fn enable(&self, version: &str) -> String {
+        self.enable_with(version, None).await
+    }
+
+    /// As [`QueuePipeline::enable`], with a Dead Letter Queue.
+    async fn enable_with(&self, version: &str, dlq: Option<&str>) -> String {
         self.p.save(&self.p.output, "publish", version, None).await;
         let reply = self
             .p
             .app
             .call(
                 "save_flow",
-                self.flow("Subscribe", version, None),
+                self.flow("Subscribe", version, dlq),
                 Some(&self.p.ana),
             )
             .await;
@@ -419,12 +424,58 @@ async fn a_model_outage_leaves_the_messages_on_the_queue_until_they_ran() {
     let stats = q.p.stats(&flow).await;
     assert_eq!((stats.succeeded, stats.failed), (0, 0), "{stats:?}");
     assert_eq!(q.left().await, 5, "nothing is deleted before it ran");
+    wait_until("the monitor shows five messages waiting", || async {
+        q.p.stats(&flow).await.lag == Some(5)
+    })
+    .await;
 
     down.store(false, Ordering::SeqCst);
     let mut seen = numbers_in(&read(&q.p.output, 5).await, "i");
     seen.sort_unstable();
     assert_eq!(seen, vec![0, 1, 2, 3, 4]);
     wait_until("the queue is empty", || async { q.left().await == 0 }).await;
+    wait_until("the monitor shows none waiting", || async {
+        q.p.stats(&flow).await.lag == Some(0)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_queue_deleted_under_its_flow_is_the_flows_state_until_it_is_back() {
+    let q = queue_pipeline(false).await;
+    let flow = q.enable("1.0.0").await;
+    q.send(&[json!({"text": "before"}).to_string()], None).await;
+    assert_eq!(read(&q.p.output, 1).await.len(), 1);
+    wait_until("the flow runs", || async {
+        q.p.stats(&flow).await.state == "running"
+    })
+    .await;
+
+    sdk()
+        .sdk()
+        .delete_queue()
+        .queue_url(&q.url)
+        .send()
+        .await
+        .unwrap();
+    let gone = format!("the queue '{}' does not exist", q.queue);
+    wait_until("the flow says its queue is gone", || async {
+        q.p.stats(&flow).await.state == gone
+    })
+    .await;
+
+    create_queue(&q.p.app, &q.p.admin, &q.connection, &q.queue).await;
+    q.send(&[json!({"text": "after"}).to_string()], None).await;
+    let outputs = read(&q.p.output, 2).await;
+    assert_eq!(outputs.len(), 2);
+    assert_ne!(
+        outputs[0].headers["sqs-message-id"], outputs[1].headers["sqs-message-id"],
+        "{outputs:?}"
+    );
+    wait_until("the flow runs again", || async {
+        q.p.stats(&flow).await.state == "running"
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -502,9 +553,219 @@ async fn a_fifo_queue_keeps_each_message_group_in_order() {
 }
 
 #[tokio::test]
-async fn a_dead_letter_queue_on_a_queue_is_refused_for_now() {
+async fn bad_messages_go_to_the_flows_dead_letter_queue_and_are_replayed_from_it() {
     let q = queue_pipeline(false).await;
-    let request = q.flow("Subscribe", "1.0.0", Some(&q.p.dlq));
+    let dlq = unique_topic("letters");
+    create_queue(&q.p.app, &q.p.admin, &q.connection, &dlq).await;
+    let grants = json!([
+        {"algorithm": "acme/sentiment", "access": {"subscribe": false, "publish": true}},
+    ]);
+    let saved = q.p.save_grants(&q.connection, &dlq, grants).await;
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.text());
+    q.p.app
+        .services
+        .add_algorithm_version("acme/sentiment", "2.0.0", "builtin:echo", "")
+        .await
+        .unwrap();
+    let flow = q.enable_with("1.0.0", Some(&dlq)).await;
+    let good: Vec<String> = (0..3)
+        .map(|i| json!({"text": format!("fine {i}")}).to_string())
+        .collect();
+    q.send(&good, None).await;
+    q.send(
+        &["{\"no_text\": 7}".to_owned(), "not json at all".to_owned()],
+        None,
+    )
+    .await;
+
+    assert_eq!(read(&q.p.output, 3).await.len(), 3);
+    wait_until("three outputs and two dead letters", || async {
+        let stats = q.p.stats(&flow).await;
+        stats.succeeded == 3 && stats.dead_lettered == 2
+    })
+    .await;
+    wait_until("the source queue is empty", || async {
+        q.left().await == 0
+    })
+    .await;
+    assert!(q.p.stats(&flow).await.kept_failures.is_empty());
+
+    // The page lists them from the queue, and leaves them there.
+    let page = q.p.dead_letters(&flow, json!({})).await;
+    assert_eq!(page["dlq_topic"], dlq.as_str());
+    let letters = page["letters"].as_array().unwrap().clone();
+    assert_eq!(letters.len(), 2, "{page}");
+    for letter in &letters {
+        assert_eq!(letter["kind"], "bad-input", "{letter}");
+        assert_eq!(letter["version"], "1.0.0", "{letter}");
+        assert!(
+            letter["id"].as_str().unwrap().starts_with("queue:"),
+            "{letter}"
+        );
+        assert!(
+            letter["position"].as_str().unwrap().starts_with("message "),
+            "{letter}"
+        );
+    }
+    let values: Vec<&str> = letters
+        .iter()
+        .map(|l| l["value"].as_str().unwrap())
+        .collect();
+    assert!(values.contains(&"{\n  \"no_text\": 7\n}"), "{values:?}");
+    assert!(values.contains(&"not json at all"), "{values:?}");
+    let filtered = q.p.dead_letters(&flow, json!({"search": "not JSON"})).await;
+    assert_eq!(
+        filtered["letters"].as_array().unwrap().len(),
+        1,
+        "{filtered}"
+    );
+    let dlq_url = sdk().queue_url(&dlq).await.unwrap().unwrap();
+    wait_until("the letters are visible again", || async {
+        let info = queue(&q.p.app, &q.p.admin, &q.connection, &dlq)
+            .await
+            .queue
+            .unwrap();
+        info.visible == 2
+    })
+    .await;
+
+    // A consumer of the queue reads the error from the message attributes.
+    let received = sdk()
+        .sdk()
+        .receive_message()
+        .queue_url(&dlq_url)
+        .max_number_of_messages(10)
+        .visibility_timeout(0)
+        .message_attribute_names("All")
+        .send()
+        .await
+        .unwrap();
+    let bad = received
+        .messages()
+        .iter()
+        .find(|m| m.body() == Some("not json at all"))
+        .expect("the letter is on the queue");
+    let attribute = |name: &str| {
+        bad.message_attributes()
+            .and_then(|a| a.get(name))
+            .and_then(|v| v.string_value())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(attribute("eventflows-error-kind"), "bad-input");
+    assert!(
+        attribute("eventflows-error").contains("JSON"),
+        "{}",
+        attribute("eventflows-error")
+    );
+    assert_eq!(attribute("eventflows-algorithm"), "acme/sentiment");
+    assert_eq!(attribute("eventflows-source-topic"), q.queue);
+
+    // Tried first on a letter: echo takes it; a queue's recent messages
+    // cannot be sampled.
+    let json_letter = letters
+        .iter()
+        .find(|l| l["value"].as_str().unwrap().contains("no_text"))
+        .unwrap();
+    let tried =
+        q.p.app
+            .call(
+                "try_version",
+                json!({"request": {"flow_id": flow, "version": "2.0.0",
+                "sample": {"Letters": [json_letter["id"]]}}}),
+                Some(&q.p.ana),
+            )
+            .await;
+    assert_eq!(tried.status, StatusCode::OK, "{}", tried.text());
+    assert_eq!(tried.json()["different"], 1, "{}", tried.text());
+    let recent =
+        q.p.app
+            .call(
+                "try_version",
+                json!({"request": {"flow_id": flow, "version": "2.0.0", "sample": {"Recent": 5}}}),
+                Some(&q.p.ana),
+            )
+            .await;
+    assert_eq!(
+        recent.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        recent.text()
+    );
+    assert!(
+        recent.text().contains("chosen dead letters"),
+        "{}",
+        recent.text()
+    );
+    let rewind =
+        q.p.app
+            .call(
+                "rewind_flow",
+                json!({"flow_id": flow, "to": "Earliest", "apply": false}),
+                Some(&q.p.ana),
+            )
+            .await;
+    assert_eq!(
+        rewind.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        rewind.text()
+    );
+    assert!(
+        rewind.text().contains("cannot be rewound"),
+        "{}",
+        rewind.text()
+    );
+
+    // Replayed through echo: the JSON one succeeds, the other fails again.
+    q.p.save(&q.p.output, "publish", "2.0.0", None).await;
+    let ids: Vec<Value> = letters.iter().map(|l| l["id"].clone()).collect();
+    let started =
+        q.p.replay(
+            json!({"flow_id": flow, "version": "2.0.0", "letters": ids}),
+            &q.p.ana,
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::OK, "{}", started.text());
+    let done = q.p.replay_done(&flow).await;
+    assert_eq!(
+        (done.succeeded, done.failed, done.left),
+        (1, 1, 0),
+        "{done:?}"
+    );
+    let outputs = read(&q.p.output, 4).await;
+    let replayed = outputs
+        .iter()
+        .find(|r| r.value.contains("no_text"))
+        .expect("the replayed letter's output");
+    assert!(
+        replayed.headers["eventflows-replay-of"].starts_with(&format!("{dlq}/")),
+        "{replayed:?}"
+    );
+    assert_eq!(replayed.headers["eventflows-version"], "2.0.0");
+    // The one that failed again is a new dead letter on the queue.
+    wait_until("the new dead letter", || async {
+        let page = q.p.dead_letters(&flow, json!({})).await;
+        page["letters"].as_array().unwrap().len() == 3
+    })
+    .await;
+    let page = q.p.dead_letters(&flow, json!({})).await;
+    let marks: Vec<&str> = page["letters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["replayed"].as_str())
+        .collect();
+    assert_eq!(marks.len(), 2, "{page}");
+    assert!(marks.contains(&"replayed, succeeded"), "{marks:?}");
+}
+
+#[tokio::test]
+async fn a_dead_letter_queue_must_be_a_queue_the_algorithm_may_publish_to() {
+    let q = queue_pipeline(false).await;
+    let dlq = unique_topic("letters");
+    create_queue(&q.p.app, &q.p.admin, &q.connection, &dlq).await;
+    let request = q.flow("Subscribe", "1.0.0", Some(&dlq));
     let refused = q.p.app.call("save_flow", request, Some(&q.p.ana)).await;
     assert_eq!(
         refused.status,
