@@ -549,7 +549,8 @@ impl OutputQueue {
 }
 
 /// A FIFO deduplication id: a digest of where the output's input came
-/// from (its SQS message id, or its topic position) and of its value.
+/// from (its SQS message id, or its topic position; and the dead letter a
+/// replay runs) and of its value.
 fn deduplication_id(record: &Record<'_>) -> String {
     use sha2::{Digest, Sha256};
     let mut digest = Sha256::new();
@@ -560,11 +561,13 @@ fn deduplication_id(record: &Record<'_>) -> String {
     for header in record.headers.iter() {
         // A message received from SQS is numbered anew by every process:
         // its message id is what stays the same.
-        let source = if from_sqs {
-            header.key == headers::SOURCE_TOPIC || header.key == headers::SQS_MESSAGE_ID
-        } else {
-            header.key.starts_with("eventflows-source-")
-        };
+        // A replay's record is a new one, even of the same message.
+        let source = header.key == headers::REPLAY_OF
+            || if from_sqs {
+                header.key == headers::SOURCE_TOPIC || header.key == headers::SQS_MESSAGE_ID
+            } else {
+                header.key.starts_with("eventflows-source-")
+            };
         if source {
             digest.update(header.key.as_bytes());
             digest.update(header.value.unwrap_or_default());
@@ -775,6 +778,15 @@ mod tests {
         // Received again after a restart: numbered anew, counted again.
         assert_eq!(from("m-1", "3"), from("m-1", "0"));
         assert_ne!(from("m-1", "3"), from("m-2", "3"));
+        let replayed = dedup(
+            &[
+                (headers::SOURCE_TOPIC, "inbox"),
+                (headers::SQS_MESSAGE_ID, "m-1"),
+                (headers::REPLAY_OF, "letters/m-9"),
+            ],
+            b"{}",
+        );
+        assert_ne!(replayed, from("m-1", "3"));
         // From a topic: its position.
         let at = |offset: &str| {
             dedup(
