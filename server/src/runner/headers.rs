@@ -36,7 +36,7 @@ pub const SQS_RECEIVE_COUNT: &str = "sqs-receive-count";
 
 /// The headers that go as an SQS message's attributes, most wanted first:
 /// SQS takes at most ten, so the rest are left off.
-pub const SQS_ATTRIBUTE_ORDER: [&str; 12] = [
+pub const SQS_ATTRIBUTE_ORDER: [&str; 13] = [
     ERROR_KIND,
     ERROR,
     ATTEMPTS,
@@ -44,10 +44,11 @@ pub const SQS_ATTRIBUTE_ORDER: [&str; 12] = [
     ALGORITHM,
     VERSION,
     SOURCE_TOPIC,
-    SOURCE_OFFSET,
     REPLAY_OF,
     VALUE_TRUNCATED,
     SQS_MESSAGE_ID,
+    SQS_RECEIVE_COUNT,
+    SOURCE_OFFSET,
     SOURCE_PARTITION,
 ];
 

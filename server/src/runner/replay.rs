@@ -694,8 +694,18 @@ impl Runner {
         let mut records: HashMap<String, Vec<(i32, i64, String)>> = HashMap::new();
         let mut kept = Vec::new();
         let mut queued: HashMap<String, Vec<(String, String)>> = HashMap::new();
+        let dlq = flow.row.dlq_topic.as_deref();
         for (_, text) in next {
             match LetterId::parse(text) {
+                // Only the flow's own Dead Letter Queue is read.
+                Some(LetterId::Queued { queue: topic, .. } | LetterId::Record { topic, .. })
+                    if dlq != Some(topic.as_str()) =>
+                {
+                    found.insert(
+                        text.clone(),
+                        Err("not on this flow's Dead Letter Queue".to_owned()),
+                    );
+                }
                 Some(LetterId::Queued { queue, message_id }) => queued
                     .entry(queue)
                     .or_default()
@@ -738,7 +748,9 @@ impl Runner {
             let on_queue = self.queued_letters(flow, &queue).await?.unwrap_or_default();
             for (message_id, text) in wanted {
                 let letter = match on_queue.iter().find(|p| p.message_id == message_id) {
-                    None => Err("no longer on the Dead Letter Queue".to_owned()),
+                    None => Err(format!(
+                        "not among the first {PEEKED_LETTERS} messages read from the Dead Letter Queue (no longer there, or further down)"
+                    )),
                     Some(peeked) => {
                         message_of_record(&peeked.record, format!("{queue}/{message_id}").into())
                     }

@@ -180,7 +180,8 @@ async fn delete(client: &SqsClient, url: &str, flow: &str, handles: &[String]) {
                 .ok()
         })
         .collect();
-    for attempt in 1..=3 {
+    const ATTEMPTS: u32 = 3;
+    for attempt in 1..=ATTEMPTS {
         match client
             .sdk()
             .delete_message_batch()
@@ -207,12 +208,13 @@ async fn delete(client: &SqsClient, url: &str, flow: &str, handles: &[String]) {
                 if entries.is_empty() {
                     return;
                 }
-                tokio::time::sleep(BACKOFF * attempt).await;
             }
             Err(error) => {
                 tracing::debug!(%flow, %error, attempt, "finished SQS messages not deleted yet");
-                tokio::time::sleep(BACKOFF * attempt).await;
             }
+        }
+        if attempt < ATTEMPTS {
+            tokio::time::sleep(BACKOFF * attempt).await;
         }
     }
     tracing::warn!(%flow, count = entries.len(), "finished SQS messages could not be deleted; they will run again");
@@ -384,7 +386,7 @@ async fn measure(client: Arc<SqsClient>, url: String, stats: Arc<Stats>) {
         every.tick().await;
         match client.waiting(&url).await {
             Ok(Some(waiting)) => stats.set_lag(waiting),
-            Ok(None) => {}
+            Ok(None) => stats.set_lag(0),
             Err(error) => tracing::debug!(%error, "the queue's messages could not be counted"),
         }
     }
@@ -424,6 +426,9 @@ pub struct OutputQueue {
     /// A FIFO queue's messages are sent one after another, in the order
     /// written, by one task; a standard queue's all at once.
     in_order: Option<mpsc::UnboundedSender<Sending>>,
+    /// Held while the queue is read without taking its messages: a second
+    /// reader meanwhile would find them hidden.
+    peeking: tokio::sync::Mutex<()>,
 }
 
 /// A message to send, and where its answer goes.
@@ -482,6 +487,7 @@ impl OutputQueue {
             client,
             url,
             in_order,
+            peeking: tokio::sync::Mutex::default(),
         }
     }
 
@@ -605,7 +611,17 @@ fn attributes(record: &OwnedHeaders) -> std::collections::HashMap<String, Messag
     all.into_iter()
         .take(MAX_ATTRIBUTES)
         .filter_map(|(key, value)| {
-            let text = String::from_utf8_lossy(value);
+            // SQS takes XML's characters only: the others are replaced.
+            let text: String = String::from_utf8_lossy(value)
+                .chars()
+                .map(|c| {
+                    if xml_char(c) {
+                        c
+                    } else {
+                        char::REPLACEMENT_CHARACTER
+                    }
+                })
+                .collect();
             let mut end = text.len().min(MAX_ATTRIBUTE_BYTES);
             while !text.is_char_boundary(end) {
                 end -= 1;
@@ -618,6 +634,12 @@ fn attributes(record: &OwnedHeaders) -> std::collections::HashMap<String, Messag
             Some((key.to_owned(), value))
         })
         .collect()
+}
+
+/// Whether SQS takes `c` in a message or an attribute (XML 1.0's
+/// characters).
+fn xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && !matches!(c, '\u{fffe}' | '\u{ffff}'))
 }
 
 /// Whether SQS takes `name` as a message attribute's name: letters,
@@ -652,6 +674,7 @@ impl OutputQueue {
     /// is received, hidden while the rest are read, then made visible
     /// again. Other readers of the queue miss them meanwhile.
     pub async fn peek(&self, name: &str, max: usize) -> Result<Vec<Peeked>, AppError> {
+        let _alone = self.peeking.lock().await;
         let (mut peeked, mut handles) = (Vec::new(), Vec::new());
         let read = self
             .receive_into(name, max, &mut peeked, &mut handles)
@@ -856,6 +879,14 @@ mod tests {
             MAX_ATTRIBUTE_BYTES
         );
         assert!(!attribute_name_ok("AWS.trace"));
+        let control = OwnedHeaders::new().insert(Header {
+            key: headers::ERROR,
+            value: Some("red \u{1b}[31m\u{0}\ttab"),
+        });
+        assert_eq!(
+            attributes(&control)[headers::ERROR].string_value(),
+            Some("red \u{fffd}[31m\u{fffd}\ttab")
+        );
         assert!(attribute_name_ok("own-1"));
     }
 }

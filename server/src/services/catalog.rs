@@ -283,9 +283,27 @@ impl Catalog for Services {
                 return Err(AppError::validation(
                     "dlq_topic",
                     format!(
-                        "'{dlq}' cannot be the Dead Letter Queue: it must be a topic of the same broker connection that this algorithm may publish to."
+                        "'{dlq}' cannot be the Dead Letter Queue: it must be a topic (or queue) of the same broker connection that this algorithm may publish to."
                     ),
                 ));
+            }
+            if dlq.ends_with(".fifo") {
+                let id = request.connection_id.clone();
+                let kind = self
+                    .db
+                    .interact(move |c| crate::db::brokers::find_connection(c, &id))
+                    .await?
+                    .map(|c| c.kind());
+                if kind == Some(app::domain::BrokerKind::Sqs) {
+                    // SQS hands out one message of a FIFO group at a time:
+                    // its letters could not be read back without taking them.
+                    return Err(AppError::validation(
+                        "dlq_topic",
+                        format!(
+                            "'{dlq}' is a FIFO queue, which cannot be a Dead Letter Queue: its letters could not be listed or replayed without taking them off the queue. Choose a standard queue."
+                        ),
+                    ));
+                }
             }
         }
         let ordering = request.ordering;

@@ -635,6 +635,7 @@ async fn bad_messages_go_to_the_flows_dead_letter_queue_and_are_replayed_from_it
         .receive_message()
         .queue_url(&dlq_url)
         .max_number_of_messages(10)
+        .wait_time_seconds(1)
         .visibility_timeout(0)
         .message_attribute_names("All")
         .send()
@@ -696,6 +697,29 @@ async fn bad_messages_go_to_the_flows_dead_letter_queue_and_are_replayed_from_it
         recent.text().contains("chosen dead letters"),
         "{}",
         recent.text()
+    );
+    // Only the flow's own Dead Letter Queue is read.
+    let elsewhere =
+        q.p.app
+            .call(
+                "try_version",
+                json!({"request": {"flow_id": flow, "version": "2.0.0",
+                "sample": {"Letters": [format!("queue:{}:some-message", q.queue)]}}}),
+                Some(&q.p.ana),
+            )
+            .await;
+    assert_eq!(
+        elsewhere.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        elsewhere.text()
+    );
+    assert!(
+        elsewhere
+            .text()
+            .contains("not on this flow's Dead Letter Queue"),
+        "{}",
+        elsewhere.text()
     );
     let rewind =
         q.p.app
@@ -761,19 +785,29 @@ async fn bad_messages_go_to_the_flows_dead_letter_queue_and_are_replayed_from_it
 }
 
 #[tokio::test]
-async fn a_dead_letter_queue_must_be_a_queue_the_algorithm_may_publish_to() {
+async fn a_dead_letter_queue_must_be_a_standard_queue_the_algorithm_may_publish_to() {
     let q = queue_pipeline(false).await;
     let dlq = unique_topic("letters");
     create_queue(&q.p.app, &q.p.admin, &q.connection, &dlq).await;
-    let request = q.flow("Subscribe", "1.0.0", Some(&dlq));
-    let refused = q.p.app.call("save_flow", request, Some(&q.p.ana)).await;
-    assert_eq!(
-        refused.status,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "{}",
-        refused.text()
-    );
-    assert_eq!(refused.json()["field"], "dlq_topic", "{}", refused.text());
+    let fifo = format!("{}.fifo", unique_topic("letters"));
+    create_queue(&q.p.app, &q.p.admin, &q.connection, &fifo).await;
+    let grants = json!([
+        {"algorithm": "acme/sentiment", "access": {"subscribe": false, "publish": true}},
+    ]);
+    let saved = q.p.save_grants(&q.connection, &fifo, grants).await;
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.text());
+    for (queue, why) in [(&dlq, "may publish to"), (&fifo, "FIFO queue")] {
+        let request = q.flow("Subscribe", "1.0.0", Some(queue));
+        let refused = q.p.app.call("save_flow", request, Some(&q.p.ana)).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            refused.text()
+        );
+        assert_eq!(refused.json()["field"], "dlq_topic", "{}", refused.text());
+        assert!(refused.text().contains(why), "{}", refused.text());
+    }
     let flows: i64 =
         q.p.app
             .services
