@@ -305,6 +305,28 @@ pub struct FlowRequest {
     pub follows_subscribe_flow: bool,
 }
 
+/// What SQS says of a message received from a queue, which has no offset
+/// that lasts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedMessage {
+    pub id: String,
+    /// How many times it was received, this time included.
+    pub receive_count: u32,
+}
+
+impl QueuedMessage {
+    /// Where a run's or a failure's message was: its SQS message, or its
+    /// partition and offset.
+    pub fn position(queued: Option<&Self>, partition: i32, offset: i64) -> String {
+        match queued {
+            Some(QueuedMessage { id, receive_count }) => {
+                format!("message {id} (received {receive_count}×)")
+            }
+            None => format!("partition {partition} offset {offset}"),
+        }
+    }
+}
+
 /// A failure the debugging view shows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlowError {
@@ -314,6 +336,9 @@ pub struct FlowError {
     pub kind: String,
     pub message: String,
     pub dead_lettered: bool,
+    /// Of a message received from an SQS queue.
+    #[serde(default)]
+    pub queued: Option<QueuedMessage>,
 }
 
 /// A message a flow could not process: a record on its Dead Letter Queue,
@@ -468,6 +493,9 @@ pub struct RunRecord {
     pub version: String,
     pub outcome: RunOutcome,
     pub latency_ms: u64,
+    /// Of a message received from an SQS queue.
+    #[serde(default)]
+    pub queued: Option<QueuedMessage>,
 }
 
 /// The live numbers of one flow.

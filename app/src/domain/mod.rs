@@ -18,8 +18,8 @@ pub use flow::{
     DEFAULT_BATCH_SIZE, DEFAULT_BATCH_WAIT_MS, DeadLetter, DeadLetterPage, DeadLetterQuery,
     Direction, DryRun, DryRunRequest, DrySample, FAILURE_KINDS, FlowError, FlowOrdering,
     FlowRequest, FlowState, FlowStats, GrantedTopic, MAX_BATCH_SIZE, MAX_BATCH_WAIT_MS,
-    MAX_CONCURRENCY, MAX_DRY_RUN, MAX_REPLAY_LETTERS, ReplayProgress, ReplayRequest, Rewind,
-    RewindPartition, RewindPlan, RunOutcome, RunRecord, VersionInfo, diff_lines,
+    MAX_CONCURRENCY, MAX_DRY_RUN, MAX_REPLAY_LETTERS, QueuedMessage, ReplayProgress, ReplayRequest,
+    Rewind, RewindPartition, RewindPlan, RunOutcome, RunRecord, VersionInfo, diff_lines,
 };
 pub use names::{
     AlgorithmName, AlgorithmPath, BUILTIN_ALGORITHMS, OrgName, Runtime, Username, Version,

@@ -12,7 +12,8 @@ use crate::components::{
 };
 use crate::domain::{
     AlgorithmDetails, AppError, Batching, DEFAULT_BATCH_SIZE, Direction, FlowOrdering, FlowRequest,
-    FlowStats, GrantedTopic, MAX_BATCH_SIZE, MAX_BATCH_WAIT_MS, MAX_CONCURRENCY, Runtime,
+    FlowStats, GrantedTopic, MAX_BATCH_SIZE, MAX_BATCH_WAIT_MS, MAX_CONCURRENCY, QueuedMessage,
+    Runtime,
 };
 
 /// The Version choice of a publish flow that follows the listener.
@@ -701,7 +702,7 @@ fn Numbers(stats: FlowStats) -> impl IntoView {
                 <ul class="mt-1 space-y-1 text-sm" aria-label="Last errors">
                     {stats.last_errors.iter().map(|e| view! {
                         <li>
-                            <span class="font-mono text-xs">{format!("partition {} offset {}", e.partition, e.offset)}</span>
+                            <span class="font-mono text-xs">{QueuedMessage::position(e.queued.as_ref(), e.partition, e.offset)}</span>
                             " — " {e.message.clone()}
                             {e.dead_lettered.then_some(" (sent to the Dead Letter Queue)")}
                         </li>
@@ -734,8 +735,7 @@ fn Numbers(stats: FlowStats) -> impl IntoView {
                 <table class="mt-1 w-full text-left text-xs" aria-label="Recent runs">
                     <thead class="text-slate-500">
                         <tr>
-                            <th scope="col" class="py-1">"Partition"</th>
-                            <th scope="col" class="py-1">"Offset"</th>
+                            <th scope="col" class="py-1">"Message"</th>
                             <th scope="col" class="py-1">"Version"</th>
                             <th scope="col" class="py-1">"Outcome"</th>
                             <th scope="col" class="py-1 text-right">"Latency"</th>
@@ -744,8 +744,7 @@ fn Numbers(stats: FlowStats) -> impl IntoView {
                     <tbody>
                         {stats.recent_runs.iter().take(15).map(|r| view! {
                             <tr class="border-t border-slate-100">
-                                <td class="py-1">{r.partition}</td>
-                                <td class="py-1">{r.offset}</td>
+                                <td class="py-1 font-mono">{QueuedMessage::position(r.queued.as_ref(), r.partition, r.offset)}</td>
                                 <td class="py-1">{r.version.clone()}</td>
                                 <td class="py-1">{r.outcome.as_str()}</td>
                                 <td class="py-1 text-right">{format!("{} ms", r.latency_ms)}</td>

@@ -388,6 +388,7 @@ test('a member enables a listener on an SQS queue and watches it work', async ({
   await expect(monitor.getByTestId('stat-dead-lettered')).toHaveText('1');
   await expect(monitor.getByTestId('stat-consumed')).toHaveText('3');
   await expect(monitor.getByTestId('flow-state')).toHaveText('running');
+  await expect(monitor.getByRole('table', { name: 'Recent runs' })).toContainText(/message \S+ \(received 1×\)/);
   // The failed message is on the Dead Letter Queue, read back from it.
   const deadLetters = monitor.getByRole('region', { name: 'Dead letters' });
   await expect(deadLetters.getByTestId('dead-letters-source')).toContainText(`From the Dead Letter Queue ${letters}`);

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use rdkafka::message::Message;
 use tokio::sync::watch;
 
-use app::domain::{FlowError, RunOutcome, RunRecord};
+use app::domain::{FlowError, QueuedMessage, RunOutcome, RunRecord};
 
 use super::Stats;
 use super::headers;
@@ -40,7 +40,7 @@ struct Done {
     offset: Option<(i32, i64)>,
     failures: Vec<KeptFailure>,
     /// The newest runs, oldest first.
-    runs: VecDeque<(i32, i64, Arc<str>, RunOutcome, u64)>,
+    runs: VecDeque<(i32, i64, Arc<str>, RunOutcome, u64, Option<QueuedMessage>)>,
 }
 
 /// The commit step of one partition. See the module's documentation.
@@ -59,6 +59,13 @@ impl<O: Offsets, K: Keeper> Next for Commit<O, K> {
         let stats = &self.stats;
         let message = &finished.message;
         let (partition, offset) = (message.partition(), message.offset());
+        let queued =
+            super::letters::header(message, headers::SQS_MESSAGE_ID).map(|id| QueuedMessage {
+                id: id.to_owned(),
+                receive_count: super::letters::header(message, headers::SQS_RECEIVE_COUNT)
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(1),
+            });
         let outcome = match &finished.failure {
             None => {
                 stats.succeeded.inc();
@@ -73,6 +80,7 @@ impl<O: Offsets, K: Keeper> Next for Commit<O, K> {
                     kind: failure.kind.to_owned(),
                     message: failure.message.clone(),
                     dead_lettered,
+                    queued: queued.clone(),
                 });
                 tracing::info!(flow = %self.flow, partition, offset, kind = failure.kind,
                     attempts = failure.attempts, dead_lettered, "{}", failure.message);
@@ -111,6 +119,7 @@ impl<O: Offsets, K: Keeper> Next for Commit<O, K> {
             finished.version,
             outcome,
             latency.as_millis() as u64,
+            queued,
         ));
     }
 }
@@ -172,13 +181,14 @@ impl<O: Offsets, K: Keeper> Commit<O, K> {
         if !self.done.runs.is_empty() {
             let at_ms = now_ms();
             self.stats.record_runs(self.done.runs.drain(..).map(
-                |(partition, offset, version, outcome, latency_ms)| RunRecord {
+                |(partition, offset, version, outcome, latency_ms, queued)| RunRecord {
                     at_ms,
                     partition,
                     offset,
                     version: version.to_string(),
                     outcome,
                     latency_ms,
+                    queued,
                 },
             ));
         }

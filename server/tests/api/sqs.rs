@@ -387,6 +387,24 @@ async fn a_flow_on_a_queue_runs_every_message_once_and_then_deletes_it() {
     let stats = q.p.stats(&flow).await;
     assert_eq!(stats.consumed, 22, "{stats:?}");
     assert_eq!(records_on(&q.p.output).await, 20, "no message ran twice");
+    // The monitor names each run's and each failure's SQS message.
+    let ids: HashSet<&str> = stats
+        .recent_runs
+        .iter()
+        .map(|r| {
+            let queued = r.queued.as_ref().expect("an SQS message");
+            assert_eq!(queued.receive_count, 1, "{r:?}");
+            queued.id.as_str()
+        })
+        .collect();
+    assert_eq!(
+        ids.len(),
+        stats.recent_runs.len(),
+        "{:?}",
+        stats.recent_runs
+    );
+    assert_eq!(stats.last_errors.len(), 2);
+    assert!(stats.last_errors.iter().all(|e| e.queued.is_some()));
     let kept: Vec<&str> = stats
         .kept_failures
         .iter()
