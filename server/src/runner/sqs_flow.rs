@@ -503,21 +503,12 @@ impl OutputQueue {
                 target.topic
             ))
         })?;
-        let attributes = attributes(&record.headers);
-        // SQS counts the attributes' names, types and values in the size.
-        let size = body.len()
-            + attributes
-                .iter()
-                .map(|(name, value)| {
-                    name.len() + value.data_type().len() + value.string_value().map_or(0, str::len)
-                })
-                .sum::<usize>();
-        if size > MAX_MESSAGE_BYTES {
-            return Err(WriteError::Permanent(format!(
+        let (body, attributes) = message_of(body, &record.headers).map_err(|size| {
+            WriteError::Permanent(format!(
                 "a message of {size} bytes (with its attributes) is over the {MAX_MESSAGE_BYTES} bytes an SQS message may have ('{}')",
                 target.topic
-            )));
-        }
+            ))
+        })?;
         let mut request = self
             .client
             .sdk()
@@ -585,6 +576,47 @@ fn deduplication_id(record: &Record<'_>) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+type Attributes = std::collections::HashMap<String, MessageAttributeValue>;
+
+/// Bytes SQS counts for attributes: names, types and values.
+fn attributes_size(attributes: &Attributes) -> usize {
+    attributes
+        .iter()
+        .map(|(name, value)| {
+            name.len() + value.data_type().len() + value.string_value().map_or(0, str::len)
+        })
+        .sum()
+}
+
+/// The body and attributes of the message a record is sent as. A dead
+/// letter too large for SQS has its body cut to fit, with
+/// `eventflows-value-truncated` saying its whole length (as on a topic);
+/// anything else too large is `Err(its size)`.
+fn message_of<'a>(body: &'a str, record: &OwnedHeaders) -> Result<(&'a str, Attributes), usize> {
+    let whole = attributes(record);
+    let size = body.len() + attributes_size(&whole);
+    let dead_letter = record.iter().any(|h| h.key == headers::ERROR_KIND);
+    let cut_already = record.iter().any(|h| h.key == headers::VALUE_TRUNCATED);
+    if size <= MAX_MESSAGE_BYTES {
+        return Ok((body, whole));
+    }
+    if !dead_letter || cut_already {
+        return Err(size);
+    }
+    let length = body.len().to_string();
+    let marked = attributes(&record.clone().insert(Header {
+        key: headers::VALUE_TRUNCATED,
+        value: Some(&length),
+    }));
+    let mut end = MAX_MESSAGE_BYTES
+        .saturating_sub(attributes_size(&marked))
+        .min(body.len());
+    while !body.is_char_boundary(end) {
+        end -= 1;
+    }
+    Ok((&body[..end], marked))
 }
 
 /// SQS takes at most this many attributes on a message.
@@ -824,6 +856,37 @@ mod tests {
         assert_eq!(at("7"), at("7"));
         assert_ne!(at("7"), at("8"));
         assert_ne!(dedup(&[], b"a"), dedup(&[], b"b"));
+    }
+
+    #[test]
+    fn a_dead_letter_too_large_for_sqs_is_cut_to_fit_and_says_so() {
+        let body = "é".repeat(132_000);
+        let letter = OwnedHeaders::new()
+            .insert(Header {
+                key: headers::ERROR_KIND,
+                value: Some("bad-input"),
+            })
+            .insert(Header {
+                key: headers::ERROR,
+                value: Some("not JSON"),
+            });
+        let (cut, attributes) = message_of(&body, &letter).unwrap();
+        assert!(cut.len() < body.len());
+        assert!(cut.len() + attributes_size(&attributes) <= MAX_MESSAGE_BYTES);
+        assert!(cut.len() + attributes_size(&attributes) > MAX_MESSAGE_BYTES - 2);
+        assert_eq!(
+            attributes[headers::VALUE_TRUNCATED].string_value(),
+            Some("264000")
+        );
+        // An output is not cut: it fails.
+        let output = OwnedHeaders::new().insert(Header {
+            key: headers::VERSION,
+            value: Some("1.0.0"),
+        });
+        assert!(message_of(&body, &output).unwrap_err() > MAX_MESSAGE_BYTES);
+        let small = message_of("{}", &output).unwrap();
+        assert_eq!(small.0, "{}");
+        assert!(!small.1.contains_key(headers::VALUE_TRUNCATED));
     }
 
     #[test]
