@@ -697,67 +697,36 @@ async fn bad_messages_go_to_the_flows_dead_letter_queue_and_are_replayed_from_it
             .await;
     assert_eq!(tried.status, StatusCode::OK, "{}", tried.text());
     assert_eq!(tried.json()["different"], 1, "{}", tried.text());
-    let recent =
-        q.p.app
-            .call(
-                "try_version",
-                json!({"request": {"flow_id": flow, "version": "2.0.0", "sample": {"Recent": 5}}}),
-                Some(&q.p.ana),
-            )
-            .await;
-    assert_eq!(
-        recent.status,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "{}",
-        recent.text()
-    );
-    assert!(
-        recent.text().contains("chosen dead letters"),
-        "{}",
-        recent.text()
-    );
-    // Only the flow's own Dead Letter Queue is read.
-    let elsewhere =
-        q.p.app
-            .call(
-                "try_version",
-                json!({"request": {"flow_id": flow, "version": "2.0.0",
-                "sample": {"Letters": [format!("queue:{}:some-message", q.queue)]}}}),
-                Some(&q.p.ana),
-            )
-            .await;
-    assert_eq!(
-        elsewhere.status,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "{}",
-        elsewhere.text()
-    );
-    assert!(
-        elsewhere
-            .text()
-            .contains("not on this flow's Dead Letter Queue"),
-        "{}",
-        elsewhere.text()
-    );
-    let rewind =
-        q.p.app
-            .call(
-                "rewind_flow",
-                json!({"flow_id": flow, "to": "Earliest", "apply": false}),
-                Some(&q.p.ana),
-            )
-            .await;
-    assert_eq!(
-        rewind.status,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "{}",
-        rewind.text()
-    );
-    assert!(
-        rewind.text().contains("cannot be rewound"),
-        "{}",
-        rewind.text()
-    );
+    // Refused, each with its reason: a dry run on a queue's recent
+    // messages, or on a letter of another queue, and a rewind.
+    let elsewhere = format!("queue:{}:some-message", q.queue);
+    for (call, args, why) in [
+        (
+            "try_version",
+            json!({"request": {"flow_id": flow, "version": "2.0.0", "sample": {"Recent": 5}}}),
+            "chosen dead letters",
+        ),
+        (
+            "try_version",
+            json!({"request": {"flow_id": flow, "version": "2.0.0",
+                "sample": {"Letters": [elsewhere]}}}),
+            "not on this flow's Dead Letter Queue",
+        ),
+        (
+            "rewind_flow",
+            json!({"flow_id": flow, "to": "Earliest", "apply": false}),
+            "cannot be rewound",
+        ),
+    ] {
+        let refused = q.p.app.call(call, args, Some(&q.p.ana)).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            refused.text()
+        );
+        assert!(refused.text().contains(why), "{}", refused.text());
+    }
 
     // Replayed through echo: the JSON one succeeds, the other fails again.
     q.p.save(&q.p.output, "publish", "2.0.0", None).await;
