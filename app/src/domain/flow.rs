@@ -398,6 +398,10 @@ pub struct DeadLetterQuery {
     /// Where the previous page ended (from [`DeadLetterPage::next`]).
     #[serde(default)]
     pub cursor: Option<String>,
+    /// The failures the flow keeps, even when it has a Dead Letter Queue
+    /// (those it could not write there).
+    #[serde(default)]
+    pub kept: bool,
 }
 
 impl DeadLetterQuery {
@@ -425,6 +429,11 @@ pub struct DeadLetterPage {
     pub letters: Vec<DeadLetter>,
     /// The cursor of the next (older) page, if there may be one.
     pub next: Option<String>,
+    /// Of a flow with a Dead Letter Queue: how many failures it keeps
+    /// besides, as their dead letters could not be written there (listed
+    /// with [`DeadLetterQuery::kept`]).
+    #[serde(default)]
+    pub kept_besides: u64,
 }
 
 /// What **Replay** sends: the letters by id, or every letter that matches
@@ -721,6 +730,7 @@ mod tests {
             version: Some(" ".into()),
             search: Some("String FIELD".into()),
             cursor: None,
+            kept: false,
         };
         assert!(query.matches("bad-input", "2.0.0", "expected a string field \"text\""));
         assert!(!query.matches("transient", "2.0.0", "expected a string field"));

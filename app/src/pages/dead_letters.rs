@@ -65,6 +65,7 @@ pub fn DeadLetters(
             version: given(version),
             search: given(search),
             cursor: None,
+            kept: applied.get_untracked().kept,
         });
         pages.set(vec![None]);
         selected.set(BTreeSet::new());
@@ -118,15 +119,44 @@ pub fn DeadLetters(
                 <button type="submit" class=style::BUTTON_SMALL>"Filter"</button>
             </form>
             <Loaded value=page what="the dead letters" view=move |page: DeadLetterPage| {
+                let showing_kept = applied.with_untracked(|q| q.kept);
                 let from = match &page.dlq_topic {
                     Some(topic) => format!("From the Dead Letter Queue {topic}, newest first."),
+                    None if showing_kept => "Kept by the flow, as its Dead Letter Queue could not take them; newest first.".to_owned(),
                     None => "Kept by the flow (it has no Dead Letter Queue), newest first.".to_owned(),
+                };
+                // A flow with a Dead Letter Queue may keep failures besides:
+                // one button shows them, another goes back.
+                let besides = page.kept_besides;
+                let switch = move |kept: bool| {
+                    applied.update(|q| q.kept = kept);
+                    pages.set(vec![None]);
+                    selected.set(BTreeSet::new());
+                };
+                let other_source = if showing_kept {
+                    Some(view! {
+                        <button type="button" class=style::BUTTON_SMALL on:click=move |_| switch(false)>
+                            "Show the Dead Letter Queue"
+                        </button>
+                    }.into_any())
+                } else if besides > 0 {
+                    let noun = if besides == 1 { "failure" } else { "failures" };
+                    Some(view! {
+                        <button type="button" class=style::BUTTON_SMALL on:click=move |_| switch(true)>
+                            {format!("Show the {besides} {noun} kept by the flow")}
+                        </button>
+                    }.into_any())
+                } else {
+                    None
                 };
                 let ids: Vec<String> = page.letters.iter().map(|l| l.id.clone()).collect();
                 let next = page.next.clone();
                 let empty = page.letters.is_empty();
                 view! {
-                    <p class="mt-2 text-xs text-slate-600" data-testid="dead-letters-source">{from}</p>
+                    <div class="mt-2 flex flex-wrap items-center gap-2">
+                        <p class="text-xs text-slate-600" data-testid="dead-letters-source">{from}</p>
+                        {other_source}
+                    </div>
                     {empty.then(|| view! {
                         <p class="mt-1 text-sm text-slate-600" data-testid="no-dead-letters">"No dead letters match."</p>
                     })}

@@ -715,14 +715,11 @@ fn Numbers(stats: FlowStats) -> impl IntoView {
             let noun = if stats.failures_kept == 1 { "failed message" } else { "failed messages" };
             let summary = if stats.failures_dropped > 0 {
                 format!(
-                    "{} {noun} kept (the flow has no Dead Letter Queue); {} older ones were dropped.",
+                    "{} {noun} kept by the flow; {} older ones were dropped.",
                     stats.failures_kept, stats.failures_dropped
                 )
             } else {
-                format!(
-                    "{} {noun} kept (the flow has no Dead Letter Queue).",
-                    stats.failures_kept
-                )
+                format!("{} {noun} kept by the flow.", stats.failures_kept)
             };
             view! { <p class="mt-3 text-sm text-slate-600" data-testid="failures-kept">{summary}</p> }
         })}

@@ -144,7 +144,7 @@ test('a member enables a listener with a Dead Letter Queue, watches it work, edi
   await expect(failure).toContainText('version 1.1.0');
   await expect(monitor.getByTestId('dead-letters-source')).toContainText('Kept by the flow');
   await expect(monitor.getByTestId('failures-kept')).toHaveText(
-    '1 failed message kept (the flow has no Dead Letter Queue).',
+    '1 failed message kept by the flow.',
   );
 
   await inputRow.getByRole('button', { name: `Disable Subscribe on ${t.input}` }).click();
@@ -394,4 +394,18 @@ test('a member enables a listener on an SQS queue and watches it work', async ({
   await expect(deadLetters.getByTestId('dead-letters-source')).toContainText(`From the Dead Letter Queue ${letters}`);
   await expect(deadLetters.getByRole('list', { name: 'Dead letter list' })).toContainText('no object', { timeout: 15_000 });
   await expect(deadLetters.getByRole('list', { name: 'Dead letter list' })).toContainText(/message \S+ \(\d+ receives before this read\)/);
+
+  // Without its Dead Letter Queue, the flow keeps the next failure, which
+  // the page offers besides the (new, empty) queue.
+  const lettersUrl = `${sqsEndpoint}/123456789012/${letters}`;
+  await sqs('DeleteQueue', { QueueUrl: lettersUrl });
+  await sqs('SendMessage', { QueueUrl: url, MessageBody: '"kept instead"' });
+  await expect(monitor.getByTestId('failures-kept')).toHaveText('1 failed message kept by the flow.', { timeout: 30_000 });
+  await sqs('CreateQueue', { QueueName: letters });
+  await deadLetters.getByRole('button', { name: 'Refresh' }).click();
+  await deadLetters.getByRole('button', { name: 'Show the 1 failure kept by the flow' }).click();
+  await expect(deadLetters.getByTestId('dead-letters-source')).toContainText('as its Dead Letter Queue could not take them');
+  await expect(deadLetters.getByRole('list', { name: 'Dead letter list' })).toContainText('kept instead');
+  await deadLetters.getByRole('button', { name: 'Show the Dead Letter Queue' }).click();
+  await expect(deadLetters.getByTestId('dead-letters-source')).toContainText(`From the Dead Letter Queue ${letters}`);
 });

@@ -40,7 +40,17 @@ struct Done {
     offset: Option<(i32, i64)>,
     failures: Vec<KeptFailure>,
     /// The newest runs, oldest first.
-    runs: VecDeque<(i32, i64, Arc<str>, RunOutcome, u64, Option<QueuedMessage>)>,
+    runs: VecDeque<DoneRun>,
+}
+
+/// A run finished since the last flush, as the monitor will show it.
+struct DoneRun {
+    partition: i32,
+    offset: i64,
+    version: Arc<str>,
+    outcome: RunOutcome,
+    latency_ms: u64,
+    queued: Option<QueuedMessage>,
 }
 
 /// The commit step of one partition. See the module's documentation.
@@ -113,14 +123,14 @@ impl<O: Offsets, K: Keeper> Next for Commit<O, K> {
         if done.runs.len() == KEEP_RUNS {
             done.runs.pop_front();
         }
-        done.runs.push_back((
+        done.runs.push_back(DoneRun {
             partition,
             offset,
-            finished.version,
+            version: finished.version,
             outcome,
-            latency.as_millis() as u64,
+            latency_ms: latency.as_millis() as u64,
             queued,
-        ));
+        });
     }
 }
 
@@ -180,17 +190,16 @@ impl<O: Offsets, K: Keeper> Commit<O, K> {
         }
         if !self.done.runs.is_empty() {
             let at_ms = now_ms();
-            self.stats.record_runs(self.done.runs.drain(..).map(
-                |(partition, offset, version, outcome, latency_ms, queued)| RunRecord {
+            self.stats
+                .record_runs(self.done.runs.drain(..).map(|run| RunRecord {
                     at_ms,
-                    partition,
-                    offset,
-                    version: version.to_string(),
-                    outcome,
-                    latency_ms,
-                    queued,
-                },
-            ));
+                    partition: run.partition,
+                    offset: run.offset,
+                    version: run.version.to_string(),
+                    outcome: run.outcome,
+                    latency_ms: run.latency_ms,
+                    queued: run.queued,
+                }));
         }
     }
 }

@@ -121,11 +121,14 @@ impl Runner {
     ) -> Result<app::domain::DeadLetterPage, AppError> {
         let flow = self.replay_flow(flow_id).await?;
         let limit = app::domain::DEAD_LETTERS_PER_PAGE as usize;
-        let queued = match &flow.row.dlq_topic {
+        // The failures it keeps are listed when it has no Dead Letter
+        // Queue, or when they are asked for.
+        let dlq = flow.row.dlq_topic.clone().filter(|_| !query.kept);
+        let queued = match &dlq {
             Some(topic) => self.queued_letters(&flow, topic).await?,
             None => None,
         };
-        let mut page = match (flow.row.dlq_topic.clone(), queued) {
+        let mut page = match (dlq, queued) {
             (Some(topic), Some(queued)) => {
                 let skip = skip_of(query.cursor.as_deref(), "queued:")?;
                 let matching: Vec<_> = queued
@@ -142,6 +145,7 @@ impl Runner {
                         .collect(),
                     next: (matching.len() > skip + limit)
                         .then(|| format!("queued:{}", skip + limit)),
+                    kept_besides: 0,
                 }
             }
             (Some(topic), None) => {
@@ -164,6 +168,7 @@ impl Runner {
                     dlq_topic: Some(topic),
                     letters: records.iter().map(letters::from_record).collect(),
                     next,
+                    kept_besides: 0,
                 }
             }
             (None, _) => {
@@ -197,9 +202,19 @@ impl Runner {
                         .map(|(id, row)| letters::from_kept(&id, row))
                         .collect(),
                     next: more.then(|| format!("kept:{}", skip + limit)),
+                    kept_besides: 0,
                 }
             }
         };
+        if flow.row.dlq_topic.is_some() {
+            let id = flow_id.to_owned();
+            page.kept_besides = self
+                .inner
+                .db
+                .interact(move |c| failures::summaries(c, &id))
+                .await?
+                .len() as u64;
+        }
         // How the newest replay of each went.
         let ids: Vec<String> = page.letters.iter().map(|l| l.id.clone()).collect();
         let id = flow_id.to_owned();
@@ -343,11 +358,12 @@ impl Runner {
                 format!("More than {MAX_REPLAY_LETTERS} dead letters match; narrow the filter."),
             )
         };
-        let queued = match &flow.row.dlq_topic {
+        let dlq = flow.row.dlq_topic.clone().filter(|_| !query.kept);
+        let queued = match &dlq {
             Some(topic) => self.queued_letters(flow, topic).await?,
             None => None,
         };
-        let ids: Vec<String> = match (flow.row.dlq_topic.clone(), queued) {
+        let ids: Vec<String> = match (dlq, queued) {
             (Some(_), Some(queued)) => queued
                 .iter()
                 .filter(|p| letters::record_matches(&p.record, &query))

@@ -772,6 +772,91 @@ async fn bad_messages_go_to_the_flows_dead_letter_queue_and_are_replayed_from_it
 }
 
 #[tokio::test]
+async fn failures_the_dead_letter_queue_could_not_take_are_kept_and_listed_apart() {
+    let q = queue_pipeline(false).await;
+    let dlq = unique_topic("letters");
+    create_queue(&q.p.app, &q.p.admin, &q.connection, &dlq).await;
+    let grants = json!([
+        {"algorithm": "acme/sentiment", "access": {"subscribe": false, "publish": true}},
+    ]);
+    let saved = q.p.save_grants(&q.connection, &dlq, grants).await;
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.text());
+    let flow = q.enable_with("1.0.0", Some(&dlq)).await;
+    q.send(&["{\"no_text\": 1}".to_owned()], None).await;
+    wait_until("the first dead letter", || async {
+        q.p.stats(&flow).await.dead_lettered == 1
+    })
+    .await;
+
+    // The Dead Letter Queue goes away: the next failure is kept instead.
+    let dlq_url = sdk().queue_url(&dlq).await.unwrap().unwrap();
+    sdk()
+        .sdk()
+        .delete_queue()
+        .queue_url(&dlq_url)
+        .send()
+        .await
+        .unwrap();
+    q.send(&["{\"no_text\": 2}".to_owned()], None).await;
+    wait_until("the failure is kept", || async {
+        q.p.stats(&flow).await.failures_kept == 1
+    })
+    .await;
+    wait_until("the queue is empty", || async { q.left().await == 0 }).await;
+    create_queue(&q.p.app, &q.p.admin, &q.connection, &dlq).await;
+
+    // The page of the (new, empty) queue says one more is kept…
+    let page = q.p.dead_letters(&flow, json!({})).await;
+    assert_eq!(page["dlq_topic"], dlq.as_str(), "{page}");
+    assert_eq!(page["letters"].as_array().unwrap().len(), 0, "{page}");
+    assert_eq!(page["kept_besides"], 1, "{page}");
+    // …and lists it when asked.
+    let kept = q.p.dead_letters(&flow, json!({"kept": true})).await;
+    assert_eq!(kept["dlq_topic"], Value::Null, "{kept}");
+    let letters = kept["letters"].as_array().unwrap().clone();
+    assert_eq!(letters.len(), 1, "{kept}");
+    assert!(letters[0]["id"].as_str().unwrap().starts_with("kept:"));
+    assert!(
+        letters[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the dead letter could not be written either"),
+        "{}",
+        letters[0]
+    );
+    assert!(
+        letters[0]["value"]
+            .as_str()
+            .unwrap()
+            .contains("\"no_text\": 2")
+    );
+
+    // Replaying every kept one that matches takes it alone.
+    q.p.app
+        .services
+        .add_algorithm_version("acme/sentiment", "2.0.0", "builtin:echo", "")
+        .await
+        .unwrap();
+    q.p.save(&q.p.output, "publish", "2.0.0", None).await;
+    let started =
+        q.p.replay(
+            json!({"flow_id": flow, "version": "2.0.0", "matching": {"kept": true}}),
+            &q.p.ana,
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::OK, "{}", started.text());
+    let done = q.p.replay_done(&flow).await;
+    assert_eq!(
+        (done.succeeded, done.failed, done.left),
+        (1, 0, 0),
+        "{done:?}"
+    );
+    let outputs = read(&q.p.output, 1).await;
+    let value: Value = serde_json::from_str(&outputs[0].value).unwrap();
+    assert_eq!(value["no_text"], 2, "{outputs:?}");
+}
+
+#[tokio::test]
 async fn a_dead_letter_queue_must_be_a_standard_queue_the_algorithm_may_publish_to() {
     let q = queue_pipeline(false).await;
     let dlq = unique_topic("letters");
