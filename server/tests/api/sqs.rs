@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use app::api::BrokerAdmin;
 use app::domain::{
     Access, AwsRegion, BrokerConnectionDetails, BrokerKind, Direction, GrantedTopic,
-    NewBrokerConnection, TopicGrant, TopicInfo, TopicName,
+    NewBrokerConnection, ReplayProgress, TopicGrant, TopicInfo, TopicName,
 };
 use server::db::schema::broker_connections;
 use server::sqs::{SqsClient, SqsSettings};
@@ -355,6 +355,33 @@ impl QueuePipeline {
         }
     }
 
+    /// A new queue that the algorithm may publish to, for a Dead Letter
+    /// Queue; its name.
+    async fn dead_letter_queue(&self) -> String {
+        let dlq = unique_topic("letters");
+        create_queue(&self.p.app, &self.p.admin, &self.connection, &dlq).await;
+        let grants = json!([
+            {"algorithm": "acme/sentiment", "access": {"subscribe": false, "publish": true}},
+        ]);
+        let saved = self.p.save_grants(&self.connection, &dlq, grants).await;
+        assert_eq!(saved.status, StatusCode::OK, "{}", saved.text());
+        dlq
+    }
+
+    /// Replays `letters` (ids, or a filter) of the flow through 2.0.0,
+    /// whose outputs are published; how the replay ended.
+    async fn replay_through_2(&self, flow: &str, letters: Value) -> ReplayProgress {
+        self.p.save(&self.p.output, "publish", "2.0.0", None).await;
+        let mut request = json!({"flow_id": flow, "version": "2.0.0"});
+        match letters {
+            Value::Array(_) => request["letters"] = letters,
+            filter => request["matching"] = filter,
+        }
+        let started = self.p.replay(request, &self.p.ana).await;
+        assert_eq!(started.status, StatusCode::OK, "{}", started.text());
+        self.p.replay_done(flow).await
+    }
+
     /// Visible plus in-flight messages on the queue.
     async fn left(&self) -> u64 {
         let info = queue(&self.p.app, &self.p.admin, &self.connection, &self.queue)
@@ -573,13 +600,7 @@ async fn a_fifo_queue_keeps_each_message_group_in_order() {
 #[tokio::test]
 async fn bad_messages_go_to_the_flows_dead_letter_queue_and_are_replayed_from_it() {
     let q = queue_pipeline(false).await;
-    let dlq = unique_topic("letters");
-    create_queue(&q.p.app, &q.p.admin, &q.connection, &dlq).await;
-    let grants = json!([
-        {"algorithm": "acme/sentiment", "access": {"subscribe": false, "publish": true}},
-    ]);
-    let saved = q.p.save_grants(&q.connection, &dlq, grants).await;
-    assert_eq!(saved.status, StatusCode::OK, "{}", saved.text());
+    let dlq = q.dead_letter_queue().await;
     q.p.app
         .services
         .add_algorithm_version("acme/sentiment", "2.0.0", "builtin:echo", "")
@@ -729,16 +750,8 @@ async fn bad_messages_go_to_the_flows_dead_letter_queue_and_are_replayed_from_it
     }
 
     // Replayed through echo: the JSON one succeeds, the other fails again.
-    q.p.save(&q.p.output, "publish", "2.0.0", None).await;
     let ids: Vec<Value> = letters.iter().map(|l| l["id"].clone()).collect();
-    let started =
-        q.p.replay(
-            json!({"flow_id": flow, "version": "2.0.0", "letters": ids}),
-            &q.p.ana,
-        )
-        .await;
-    assert_eq!(started.status, StatusCode::OK, "{}", started.text());
-    let done = q.p.replay_done(&flow).await;
+    let done = q.replay_through_2(&flow, Value::Array(ids)).await;
     assert_eq!(
         (done.succeeded, done.failed, done.left),
         (1, 1, 0),
@@ -774,13 +787,7 @@ async fn bad_messages_go_to_the_flows_dead_letter_queue_and_are_replayed_from_it
 #[tokio::test]
 async fn failures_the_dead_letter_queue_could_not_take_are_kept_and_listed_apart() {
     let q = queue_pipeline(false).await;
-    let dlq = unique_topic("letters");
-    create_queue(&q.p.app, &q.p.admin, &q.connection, &dlq).await;
-    let grants = json!([
-        {"algorithm": "acme/sentiment", "access": {"subscribe": false, "publish": true}},
-    ]);
-    let saved = q.p.save_grants(&q.connection, &dlq, grants).await;
-    assert_eq!(saved.status, StatusCode::OK, "{}", saved.text());
+    let dlq = q.dead_letter_queue().await;
     let flow = q.enable_with("1.0.0", Some(&dlq)).await;
     q.send(&["{\"no_text\": 1}".to_owned()], None).await;
     wait_until("the first dead letter", || async {
@@ -837,15 +844,7 @@ async fn failures_the_dead_letter_queue_could_not_take_are_kept_and_listed_apart
         .add_algorithm_version("acme/sentiment", "2.0.0", "builtin:echo", "")
         .await
         .unwrap();
-    q.p.save(&q.p.output, "publish", "2.0.0", None).await;
-    let started =
-        q.p.replay(
-            json!({"flow_id": flow, "version": "2.0.0", "matching": {"kept": true}}),
-            &q.p.ana,
-        )
-        .await;
-    assert_eq!(started.status, StatusCode::OK, "{}", started.text());
-    let done = q.p.replay_done(&flow).await;
+    let done = q.replay_through_2(&flow, json!({"kept": true})).await;
     assert_eq!(
         (done.succeeded, done.failed, done.left),
         (1, 0, 0),
