@@ -345,6 +345,27 @@ impl SqsClient {
         }
     }
 
+    /// The redrive policy of the queue named `name`, if it has one (or
+    /// does not exist).
+    pub async fn redrive_policy(&self, name: &str) -> Result<Option<String>, AppError> {
+        let Some(url) = self.queue_url(name).await? else {
+            return Ok(None);
+        };
+        let answer = self
+            .client
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::RedrivePolicy)
+            .send()
+            .await
+            .map_err(|e| self.describe(e))?;
+        Ok(answer
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::RedrivePolicy))
+            .filter(|policy| !policy.trim().is_empty())
+            .cloned())
+    }
+
     /// The SDK client, for the tests that put messages on a queue.
     pub fn sdk(&self) -> &Client {
         &self.client

@@ -185,7 +185,7 @@ impl Services {
     }
 
     /// The shared client of an SQS connection.
-    fn sqs_client(&self, row: &ConnectionRow) -> Result<Arc<SqsClient>, AppError> {
+    pub(super) fn sqs_client(&self, row: &ConnectionRow) -> Result<Arc<SqsClient>, AppError> {
         self.sqs.get_or_try_insert(&row.id, || {
             Ok(SqsClient::new(&SqsSettings::from_row(row, &self.secrets)?))
         })

@@ -74,6 +74,34 @@ impl Services {
     }
 
     /// The Events rows of an algorithm (no access check).
+    /// Refuses an SQS queue whose letters could not be read back as the
+    /// flow's page reads them (receiving, then making them visible again).
+    async fn check_sqs_dead_letter_queue(
+        &self,
+        connection: &crate::db::brokers::ConnectionRow,
+        dlq: &str,
+    ) -> Result<(), AppError> {
+        let refused = |why: &str| {
+            Err(AppError::validation(
+                "dlq_topic",
+                format!("'{dlq}' cannot be a Dead Letter Queue: {why}"),
+            ))
+        };
+        if dlq.ends_with(".fifo") {
+            // SQS hands out one message of a FIFO group at a time.
+            return refused(
+                "it is a FIFO queue, whose letters could not be listed or replayed without taking them off the queue. Choose a standard queue.",
+            );
+        }
+        let client = self.sqs_client(connection)?;
+        if client.redrive_policy(dlq).await?.is_some() {
+            return refused(
+                "it has a redrive policy of its own, and reading its letters counts as receiving them, so they would move on after a few reads. Remove its redrive policy, or choose another queue.",
+            );
+        }
+        Ok(())
+    }
+
     async fn event_rows(&self, algorithm_id: &str) -> Result<Vec<GrantedTopic>, AppError> {
         let id = algorithm_id.to_owned();
         let (grants, flows, paused, following) = self
@@ -287,23 +315,14 @@ impl Catalog for Services {
                     ),
                 ));
             }
-            if dlq.ends_with(".fifo") {
-                let id = request.connection_id.clone();
-                let kind = self
-                    .db
-                    .interact(move |c| crate::db::brokers::find_connection(c, &id))
-                    .await?
-                    .map(|c| c.kind());
-                if kind == Some(app::domain::BrokerKind::Sqs) {
-                    // SQS hands out one message of a FIFO group at a time:
-                    // its letters could not be read back without taking them.
-                    return Err(AppError::validation(
-                        "dlq_topic",
-                        format!(
-                            "'{dlq}' is a FIFO queue, which cannot be a Dead Letter Queue: its letters could not be listed or replayed without taking them off the queue. Choose a standard queue."
-                        ),
-                    ));
-                }
+            let id = request.connection_id.clone();
+            let connection = self
+                .db
+                .interact(move |c| crate::db::brokers::find_connection(c, &id))
+                .await?
+                .ok_or_else(|| AppError::not_found("The broker connection"))?;
+            if connection.kind() == app::domain::BrokerKind::Sqs {
+                self.check_sqs_dead_letter_queue(&connection, dlq).await?;
             }
         }
         let ordering = request.ordering;

@@ -867,7 +867,25 @@ async fn a_dead_letter_queue_must_be_a_standard_queue_the_algorithm_may_publish_
     ]);
     let saved = q.p.save_grants(&q.connection, &fifo, grants).await;
     assert_eq!(saved.status, StatusCode::OK, "{}", saved.text());
-    for (queue, why) in [(&dlq, "may publish to"), (&fifo, "FIFO queue")] {
+    // A queue that moves its own messages on after a few receives.
+    let redriven = q.dead_letter_queue().await;
+    let sqs = sdk();
+    let dlq_arn = format!("arn:aws:sqs:us-east-1:123456789012:{dlq}");
+    sqs.sdk()
+        .set_queue_attributes()
+        .queue_url(sqs.queue_url(&redriven).await.unwrap().unwrap())
+        .attributes(
+            QueueAttributeName::RedrivePolicy,
+            json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"}).to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    for (queue, why) in [
+        (&dlq, "may publish to"),
+        (&fifo, "FIFO queue"),
+        (&redriven, "redrive policy of its own"),
+    ] {
         let request = q.flow("Subscribe", "1.0.0", Some(queue));
         let refused = q.p.app.call("save_flow", request, Some(&q.p.ana)).await;
         assert_eq!(
