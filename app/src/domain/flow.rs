@@ -434,6 +434,11 @@ pub struct DeadLetterPage {
     /// with [`DeadLetterQuery::kept`]).
     #[serde(default)]
     pub kept_besides: u64,
+    /// Of an SQS Dead Letter Queue holding more messages than are read
+    /// for a page: how many were read (letters further down are not
+    /// listed).
+    #[serde(default)]
+    pub read_first: Option<u32>,
 }
 
 /// What **Replay** sends: the letters by id, or every letter that matches

@@ -157,6 +157,11 @@ pub fn DeadLetters(
                         <p class="text-xs text-slate-600" data-testid="dead-letters-source">{from}</p>
                         {other_source}
                     </div>
+                    {page.read_first.map(|n| view! {
+                        <p class="mt-1 text-xs text-amber-700" data-testid="dead-letters-partial">
+                            {format!("Only the first {n} messages of the queue were read: letters further down are not listed.")}
+                        </p>
+                    })}
                     {empty.then(|| view! {
                         <p class="mt-1 text-sm text-slate-600" data-testid="no-dead-letters">"No dead letters match."</p>
                     })}

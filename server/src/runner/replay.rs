@@ -132,6 +132,7 @@ impl Runner {
             (Some(topic), Some(queued)) => {
                 let skip = skip_of(query.cursor.as_deref(), "queued:")?;
                 let matching: Vec<_> = queued
+                    .letters
                     .iter()
                     .filter(|p| letters::record_matches(&p.record, &query))
                     .collect();
@@ -146,6 +147,7 @@ impl Runner {
                     next: (matching.len() > skip + limit)
                         .then(|| format!("queued:{}", skip + limit)),
                     kept_besides: 0,
+                    read_first: queued.partial.then_some(PEEKED_LETTERS as u32),
                 }
             }
             (Some(topic), None) => {
@@ -169,6 +171,7 @@ impl Runner {
                     letters: records.iter().map(letters::from_record).collect(),
                     next,
                     kept_besides: 0,
+                    read_first: None,
                 }
             }
             (None, _) => {
@@ -203,6 +206,7 @@ impl Runner {
                         .collect(),
                     next: more.then(|| format!("kept:{}", skip + limit)),
                     kept_besides: 0,
+                    read_first: None,
                 }
             }
         };
@@ -238,11 +242,7 @@ impl Runner {
 
     /// The flow's letters on its Dead Letter Queue, newest first, when
     /// that is an SQS queue (read without being taken); `None` for a topic.
-    async fn queued_letters(
-        &self,
-        flow: &Flow,
-        queue: &str,
-    ) -> Result<Option<Vec<Peeked>>, AppError> {
+    async fn queued_letters(&self, flow: &Flow, queue: &str) -> Result<Option<Queued>, AppError> {
         let target = Target {
             connection_id: flow.row.connection_id.clone(),
             topic: queue.to_owned(),
@@ -250,9 +250,9 @@ impl Runner {
         let Some(output) = self.output_queue(&target).await? else {
             return Ok(None);
         };
-        let mut queued: Vec<Peeked> = output
-            .peek(queue, PEEKED_LETTERS)
-            .await?
+        let peeked = output.peek(queue, PEEKED_LETTERS).await?;
+        let partial = peeked.len() >= PEEKED_LETTERS;
+        let mut queued: Vec<Peeked> = peeked
             .into_iter()
             .filter(|p| letters::is_from(&p.record, &flow.algorithm, &flow.row.topic))
             .collect();
@@ -262,7 +262,10 @@ impl Runner {
                 .unwrap_or(0)
         };
         queued.sort_by_key(|p| std::cmp::Reverse(failed_at(p)));
-        Ok(Some(queued))
+        Ok(Some(Queued {
+            letters: queued,
+            partial,
+        }))
     }
 
     /// Starts a replay of the flow's dead letters (by id, or every one that
@@ -365,6 +368,7 @@ impl Runner {
         };
         let ids: Vec<String> = match (dlq, queued) {
             (Some(_), Some(queued)) => queued
+                .letters
                 .iter()
                 .filter(|p| letters::record_matches(&p.record, &query))
                 .map(|p| letters::from_peeked(p).id)
@@ -761,7 +765,11 @@ impl Runner {
             }
         }
         for (queue, wanted) in queued {
-            let on_queue = self.queued_letters(flow, &queue).await?.unwrap_or_default();
+            let on_queue = self
+                .queued_letters(flow, &queue)
+                .await?
+                .map(|q| q.letters)
+                .unwrap_or_default();
             for (message_id, text) in wanted {
                 let letter = match on_queue.iter().find(|p| p.message_id == message_id) {
                     None => Err(format!(
@@ -875,6 +883,13 @@ fn message_of_kept(
         })),
     );
     Ok((message, row.attempts.max(0) as u32, replay_of))
+}
+
+/// A flow's letters read from its SQS Dead Letter Queue.
+struct Queued {
+    letters: Vec<Peeked>,
+    /// Whether as many messages were read as may be: there may be more.
+    partial: bool,
 }
 
 /// How many letters after `prefix` a page cursor skips (none without one).

@@ -856,6 +856,52 @@ async fn failures_the_dead_letter_queue_could_not_take_are_kept_and_listed_apart
 }
 
 #[tokio::test]
+async fn a_dead_letter_queue_longer_than_is_read_says_so() {
+    let q = queue_pipeline(false).await;
+    let dlq = q.dead_letter_queue().await;
+    let flow = q.enable_with("1.0.0", Some(&dlq)).await;
+    let page = q.p.dead_letters(&flow, json!({})).await;
+    assert_eq!(page["read_first"], Value::Null, "{page}");
+
+    // Other programs' messages on the queue: more than are read.
+    let sqs = sdk();
+    let url = sqs.queue_url(&dlq).await.unwrap().unwrap();
+    for batch in 0..21 {
+        let entries = (0..10)
+            .map(|i| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(format!("m{i}"))
+                    .message_body(format!("{{\"other\": {}}}", batch * 10 + i))
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        sqs.sdk()
+            .send_message_batch()
+            .queue_url(&url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .unwrap();
+    }
+    let page = q.p.dead_letters(&flow, json!({})).await;
+    assert_eq!(page["read_first"], 200, "{page}");
+    assert_eq!(
+        page["letters"].as_array().unwrap().len(),
+        0,
+        "not this flow's"
+    );
+    wait_until("every message is visible again", || async {
+        let info = queue(&q.p.app, &q.p.admin, &q.connection, &dlq)
+            .await
+            .queue
+            .unwrap();
+        info.visible == 210
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_dead_letter_queue_must_be_a_standard_queue_the_algorithm_may_publish_to() {
     let q = queue_pipeline(false).await;
     let dlq = unique_topic("letters");
