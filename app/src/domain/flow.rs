@@ -439,6 +439,10 @@ pub struct DeadLetterPage {
     /// listed).
     #[serde(default)]
     pub read_first: Option<u32>,
+    /// The letters are the failures a flow with a Dead Letter Queue keeps
+    /// besides (asked for with [`DeadLetterQuery::kept`]).
+    #[serde(default)]
+    pub kept: bool,
 }
 
 /// What **Replay** sends: the letters by id, or every letter that matches

@@ -119,10 +119,10 @@ pub fn DeadLetters(
                 <button type="submit" class=style::BUTTON_SMALL>"Filter"</button>
             </form>
             <Loaded value=page what="the dead letters" view=move |page: DeadLetterPage| {
-                let showing_kept = applied.with_untracked(|q| q.kept);
+                let showing_kept = page.kept;
                 let from = match &page.dlq_topic {
                     Some(topic) => format!("From the Dead Letter Queue {topic}, newest first."),
-                    None if showing_kept => "Kept by the flow, as its Dead Letter Queue could not take them; newest first.".to_owned(),
+                    None if showing_kept => "Kept by the flow besides its Dead Letter Queue, newest first.".to_owned(),
                     None => "Kept by the flow (it has no Dead Letter Queue), newest first.".to_owned(),
                 };
                 // A flow with a Dead Letter Queue may keep failures besides:

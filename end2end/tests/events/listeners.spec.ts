@@ -400,11 +400,11 @@ test('a member enables a listener on an SQS queue and watches it work', async ({
   const lettersUrl = `${sqsEndpoint}/123456789012/${letters}`;
   await sqs('DeleteQueue', { QueueUrl: lettersUrl });
   await sqs('SendMessage', { QueueUrl: url, MessageBody: '"kept instead"' });
-  await expect(monitor.getByTestId('failures-kept')).toHaveText('1 failed message kept by the flow.', { timeout: 30_000 });
+  await expect(monitor.getByTestId('failures-kept')).toHaveText('1 failed message kept by the flow.', { timeout: 60_000 });
   await sqs('CreateQueue', { QueueName: letters });
   await deadLetters.getByRole('button', { name: 'Refresh' }).click();
   await deadLetters.getByRole('button', { name: 'Show the 1 failure kept by the flow' }).click();
-  await expect(deadLetters.getByTestId('dead-letters-source')).toContainText('as its Dead Letter Queue could not take them');
+  await expect(deadLetters.getByTestId('dead-letters-source')).toContainText('Kept by the flow besides its Dead Letter Queue');
   await expect(deadLetters.getByRole('list', { name: 'Dead letter list' })).toContainText('kept instead');
   await deadLetters.getByRole('button', { name: 'Show the Dead Letter Queue' }).click();
   await expect(deadLetters.getByTestId('dead-letters-source')).toContainText(`From the Dead Letter Queue ${letters}`);

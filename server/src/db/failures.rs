@@ -72,10 +72,7 @@ pub fn keep(conn: &mut AnyConnection, flow_id: &str, failures: &[Failure]) -> Qu
                 ))
                 .execute(c)?;
         }
-        let count: i64 = flow_failures::table
-            .filter(flow_failures::flow_id.eq(flow_id))
-            .count()
-            .get_result(c)?;
+        let count = count(c, flow_id)?;
         let excess = count - KEEP_PER_FLOW;
         if excess > 0 {
             let oldest: Vec<String> = flow_failures::table
@@ -118,10 +115,7 @@ pub fn latest(
         .select((flow_failures::id, Failure::as_select()))
         .limit(limit)
         .load(conn)?;
-    let kept: i64 = flow_failures::table
-        .filter(flow_failures::flow_id.eq(flow_id))
-        .count()
-        .get_result(conn)?;
+    let kept = count(conn, flow_id)?;
     let dropped: i64 = flows::table
         .find(flow_id)
         .select(flows::failures_dropped)
@@ -133,6 +127,14 @@ pub fn latest(
 
 /// What a filter looks at in a kept failure: (id, kind, version, message),
 /// newest first. At most [`KEEP_PER_FLOW`] of them.
+/// How many failures the flow keeps.
+pub fn count(conn: &mut AnyConnection, flow_id: &str) -> QueryResult<i64> {
+    flow_failures::table
+        .filter(flow_failures::flow_id.eq(flow_id))
+        .count()
+        .get_result(conn)
+}
+
 pub fn summaries(
     conn: &mut AnyConnection,
     flow_id: &str,

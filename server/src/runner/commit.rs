@@ -61,6 +61,10 @@ pub(super) struct Commit<O, K> {
     stop: watch::Receiver<bool>,
     stats: Arc<Stats>,
     done: Done,
+    /// The messages come from an SQS queue, and are named by their SQS
+    /// message (a topic's records may carry those headers too, from
+    /// upstream).
+    from_queue: bool,
 }
 
 impl<O: Offsets, K: Keeper> Next for Commit<O, K> {
@@ -69,8 +73,11 @@ impl<O: Offsets, K: Keeper> Next for Commit<O, K> {
         let stats = &self.stats;
         let message = &finished.message;
         let (partition, offset) = (message.partition(), message.offset());
-        let queued =
-            super::letters::header(message, headers::SQS_MESSAGE_ID).map(|id| QueuedMessage {
+        let queued = self
+            .from_queue
+            .then(|| super::letters::header(message, headers::SQS_MESSAGE_ID))
+            .flatten()
+            .map(|id| QueuedMessage {
                 id: id.to_owned(),
                 receive_count: super::letters::header(message, headers::SQS_RECEIVE_COUNT)
                     .and_then(|n| n.parse().ok())
@@ -149,7 +156,14 @@ impl<O: Offsets, K: Keeper> Commit<O, K> {
             stop,
             stats,
             done: Done::default(),
+            from_queue: false,
         }
+    }
+
+    /// For messages received from an SQS queue.
+    pub fn from_queue(mut self) -> Self {
+        self.from_queue = true;
+        self
     }
 
     /// Keeps the failures finished since the last flush, then stores the
@@ -289,6 +303,50 @@ mod tests {
                 ..Failure::now(kind, format!("{kind} at {offset}"), 3)
             }),
         }
+    }
+
+    #[tokio::test]
+    async fn only_a_queues_messages_are_named_by_their_sqs_message() {
+        let from_sqs = |offset: i64| {
+            let mut done = finished(offset, None);
+            let own = rdkafka::message::OwnedHeaders::new()
+                .insert(rdkafka::message::Header {
+                    key: headers::SQS_MESSAGE_ID,
+                    value: Some("m-1"),
+                })
+                .insert(rdkafka::message::Header {
+                    key: headers::SQS_RECEIVE_COUNT,
+                    value: Some("2"),
+                });
+            done.message = OwnedMessage::new(
+                None,
+                None,
+                "in".into(),
+                Timestamp::NotAvailable,
+                0,
+                offset,
+                Some(own),
+            );
+            done
+        };
+        // A topic's record carrying the headers of an upstream SQS message.
+        let (mut topic, _, _stop) = commit(0);
+        topic.finished(from_sqs(0));
+        topic.flush().await;
+        let runs = topic.stats.snapshot().recent_runs;
+        assert_eq!(runs[0].queued, None);
+        let (queue, _, _stop) = commit(0);
+        let mut queue = queue.from_queue();
+        queue.finished(from_sqs(0));
+        queue.flush().await;
+        let runs = queue.stats.snapshot().recent_runs;
+        assert_eq!(
+            runs[0].queued,
+            Some(QueuedMessage {
+                id: "m-1".into(),
+                receive_count: 2
+            })
+        );
     }
 
     #[tokio::test]

@@ -69,7 +69,7 @@ pub(super) async fn lane(mut worker: Worker, mut source: Source) {
         worker.stop.clone(),
         worker.stats.clone(),
     );
-    let commit: KafkaCommit = Commit::new(
+    let mut commit: KafkaCommit = Commit::new(
         ConsumerOffsets {
             acks: worker.acks.clone(),
             topic: worker.spec.topic.clone(),
@@ -83,6 +83,9 @@ pub(super) async fn lane(mut worker: Worker, mut source: Source) {
         worker.stop.clone(),
         worker.stats.clone(),
     );
+    if matches!(worker.acks, Acks::Sqs(_)) {
+        commit = commit.from_queue();
+    }
     let (handoff, handed) = mpsc::channel(HANDOFFS);
     let writes = tokio::spawn(write_task(writer, commit, handed));
     let mut out = Handoff::new(handoff);

@@ -84,10 +84,15 @@ pub fn from_kept(id: &str, row: Failure) -> DeadLetter {
         Some(bytes) => shown(bytes, !value_cut),
     };
     let headers: Vec<(String, String)> = serde_json::from_str(&row.headers).unwrap_or_default();
-    let replay_of = headers
-        .iter()
-        .find(|(name, _)| name == headers::REPLAY_OF)
-        .map(|(_, value)| value.clone());
+    let named = |wanted: &str| {
+        headers
+            .iter()
+            .find(|(name, _)| name == wanted)
+            .map(|(_, value)| value.clone())
+    };
+    let replay_of = named(headers::REPLAY_OF);
+    // A message received from SQS is named by its message id.
+    let position = named(headers::SQS_MESSAGE_ID).map(|id| format!("message {id}"));
     DeadLetter {
         id: LetterId::Kept(id.to_owned()).to_string(),
         at: super::clock(row.at_ms),
@@ -102,7 +107,7 @@ pub fn from_kept(id: &str, row: Failure) -> DeadLetter {
         value_bytes,
         value_cut,
         headers,
-        position: None,
+        position,
         replay_of,
         replayed: None,
     }

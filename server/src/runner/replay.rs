@@ -148,6 +148,7 @@ impl Runner {
                         .then(|| format!("queued:{}", skip + limit)),
                     kept_besides: 0,
                     read_first: queued.partial.then_some(PEEKED_LETTERS as u32),
+                    kept: false,
                 }
             }
             (Some(topic), None) => {
@@ -172,6 +173,7 @@ impl Runner {
                     next,
                     kept_besides: 0,
                     read_first: None,
+                    kept: false,
                 }
             }
             (None, _) => {
@@ -207,17 +209,22 @@ impl Runner {
                     next: more.then(|| format!("kept:{}", skip + limit)),
                     kept_besides: 0,
                     read_first: None,
+                    kept: false,
                 }
             }
         };
         if flow.row.dlq_topic.is_some() {
-            let id = flow_id.to_owned();
-            page.kept_besides = self
-                .inner
-                .db
-                .interact(move |c| failures::summaries(c, &id))
-                .await?
-                .len() as u64;
+            if query.kept {
+                page.kept = true;
+            } else {
+                let id = flow_id.to_owned();
+                page.kept_besides = self
+                    .inner
+                    .db
+                    .interact(move |c| failures::count(c, &id))
+                    .await?
+                    .max(0) as u64;
+            }
         }
         // How the newest replay of each went.
         let ids: Vec<String> = page.letters.iter().map(|l| l.id.clone()).collect();
@@ -250,8 +257,10 @@ impl Runner {
         let Some(output) = self.output_queue(&target).await? else {
             return Ok(None);
         };
-        let peeked = output.peek(queue, PEEKED_LETTERS).await?;
-        let partial = peeked.len() >= PEEKED_LETTERS;
+        // One more than is listed tells whether there are more.
+        let mut peeked = output.peek(queue, PEEKED_LETTERS + 1).await?;
+        let partial = peeked.len() > PEEKED_LETTERS;
+        peeked.truncate(PEEKED_LETTERS);
         let mut queued: Vec<Peeked> = peeked
             .into_iter()
             .filter(|p| letters::is_from(&p.record, &flow.algorithm, &flow.row.topic))

@@ -73,7 +73,6 @@ impl Services {
             .collect())
     }
 
-    /// The Events rows of an algorithm (no access check).
     /// Refuses an SQS queue whose letters could not be read back as the
     /// flow's page reads them (receiving, then making them visible again).
     async fn check_sqs_dead_letter_queue(
@@ -94,7 +93,13 @@ impl Services {
             );
         }
         let client = self.sqs_client(connection)?;
-        if client.redrive_policy(dlq).await?.is_some() {
+        let policy = client.redrive_policy(dlq).await.map_err(|error| {
+            AppError::validation(
+                "dlq_topic",
+                format!("The queue '{dlq}' could not be checked: {error}"),
+            )
+        })?;
+        if policy.is_some() {
             return refused(
                 "it has a redrive policy of its own, and reading its letters counts as receiving them, so they would move on after a few reads. Remove its redrive policy, or choose another queue.",
             );
@@ -102,6 +107,7 @@ impl Services {
         Ok(())
     }
 
+    /// The Events rows of an algorithm (no access check).
     async fn event_rows(&self, algorithm_id: &str) -> Result<Vec<GrantedTopic>, AppError> {
         let id = algorithm_id.to_owned();
         let (grants, flows, paused, following) = self
@@ -315,14 +321,19 @@ impl Catalog for Services {
                     ),
                 ));
             }
-            let id = request.connection_id.clone();
-            let connection = self
-                .db
-                .interact(move |c| crate::db::brokers::find_connection(c, &id))
-                .await?
-                .ok_or_else(|| AppError::not_found("The broker connection"))?;
-            if connection.kind() == app::domain::BrokerKind::Sqs {
-                self.check_sqs_dead_letter_queue(&connection, dlq).await?;
+            // A queue is asked about when it becomes the flow's Dead Letter
+            // Queue, not at every save.
+            let current = row.flow.as_ref().and_then(|f| f.dlq_topic.as_deref());
+            if current != Some(dlq) {
+                let id = request.connection_id.clone();
+                let connection = self
+                    .db
+                    .interact(move |c| crate::db::brokers::find_connection(c, &id))
+                    .await?
+                    .ok_or_else(|| AppError::not_found("The broker connection"))?;
+                if connection.kind() == app::domain::BrokerKind::Sqs {
+                    self.check_sqs_dead_letter_queue(&connection, dlq).await?;
+                }
             }
         }
         let ordering = request.ordering;

@@ -820,9 +820,18 @@ async fn failures_the_dead_letter_queue_could_not_take_are_kept_and_listed_apart
     // …and lists it when asked.
     let kept = q.p.dead_letters(&flow, json!({"kept": true})).await;
     assert_eq!(kept["dlq_topic"], Value::Null, "{kept}");
+    assert_eq!(kept["kept"], true, "{kept}");
     let letters = kept["letters"].as_array().unwrap().clone();
     assert_eq!(letters.len(), 1, "{kept}");
     assert!(letters[0]["id"].as_str().unwrap().starts_with("kept:"));
+    assert!(
+        letters[0]["position"]
+            .as_str()
+            .unwrap()
+            .starts_with("message "),
+        "{}",
+        letters[0]
+    );
     assert!(
         letters[0]["message"]
             .as_str()
