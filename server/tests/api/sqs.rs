@@ -65,6 +65,34 @@ async fn create_queue(app: &TestApp, token: &str, id: &str, name: &str) {
     assert_eq!(reply.status, StatusCode::OK, "{name}: {}", reply.text());
 }
 
+/// Gives the queue at `url` a redrive policy: to the queue named `dlq`
+/// after 3 receives.
+async fn redrive(url: &str, dlq: &str) {
+    let sqs = sdk();
+    let dlq_url = sqs.queue_url(dlq).await.unwrap().unwrap();
+    let dlq_arn = sqs
+        .sdk()
+        .get_queue_attributes()
+        .queue_url(&dlq_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes()
+        .unwrap()[&QueueAttributeName::QueueArn]
+        .clone();
+    sqs.sdk()
+        .set_queue_attributes()
+        .queue_url(url)
+        .attributes(
+            QueueAttributeName::RedrivePolicy,
+            json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"}).to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
 async fn queue(app: &TestApp, token: &str, id: &str, name: &str) -> TopicInfo {
     let details: BrokerConnectionDetails = app
         .call_as("get_broker_connection", json!({"id": id}), Some(token))
@@ -152,28 +180,7 @@ async fn queues_are_created_and_listed_with_their_attributes() {
         .await
         .unwrap();
     assert_eq!(taken.messages().len(), 1);
-    let dlq_url = sqs.queue_url(&dlq).await.unwrap().unwrap();
-    let dlq_arn = sqs
-        .sdk()
-        .get_queue_attributes()
-        .queue_url(&dlq_url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes()
-        .unwrap()[&QueueAttributeName::QueueArn]
-        .clone();
-    sqs.sdk()
-        .set_queue_attributes()
-        .queue_url(&url)
-        .attributes(
-            QueueAttributeName::RedrivePolicy,
-            json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"}).to_string(),
-        )
-        .send()
-        .await
-        .unwrap();
+    redrive(&url, &dlq).await;
 
     let orders = queue(&app, &token, &id, &standard).await;
     let attributes = orders.queue.expect("an SQS queue has queue attributes");
@@ -380,6 +387,19 @@ impl QueuePipeline {
         let started = self.p.replay(request, &self.p.ana).await;
         assert_eq!(started.status, StatusCode::OK, "{}", started.text());
         self.p.replay_done(flow).await
+    }
+
+    /// Waits until `count` messages of the queue `name` are visible: none
+    /// is hidden by a reader any more.
+    async fn wait_visible(&self, name: &str, count: u64) {
+        wait_until("the messages are visible", || async {
+            let info = queue(&self.p.app, &self.p.admin, &self.connection, name)
+                .await
+                .queue
+                .unwrap();
+            info.visible == count
+        })
+        .await;
     }
 
     /// Visible plus in-flight messages on the queue.
@@ -659,14 +679,7 @@ async fn bad_messages_go_to_the_flows_dead_letter_queue_and_are_replayed_from_it
         "{filtered}"
     );
     let dlq_url = sdk().queue_url(&dlq).await.unwrap().unwrap();
-    wait_until("the letters are visible again", || async {
-        let info = queue(&q.p.app, &q.p.admin, &q.connection, &dlq)
-            .await
-            .queue
-            .unwrap();
-        info.visible == 2
-    })
-    .await;
+    q.wait_visible(&dlq, 2).await;
 
     // A consumer of the queue reads the error from the message attributes.
     let received = sdk()
@@ -900,14 +913,7 @@ async fn a_dead_letter_queue_longer_than_is_read_says_so() {
         0,
         "not this flow's"
     );
-    wait_until("every message is visible again", || async {
-        let info = queue(&q.p.app, &q.p.admin, &q.connection, &dlq)
-            .await
-            .queue
-            .unwrap();
-        info.visible == 210
-    })
-    .await;
+    q.wait_visible(&dlq, 210).await;
 }
 
 #[tokio::test]
@@ -924,18 +930,7 @@ async fn a_dead_letter_queue_must_be_a_standard_queue_the_algorithm_may_publish_
     assert_eq!(saved.status, StatusCode::OK, "{}", saved.text());
     // A queue that moves its own messages on after a few receives.
     let redriven = q.dead_letter_queue().await;
-    let sqs = sdk();
-    let dlq_arn = format!("arn:aws:sqs:us-east-1:123456789012:{dlq}");
-    sqs.sdk()
-        .set_queue_attributes()
-        .queue_url(sqs.queue_url(&redriven).await.unwrap().unwrap())
-        .attributes(
-            QueueAttributeName::RedrivePolicy,
-            json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"}).to_string(),
-        )
-        .send()
-        .await
-        .unwrap();
+    redrive(&sdk().queue_url(&redriven).await.unwrap().unwrap(), &dlq).await;
     for (queue, why) in [
         (&dlq, "may publish to"),
         (&fifo, "FIFO queue"),
