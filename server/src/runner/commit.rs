@@ -161,7 +161,7 @@ impl<O: Offsets, K: Keeper> Commit<O, K> {
     }
 
     /// For messages received from an SQS queue.
-    pub fn from_queue(mut self) -> Self {
+    pub fn reading_a_queue(mut self) -> Self {
         self.from_queue = true;
         self
     }
@@ -336,7 +336,7 @@ mod tests {
         let runs = topic.stats.snapshot().recent_runs;
         assert_eq!(runs[0].queued, None);
         let (queue, _, _stop) = commit(0);
-        let mut queue = queue.from_queue();
+        let mut queue = queue.reading_a_queue();
         queue.finished(from_sqs(0));
         queue.flush().await;
         let runs = queue.stats.snapshot().recent_runs;

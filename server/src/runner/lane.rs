@@ -84,7 +84,7 @@ pub(super) async fn lane(mut worker: Worker, mut source: Source) {
         worker.stats.clone(),
     );
     if matches!(worker.acks, Acks::Sqs(_)) {
-        commit = commit.from_queue();
+        commit = commit.reading_a_queue();
     }
     let (handoff, handed) = mpsc::channel(HANDOFFS);
     let writes = tokio::spawn(write_task(writer, commit, handed));

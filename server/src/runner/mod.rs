@@ -103,6 +103,10 @@ impl CloseAway {
     }
 }
 
+/// The SQS queues written to, by connection and queue name (`None`: the
+/// name is a Kafka topic).
+type OutputQueues = HashMap<(String, String), Option<Arc<sqs_flow::OutputQueue>>>;
+
 impl Drop for CloseAway {
     fn drop(&mut self) {
         let Some(consumer) = self.0.take() else {
@@ -148,7 +152,7 @@ pub(crate) struct Inner {
     sqs_visibility: std::sync::atomic::AtomicI32,
     /// Targets seen so far: the SQS queue each is, or `None` for a Kafka
     /// topic.
-    output_queues: Mutex<HashMap<(String, String), Option<Arc<sqs_flow::OutputQueue>>>>,
+    output_queues: Mutex<OutputQueues>,
 }
 
 /// The in-process flow supervisor. Cheap to clone.

@@ -129,39 +129,50 @@ impl InFlight {
             .unwrap_or_default()
     }
 
-    /// Sets the visibility timeout of every message held to `seconds`,
-    /// all batches at once.
+    /// Sets the visibility timeout of every message held to `seconds`.
     async fn set_visibility(&self, seconds: i32) {
-        let held = self.held();
-        let calls = held.chunks(SQS_BATCH).map(|chunk| {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .filter_map(|(i, handle)| {
-                    ChangeMessageVisibilityBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(handle)
-                        .visibility_timeout(seconds)
-                        .build()
-                        .ok()
-                })
-                .collect();
-            self.client
-                .sdk()
-                .change_message_visibility_batch()
-                .queue_url(&self.url)
-                .set_entries(Some(entries))
-                .send()
-        });
-        for answer in futures::future::join_all(calls).await {
-            match answer {
-                Ok(answer) if answer.failed().is_empty() => {}
-                Ok(answer) => tracing::warn!(flow = %self.flow, failed = answer.failed().len(),
-                    "the visibility of some SQS messages could not be changed"),
-                Err(error) => tracing::warn!(flow = %self.flow,
-                    error = %aws_sdk_sqs::error::DisplayErrorContext(&error),
-                    "the visibility of SQS messages could not be changed"),
-            }
+        set_visibility(&self.client, &self.url, &self.flow, &self.held(), seconds).await;
+    }
+}
+
+/// Sets the visibility timeout of the messages received with `handles` to
+/// `seconds`, all batches at once; `who` (a flow, or a queue read back)
+/// names them in the log when SQS refuses.
+async fn set_visibility(
+    client: &SqsClient,
+    url: &str,
+    who: &str,
+    handles: &[String],
+    seconds: i32,
+) {
+    let calls = handles.chunks(SQS_BATCH).map(|chunk| {
+        let entries = chunk
+            .iter()
+            .enumerate()
+            .filter_map(|(i, handle)| {
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(handle)
+                    .visibility_timeout(seconds)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        client
+            .sdk()
+            .change_message_visibility_batch()
+            .queue_url(url)
+            .set_entries(Some(entries))
+            .send()
+    });
+    for answer in futures::future::join_all(calls).await {
+        match answer {
+            Ok(answer) if answer.failed().is_empty() => {}
+            Ok(answer) => tracing::warn!(%who, failed = answer.failed().len(),
+                "the visibility of some SQS messages could not be changed"),
+            Err(error) => tracing::warn!(%who,
+                error = %aws_sdk_sqs::error::DisplayErrorContext(&error),
+                "the visibility of SQS messages could not be changed"),
         }
     }
 }
@@ -316,11 +327,6 @@ pub async fn consume(
             let Some(handle) = message.receipt_handle() else {
                 continue;
             };
-            let attribute = |name: MessageSystemAttributeName| {
-                message.attributes().and_then(|a| a.get(&name)).cloned()
-            };
-            let sent = attribute(MessageSystemAttributeName::SentTimestamp)
-                .and_then(|ms| ms.parse::<i64>().ok());
             let mut own = OwnedHeaders::new_with_capacity(2);
             if let Some(id) = message.message_id() {
                 own = own.insert(Header {
@@ -328,21 +334,15 @@ pub async fn consume(
                     value: Some(id),
                 });
             }
-            if let Some(count) = attribute(MessageSystemAttributeName::ApproximateReceiveCount) {
+            if let Some(count) =
+                system(message, MessageSystemAttributeName::ApproximateReceiveCount)
+            {
                 own = own.insert(Header {
                     key: headers::SQS_RECEIVE_COUNT,
                     value: Some(&count),
                 });
             }
-            batch.push(OwnedMessage::new(
-                message.body().map(|b| b.as_bytes().to_vec()),
-                attribute(MessageSystemAttributeName::MessageGroupId).map(String::into_bytes),
-                topic.clone(),
-                sent.map_or(Timestamp::NotAvailable, Timestamp::CreateTime),
-                0,
-                number,
-                Some(own),
-            ));
+            batch.push(record_of(message, &topic, number, own));
             in_flight.received(number, handle.to_owned());
             number += 1;
         }
@@ -711,11 +711,7 @@ impl OutputQueue {
         let read = self
             .receive_into(name, max, &mut peeked, &mut handles)
             .await;
-        let shown = InFlight::new(self.client.clone(), self.url.clone(), name.into());
-        for (i, handle) in handles.into_iter().enumerate() {
-            shown.received(i as i64, handle);
-        }
-        shown.set_visibility(0).await;
+        set_visibility(&self.client, &self.url, name, &handles, 0).await;
         read.map(|()| peeked)
     }
 
@@ -761,11 +757,9 @@ impl OutputQueue {
     }
 }
 
-/// A received message as a record: body, group as key, attributes as
-/// headers.
+/// A message read back without being taken: its attributes as headers,
+/// with SQS's own facts.
 fn peeked_of(message: &Message, queue: &str, position: i64) -> Peeked {
-    let system =
-        |name: MessageSystemAttributeName| message.attributes().and_then(|a| a.get(&name)).cloned();
     let mut own = OwnedHeaders::new();
     if let Some(attributes) = message.message_attributes() {
         let mut named: Vec<(&String, &MessageAttributeValue)> = attributes.iter().collect();
@@ -779,22 +773,35 @@ fn peeked_of(message: &Message, queue: &str, position: i64) -> Peeked {
             }
         }
     }
-    let sent = system(MessageSystemAttributeName::SentTimestamp).and_then(|ms| ms.parse().ok());
     Peeked {
-        record: OwnedMessage::new(
-            message.body().map(|b| b.as_bytes().to_vec()),
-            system(MessageSystemAttributeName::MessageGroupId).map(String::into_bytes),
-            queue.to_owned(),
-            sent.map_or(Timestamp::NotAvailable, Timestamp::CreateTime),
-            0,
-            position,
-            Some(own),
-        ),
+        record: record_of(message, queue, position, own),
         message_id: message.message_id().unwrap_or_default().to_owned(),
-        receive_count: system(MessageSystemAttributeName::ApproximateReceiveCount)
+        receive_count: system(message, MessageSystemAttributeName::ApproximateReceiveCount)
             .and_then(|n| n.parse().ok())
             .unwrap_or(0),
     }
+}
+
+/// One of SQS's own attributes of a received message.
+fn system(message: &Message, name: MessageSystemAttributeName) -> Option<String> {
+    message.attributes().and_then(|a| a.get(&name)).cloned()
+}
+
+/// A message received from the queue `queue` as the record the runner
+/// handles: its body, its message group as key, when it was sent, at
+/// `position` of partition 0, with `own` headers.
+fn record_of(message: &Message, queue: &str, position: i64, own: OwnedHeaders) -> OwnedMessage {
+    let sent = system(message, MessageSystemAttributeName::SentTimestamp)
+        .and_then(|ms| ms.parse::<i64>().ok());
+    OwnedMessage::new(
+        message.body().map(|b| b.as_bytes().to_vec()),
+        system(message, MessageSystemAttributeName::MessageGroupId).map(String::into_bytes),
+        queue.to_owned(),
+        sent.map_or(Timestamp::NotAvailable, Timestamp::CreateTime),
+        0,
+        position,
+        Some(own),
+    )
 }
 
 #[cfg(test)]

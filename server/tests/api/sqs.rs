@@ -1172,22 +1172,7 @@ async fn killing_the_server_mid_stream_loses_no_message_of_a_queue() {
         outputs.len() - seen.len()
     );
     wait_until("the queue is empty", || async {
-        let attributes = sqs
-            .sdk()
-            .get_queue_attributes()
-            .queue_url(&url)
-            .attribute_names(QueueAttributeName::All)
-            .send()
-            .await
-            .unwrap();
-        let count = |name: QueueAttributeName| {
-            attributes.attributes().unwrap()[&name]
-                .parse::<u64>()
-                .unwrap()
-        };
-        count(QueueAttributeName::ApproximateNumberOfMessages)
-            + count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-            == 0
+        sqs.waiting(&url).await.unwrap() == Some(0)
     })
     .await;
 }
