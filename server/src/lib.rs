@@ -10,4 +10,5 @@ pub mod runner;
 pub mod secrets;
 pub mod services;
 pub mod sqs;
+pub mod servicebus;
 pub mod testing;

@@ -436,6 +436,7 @@ fn queue_info(name: String, attributes: &HashMap<QueueAttributeName, String>) ->
             visibility_timeout_secs: number(QueueAttributeName::VisibilityTimeout) as u32,
             redrive,
         }),
+        entity: None,
         name,
     }
 }

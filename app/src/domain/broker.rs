@@ -12,16 +12,21 @@ pub enum BrokerKind {
     Kafka,
     /// Amazon Simple Queue Service: its "topics" are the account's queues.
     Sqs,
+    /// Azure Service Bus: its "topics" are the namespace's queues and topic
+    /// subscriptions (`topic/subscriptions/name`); outputs go to queues or
+    /// topics.
+    ServiceBus,
 }
 
 impl BrokerKind {
-    pub const ALL: [BrokerKind; 2] = [BrokerKind::Kafka, BrokerKind::Sqs];
+    pub const ALL: [BrokerKind; 3] = [BrokerKind::Kafka, BrokerKind::Sqs, BrokerKind::ServiceBus];
 
     /// The name stored and sent in forms.
     pub fn as_str(self) -> &'static str {
         match self {
             BrokerKind::Kafka => "kafka",
             BrokerKind::Sqs => "sqs",
+            BrokerKind::ServiceBus => "servicebus",
         }
     }
 
@@ -30,6 +35,7 @@ impl BrokerKind {
         match self {
             BrokerKind::Kafka => "Kafka",
             BrokerKind::Sqs => "Amazon SQS",
+            BrokerKind::ServiceBus => "Azure Service Bus",
         }
     }
 
@@ -209,7 +215,10 @@ impl fmt::Display for BootstrapServers {
     }
 }
 
-/// A topic name Kafka accepts: 1–249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
+/// A topic name: 1–249 of `[a-zA-Z0-9._-]`, not `.` or `..`, as Kafka
+/// takes; a Service Bus entity's path may have segments joined by `/`
+/// (`orders/subscriptions/scoring`), which Kafka refuses
+/// ([`TopicName::check_kafka`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct TopicName(String);
 
@@ -235,14 +244,33 @@ impl TopicName {
         }
         if !value
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'))
+            || value.split('/').any(|s| s.is_empty() || s == "." || s == "..")
         {
             return Err(AppError::validation(
                 field,
-                "A topic name may use only letters, digits, '.', '_' and '-'.",
+                "A topic name may use only letters, digits, '.', '_' and '-' (and '/' between the parts of a Service Bus path).",
             ));
         }
         Ok(Self(value.to_owned()))
+    }
+
+    /// Refuses a name Kafka does not take: one with `/`.
+    pub fn check_kafka(&self) -> Result<(), AppError> {
+        if self.0.contains('/') {
+            return Err(AppError::validation(
+                "topic",
+                "A Kafka topic name may use only letters, digits, '.', '_' and '-'.",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A Service Bus topic subscription's path, `topic/subscriptions/name`:
+    /// the topic and the subscription.
+    pub fn subscription(&self) -> Option<(&str, &str)> {
+        let (topic, rest) = self.0.split_once("/subscriptions/")?;
+        (!rest.contains('/')).then_some((topic, rest))
     }
 
     pub fn as_str(&self) -> &str {
@@ -285,6 +313,16 @@ pub struct NewBrokerConnection {
     /// SQS: use the credentials the server finds itself (environment,
     /// profile, instance role) instead of a key.
     pub use_default_credentials: bool,
+    /// Service Bus: a connection string with a shared access key
+    /// (`Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…`), or else
+    /// the three fields below.
+    pub connection_string: String,
+    /// Service Bus: the namespace's host, `name.servicebus.windows.net`.
+    pub namespace: String,
+    /// Service Bus: the shared access policy's name.
+    pub key_name: String,
+    /// Service Bus: the shared access policy's key.
+    pub key: String,
 }
 
 impl std::fmt::Debug for NewBrokerConnection {
@@ -313,6 +351,13 @@ impl std::fmt::Debug for NewBrokerConnection {
                 },
             )
             .field("use_default_credentials", &self.use_default_credentials)
+            .field(
+                "connection_string",
+                &if self.connection_string.is_empty() { "" } else { "set" },
+            )
+            .field("namespace", &self.namespace)
+            .field("key_name", &self.key_name)
+            .field("key", &if self.key.is_empty() { "" } else { "set" })
             .finish()
     }
 }
@@ -349,6 +394,42 @@ pub struct TopicInfo {
     pub message_count: u64,
     /// What an SQS queue has besides; `None` for a Kafka topic.
     pub queue: Option<QueueInfo>,
+    /// What a Service Bus entity has besides.
+    pub entity: Option<EntityInfo>,
+}
+
+/// What kind of Service Bus entity a "topic" of a Service Bus connection is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EntityKind {
+    Queue,
+    /// A topic: it can be published to, and read through its subscriptions.
+    Topic,
+    Subscription,
+}
+
+impl EntityKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            EntityKind::Queue => "queue",
+            EntityKind::Topic => "topic",
+            EntityKind::Subscription => "subscription",
+        }
+    }
+}
+
+/// A Service Bus queue's, topic's or subscription's counts, as read live.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntityInfo {
+    pub kind: EntityKind,
+    /// Messages that can be received (0 for a topic, whose messages are
+    /// in its subscriptions).
+    pub active: u64,
+    /// Messages in the entity's dead-letter subqueue (`$deadletterqueue`).
+    pub dead_letter: u64,
+    /// How long a received message stays locked, in seconds.
+    pub lock_duration_secs: u32,
+    /// After how many deliveries Service Bus dead-letters a message.
+    pub max_delivery_count: u32,
 }
 
 /// An SQS queue's attributes, as read live.
@@ -536,11 +617,19 @@ mod tests {
             "..",
             "with space",
             "ümlaut",
-            "a/b",
+            "a//b",
+            "/a",
+            "a/",
+            "a/../b",
             &"a".repeat(250),
         ] {
             assert!(TopicName::parse(bad).is_err(), "{bad}");
         }
+        let path = TopicName::parse("orders/subscriptions/scoring").unwrap();
+        assert_eq!(path.subscription(), Some(("orders", "scoring")));
+        assert!(path.check_kafka().is_err());
+        assert!(TopicName::parse("orders").unwrap().check_kafka().is_ok());
+        assert_eq!(TopicName::parse("orders").unwrap().subscription(), None);
     }
 
     #[test]

@@ -9,7 +9,7 @@ mod user;
 
 pub use broker::{
     Access, AwsRegion, BootstrapServers, BrokerConnectionDetails, BrokerConnectionSummary,
-    BrokerKind, ConnectionStatus, NewBrokerConnection, QueueInfo, SaslMechanism, SecurityProtocol,
+    BrokerKind, ConnectionStatus, NewBrokerConnection, QueueInfo, EntityInfo, EntityKind, SaslMechanism, SecurityProtocol,
     TopicDetails, TopicGrant, TopicInfo, TopicName, check_queue_name,
 };
 pub use error::AppError;

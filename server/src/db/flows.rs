@@ -20,6 +20,8 @@ pub struct GrantRow {
     pub topic: String,
     pub subscribe: bool,
     pub publish: bool,
+    /// The connection's [`app::domain::BrokerKind`] name.
+    pub connection_kind: String,
 }
 
 pub fn is_member(conn: &mut AnyConnection, username: &str, org: &str) -> QueryResult<bool> {
@@ -44,6 +46,7 @@ pub fn grants_of(conn: &mut AnyConnection, algorithm_id: &str) -> QueryResult<Ve
             topic_grants::topic,
             topic_grants::can_subscribe,
             topic_grants::can_publish,
+            broker_connections::kind,
         ))
         .order((broker_connections::name, topic_grants::topic))
         .load(conn)

@@ -151,6 +151,7 @@ impl BrokerClient {
                     .unwrap_or(0),
                 message_count,
                 queue: None,
+                entity: None,
             });
         }
         topics.sort_by(|a, b| a.name.cmp(&b.name));
@@ -171,6 +172,7 @@ impl BrokerClient {
     }
 
     pub async fn create_topic(&self, name: &TopicName, partitions: u32) -> Result<(), AppError> {
+        name.check_kafka()?;
         let timeout = Duration::from_secs(10);
         let topic = NewTopic::new(name.as_str(), partitions as i32, TopicReplication::Fixed(1));
         let options = AdminOptions::new()

@@ -75,14 +75,8 @@ impl<O: Offsets, K: Keeper> Next for Commit<O, K> {
         let (partition, offset) = (message.partition(), message.offset());
         let queued = self
             .from_queue
-            .then(|| super::letters::header(message, headers::SQS_MESSAGE_ID))
-            .flatten()
-            .map(|id| QueuedMessage {
-                id: id.to_owned(),
-                receive_count: super::letters::header(message, headers::SQS_RECEIVE_COUNT)
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or(1),
-            });
+            .then(|| super::letters::queued(message))
+            .flatten();
         let outcome = match &finished.failure {
             None => {
                 stats.succeeded.inc();

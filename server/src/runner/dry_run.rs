@@ -43,10 +43,10 @@ impl Runner {
             .await?;
         let (sample, recent) = match &request.sample {
             DrySample::Recent(count) => {
-                if self.connection(&flow.row.connection_id).await?.kind() == BrokerKind::Sqs {
+                if self.connection(&flow.row.connection_id).await?.kind() != BrokerKind::Kafka {
                     return Err(AppError::validation(
                         "sample",
-                        "An SQS queue's recent messages cannot be read without taking them from the flow: try the version on chosen dead letters instead.",
+                        "A queue's recent messages cannot be read without taking them from the flow: try the version on chosen dead letters instead.",
                     ));
                 }
                 if !(1..=MAX_DRY_RUN).contains(count) {

@@ -34,6 +34,21 @@ pub const VALUE_TRUNCATED: &str = "eventflows-value-truncated";
 pub const SQS_MESSAGE_ID: &str = "sqs-message-id";
 pub const SQS_RECEIVE_COUNT: &str = "sqs-receive-count";
 
+/// On a message received from a Service Bus queue or subscription: its
+/// message id, sequence number and delivery count (1 the first time), as
+/// Service Bus gives them.
+pub const SERVICEBUS_MESSAGE_ID: &str = "servicebus-message-id";
+pub const SERVICEBUS_SEQUENCE_NUMBER: &str = "servicebus-sequence-number";
+pub const SERVICEBUS_DELIVERY_COUNT: &str = "servicebus-delivery-count";
+
+/// The headers that name a message received from a queue, stable across
+/// deliveries (a queue's messages are numbered anew by each reader).
+pub const QUEUED_IDS: [&str; 3] = [
+    SQS_MESSAGE_ID,
+    SERVICEBUS_MESSAGE_ID,
+    SERVICEBUS_SEQUENCE_NUMBER,
+];
+
 /// The headers that go as an SQS message's attributes, most wanted first:
 /// SQS takes at most ten, so the rest are left off.
 pub const SQS_ATTRIBUTE_ORDER: [&str; 13] = [

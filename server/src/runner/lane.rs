@@ -83,7 +83,7 @@ pub(super) async fn lane(mut worker: Worker, mut source: Source) {
         worker.stop.clone(),
         worker.stats.clone(),
     );
-    if matches!(worker.acks, Acks::Sqs(_)) {
+    if worker.acks.from_queue() {
         commit = commit.reading_a_queue();
     }
     let (handoff, handed) = mpsc::channel(HANDOFFS);
@@ -698,17 +698,22 @@ impl std::future::Future for KafkaDelivery {
     }
 }
 
-/// What writes to one target: a Kafka producer, or an SQS queue.
+/// What writes to one target: a Kafka producer, an SQS queue, or a
+/// Service Bus queue or topic.
 #[derive(Clone)]
 pub(super) enum Producer {
     Kafka(FutureProducer),
     Sqs(Arc<super::sqs_flow::OutputQueue>),
+    #[cfg(feature = "servicebus")]
+    ServiceBus(Arc<super::servicebus_flow::OutputEntity>),
 }
 
 /// The broker's answer to one record.
 pub(super) enum Delivery {
     Kafka(KafkaDelivery),
     Sqs(super::sqs_flow::Sent),
+    #[cfg(feature = "servicebus")]
+    ServiceBus(super::servicebus_flow::Sent),
 }
 
 impl std::future::Future for Delivery {
@@ -721,6 +726,8 @@ impl std::future::Future for Delivery {
         match self.get_mut() {
             Delivery::Kafka(delivery) => std::pin::Pin::new(delivery).poll(cx),
             Delivery::Sqs(sent) => std::pin::Pin::new(sent).poll(cx),
+            #[cfg(feature = "servicebus")]
+            Delivery::ServiceBus(sent) => std::pin::Pin::new(sent).poll(cx),
         }
     }
 }
@@ -737,15 +744,18 @@ impl Sink for KafkaSink {
                 _ => WriteError::Retryable(message),
             }
         };
-        match self.runner.output_queue(target).await.map_err(refused)? {
-            Some(queue) => Ok(Producer::Sqs(queue)),
-            None => self
-                .runner
-                .producer(&target.connection_id)
-                .await
-                .map(Producer::Kafka)
-                .map_err(refused),
+        if let Some(queue) = self.runner.output_queue(target).await.map_err(refused)? {
+            return Ok(Producer::Sqs(queue));
         }
+        #[cfg(feature = "servicebus")]
+        if let Some(entity) = self.runner.output_entity(target).await.map_err(refused)? {
+            return Ok(Producer::ServiceBus(entity));
+        }
+        self.runner
+            .producer(&target.connection_id)
+            .await
+            .map(Producer::Kafka)
+            .map_err(refused)
     }
 
     fn renew(&self, target: &Target, id: u64) {
@@ -761,6 +771,10 @@ impl Sink for KafkaSink {
         let producer = match producer {
             Producer::Kafka(producer) => producer,
             Producer::Sqs(queue) => return queue.send(target, record).map(Delivery::Sqs),
+            #[cfg(feature = "servicebus")]
+            Producer::ServiceBus(entity) => {
+                return entity.send(target, record).map(Delivery::ServiceBus);
+            }
         };
         let mut kafka = FutureRecord::to(&target.topic)
             .payload(record.value)
@@ -780,11 +794,22 @@ impl Sink for KafkaSink {
 }
 
 /// Where a flow's progress goes: offsets stored in its Kafka consumer
-/// (committed in the background), or SQS messages deleted.
+/// (committed in the background), SQS messages deleted, or Service Bus
+/// messages completed.
 #[derive(Clone)]
 pub(super) enum Acks {
     Kafka(Arc<StreamConsumer<FlowContext>>),
     Sqs(Arc<super::sqs_flow::InFlight>),
+    #[cfg(feature = "servicebus")]
+    ServiceBus(Arc<super::servicebus_flow::InFlight>),
+}
+
+impl Acks {
+    /// Whether the flow reads a queue, whose messages are named by their
+    /// message id rather than their position.
+    fn from_queue(&self) -> bool {
+        !matches!(self, Acks::Kafka(_))
+    }
 }
 
 /// Acknowledges what a lane finished.
@@ -804,6 +829,8 @@ impl Offsets for ConsumerOffsets {
                 }
             }
             Acks::Sqs(in_flight) => in_flight.finished(offset),
+            #[cfg(feature = "servicebus")]
+            Acks::ServiceBus(in_flight) => in_flight.finished(offset),
         }
     }
 }

@@ -92,7 +92,11 @@ pub fn from_kept(id: &str, row: Failure) -> DeadLetter {
     };
     let replay_of = named(headers::REPLAY_OF);
     // A message received from SQS is named by its message id.
-    let position = named(headers::SQS_MESSAGE_ID).map(|id| format!("message {id}"));
+    let position = named(headers::SQS_MESSAGE_ID)
+        .or_else(|| {
+            named(headers::SERVICEBUS_SEQUENCE_NUMBER).map(|n| format!("sequence number {n}"))
+        })
+        .map(|id| format!("message {id}"));
     DeadLetter {
         id: LetterId::Kept(id.to_owned()).to_string(),
         at: super::clock(row.at_ms),
@@ -121,6 +125,27 @@ pub fn header<'a>(message: &'a OwnedMessage, name: &str) -> Option<&'a str> {
         .find(|h| h.key == name)
         .and_then(|h| h.value)
         .and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// The queue message a record was received as (SQS or Service Bus), by
+/// its headers; `None` for a topic's record.
+pub fn queued(message: &OwnedMessage) -> Option<app::domain::QueuedMessage> {
+    let count = |name: &str| header(message, name).and_then(|n| n.parse().ok());
+    if let Some(id) = header(message, headers::SQS_MESSAGE_ID) {
+        return Some(app::domain::QueuedMessage {
+            id: id.to_owned(),
+            receive_count: count(headers::SQS_RECEIVE_COUNT).unwrap_or(1),
+        });
+    }
+    let sequence = header(message, headers::SERVICEBUS_SEQUENCE_NUMBER)?;
+    let id = match header(message, headers::SERVICEBUS_MESSAGE_ID) {
+        Some(id) => format!("{id}, sequence number {sequence}"),
+        None => format!("sequence number {sequence}"),
+    };
+    Some(app::domain::QueuedMessage {
+        id,
+        receive_count: count(headers::SERVICEBUS_DELIVERY_COUNT).unwrap_or(1),
+    })
 }
 
 /// Whether a record on a Dead Letter Queue was written by this flow: its

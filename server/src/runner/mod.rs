@@ -22,6 +22,8 @@ pub mod retry;
 mod revoke;
 mod rewind;
 mod runs;
+#[cfg(feature = "servicebus")]
+pub(crate) mod servicebus_flow;
 mod source;
 mod sqs_flow;
 mod stats;
@@ -106,6 +108,10 @@ impl CloseAway {
 /// The SQS queues written to, by connection and queue name (`None`: the
 /// name is a Kafka topic).
 type OutputQueues = HashMap<(String, String), Option<Arc<sqs_flow::OutputQueue>>>;
+/// The Service Bus queues and topics written to, by connection and entity
+/// (`None`: the connection is not a Service Bus one).
+#[cfg(feature = "servicebus")]
+type OutputEntities = HashMap<(String, String), Option<Arc<servicebus_flow::OutputEntity>>>;
 
 impl Drop for CloseAway {
     fn drop(&mut self) {
@@ -153,6 +159,10 @@ pub(crate) struct Inner {
     /// Targets seen so far: the SQS queue each is, or `None` for a Kafka
     /// topic.
     output_queues: Mutex<OutputQueues>,
+    #[cfg(feature = "servicebus")]
+    output_entities: Mutex<OutputEntities>,
+    #[cfg(feature = "servicebus")]
+    servicebus_reading: Arc<servicebus_flow::Reading>,
 }
 
 /// The in-process flow supervisor. Cheap to clone.
@@ -182,6 +192,10 @@ impl Runner {
                 replay_stop: watch::channel(false).0,
                 sqs_visibility: sqs_flow::VISIBILITY_SECS.into(),
                 output_queues: Mutex::default(),
+                #[cfg(feature = "servicebus")]
+                output_entities: Mutex::default(),
+                #[cfg(feature = "servicebus")]
+                servicebus_reading: Arc::default(),
             }),
         })
     }
@@ -397,6 +411,27 @@ impl Runner {
                 ));
                 (task, None)
             }
+            #[cfg(feature = "servicebus")]
+            BrokerKind::ServiceBus => {
+                let settings =
+                    crate::servicebus::ServiceBusSettings::from_row(&row, &self.inner.secrets)?;
+                stats.set_state("starting");
+                let task = tokio::spawn(servicebus_flow::consume(
+                    self.clone(),
+                    spec.clone(),
+                    settings,
+                    config_rx,
+                    stop_rx,
+                    stats,
+                ));
+                (task, None)
+            }
+            #[cfg(not(feature = "servicebus"))]
+            BrokerKind::ServiceBus => {
+                return Err(AppError::Broker {
+                    message: "This server was built without Azure Service Bus (the `servicebus` feature).".into(),
+                });
+            }
         };
         tracing::info!(flow = %spec.id, algorithm = %spec.algorithm, topic = %spec.topic, "flow started");
         Ok(Running {
@@ -442,7 +477,7 @@ impl Runner {
         }
         let row = self.connection(&target.connection_id).await?;
         let queue = match row.kind() {
-            BrokerKind::Kafka => None,
+            BrokerKind::Kafka | BrokerKind::ServiceBus => None,
             BrokerKind::Sqs => {
                 let settings = SqsSettings::from_row(&row, &self.inner.secrets)?;
                 let client = Arc::new(SqsClient::with_timeout(&settings, sqs_flow::CALL_TIMEOUT));
@@ -461,6 +496,77 @@ impl Runner {
             known.insert(key, queue.clone());
         }
         Ok(queue)
+    }
+
+    /// The Service Bus queue or topic `target` is, or `None` for another
+    /// kind of connection.
+    #[cfg(feature = "servicebus")]
+    pub(crate) async fn output_entity(
+        &self,
+        target: &Target,
+    ) -> Result<Option<Arc<servicebus_flow::OutputEntity>>, AppError> {
+        let key = (target.connection_id.clone(), target.topic.clone());
+        if let Some(known) = self
+            .inner
+            .output_entities
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&key).cloned())
+        {
+            return Ok(known);
+        }
+        let row = self.connection(&target.connection_id).await?;
+        let entity = match row.kind() {
+            BrokerKind::ServiceBus => {
+                if target.topic.ends_with(crate::servicebus::DEAD_LETTER_SUFFIX) {
+                    Some(Arc::new(servicebus_flow::OutputEntity::dead_letter_subqueue(
+                        row.id.clone(),
+                        &target.topic,
+                        self.inner.servicebus_reading.clone(),
+                    )))
+                } else {
+                    let settings =
+                        crate::servicebus::ServiceBusSettings::from_row(&row, &self.inner.secrets)?;
+                    Some(Arc::new(servicebus_flow::OutputEntity::new(
+                        settings,
+                        target.topic.clone(),
+                    )))
+                }
+            }
+            _ => None,
+        };
+        if let Ok(mut known) = self.inner.output_entities.lock() {
+            known.insert(key, entity.clone());
+        }
+        Ok(entity)
+    }
+
+    /// Up to `max` messages of the Service Bus queue `target`, read without
+    /// being taken; `None` for another kind of connection.
+    pub(crate) async fn peek_entity(
+        &self,
+        target: &Target,
+        max: usize,
+    ) -> Result<Option<Vec<sqs_flow::Peeked>>, AppError> {
+        let row = self.connection(&target.connection_id).await?;
+        if row.kind() != BrokerKind::ServiceBus {
+            return Ok(None);
+        }
+        #[cfg(feature = "servicebus")]
+        {
+            let settings =
+                crate::servicebus::ServiceBusSettings::from_row(&row, &self.inner.secrets)?;
+            servicebus_flow::peek(&settings, &target.topic, max)
+                .await
+                .map(Some)
+        }
+        #[cfg(not(feature = "servicebus"))]
+        {
+            let _ = max;
+            Err(AppError::Broker {
+                message: "This server was built without Azure Service Bus (the `servicebus` feature).".into(),
+            })
+        }
     }
 
     async fn settings(&self, connection_id: &str) -> Result<BrokerSettings, AppError> {

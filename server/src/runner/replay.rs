@@ -254,11 +254,14 @@ impl Runner {
             connection_id: flow.row.connection_id.clone(),
             topic: queue.to_owned(),
         };
-        let Some(output) = self.output_queue(&target).await? else {
-            return Ok(None);
-        };
         // One more than is listed tells whether there are more.
-        let mut peeked = output.peek(queue, PEEKED_LETTERS + 1).await?;
+        let mut peeked = match self.output_queue(&target).await? {
+            Some(output) => output.peek(queue, PEEKED_LETTERS + 1).await?,
+            None => match self.peek_entity(&target, PEEKED_LETTERS + 1).await? {
+                Some(peeked) => peeked,
+                None => return Ok(None),
+            },
+        };
         let partial = peeked.len() > PEEKED_LETTERS;
         peeked.truncate(PEEKED_LETTERS);
         let mut queued: Vec<Peeked> = peeked

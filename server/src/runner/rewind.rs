@@ -42,10 +42,17 @@ impl Runner {
                 "Only an enabled subscribe flow can be rewound.",
             ));
         }
-        if self.connection(&flow.connection_id).await?.kind() == BrokerKind::Sqs {
+        let kind = self.connection(&flow.connection_id).await?.kind();
+        if kind != BrokerKind::Kafka {
             return Err(AppError::validation(
                 "flow_id",
-                "A flow on an SQS queue cannot be rewound: a queue's messages are deleted once processed. Replay its dead letters instead.",
+                format!(
+                    "A flow on {} queue cannot be rewound: a queue's messages are deleted once processed. Replay its dead letters instead.",
+                    match kind {
+                        BrokerKind::ServiceBus => "a Service Bus",
+                        _ => "an SQS",
+                    }
+                ),
             ));
         }
         if !paused {

@@ -545,23 +545,23 @@ impl OutputQueue {
     }
 }
 
-/// A FIFO deduplication id: a digest of where the output's input came
-/// from (its SQS message id, or its topic position; and the dead letter a
-/// replay runs) and of its value.
-fn deduplication_id(record: &Record<'_>) -> String {
+/// A FIFO deduplication id (or a Service Bus message id): a digest of
+/// where the output's input came from (its queue's message id, or its
+/// topic position; and the dead letter a replay runs) and of its value.
+pub(super) fn deduplication_id(record: &Record<'_>) -> String {
     use sha2::{Digest, Sha256};
     let mut digest = Sha256::new();
     let from_sqs = record
         .headers
         .iter()
-        .any(|h| h.key == headers::SQS_MESSAGE_ID);
+        .any(|h| headers::QUEUED_IDS.contains(&h.key));
     for header in record.headers.iter() {
         // A message received from SQS is numbered anew by every process:
         // its message id is what stays the same.
         // A replay's record is a new one, even of the same message.
         let source = header.key == headers::REPLAY_OF
             || if from_sqs {
-                header.key == headers::SOURCE_TOPIC || header.key == headers::SQS_MESSAGE_ID
+                header.key == headers::SOURCE_TOPIC || headers::QUEUED_IDS.contains(&header.key)
             } else {
                 header.key.starts_with("eventflows-source-")
             };

@@ -1,7 +1,8 @@
 //! Broker connections, topics and topic grants (the Queue manager).
 //!
-//! A connection reaches a Kafka cluster or Amazon SQS (whose "topics" are
-//! queues). It is saved only after the broker answered; its password, CA
+//! A connection reaches a Kafka cluster, Amazon SQS (whose "topics" are
+//! queues) or an Azure Service Bus namespace (queues, topics and their
+//! subscriptions). It is saved only after the broker answered; its password, CA
 //! certificate or secret access key are sealed with the server's secret key
 //! before they reach the database and are opened only to configure a client.
 
@@ -21,6 +22,7 @@ use super::{Services, blocking, internal};
 use crate::db::brokers::{self as queries, ConnectionRow};
 use crate::db::{DbError, new_id, now_ms};
 use crate::kafka::{BrokerClient, BrokerSettings, check_ca_pem};
+use crate::servicebus::{ServiceBusAdmin, ServiceBusSettings};
 use crate::sqs::{SqsClient, SqsSettings, check_endpoint_url};
 
 /// How long the connection test and the details page wait for the broker.
@@ -42,6 +44,7 @@ fn optional(value: &str) -> Option<String> {
 pub enum ConnectionSettings {
     Kafka(BrokerSettings),
     Sqs(SqsSettings),
+    ServiceBus(ServiceBusSettings),
 }
 
 impl ConnectionSettings {
@@ -49,6 +52,7 @@ impl ConnectionSettings {
         match self {
             ConnectionSettings::Kafka(_) => BrokerKind::Kafka,
             ConnectionSettings::Sqs(_) => BrokerKind::Sqs,
+            ConnectionSettings::ServiceBus(_) => BrokerKind::ServiceBus,
         }
     }
 
@@ -57,6 +61,7 @@ impl ConnectionSettings {
         match self {
             ConnectionSettings::Kafka(k) => k.bootstrap_servers.to_string(),
             ConnectionSettings::Sqs(s) => s.address(),
+            ConnectionSettings::ServiceBus(s) => s.address(),
         }
     }
 }
@@ -77,10 +82,13 @@ pub fn validate(new: &NewBrokerConnection) -> Result<(String, ConnectionSettings
         ));
     }
     let kind = BrokerKind::parse(&new.kind)
-        .ok_or_else(|| AppError::validation("kind", "Choose Kafka or Amazon SQS."))?;
+        .ok_or_else(|| {
+            AppError::validation("kind", "Choose Kafka, Amazon SQS or Azure Service Bus.")
+        })?;
     let settings = match kind {
         BrokerKind::Kafka => ConnectionSettings::Kafka(kafka_settings(new)?),
         BrokerKind::Sqs => ConnectionSettings::Sqs(sqs_settings(new)?),
+        BrokerKind::ServiceBus => ConnectionSettings::ServiceBus(ServiceBusSettings::from_form(new)?),
     };
     Ok((name, settings))
 }
@@ -191,7 +199,13 @@ impl Services {
         })
     }
 
-    /// The topics (Kafka) or queues (SQS) of a connection, read live.
+    /// The management API of a Service Bus connection.
+    pub(super) fn service_bus(&self, row: &ConnectionRow) -> Result<ServiceBusAdmin, AppError> {
+        ServiceBusAdmin::new(&ServiceBusSettings::from_row(row, &self.secrets)?)
+    }
+
+    /// The topics (Kafka), queues (SQS) or entities (Service Bus) of a
+    /// connection, read live.
     async fn live_topics(&self, row: &ConnectionRow) -> Result<Vec<TopicInfo>, AppError> {
         match row.kind() {
             BrokerKind::Kafka => {
@@ -199,6 +213,7 @@ impl Services {
                 blocking(move || client.topics(DETAILS_TIMEOUT)).await?
             }
             BrokerKind::Sqs => self.sqs_client(row)?.queues().await,
+            BrokerKind::ServiceBus => self.service_bus(row)?.entities().await,
         }
     }
 
@@ -210,16 +225,23 @@ impl Services {
                 blocking(move || client.check(STATUS_TIMEOUT)).await?
             }
             BrokerKind::Sqs => self.sqs_client(row)?.check().await,
+            BrokerKind::ServiceBus => self.service_bus(row)?.check().await,
         }
     }
 }
 
-/// Where an SQS connection points, from its stored row.
-fn sqs_address(row: &ConnectionRow) -> String {
-    crate::sqs::address(
-        row.region.as_deref().unwrap_or_default(),
-        row.endpoint_url.as_deref(),
-    )
+/// Where a connection points, from its stored row.
+fn address_of(row: &ConnectionRow) -> String {
+    match row.kind() {
+        BrokerKind::Kafka => row.bootstrap_servers.clone(),
+        BrokerKind::Sqs => crate::sqs::address(
+            row.region.as_deref().unwrap_or_default(),
+            row.endpoint_url.as_deref(),
+        ),
+        BrokerKind::ServiceBus => {
+            crate::servicebus::address(&row.bootstrap_servers, row.endpoint_url.as_deref())
+        }
+    }
 }
 
 /// What changed in a topic's grants, one algorithm after another
@@ -260,10 +282,7 @@ impl BrokerAdmin for Services {
             .map(|(row, status)| BrokerConnectionSummary {
                 flow_count: counts.get(&row.id).copied().unwrap_or(0) as u32,
                 kind: row.kind(),
-                bootstrap_servers: match row.kind() {
-                    BrokerKind::Kafka => row.bootstrap_servers,
-                    BrokerKind::Sqs => sqs_address(&row),
-                },
+                bootstrap_servers: address_of(&row),
                 name: row.name,
                 id: row.id,
                 topic_count: status.as_ref().ok().copied(),
@@ -298,6 +317,12 @@ impl BrokerAdmin for Services {
             }
             ConnectionSettings::Sqs(sqs) => {
                 SqsClient::new(sqs).check().await?;
+                None
+            }
+            ConnectionSettings::ServiceBus(bus) => {
+                ServiceBusAdmin::new(bus)?.check().await?;
+                #[cfg(feature = "servicebus")]
+                crate::runner::servicebus_flow::check(bus).await?;
                 None
             }
         };
@@ -344,6 +369,20 @@ impl BrokerAdmin for Services {
                 region: Some(sqs.region.as_str().to_owned()),
                 endpoint_url: sqs.endpoint_url.clone(),
             },
+            ConnectionSettings::ServiceBus(bus) => ConnectionRow {
+                id: id.clone(),
+                name: name.clone(),
+                bootstrap_servers: bus.namespace.clone(),
+                security_protocol: String::new(),
+                sasl_mechanism: None,
+                username: Some(bus.key_name.clone()),
+                password_encrypted: seal(Some(&bus.key), "key")?,
+                ca_pem_encrypted: None,
+                created_at: now_ms(),
+                kind: BrokerKind::ServiceBus.as_str().to_owned(),
+                region: None,
+                endpoint_url: bus.development.clone(),
+            },
         };
         self.db
             .interact(move |c| queries::insert_connection(c, &row))
@@ -366,6 +405,7 @@ impl BrokerAdmin for Services {
         let detail = match &settings {
             ConnectionSettings::Kafka(k) => format!("{address} ({})", k.security_protocol.as_str()),
             ConnectionSettings::Sqs(_) => format!("Amazon SQS, {address}"),
+            ConnectionSettings::ServiceBus(_) => format!("Azure Service Bus, {address}"),
         };
         self.audit(by, "broker-connected", &name, &detail).await;
         Ok(id)
@@ -386,11 +426,7 @@ impl BrokerAdmin for Services {
         let sqs = kind == BrokerKind::Sqs;
         Ok(BrokerConnectionDetails {
             kind,
-            bootstrap_servers: if sqs {
-                sqs_address(&row)
-            } else {
-                row.bootstrap_servers.clone()
-            },
+            bootstrap_servers: address_of(&row),
             region: row.region.clone(),
             endpoint_url: row.endpoint_url.clone(),
             access_key_id: if sqs { row.username.clone() } else { None },
@@ -423,10 +459,7 @@ impl BrokerAdmin for Services {
         if !existed {
             return Err(AppError::not_found("The broker connection"));
         }
-        let address = match row.kind() {
-            BrokerKind::Kafka => row.bootstrap_servers.clone(),
-            BrokerKind::Sqs => sqs_address(&row),
-        };
+        let address = address_of(&row);
         self.audit(by, "broker-deleted", &row.name, &address).await;
         self.clients.remove(id);
         self.sqs.remove(id);
@@ -461,6 +494,10 @@ impl BrokerAdmin for Services {
                 } else {
                     "standard queue".to_owned()
                 }
+            }
+            BrokerKind::ServiceBus => {
+                self.service_bus(&row)?.create_queue(topic.as_str()).await?;
+                "Service Bus queue".to_owned()
             }
         };
         let target = format!("{topic} on {}", row.name);

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use std::collections::HashMap;
 
 use app::domain::{
-    AlgorithmDetails, AlgorithmSummary, AppError, Batching, CurrentUser, DeadLetterPage,
+    AlgorithmDetails, AlgorithmSummary, AppError, Batching, BrokerKind, CurrentUser, DeadLetterPage,
     DeadLetterQuery, Direction, DryRun, DryRunRequest, FlowOrdering, FlowRequest, FlowState,
     FlowStats, GrantedTopic, ReplayRequest, Rewind, RewindPlan, Runtime, TopicName, VersionInfo,
 };
@@ -151,15 +151,23 @@ impl Services {
                     });
                 let dlq_options = match direction {
                     Direction::Publish => Vec::new(),
-                    Direction::Subscribe => grants
-                        .iter()
-                        .filter(|g| {
-                            g.connection_id == grant.connection_id
-                                && g.publish
-                                && g.topic != grant.topic
-                        })
-                        .map(|g| g.topic.clone())
-                        .collect(),
+                    Direction::Subscribe => {
+                        let mut options: Vec<String> = grants
+                            .iter()
+                            .filter(|g| {
+                                g.connection_id == grant.connection_id
+                                    && g.publish
+                                    && g.topic != grant.topic
+                                    && !g.topic.contains("/subscriptions/")
+                            })
+                            .map(|g| g.topic.clone())
+                            .collect();
+                        // A Service Bus entity's own dead-letter subqueue.
+                        if grant.connection_kind == BrokerKind::ServiceBus.as_str() {
+                            options.insert(0, crate::servicebus::dead_letter_path(&grant.topic));
+                        }
+                        options
+                    }
                 };
                 rows.push(GrantedTopic {
                     connection_id: grant.connection_id.clone(),
@@ -294,6 +302,12 @@ impl Catalog for Services {
                 ),
             ));
         };
+        if request.direction == Direction::Publish && topic.subscription().is_some() {
+            return Err(AppError::validation(
+                "topic",
+                format!("'{topic}' is a Service Bus topic subscription: outputs are published to its topic, not to a subscription."),
+            ));
+        }
         let takes_batches = Runtime::parse(&chosen.runtime).is_ok_and(|r| r.takes_batches());
         let dlq = request
             .dlq_topic
@@ -331,7 +345,7 @@ impl Catalog for Services {
                     .interact(move |c| crate::db::brokers::find_connection(c, &id))
                     .await?
                     .ok_or_else(|| AppError::not_found("The broker connection"))?;
-                if connection.kind() == app::domain::BrokerKind::Sqs {
+                if connection.kind() == BrokerKind::Sqs {
                     self.check_sqs_dead_letter_queue(&connection, dlq).await?;
                 }
             }
@@ -408,7 +422,10 @@ impl Catalog for Services {
                         )? {
                             return Ok(None);
                         }
+                        // A Service Bus entity's own dead-letter subqueue
+                        // comes with the entity.
                         if let Some(dlq) = &dlq
+                            && *dlq != crate::servicebus::dead_letter_path(&topic_name)
                             && !queries::is_granted(c, &algorithm_id, &connection, dlq, true)?
                         {
                             return Ok(None);

@@ -20,6 +20,7 @@ mod roles;
 mod scale;
 mod secrets;
 mod security;
+mod servicebus;
 mod sqs;
 mod support;
 mod web;

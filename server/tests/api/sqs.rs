@@ -571,7 +571,7 @@ async fn a_run_longer_than_the_visibility_timeout_keeps_its_message_hidden() {
 }
 
 /// A model server that echoes after `delay`; the counter counts its calls.
-async fn counting_slow_model(delay: Duration) -> (String, Arc<AtomicUsize>) {
+pub async fn counting_slow_model(delay: Duration) -> (String, Arc<AtomicUsize>) {
     use axum::{Json, Router, routing::post};
     let calls = Arc::new(AtomicUsize::new(0));
     let counted = calls.clone();

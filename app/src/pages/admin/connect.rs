@@ -25,8 +25,15 @@ pub fn ConnectBrokerPage() -> impl IntoView {
     let access_key_id = RwSignal::new(String::new());
     let secret_access_key = RwSignal::new(String::new());
     let default_credentials = RwSignal::new(false);
+    let connection_string = RwSignal::new(String::new());
+    let namespace = RwSignal::new(String::new());
+    let key_name = RwSignal::new(String::new());
+    let key = RwSignal::new(String::new());
 
     let is_kafka = move || BrokerKind::parse(&kind.get()) == Some(BrokerKind::Kafka);
+    let is_sqs = move || BrokerKind::parse(&kind.get()) == Some(BrokerKind::Sqs);
+    let is_bus = move || BrokerKind::parse(&kind.get()) == Some(BrokerKind::ServiceBus);
+    let by_fields = move || connection_string.get().trim().is_empty();
     let uses_sasl = move || {
         is_kafka() && SecurityProtocol::parse(&protocol.get()).is_some_and(|p| p.uses_sasl())
     };
@@ -56,6 +63,10 @@ pub fn ConnectBrokerPage() -> impl IntoView {
             access_key_id: access_key_id.get_untracked(),
             secret_access_key: secret_access_key.get_untracked(),
             use_default_credentials: default_credentials.get_untracked(),
+            connection_string: connection_string.get_untracked(),
+            namespace: namespace.get_untracked(),
+            key_name: key_name.get_untracked(),
+            key: key.get_untracked(),
         });
     };
 
@@ -64,7 +75,7 @@ pub fn ConnectBrokerPage() -> impl IntoView {
     view! {
         <h1 class="text-2xl font-semibold">"Connect queue"</h1>
         <p class="mt-1 text-slate-600">
-            "The broker is contacted when you connect; the connection is saved only if it answers. Kafka and Amazon SQS are supported."
+            "The broker is contacted when you connect; the connection is saved only if it answers. Kafka, Amazon SQS and Azure Service Bus are supported."
         </p>
         <form on:submit=on_submit class="mt-6 max-w-xl space-y-4 rounded-lg bg-white p-6 shadow" novalidate>
             <FormError error=error />
@@ -79,7 +90,24 @@ pub fn ConnectBrokerPage() -> impl IntoView {
                 <FieldError error=error field="kind" input="broker-kind" />
             </div>
             <TextField id="broker-name" label="Name" field="name" value=name error=error />
-            <Show when=move || !is_kafka()>
+            <Show when=is_bus>
+                <TextField
+                    id="broker-connection-string"
+                    label="Connection string"
+                    field="connection_string"
+                    value=connection_string
+                    error=error
+                    secret=true
+                    placeholder="Endpoint=sb://name.servicebus.windows.net/;SharedAccessKeyName=…;SharedAccessKey=…"
+                    help="From the namespace's Shared access policies. Or leave it empty and give the namespace, key name and key."
+                />
+                <Show when=by_fields>
+                    <TextField id="broker-namespace" label="Namespace" field="namespace" value=namespace error=error placeholder="name.servicebus.windows.net" />
+                    <TextField id="broker-key-name" label="Shared access key name" field="key_name" value=key_name error=error placeholder="RootManageSharedAccessKey" />
+                    <TextField id="broker-key" label="Shared access key" field="key" value=key error=error secret=true />
+                </Show>
+            </Show>
+            <Show when=is_sqs>
                 <TextField id="broker-region" label="Region" field="region" value=region error=error placeholder="us-east-1" />
                 <TextField
                     id="broker-endpoint"

@@ -137,6 +137,12 @@ fn Settings(details: BrokerConnectionDetails) -> impl IntoView {
                         }}
                     }
                     .into_any(),
+                    BrokerKind::ServiceBus => view! {
+                        {row("Namespace", details.bootstrap_servers.clone())}
+                        {row("Shared access key name", details.username.clone().unwrap_or_default())}
+                        {row("Shared access key", set(details.password_set))}
+                    }
+                    .into_any(),
                 }}
             </dl>
             <p class="mt-3 text-sm text-slate-500">
@@ -155,7 +161,9 @@ fn TopicsSection(
     selected: Memo<Option<String>>,
     created: RwSignal<Option<String>>,
 ) -> impl IntoView {
-    let sqs = kind == BrokerKind::Sqs;
+    // A queue has no partitions to choose.
+    let sqs = kind != BrokerKind::Kafka;
+    let bus = kind == BrokerKind::ServiceBus;
     let creating = RwSignal::new(false);
     let empty = topics.is_empty();
     let rows = topics
@@ -171,8 +179,16 @@ fn TopicsSection(
                             {t.name.clone()}
                         </A>
                     </td>
-                    {match t.queue {
-                        Some(q) => view! {
+                    {match (t.queue, t.entity) {
+                        (None, Some(e)) => view! {
+                            <td class="px-4 py-2">{e.kind.label()}</td>
+                            <td class="px-4 py-2 text-right">{format!("{} s", e.lock_duration_secs)}</td>
+                            <td class="px-4 py-2 text-right">{e.max_delivery_count}</td>
+                            <td class="px-4 py-2 text-right">{e.active}</td>
+                            <td class="px-4 py-2 text-right">{e.dead_letter}</td>
+                        }
+                        .into_any(),
+                        (Some(q), _) => view! {
                             <td class="px-4 py-2">{if q.fifo { "FIFO" } else { "Standard" }}</td>
                             <td class="px-4 py-2">{q.redrive.unwrap_or_else(|| "–".into())}</td>
                             <td class="px-4 py-2 text-right">{format!("{} s", q.visibility_timeout_secs)}</td>
@@ -181,7 +197,7 @@ fn TopicsSection(
                             <td class="px-4 py-2 text-right">{q.delayed}</td>
                         }
                         .into_any(),
-                        None => view! {
+                        (None, None) => view! {
                             <td class="px-4 py-2 text-right">{t.partitions}</td>
                             <td class="px-4 py-2 text-right">{t.replication_factor}</td>
                             <td class="px-4 py-2 text-right">{t.message_count}</td>
@@ -221,6 +237,16 @@ fn TopicsSection(
             </Show>
             <div class="mt-3">
                 {match (empty, sqs) {
+                    (true, _) if bus => view! {
+                        <EmptyState title="This namespace has no queues or topics yet (or Service Bus could not be reached).">
+                            "Use Create topic to add a queue."
+                        </EmptyState>
+                    }
+                    .into_any(),
+                    (false, _) if bus => view! {
+                        <Table columns=&["Queue, topic or subscription", "Kind", "Lock duration", "Max deliveries", "Active", "Dead-lettered"] right=2>{rows}</Table>
+                    }
+                    .into_any(),
                     (true, false) => view! {
                         <EmptyState title="This broker has no topics yet (or it could not be reached).">
                             "Use Create topic to add one."

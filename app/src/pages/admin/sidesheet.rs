@@ -22,7 +22,11 @@ pub fn TopicSidesheet(connection_id: String, topic: String) -> impl IntoView {
     });
     let (id, name) = (connection_id.clone(), topic.clone());
     let details = LocalResource::new(move || get_topic(id.clone(), name.clone()));
-    let edit_href = format!("/admin/queues/{connection_id}/topics/{topic}/edit");
+    // A Service Bus subscription's path has '/' in it.
+    let edit_href = format!(
+        "/admin/queues/{connection_id}/topics/{}/edit",
+        topic.replace('/', "%2F")
+    );
     let panel = NodeRef::<leptos::html::Aside>::new();
     Effect::new(move |_| {
         if let Some(panel) = panel.get() {
@@ -76,8 +80,21 @@ pub fn TopicSidesheet(connection_id: String, topic: String) -> impl IntoView {
             <div class="mt-4">
                 <Loaded value=details what="the topic" view=|d: TopicDetails| view! {
                     <dl class="grid grid-cols-2 gap-2 text-sm">
-                        {match d.topic.queue.clone() {
-                            None => view! {
+                        {match (d.topic.queue.clone(), d.topic.entity.clone()) {
+                            (None, Some(e)) => view! {
+                                <dt class="text-slate-500">"Type"</dt>
+                                <dd>{format!("Service Bus {}", e.kind.label())}</dd>
+                                <dt class="text-slate-500">"Active messages"</dt>
+                                <dd>{e.active}</dd>
+                                <dt class="text-slate-500">"Dead-lettered"</dt>
+                                <dd>{e.dead_letter}</dd>
+                                <dt class="text-slate-500">"Lock duration"</dt>
+                                <dd>{format!("{} s", e.lock_duration_secs)}</dd>
+                                <dt class="text-slate-500">"Max delivery count"</dt>
+                                <dd>{e.max_delivery_count}</dd>
+                            }
+                            .into_any(),
+                            (None, None) => view! {
                                 <dt class="text-slate-500">"Partitions"</dt>
                                 <dd>{d.topic.partitions}</dd>
                                 <dt class="text-slate-500">"Replication factor"</dt>
@@ -86,7 +103,7 @@ pub fn TopicSidesheet(connection_id: String, topic: String) -> impl IntoView {
                                 <dd>{d.topic.message_count}</dd>
                             }
                             .into_any(),
-                            Some(q) => view! {
+                            (Some(q), _) => view! {
                                 <dt class="text-slate-500">"Type"</dt>
                                 <dd>{if q.fifo { "FIFO queue" } else { "Standard queue" }}</dd>
                                 <dt class="text-slate-500">"Visible messages"</dt>

@@ -18,7 +18,14 @@ use crate::domain::{Access, TopicDetails, TopicGrant};
 pub fn TopicEditPage() -> impl IntoView {
     let params = use_params_map();
     let id = move || params.read().get("id").unwrap_or_default();
-    let topic = move || params.read().get("topic").unwrap_or_default();
+    let topic = move || {
+        params
+            .read()
+            .get("topic")
+            .unwrap_or_default()
+            .replace("%2F", "/")
+            .replace("%2f", "/")
+    };
     // The topic with its grants, and every algorithm that could be granted.
     let both = LocalResource::new(move || {
         let (details, all) = (get_topic(id(), topic()), list_algorithm_names());

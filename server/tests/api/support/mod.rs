@@ -1,5 +1,7 @@
 //! Fresh databases, the app under test, and small HTTP helpers.
 
+pub mod servicebus_peer;
+
 use app::api::ModelHostAdmin;
 use std::path::PathBuf;
 

@@ -1,0 +1,565 @@
+//! Azure Service Bus connections, against the Service Bus test peer
+//! (`support::servicebus_peer`), and, when `EVENTFLOWS_TEST_SERVICEBUS`
+//! holds a namespace's connection string, against that namespace.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use diesel::prelude::*;
+use serde_json::{Value, json};
+
+use app::domain::{
+    BrokerConnectionDetails, BrokerKind, EntityKind, GrantedTopic, TopicInfo,
+};
+use server::db::schema::broker_connections;
+
+use crate::brokers::{admin_app, connection_count, create_topic, refuses_each_field};
+use crate::faults::flaky_model;
+use crate::flows::{Pipeline, numbers_in, pipeline, read, records_on, wait_until};
+use crate::kafka::unique_topic;
+use crate::support::TestApp;
+use crate::support::servicebus_peer::ServiceBusPeer;
+
+fn form(name: &str, connection_string: &str) -> Value {
+    json!({"connection": {"kind": "servicebus", "name": name, "connection_string": connection_string}})
+}
+
+async fn connect_bus(app: &TestApp, token: &str, peer: &ServiceBusPeer) -> String {
+    let reply = app
+        .call("connect_broker", form("bus", &peer.connection_string()), Some(token))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    reply.json().as_str().unwrap().to_owned()
+}
+
+async fn entity(app: &TestApp, token: &str, id: &str, name: &str) -> TopicInfo {
+    let details: BrokerConnectionDetails = app
+        .call_as("get_broker_connection", json!({"id": id}), Some(token))
+        .await;
+    details
+        .topics
+        .into_iter()
+        .find(|t| t.name == name)
+        .unwrap_or_else(|| panic!("no entity {name}"))
+}
+
+#[tokio::test]
+async fn a_service_bus_connection_is_tested_then_saved_with_its_key_sealed() {
+    let peer = ServiceBusPeer::start().await;
+    peer.create_queue("orders");
+    let (app, token) = admin_app().await;
+    let id = connect_bus(&app, &token, &peer).await;
+
+    let list = app
+        .call("list_broker_connections", json!({}), Some(&token))
+        .await;
+    let row = &list.json()[0];
+    assert_eq!(row["kind"], "ServiceBus");
+    assert_eq!(row["status"], "Reachable", "{row}");
+    assert_eq!(row["topic_count"], 1);
+    let address = row["bootstrap_servers"].as_str().unwrap();
+    assert!(address.starts_with(&format!("sb://{}", peer.host())), "{address}");
+
+    let details = app
+        .call("get_broker_connection", json!({"id": id}), Some(&token))
+        .await;
+    let shown: BrokerConnectionDetails = serde_json::from_str(&details.text()).unwrap();
+    assert_eq!(shown.kind, BrokerKind::ServiceBus);
+    assert_eq!(shown.username.as_deref(), Some(peer.key_name()));
+    assert!(shown.password_set);
+    for text in [list.text(), details.text()] {
+        assert!(!text.contains(peer.key()), "{text}");
+    }
+    let sealed: Option<String> = app
+        .services
+        .db
+        .interact(move |c| {
+            broker_connections::table
+                .find(&id)
+                .select(broker_connections::password_encrypted)
+                .first(c)
+        })
+        .await
+        .unwrap();
+    assert!(!sealed.expect("the key is stored").contains(peer.key()));
+}
+
+#[tokio::test]
+async fn queues_topics_and_subscriptions_are_listed_with_their_counts() {
+    let peer = ServiceBusPeer::start().await;
+    peer.create_topic("events");
+    peer.create_subscription("events", "scoring");
+    let (app, token) = admin_app().await;
+    let id = connect_bus(&app, &token, &peer).await;
+    let reply = create_topic(&app, &token, &id, "orders", 1).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    // Created through the management API: the peer has it.
+    for body in [b"a".as_slice(), b"b", b"c"] {
+        peer.send("orders", body);
+    }
+    peer.send("events", b"fanned out");
+
+    let orders = entity(&app, &token, &id, "orders").await;
+    let info = orders.entity.expect("a Service Bus entity");
+    assert_eq!((info.kind, info.active, info.dead_letter), (EntityKind::Queue, 3, 0));
+    assert_eq!(orders.message_count, 3);
+    let sub = entity(&app, &token, &id, "events/subscriptions/scoring").await;
+    assert_eq!(sub.entity.as_ref().unwrap().kind, EntityKind::Subscription);
+    assert_eq!(sub.entity.unwrap().active, 1);
+    let topic = entity(&app, &token, &id, "events").await;
+    assert_eq!(topic.entity.unwrap().kind, EntityKind::Topic);
+
+    // The sidesheet shows a subscription too.
+    let shown = app
+        .call(
+            "get_topic",
+            json!({"id": id, "topic": "events/subscriptions/scoring"}),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(shown.status, StatusCode::OK, "{}", shown.text());
+
+    let again = create_topic(&app, &token, &id, "orders", 1).await;
+    assert_eq!(again.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", again.text());
+    assert!(again.text().contains("already exists"), "{}", again.text());
+    for bad in ["-leading", "with space", "a/b"] {
+        let reply = create_topic(&app, &token, &id, bad, 1).await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+        assert_eq!(reply.json()["field"], "topic", "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn service_bus_forms_are_refused_field_by_field_and_save_nothing() {
+    let (app, token) = admin_app().await;
+    let fields = json!({"connection": {"kind": "servicebus", "name": "bus",
+        "namespace": "acme", "key_name": "RootManageSharedAccessKey", "key": "secret"}});
+    let cases = [
+        (json!({"namespace": ""}), "connection_string"),
+        (json!({"namespace": "not a host"}), "namespace"),
+        (json!({"key_name": ""}), "key_name"),
+        (json!({"key": " "}), "key"),
+        (json!({"connection_string": "Endpoint=sb://acme.servicebus.windows.net/"}), "connection_string"),
+        (json!({"connection_string": "Endpoint=sb://a.b/;SharedAccessKeyName=k;SharedAccessKey=s;EntityPath=q"}), "connection_string"),
+    ];
+    refuses_each_field(&app, &token, fields, &cases).await;
+    assert_eq!(connection_count(&app).await, 0);
+}
+
+#[tokio::test]
+async fn a_key_the_namespace_refuses_is_said_so_and_nothing_is_saved() {
+    let peer = ServiceBusPeer::start().await;
+    let (app, token) = admin_app().await;
+    let wrong = peer
+        .connection_string()
+        .replace(peer.key(), "d3Jvbmcta2V5LXRoYXQtaXMtbm90LXRoZS1wZWVycw==");
+    let reply = app
+        .call("connect_broker", form("bus", &wrong), Some(&token))
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{}", reply.text());
+    let message = reply.json()["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("refused the key"), "{message}");
+    assert!(!message.contains("d3Jvbmc"), "{message}");
+    assert_eq!(connection_count(&app).await, 0);
+}
+
+#[tokio::test]
+async fn a_namespace_that_does_not_answer_fails_in_time_and_saves_nothing() {
+    let (app, token) = admin_app().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let nowhere = format!(
+        "Endpoint=sb://127.0.0.1:{port}/;SharedAccessKeyName=k;SharedAccessKey=s;UseDevelopmentEmulator=true"
+    );
+    let started = Instant::now();
+    let reply = app
+        .call("connect_broker", form("nowhere", &nowhere), Some(&token))
+        .await;
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{}", reply.text());
+    let message = reply.json()["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("Could not reach Service Bus"), "{message}");
+    assert_eq!(connection_count(&app).await, 0);
+}
+
+/// A queue on a Service Bus connection that acme/sentiment may subscribe
+/// to, in the flows' pipeline (whose Kafka output topic it publishes to).
+struct BusPipeline {
+    p: Pipeline,
+    peer: ServiceBusPeer,
+    connection: String,
+    queue: String,
+}
+
+async fn bus_pipeline() -> BusPipeline {
+    let peer = ServiceBusPeer::start().await;
+    let p = pipeline().await;
+    let connection = connect_bus(&p.app, &p.admin, &peer).await;
+    let queue = unique_topic("inbox");
+    peer.create_queue(&queue);
+    let grants = json!([
+        {"algorithm": "acme/sentiment", "access": {"subscribe": true, "publish": false}},
+    ]);
+    let saved = p.save_grants(&connection, &queue, grants).await;
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.text());
+    BusPipeline {
+        p,
+        peer,
+        connection,
+        queue,
+    }
+}
+
+impl BusPipeline {
+    fn flow(&self, topic: &str, direction: &str, version: &str, dlq: Option<&str>) -> Value {
+        json!({"request": {"org": "acme", "name": "sentiment", "connection_id": self.connection,
+            "topic": topic, "direction": direction, "version": version, "dlq_topic": dlq}})
+    }
+
+    /// Runs `version` on the queue, publishing to the Kafka output topic
+    /// (and dead letters to `dlq`); the flow's id.
+    async fn enable(&self, version: &str, dlq: Option<&str>) -> String {
+        self.p.save(&self.p.output, "publish", version, None).await;
+        let reply = self
+            .p
+            .app
+            .call(
+                "save_flow",
+                self.flow(&self.queue, "Subscribe", version, dlq),
+                Some(&self.p.ana),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        let events: Vec<GrantedTopic> = self
+            .p
+            .app
+            .call_as(
+                "list_events",
+                json!({"org": "acme", "name": "sentiment"}),
+                Some(&self.p.ana),
+            )
+            .await;
+        events
+            .into_iter()
+            .find(|e| e.topic == self.queue)
+            .and_then(|e| e.flow)
+            .expect("the flow on the queue is enabled")
+            .id
+    }
+
+    /// Runs a version that returns its input (3.0.0) on the queue; the
+    /// flow's id.
+    async fn enable_echo(&self) -> String {
+        self.p
+            .app
+            .services
+            .add_algorithm_version("acme/sentiment", "3.0.0", "builtin:echo", "")
+            .await
+            .unwrap();
+        self.enable("3.0.0", None).await
+    }
+
+    /// A new queue acme/sentiment may publish to; its name.
+    async fn publish_queue(&self, prefix: &str) -> String {
+        let name = unique_topic(prefix);
+        self.peer.create_queue(&name);
+        let grants = json!([
+            {"algorithm": "acme/sentiment", "access": {"subscribe": false, "publish": true}},
+        ]);
+        let saved = self.p.save_grants(&self.connection, &name, grants).await;
+        assert_eq!(saved.status, StatusCode::OK, "{}", saved.text());
+        name
+    }
+
+    fn send(&self, bodies: &[String]) {
+        for body in bodies {
+            self.peer.send(&self.queue, body.as_bytes());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flow_on_a_queue_runs_every_message_once_and_then_completes_it() {
+    let q = bus_pipeline().await;
+    let flow = q.enable("1.0.0", None).await;
+    let good: Vec<String> = (0..12)
+        .map(|i| json!({"text": format!("I love it {i}")}).to_string())
+        .collect();
+    q.send(&good);
+    q.send(&["not json at all".to_owned()]);
+
+    assert_eq!(read(&q.p.output, 12).await.len(), 12);
+    wait_until("every message finished", || async {
+        let stats = q.p.stats(&flow).await;
+        stats.succeeded == 12 && stats.failures_kept == 1
+    })
+    .await;
+    wait_until("every message is completed", || async {
+        q.peer.active(&q.queue).is_empty()
+    })
+    .await;
+    assert_eq!(records_on(&q.p.output).await, 12, "no message ran twice");
+    assert!(q.peer.dead_letters(&q.queue).is_empty());
+    let stats = q.p.stats(&flow).await;
+    assert_eq!(stats.consumed, 13, "{stats:?}");
+    // The monitor names each run's message by its sequence number.
+    for run in &stats.recent_runs {
+        let queued = run.queued.as_ref().expect("a Service Bus message");
+        assert!(queued.id.contains("sequence number"), "{queued:?}");
+        assert_eq!(queued.receive_count, 1, "{run:?}");
+    }
+    assert!(stats.last_errors.iter().all(|e| e.queued.is_some()));
+    let outputs = read(&q.p.output, 12).await;
+    assert!(
+        outputs
+            .iter()
+            .all(|o| o.headers.contains_key("servicebus-sequence-number")),
+        "{outputs:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_outage_leaves_the_messages_on_the_queue_until_they_ran() {
+    let q = bus_pipeline().await;
+    let (down, calls) = (
+        Arc::new(AtomicBool::new(true)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let model = flaky_model(down.clone(), calls.clone()).await;
+    q.p.app
+        .services
+        .add_algorithm_version("acme/sentiment", "2.0.0", &format!("http:{model}"), "")
+        .await
+        .unwrap();
+    let flow = q.enable("2.0.0", None).await;
+    let inputs: Vec<String> = (0..5).map(|i| json!({"i": i}).to_string()).collect();
+    q.send(&inputs);
+
+    wait_until("the model has refused six calls", || async {
+        calls.load(Ordering::SeqCst) >= 6
+    })
+    .await;
+    let stats = q.p.stats(&flow).await;
+    assert_eq!((stats.succeeded, stats.failed), (0, 0), "{stats:?}");
+    assert_eq!(q.peer.active(&q.queue).len(), 5, "nothing is completed before it ran");
+    wait_until("the monitor shows five messages waiting", || async {
+        q.p.stats(&flow).await.lag == Some(5)
+    })
+    .await;
+
+    down.store(false, Ordering::SeqCst);
+    let mut seen = numbers_in(&read(&q.p.output, 5).await, "i");
+    seen.sort_unstable();
+    assert_eq!(seen, vec![0, 1, 2, 3, 4]);
+    wait_until("the queue is empty", || async {
+        q.peer.active(&q.queue).is_empty()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_longer_than_the_lock_keeps_its_message_locked() {
+    let q = bus_pipeline().await;
+    q.peer.set_lock_duration(Duration::from_secs(2));
+    let (model, calls) = crate::sqs::counting_slow_model(Duration::from_secs(7)).await;
+    q.p.app
+        .services
+        .add_algorithm_version("acme/sentiment", "4.0.0", &format!("http:{model}"), "")
+        .await
+        .unwrap();
+    q.enable("4.0.0", None).await;
+    q.send(&[json!({"slow": true}).to_string()]);
+
+    assert_eq!(read(&q.p.output, 1).await.len(), 1);
+    wait_until("the message is completed", || async {
+        q.peer.active(&q.queue).is_empty()
+    })
+    .await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "the message ran once");
+    assert_eq!(q.peer.lost_lock_settlements(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_messages_go_to_a_dead_letter_queue_and_outputs_to_a_queue() {
+    let q = bus_pipeline().await;
+    let dlq = q.publish_queue("letters").await;
+    let outbox = q.publish_queue("outbox").await;
+    // Outputs go to a Service Bus queue besides the Kafka topic.
+    let reply = q
+        .p
+        .app
+        .call(
+            "save_flow",
+            q.flow(&outbox, "Publish", "1.0.0", None),
+            Some(&q.p.ana),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let flow = q.enable("1.0.0", Some(&dlq)).await;
+    q.send(&[
+        json!({"text": "good"}).to_string(),
+        "not json at all".to_owned(),
+    ]);
+
+    wait_until("the output and the dead letter are sent", || async {
+        q.peer.active(&outbox).len() == 1 && q.peer.active(&dlq).len() == 1
+    })
+    .await;
+    assert_eq!(q.peer.active(&dlq)[0], b"not json at all");
+    wait_until("the queue is empty", || async {
+        q.peer.active(&q.queue).is_empty()
+    })
+    .await;
+
+    // The dead letters page reads the queue without taking its messages.
+    let page = q.p.dead_letters(&flow, json!({})).await;
+    let letters = page["letters"].as_array().unwrap().clone();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert!(letters[0]["message"].as_str().unwrap().len() > 3);
+    assert_eq!(q.peer.active(&dlq).len(), 1, "the letter stays");
+    // A publish flow on a subscription is refused.
+    q.peer.create_topic("events");
+    q.peer.create_subscription("events", "s");
+    let grants = json!([
+        {"algorithm": "acme/sentiment", "access": {"subscribe": true, "publish": true}},
+    ]);
+    let saved = q
+        .p
+        .save_grants(&q.connection, "events/subscriptions/s", grants)
+        .await;
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.text());
+    let refused = q
+        .p
+        .app
+        .call(
+            "save_flow",
+            q.flow("events/subscriptions/s", "Publish", "1.0.0", None),
+            Some(&q.p.ana),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_that_goes_away_loses_no_message() {
+    let q = bus_pipeline().await;
+    let flow = q.enable_echo().await;
+    q.send(&[json!({"i": 0}).to_string()]);
+    assert_eq!(read(&q.p.output, 1).await.len(), 1);
+
+    q.peer.set_down(true);
+    wait_until("the flow says the broker is away", || async {
+        q.p.stats(&flow).await.state.starts_with("waiting for the broker")
+    })
+    .await;
+    let more: Vec<String> = (1..4).map(|i| json!({"i": i}).to_string()).collect();
+    q.send(&more);
+    q.peer.set_down(false);
+
+    let mut seen = numbers_in(&read(&q.p.output, 4).await, "i");
+    seen.sort_unstable();
+    assert_eq!(seen, vec![0, 1, 2, 3]);
+    wait_until("the queue is empty", || async {
+        q.peer.active(&q.queue).is_empty()
+    })
+    .await;
+    assert_eq!(records_on(&q.p.output).await, 4, "no message ran twice");
+}
+
+/// Against a real namespace, when `EVENTFLOWS_TEST_SERVICEBUS` holds its
+/// connection string: the connection is tested, listed and saved.
+#[tokio::test]
+async fn a_real_namespace_is_connected_when_one_is_given() {
+    let Ok(connection_string) = std::env::var("EVENTFLOWS_TEST_SERVICEBUS") else {
+        eprintln!("EVENTFLOWS_TEST_SERVICEBUS is not set: the real namespace is not tried");
+        return;
+    };
+    let (app, token) = admin_app().await;
+    let reply = app
+        .call("connect_broker", form("azure", &connection_string), Some(&token))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let id = reply.json().as_str().unwrap().to_owned();
+    let details: BrokerConnectionDetails = app
+        .call_as("get_broker_connection", json!({"id": id}), Some(&token))
+        .await;
+    assert_eq!(details.status, app::domain::ConnectionStatus::Reachable);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flow_may_dead_letter_to_its_queues_own_dead_letter_subqueue() {
+    let q = bus_pipeline().await;
+    let own = format!("{}/$deadletterqueue", q.queue);
+    let events: Vec<GrantedTopic> = q
+        .p
+        .app
+        .call_as(
+            "list_events",
+            json!({"org": "acme", "name": "sentiment"}),
+            Some(&q.p.ana),
+        )
+        .await;
+    let row = events.iter().find(|e| e.topic == q.queue).unwrap();
+    assert_eq!(row.dlq_options.first(), Some(&own), "{row:?}");
+    let flow = q.enable("1.0.0", Some(&own)).await;
+    q.send(&[
+        json!({"text": "good"}).to_string(),
+        "not json at all".to_owned(),
+    ]);
+
+    wait_until("the bad message is dead-lettered", || async {
+        q.peer.dead_letters(&q.queue).len() == 1
+    })
+    .await;
+    let letter = &q.peer.dead_letters(&q.queue)[0];
+    assert_eq!(letter.body, b"not json at all");
+    assert_eq!(letter.reason.as_deref(), Some("bad-input"), "{letter:?}");
+    assert!(!letter.description.as_deref().unwrap_or_default().is_empty());
+    assert_eq!(
+        letter.application_properties.get("eventflows-algorithm").map(String::as_str),
+        Some("acme/sentiment"),
+        "{letter:?}"
+    );
+    assert_eq!(read(&q.p.output, 1).await.len(), 1);
+    wait_until("the queue is empty", || async {
+        q.peer.active(&q.queue).is_empty()
+    })
+    .await;
+    let stats = q.p.stats(&flow).await;
+    assert_eq!(stats.failures_kept, 0, "{stats:?}");
+
+    // The dead letters page peeks the subqueue, which keeps the letter.
+    let page = q.p.dead_letters(&flow, json!({})).await;
+    let letters = page["letters"].as_array().unwrap().clone();
+    assert_eq!(letters.len(), 1, "{page}");
+    assert_eq!(letters[0]["kind"], "bad-input", "{page}");
+    assert_eq!(q.peer.dead_letters(&q.queue).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_deleted_under_its_flow_is_the_flows_state_until_it_is_back() {
+    let q = bus_pipeline().await;
+    let flow = q.enable_echo().await;
+    q.send(&[json!({"i": 0}).to_string()]);
+    assert_eq!(read(&q.p.output, 1).await.len(), 1);
+
+    q.peer.delete_entity(&q.queue);
+    let gone = format!("the queue or subscription '{}' does not exist", q.queue);
+    wait_until("the flow says its queue is gone", || async {
+        q.p.stats(&flow).await.state == gone
+    })
+    .await;
+
+    q.peer.create_queue(&q.queue);
+    q.send(&[json!({"i": 1}).to_string()]);
+    let mut seen = numbers_in(&read(&q.p.output, 2).await, "i");
+    seen.sort_unstable();
+    assert_eq!(seen, vec![0, 1]);
+    wait_until("the flow runs again", || async {
+        q.p.stats(&flow).await.state == "running"
+    })
+    .await;
+}
