@@ -9,6 +9,9 @@
 //! - While a message waits or runs, its lock is renewed.
 //! - When the flow stops, the messages it had not finished are abandoned,
 //!   so that they are delivered again at once.
+//! - A message delivered again while the flow still holds it (its lock was
+//!   lost with a connection) is not run again: the new delivery takes the
+//!   old one's place, and one already run is completed at once.
 //! - The message's partition key (or session id) is its key, for the
 //!   flow's ordering setting.
 //!
@@ -170,6 +173,9 @@ pub struct InFlight {
     held: tokio::sync::Mutex<BTreeMap<i64, Held>>,
     /// The completions under way, awaited when the flow stops.
     settling: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The sequence numbers of messages that ran but could not be
+    /// completed: delivered again, they are completed without running.
+    ran: Mutex<std::collections::HashSet<i64>>,
 }
 
 /// A message the flow holds, and how long its lock lasts.
@@ -212,11 +218,43 @@ impl InFlight {
             flow,
             held: tokio::sync::Mutex::default(),
             settling: Mutex::default(),
+            ran: Mutex::default(),
         })
     }
 
-    async fn received(&self, number: i64, message: ServiceBusReceivedMessage) {
-        self.held.lock().await.insert(number, Held::new(message));
+    /// Holds a message received; `false` when it is not to be run: it is
+    /// held already (and the new delivery takes the old one's place), or
+    /// it ran already and has been completed now.
+    async fn received(&self, number: i64, message: ServiceBusReceivedMessage) -> bool {
+        let sequence = message.sequence_number();
+        let ran = self.ran.lock().is_ok_and(|ran| ran.contains(&sequence));
+        if ran {
+            let mut receiver = self.receiver.lock().await;
+            if let Some(receiver) = receiver.as_mut()
+                && receiver.complete_message(&message).await.is_ok()
+                && let Ok(mut ran) = self.ran.lock()
+            {
+                ran.remove(&sequence);
+            }
+            return false;
+        }
+        let mut held = self.held.lock().await;
+        if let Some(old) = held
+            .values_mut()
+            .find(|h| h.message.sequence_number() == sequence)
+        {
+            *old = Held::new(message);
+            return false;
+        }
+        held.insert(number, Held::new(message));
+        true
+    }
+
+    /// Remembers that these messages ran but were not completed.
+    fn not_completed(&self, messages: impl IntoIterator<Item = i64>) {
+        if let Ok(mut ran) = self.ran.lock() {
+            ran.extend(messages);
+        }
     }
 
     /// Every message up to `last` is finished: they are completed.
@@ -233,13 +271,15 @@ impl InFlight {
             }
             let mut receiver = this.receiver.lock().await;
             let Some(receiver) = receiver.as_mut() else {
+                this.not_completed(done.iter().map(|h| h.message.sequence_number()));
                 return;
             };
             for Held { message, .. } in &done {
                 if let Err(error) = receiver.complete_message(message).await {
-                    tracing::warn!(flow = %this.flow, error = %described(&error),
+                    tracing::debug!(flow = %this.flow, error = %described(&error),
                         sequence = message.sequence_number(),
-                        "a finished Service Bus message could not be completed; it will run again");
+                        "a finished Service Bus message could not be completed yet");
+                    this.not_completed([message.sequence_number()]);
                 }
             }
         });
@@ -405,6 +445,8 @@ pub async fn consume(
     });
     let measurer = tokio::spawn(measure(settings.clone(), path.clone(), stats.clone()));
     let mut client: Option<Client> = None;
+    let admin = ServiceBusAdmin::new(&settings).ok();
+    let mut received_once = false;
     let mut number: i64 = 0;
     'receiving: loop {
         if *stop.borrow() {
@@ -430,11 +472,9 @@ pub async fn consume(
                 })
             };
             match tokio::time::timeout(CALL_TIMEOUT, opened).await {
-                Ok(Ok(opened)) => {
-                    *in_flight.receiver.lock().await = Some(opened);
-                    stats.set_state("running");
-                    stats.broker_reachable();
-                }
+                // The flow runs once a receive got through: Service Bus may
+                // take a link to an entity that is gone, then close it.
+                Ok(Ok(opened)) => *in_flight.receiver.lock().await = Some(opened),
                 outcome => {
                     match outcome {
                         Ok(Err(AppError::NotFound { .. })) => stats.set_state(gone(&path)),
@@ -473,31 +513,46 @@ pub async fn consume(
         let answer = match answer {
             Ok(Ok(answer)) => answer,
             failed => {
-                let error = match failed {
-                    Ok(Err(error)) => described(&error),
-                    _ => "a receive did not answer in time".to_owned(),
+                let (error, mut is_gone) = match failed {
+                    Ok(Err(error)) => (described(&error), entity_gone(&error)),
+                    _ => ("a receive did not answer in time".to_owned(), false),
                 };
+                // A link to an entity deleted under it may fail with no
+                // more than "illegal state": the namespace is asked.
+                if !is_gone && let Some(admin) = &admin {
+                    is_gone = matches!(admin.entity(&path).await, Ok(None));
+                }
                 tracing::debug!(%flow, %error, "receiving from Service Bus failed");
                 // The receiver (and its connection) are opened anew; what
-                // it held is delivered again once its lock ends.
+                // it held is delivered again, and takes its place.
                 if let Some(old) = in_flight.receiver.lock().await.take() {
                     drop(old);
                 }
-                in_flight.held.lock().await.clear();
                 client = None;
-                stats.broker_away(AppError::Broker { message: error });
+                if is_gone {
+                    stats.set_state(gone(&path));
+                } else {
+                    stats.broker_away(AppError::Broker { message: error });
+                }
                 tokio::select! {
                     _ = stop.changed() => break,
                     _ = tokio::time::sleep(BACKOFF) => continue,
                 }
             }
         };
+        if !received_once {
+            received_once = true;
+            stats.set_state("running");
+        }
         stats.broker_reachable();
+        stats.queue_back(&gone(&path));
         let mut batch = Vec::with_capacity(answer.len());
         for message in answer {
-            batch.push(record_of(&message, &path, number));
-            in_flight.received(number, message).await;
-            number += 1;
+            let record = record_of(&message, &path, number);
+            if in_flight.received(number, message).await {
+                batch.push(record);
+                number += 1;
+            }
         }
         for received in batch {
             tokio::select! {
