@@ -100,6 +100,36 @@ pub fn check_ca_pem(pem: &str) -> Result<(), AppError> {
     Ok(())
 }
 
+/// The associated data a connection's sealed field is bound to.
+pub fn sealed_context(id: &str, field: &str) -> String {
+    format!("broker_connection/{id}/{field}")
+}
+
+impl BrokerSettings {
+    /// The settings of a stored connection, its secrets opened.
+    pub fn from_row(row: &ConnectionRow, secrets: &SecretBox) -> Result<Self, AppError> {
+        let open = |sealed: &Option<String>, field: &str| -> Result<Option<String>, AppError> {
+            sealed
+                .as_deref()
+                .map(|s| secrets.open(s, &sealed_context(&row.id, field)))
+                .transpose()
+                .map_err(|error| {
+                    tracing::error!(connection = %row.id, %error, "a broker secret could not be opened");
+                    AppError::Internal
+                })
+        };
+        Ok(BrokerSettings {
+            bootstrap_servers: BootstrapServers::parse(&row.bootstrap_servers)?,
+            security_protocol: SecurityProtocol::parse(&row.security_protocol)
+                .ok_or(AppError::Internal)?,
+            sasl_mechanism: row.sasl_mechanism.as_deref().and_then(SaslMechanism::parse),
+            username: row.username.clone(),
+            password: open(&row.password_encrypted, "password")?,
+            ca_pem: open(&row.ca_pem_encrypted, "ca_pem")?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,35 +196,5 @@ mod tests {
         let b64 = base64::engine::general_purpose::STANDARD.encode(der);
         let pem = format!("-----BEGIN CERTIFICATE-----\n{b64}\n-----END CERTIFICATE-----\n");
         assert!(check_ca_pem(&pem).is_ok());
-    }
-}
-
-/// The associated data a connection's sealed field is bound to.
-pub fn sealed_context(id: &str, field: &str) -> String {
-    format!("broker_connection/{id}/{field}")
-}
-
-impl BrokerSettings {
-    /// The settings of a stored connection, its secrets opened.
-    pub fn from_row(row: &ConnectionRow, secrets: &SecretBox) -> Result<Self, AppError> {
-        let open = |sealed: &Option<String>, field: &str| -> Result<Option<String>, AppError> {
-            sealed
-                .as_deref()
-                .map(|s| secrets.open(s, &sealed_context(&row.id, field)))
-                .transpose()
-                .map_err(|error| {
-                    tracing::error!(connection = %row.id, %error, "a broker secret could not be opened");
-                    AppError::Internal
-                })
-        };
-        Ok(BrokerSettings {
-            bootstrap_servers: BootstrapServers::parse(&row.bootstrap_servers)?,
-            security_protocol: SecurityProtocol::parse(&row.security_protocol)
-                .ok_or(AppError::Internal)?,
-            sasl_mechanism: row.sasl_mechanism.as_deref().and_then(SaslMechanism::parse),
-            username: row.username.clone(),
-            password: open(&row.password_encrypted, "password")?,
-            ca_pem: open(&row.ca_pem_encrypted, "ca_pem")?,
-        })
     }
 }

@@ -83,7 +83,7 @@ pub(super) async fn lane(mut worker: Worker, mut source: Source) {
         worker.stop.clone(),
         worker.stats.clone(),
     );
-    if worker.acks.from_queue() {
+    if worker.acks.reads_a_queue() {
         commit = commit.reading_a_queue();
     }
     let (handoff, handed) = mpsc::channel(HANDOFFS);
@@ -807,7 +807,7 @@ pub(super) enum Acks {
 impl Acks {
     /// Whether the flow reads a queue, whose messages are named by their
     /// message id rather than their position.
-    fn from_queue(&self) -> bool {
+    fn reads_a_queue(&self) -> bool {
         !matches!(self, Acks::Kafka(_))
     }
 }

@@ -116,6 +116,9 @@ const IDLE_POLL: Duration = Duration::from_millis(200);
 /// so an answer inside that window is lost and the client waits for its
 /// outcome forever; a local peer on a loaded machine can be that fast.
 const SETTLE_DELAY: Duration = Duration::from_millis(10);
+pub use server::servicebus::sas_token;
+use server::servicebus::hmac_sha256;
+
 const NAMESPACES_CONNECT: &str = "http://schemas.microsoft.com/netservices/2010/10/servicebus/connect";
 const NAMESPACES_COUNTS: &str = "http://schemas.microsoft.com/netservices/2011/06/servicebus";
 const FOREVER: &str = "P10675199DT2H48M5.4775807S";
@@ -737,46 +740,6 @@ fn check_signature(token: &str, key_name: &str, key: &str, now: i64) -> Result<(
     Ok(())
 }
 
-/// A shared access signature for `resource`, as Service Bus clients make it.
-pub fn sas_token(resource: &str, key_name: &str, key: &str, expiry_secs: u64) -> String {
-    let sr = percent_encode(resource);
-    let sig = base64::engine::general_purpose::STANDARD
-        .encode(hmac_sha256(key.as_bytes(), format!("{sr}\n{expiry_secs}").as_bytes()));
-    format!(
-        "SharedAccessSignature sr={sr}&sig={}&se={expiry_secs}&skn={}",
-        percent_encode(&sig),
-        percent_encode(key_name)
-    )
-}
-
-fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    let mut block = [0u8; 64];
-    if key.len() > 64 {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let mut inner = Sha256::new();
-    inner.update(block.map(|b| b ^ 0x36));
-    inner.update(message);
-    let mut outer = Sha256::new();
-    outer.update(block.map(|b| b ^ 0x5c));
-    outer.update(inner.finalize());
-    outer.finalize().into()
-}
-
-fn percent_encode(value: &str) -> String {
-    let mut out = String::new();
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 fn percent_decode(value: &str) -> String {
     let bytes = value.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -1112,12 +1075,11 @@ impl tokio::io::AsyncWrite for Tap {
     ) -> std::task::Poll<std::io::Result<usize>> {
         let this = &mut *self;
         let poll = std::pin::Pin::new(&mut this.inner).poll_write(cx, buf);
-        if let std::task::Poll::Ready(Ok(n)) = &poll {
-            if std::env::var_os("SERVICEBUS_PEER_TRACE").is_some() {
+        if let std::task::Poll::Ready(Ok(n)) = &poll
+            && std::env::var_os("SERVICEBUS_PEER_TRACE").is_some() {
                 this.written.extend_from_slice(&buf[..*n]);
                 Tap::frames(&mut this.written, "->", None);
             }
-        }
         poll
     }
 
@@ -1387,8 +1349,10 @@ fn response(
             SimpleValue::Symbol(condition.into()),
         );
     }
-    let mut props = Properties::default();
-    props.correlation_id = request.properties.as_ref().and_then(|p| p.message_id.clone());
+    let props = Properties {
+        correlation_id: request.properties.as_ref().and_then(|p| p.message_id.clone()),
+        ..Default::default()
+    };
     Message {
         header: None,
         delivery_annotations: None,
@@ -1877,7 +1841,7 @@ fn iso_time(ms: i64) -> String {
 
 fn iso_duration(duration: Duration) -> String {
     let ms = duration.as_millis();
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("PT{}S", ms / 1000)
     } else {
         format!("PT{}.{:03}S", ms / 1000, ms % 1000)
@@ -2401,16 +2365,14 @@ async fn servicebus_peer_refuses_a_wrong_key_and_unknown_entities() {
     let error = client
         .create_sender("q", ServiceBusSenderOptions::default())
         .await
-        .err()
-        .expect("a wrong key cannot send")
+        .expect_err("a wrong key cannot send")
         .to_string();
     eprintln!("wrong key: {error}");
     assert!(error.contains("401"), "{error}");
     let error = client
         .create_receiver_for_queue("q", ServiceBusReceiverOptions::default())
         .await
-        .err()
-        .expect("a wrong key cannot receive")
+        .expect_err("a wrong key cannot receive")
         .to_string();
     eprintln!("wrong key: {error}");
     assert!(error.contains("401"), "{error}");
