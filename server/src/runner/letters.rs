@@ -220,7 +220,7 @@ pub fn from_record(message: &OwnedMessage) -> DeadLetter {
     }
 }
 
-/// A message on an SQS Dead Letter Queue as the flow's page shows it.
+/// A message on a queue's Dead Letter Queue as the flow's page shows it.
 pub fn from_peeked(peeked: &Peeked) -> DeadLetter {
     let mut letter = from_record(&peeked.record);
     letter.id = LetterId::Queued {
@@ -228,12 +228,7 @@ pub fn from_peeked(peeked: &Peeked) -> DeadLetter {
         message_id: peeked.message_id.clone(),
     }
     .to_string();
-    // Reading it was a receive too.
-    letter.position = Some(format!(
-        "message {} ({} receives before this read)",
-        peeked.message_id,
-        peeked.receive_count.saturating_sub(1)
-    ));
+    letter.position = Some(peeked.position.clone());
     letter
 }
 

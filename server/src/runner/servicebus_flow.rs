@@ -993,6 +993,10 @@ fn peeked_of(
             Some(own),
         ),
         message_id: message.sequence_number().to_string(),
-        receive_count: message.delivery_count().unwrap_or(0),
+        position: format!(
+            "message sequence number {} (delivered {}×)",
+            message.sequence_number(),
+            message.delivery_count().unwrap_or(1).saturating_sub(1)
+        ),
     }
 }

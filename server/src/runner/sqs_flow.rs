@@ -694,7 +694,8 @@ fn attribute_name_ok(name: &str) -> bool {
 pub struct Peeked {
     pub record: OwnedMessage,
     pub message_id: String,
-    pub receive_count: u32,
+    /// Where the message is, as the dead letters page says it.
+    pub position: String,
 }
 
 /// How long a peeked message stays hidden while the others are read; all
@@ -776,9 +777,15 @@ fn peeked_of(message: &Message, queue: &str, position: i64) -> Peeked {
     Peeked {
         record: record_of(message, queue, position, own),
         message_id: message.message_id().unwrap_or_default().to_owned(),
-        receive_count: system(message, MessageSystemAttributeName::ApproximateReceiveCount)
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0),
+        // Reading it was a receive too.
+        position: format!(
+            "message {} ({} receives before this read)",
+            message.message_id().unwrap_or_default(),
+            system(message, MessageSystemAttributeName::ApproximateReceiveCount)
+                .and_then(|n| n.parse::<u32>().ok())
+                .unwrap_or(0)
+                .saturating_sub(1)
+        ),
     }
 }
 

@@ -563,3 +563,146 @@ async fn a_queue_deleted_under_its_flow_is_the_flows_state_until_it_is_back() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn letters_on_a_service_bus_queue_are_tried_and_replayed_through_another_version() {
+    let q = bus_pipeline().await;
+    q.p.app
+        .services
+        .add_algorithm_version("acme/sentiment", "2.0.0", "builtin:echo", "")
+        .await
+        .unwrap();
+    let dlq = q.publish_queue("letters").await;
+    let flow = q.enable("1.0.0", Some(&dlq)).await;
+    q.send(&[
+        json!({"no_text": true}).to_string(),
+        "not json at all".to_owned(),
+    ]);
+    wait_until("both are dead letters", || async {
+        q.peer.active(&dlq).len() == 2
+    })
+    .await;
+    let page = q.p.dead_letters(&flow, json!({})).await;
+    let letters = page["letters"].as_array().unwrap().clone();
+    assert_eq!(letters.len(), 2, "{page}");
+    for letter in &letters {
+        assert!(letter["id"].as_str().unwrap().starts_with("queue:"), "{letter}");
+        assert!(
+            letter["position"]
+                .as_str()
+                .unwrap()
+                .starts_with("message sequence number"),
+            "{letter}"
+        );
+    }
+
+    // Tried first on the JSON letter: echo takes it.
+    let json_letter = letters
+        .iter()
+        .find(|l| l["value"].as_str().unwrap().contains("no_text"))
+        .unwrap();
+    let tried = q
+        .p
+        .app
+        .call(
+            "try_version",
+            json!({"request": {"flow_id": flow, "version": "2.0.0",
+                "sample": {"Letters": [json_letter["id"]]}}}),
+            Some(&q.p.ana),
+        )
+        .await;
+    assert_eq!(tried.status, StatusCode::OK, "{}", tried.text());
+    assert_eq!(tried.json()["different"], 1, "{}", tried.text());
+
+    // Replayed through echo: the JSON one succeeds, the other fails again.
+    q.p.save(&q.p.output, "publish", "2.0.0", None).await;
+    let ids: Vec<Value> = letters.iter().map(|l| l["id"].clone()).collect();
+    let started = q
+        .p
+        .replay(json!({"flow_id": flow, "version": "2.0.0", "letters": ids}), &q.p.ana)
+        .await;
+    assert_eq!(started.status, StatusCode::OK, "{}", started.text());
+    let done = q.p.replay_done(&flow).await;
+    assert_eq!((done.succeeded, done.failed, done.left), (1, 1, 0), "{done:?}");
+    let replayed = read(&q.p.output, 1).await;
+    assert!(replayed[0].value.contains("no_text"), "{replayed:?}");
+    assert!(
+        replayed[0].headers["eventflows-replay-of"].starts_with(&format!("{dlq}/")),
+        "{replayed:?}"
+    );
+    // The letters stay on the queue, and the one that failed again is a
+    // new letter.
+    wait_until("the new dead letter", || async {
+        q.peer.active(&dlq).len() == 3
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outputs_go_to_a_topic_and_one_too_large_fails_with_the_reason() {
+    let q = bus_pipeline().await;
+    q.peer.create_topic("scored");
+    q.peer.create_subscription("scored", "audit");
+    let grants = json!([
+        {"algorithm": "acme/sentiment", "access": {"subscribe": false, "publish": true}},
+    ]);
+    let saved = q.p.save_grants(&q.connection, "scored", grants).await;
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.text());
+    // Returns its input, or an output too large for Service Bus when
+    // asked for one.
+    let model = server::testing::serve_model(axum::Router::new().route(
+        "/predict",
+        axum::routing::post(|axum::Json(input): axum::Json<Value>| async move {
+            axum::Json(if input["large"] == true {
+                json!({"pad": "x".repeat(300 * 1024)})
+            } else {
+                input
+            })
+        }),
+    ))
+    .await
+    .unwrap();
+    q.p.app
+        .services
+        .add_algorithm_version("acme/sentiment", "5.0.0", &format!("http:{model}"), "")
+        .await
+        .unwrap();
+    let reply = q
+        .p
+        .app
+        .call(
+            "save_flow",
+            q.flow("scored", "Publish", "5.0.0", None),
+            Some(&q.p.ana),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let flow = q.enable("5.0.0", None).await;
+    q.send(&[json!({"i": 0}).to_string(), json!({"large": true}).to_string()]);
+
+    wait_until("the output reaches the topic's subscription", || async {
+        q.peer.active("scored/subscriptions/audit").len() == 1
+    })
+    .await;
+    let sent = &q.peer.active("scored/subscriptions/audit")[0];
+    assert_eq!(
+        serde_json::from_slice::<Value>(sent).unwrap()["i"],
+        0,
+        "{}",
+        String::from_utf8_lossy(sent)
+    );
+    wait_until("the large output failed its message", || async {
+        q.p.stats(&flow).await.failures_kept == 1
+    })
+    .await;
+    let stats = q.p.stats(&flow).await;
+    assert!(
+        stats.last_errors[0].message.contains("bytes a Service Bus message may have"),
+        "{:?}",
+        stats.last_errors
+    );
+    wait_until("the queue is empty", || async {
+        q.peer.active(&q.queue).is_empty()
+    })
+    .await;
+}
