@@ -8,7 +8,7 @@ pub mod http;
 pub mod kafka;
 pub mod runner;
 pub mod secrets;
+pub mod servicebus;
 pub mod services;
 pub mod sqs;
-pub mod servicebus;
 pub mod testing;

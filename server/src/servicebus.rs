@@ -98,10 +98,7 @@ impl ServiceBusSettings {
             ));
         }
         if new.key.trim().is_empty() {
-            return Err(AppError::validation(
-                "key",
-                "Enter the shared access key.",
-            ));
+            return Err(AppError::validation("key", "Enter the shared access key."));
         }
         Ok(ServiceBusSettings {
             namespace,
@@ -144,7 +141,9 @@ impl ServiceBusSettings {
         let endpoint = endpoint.ok_or_else(|| bad("The connection string has no Endpoint."))?;
         let rest = endpoint
             .strip_prefix("sb://")
-            .ok_or_else(|| bad("The Endpoint starts with sb://, such as sb://name.servicebus.windows.net/."))?
+            .ok_or_else(|| {
+                bad("The Endpoint starts with sb://, such as sb://name.servicebus.windows.net/.")
+            })?
             .trim_end_matches('/');
         let (host, port) = match rest.rsplit_once(':') {
             Some((host, port)) => (
@@ -170,7 +169,10 @@ impl ServiceBusSettings {
         Ok(ServiceBusSettings {
             namespace: host.to_owned(),
             development: development.then(|| {
-                format!("http://{host}:{}", port.unwrap_or(DEVELOPMENT_MANAGEMENT_PORT))
+                format!(
+                    "http://{host}:{}",
+                    port.unwrap_or(DEVELOPMENT_MANAGEMENT_PORT)
+                )
             }),
             key_name: key_name.to_owned(),
             key: key.to_owned(),
@@ -444,11 +446,7 @@ impl ServiceBusAdmin {
 
     /// The queue, topic or subscription at `path`, `None` if there is none.
     pub async fn entity(&self, path: &str) -> Result<Option<TopicInfo>, AppError> {
-        Ok(self
-            .entities()
-            .await?
-            .into_iter()
-            .find(|e| e.name == path))
+        Ok(self.entities().await?.into_iter().find(|e| e.name == path))
     }
 
     /// Creates a queue.
@@ -467,7 +465,10 @@ impl ServiceBusAdmin {
             .http
             .put(url)
             .header("Authorization", self.authorization())
-            .header("Content-Type", "application/atom+xml;type=entry;charset=utf-8")
+            .header(
+                "Content-Type",
+                "application/atom+xml;type=entry;charset=utf-8",
+            )
             .body(body)
             .send()
             .await
@@ -628,7 +629,10 @@ mod tests {
         assert_eq!(settings.key_name, "RootManageSharedAccessKey");
         assert_eq!(settings.key, "abc+/=");
         assert_eq!(settings.development, None);
-        assert_eq!(settings.management(), "https://acme.servicebus.windows.net/");
+        assert_eq!(
+            settings.management(),
+            "https://acme.servicebus.windows.net/"
+        );
         assert!(!format!("{settings:?}").contains("abc+/="));
 
         let local = ServiceBusSettings::parse_connection_string(
@@ -639,11 +643,23 @@ mod tests {
         assert_eq!(local.namespace, "127.0.0.9");
 
         for (bad, says) in [
-            ("Endpoint=sb://a.b/;SharedAccessKeyName=k", "SharedAccessKey"),
+            (
+                "Endpoint=sb://a.b/;SharedAccessKeyName=k",
+                "SharedAccessKey",
+            ),
             ("SharedAccessKeyName=k;SharedAccessKey=s", "Endpoint"),
-            ("Endpoint=https://a.b/;SharedAccessKeyName=k;SharedAccessKey=s", "sb://"),
-            ("Endpoint=sb://a.b/;SharedAccessSignature=SharedAccessSignature sr=x", "signature"),
-            ("Endpoint=sb://a.b/;SharedAccessKeyName=k;SharedAccessKey=s;EntityPath=q", "EntityPath"),
+            (
+                "Endpoint=https://a.b/;SharedAccessKeyName=k;SharedAccessKey=s",
+                "sb://",
+            ),
+            (
+                "Endpoint=sb://a.b/;SharedAccessSignature=SharedAccessSignature sr=x",
+                "signature",
+            ),
+            (
+                "Endpoint=sb://a.b/;SharedAccessKeyName=k;SharedAccessKey=s;EntityPath=q",
+                "EntityPath",
+            ),
             ("just words", "Name=value"),
         ] {
             let error = ServiceBusSettings::parse_connection_string(bad).unwrap_err();

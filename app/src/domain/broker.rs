@@ -245,7 +245,9 @@ impl TopicName {
         if !value
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'))
-            || value.split('/').any(|s| s.is_empty() || s == "." || s == "..")
+            || value
+                .split('/')
+                .any(|s| s.is_empty() || s == "." || s == "..")
         {
             return Err(AppError::validation(
                 field,
@@ -353,7 +355,11 @@ impl std::fmt::Debug for NewBrokerConnection {
             .field("use_default_credentials", &self.use_default_credentials)
             .field(
                 "connection_string",
-                &if self.connection_string.is_empty() { "" } else { "set" },
+                &if self.connection_string.is_empty() {
+                    ""
+                } else {
+                    "set"
+                },
             )
             .field("namespace", &self.namespace)
             .field("key_name", &self.key_name)

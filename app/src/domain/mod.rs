@@ -9,8 +9,9 @@ mod user;
 
 pub use broker::{
     Access, AwsRegion, BootstrapServers, BrokerConnectionDetails, BrokerConnectionSummary,
-    BrokerKind, ConnectionStatus, NewBrokerConnection, QueueInfo, EntityInfo, EntityKind, SaslMechanism, SecurityProtocol,
-    TopicDetails, TopicGrant, TopicInfo, TopicName, check_queue_name,
+    BrokerKind, ConnectionStatus, EntityInfo, EntityKind, NewBrokerConnection, QueueInfo,
+    SaslMechanism, SecurityProtocol, TopicDetails, TopicGrant, TopicInfo, TopicName,
+    check_queue_name,
 };
 pub use error::AppError;
 pub use flow::{

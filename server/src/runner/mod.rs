@@ -105,6 +105,24 @@ impl CloseAway {
     }
 }
 
+/// What `make` gives for `target`, made once: kept in `known`, by
+/// connection and topic.
+async fn cached<T: Clone>(
+    known: &Mutex<HashMap<(String, String), T>>,
+    target: &Target,
+    make: impl std::future::Future<Output = Result<T, AppError>>,
+) -> Result<T, AppError> {
+    let key = (target.connection_id.clone(), target.topic.clone());
+    if let Some(value) = known.lock().ok().and_then(|m| m.get(&key).cloned()) {
+        return Ok(value);
+    }
+    let value = make.await?;
+    if let Ok(mut known) = known.lock() {
+        known.insert(key, value.clone());
+    }
+    Ok(value)
+}
+
 /// The SQS queues written to, by connection and queue name (`None`: the
 /// name is a Kafka topic).
 type OutputQueues = HashMap<(String, String), Option<Arc<sqs_flow::OutputQueue>>>;
@@ -465,37 +483,26 @@ impl Runner {
         &self,
         target: &Target,
     ) -> Result<Option<Arc<sqs_flow::OutputQueue>>, AppError> {
-        let key = (target.connection_id.clone(), target.topic.clone());
-        if let Some(known) = self
-            .inner
-            .output_queues
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&key).cloned())
-        {
-            return Ok(known);
-        }
-        let row = self.connection(&target.connection_id).await?;
-        let queue = match row.kind() {
-            BrokerKind::Kafka | BrokerKind::ServiceBus => None,
-            BrokerKind::Sqs => {
-                let settings = SqsSettings::from_row(&row, &self.inner.secrets)?;
-                let client = Arc::new(SqsClient::with_timeout(&settings, sqs_flow::CALL_TIMEOUT));
-                let url = client
-                    .queue_url(&target.topic)
-                    .await?
-                    .ok_or_else(|| AppError::not_found(format!("The queue '{}'", target.topic)))?;
-                Some(Arc::new(sqs_flow::OutputQueue::new(
-                    client,
-                    url,
-                    &target.topic,
-                )))
-            }
-        };
-        if let Ok(mut known) = self.inner.output_queues.lock() {
-            known.insert(key, queue.clone());
-        }
-        Ok(queue)
+        cached(&self.inner.output_queues, target, async {
+            let row = self.connection(&target.connection_id).await?;
+            Ok(match row.kind() {
+                BrokerKind::Kafka | BrokerKind::ServiceBus => None,
+                BrokerKind::Sqs => {
+                    let settings = SqsSettings::from_row(&row, &self.inner.secrets)?;
+                    let client =
+                        Arc::new(SqsClient::with_timeout(&settings, sqs_flow::CALL_TIMEOUT));
+                    let url = client.queue_url(&target.topic).await?.ok_or_else(|| {
+                        AppError::not_found(format!("The queue '{}'", target.topic))
+                    })?;
+                    Some(Arc::new(sqs_flow::OutputQueue::new(
+                        client,
+                        url,
+                        &target.topic,
+                    )))
+                }
+            })
+        })
+        .await
     }
 
     /// The Service Bus queue or topic `target` is, or `None` for another
@@ -505,40 +512,36 @@ impl Runner {
         &self,
         target: &Target,
     ) -> Result<Option<Arc<servicebus_flow::OutputEntity>>, AppError> {
-        let key = (target.connection_id.clone(), target.topic.clone());
-        if let Some(known) = self
-            .inner
-            .output_entities
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&key).cloned())
-        {
-            return Ok(known);
-        }
-        let row = self.connection(&target.connection_id).await?;
-        let entity = match row.kind() {
-            BrokerKind::ServiceBus => {
-                if target.topic.ends_with(crate::servicebus::DEAD_LETTER_SUFFIX) {
-                    Some(Arc::new(servicebus_flow::OutputEntity::dead_letter_subqueue(
-                        row.id.clone(),
-                        &target.topic,
-                        self.inner.servicebus_reading.clone(),
-                    )))
-                } else {
-                    let settings =
-                        crate::servicebus::ServiceBusSettings::from_row(&row, &self.inner.secrets)?;
-                    Some(Arc::new(servicebus_flow::OutputEntity::new(
-                        settings,
-                        target.topic.clone(),
-                    )))
+        cached(&self.inner.output_entities, target, async {
+            let row = self.connection(&target.connection_id).await?;
+            Ok(match row.kind() {
+                BrokerKind::ServiceBus => {
+                    if target
+                        .topic
+                        .ends_with(crate::servicebus::DEAD_LETTER_SUFFIX)
+                    {
+                        Some(Arc::new(
+                            servicebus_flow::OutputEntity::dead_letter_subqueue(
+                                row.id.clone(),
+                                &target.topic,
+                                self.inner.servicebus_reading.clone(),
+                            ),
+                        ))
+                    } else {
+                        let settings = crate::servicebus::ServiceBusSettings::from_row(
+                            &row,
+                            &self.inner.secrets,
+                        )?;
+                        Some(Arc::new(servicebus_flow::OutputEntity::new(
+                            settings,
+                            target.topic.clone(),
+                        )))
+                    }
                 }
-            }
-            _ => None,
-        };
-        if let Ok(mut known) = self.inner.output_entities.lock() {
-            known.insert(key, entity.clone());
-        }
-        Ok(entity)
+                _ => None,
+            })
+        })
+        .await
     }
 
     /// Up to `max` messages of the Service Bus queue `target`, read without
@@ -564,7 +567,9 @@ impl Runner {
         {
             let _ = max;
             Err(AppError::Broker {
-                message: "This server was built without Azure Service Bus (the `servicebus` feature).".into(),
+                message:
+                    "This server was built without Azure Service Bus (the `servicebus` feature)."
+                        .into(),
             })
         }
     }

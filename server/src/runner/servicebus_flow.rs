@@ -25,13 +25,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use azservicebus::receiver::DeadLetterOptions;
 use azservicebus::{
     ServiceBusClient, ServiceBusClientOptions, ServiceBusMessage, ServiceBusReceiveMode,
     ServiceBusReceivedMessage, ServiceBusReceiver, ServiceBusReceiverOptions,
     ServiceBusRetryOptions, ServiceBusSender, ServiceBusSenderOptions,
 };
 use fe2o3_amqp_types::messaging::ApplicationProperties;
-use azservicebus::receiver::DeadLetterOptions;
 use fe2o3_amqp_types::primitives::{OrderedMap, SimpleValue, Value};
 use rdkafka::Timestamp;
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
@@ -140,7 +140,10 @@ pub async fn check(settings: &ServiceBusSettings) -> Result<(), AppError> {
 
 /// A peek-lock receiver of the queue or subscription at `path`, or of its
 /// dead-letter subqueue (`path` ending in `/$deadletterqueue`).
-async fn receiver(client: &mut Client, path: &str) -> Result<ServiceBusReceiver, azure_core::Error> {
+async fn receiver(
+    client: &mut Client,
+    path: &str,
+) -> Result<ServiceBusReceiver, azure_core::Error> {
     let (path, sub_queue) = match path.strip_suffix(DEAD_LETTER_SUFFIX) {
         Some(entity) => (entity, azservicebus::SubQueue::DeadLetter),
         None => (path, azservicebus::SubQueue::None),
@@ -305,7 +308,8 @@ impl InFlight {
             let mut held = this.held.lock().await;
             let Some(Held { message, lock }) = held.remove(&number) else {
                 let _ = answer.send(Err(WriteError::Permanent(
-                    "the message is no longer held by its flow, so it cannot be dead-lettered".into(),
+                    "the message is no longer held by its flow, so it cannot be dead-lettered"
+                        .into(),
                 )));
                 return;
             };
@@ -448,7 +452,7 @@ pub async fn consume(
     let admin = ServiceBusAdmin::new(&settings).ok();
     let mut received_once = false;
     let mut number: i64 = 0;
-    'receiving: loop {
+    loop {
         if *stop.borrow() {
             break;
         }
@@ -554,11 +558,8 @@ pub async fn consume(
                 number += 1;
             }
         }
-        for received in batch {
-            tokio::select! {
-                _ = stop.changed() => break 'receiving,
-                sent = messages.send(received) => if sent.is_err() { break 'receiving },
-            }
+        if !super::source::hand_on(&messages, batch, &mut stop).await {
+            break;
         }
     }
     // The lane finishes the runs under way and settles them; what it had
@@ -635,15 +636,31 @@ fn record_of(message: &ServiceBusReceivedMessage, path: &str, position: i64) -> 
             value: Some(&count.to_string()),
         });
     }
-    let enqueued = message.enqueued_time();
-    let at_ms = (enqueued.unix_timestamp_nanos() / 1_000_000) as i64;
-    let key = message
-        .partition_key()
-        .or_else(|| message.session_id())
-        .map(|k| k.as_bytes().to_vec());
-    OwnedMessage::new(
-        message.body().ok().map(<[u8]>::to_vec),
+    let key = message.partition_key().or_else(|| message.session_id());
+    as_record(
+        message.body().ok(),
         key,
+        message.enqueued_time().unix_timestamp_nanos(),
+        path,
+        position,
+        own,
+    )
+}
+
+/// A Service Bus message as a record at `position` of partition 0 of
+/// `path`, stamped with when it was enqueued.
+fn as_record(
+    body: Option<&[u8]>,
+    key: Option<&str>,
+    enqueued_ns: i128,
+    path: &str,
+    position: i64,
+    own: OwnedHeaders,
+) -> OwnedMessage {
+    let at_ms = (enqueued_ns / 1_000_000) as i64;
+    OwnedMessage::new(
+        body.map(<[u8]>::to_vec),
+        key.map(|k| k.as_bytes().to_vec()),
         path.to_owned(),
         if at_ms > 0 {
             Timestamp::CreateTime(at_ms)
@@ -718,7 +735,10 @@ impl OutputEntity {
         OutputEntity {
             way: Way::Settle {
                 connection_id,
-                entity: path.strip_suffix(DEAD_LETTER_SUFFIX).unwrap_or(path).to_owned(),
+                entity: path
+                    .strip_suffix(DEAD_LETTER_SUFFIX)
+                    .unwrap_or(path)
+                    .to_owned(),
                 reading,
             },
         }
@@ -732,9 +752,9 @@ impl OutputEntity {
             while let Some((message, answer)) = to_send.recv().await {
                 if open.is_none() {
                     let opened = async {
-                        let mut client = connect(&settings)
-                            .await
-                            .map_err(|e| WriteError::Retryable(format!("writing to '{path}' failed: {e}")))?;
+                        let mut client = connect(&settings).await.map_err(|e| {
+                            WriteError::Retryable(format!("writing to '{path}' failed: {e}"))
+                        })?;
                         let sender = client
                             .create_sender(path.clone(), ServiceBusSenderOptions::default())
                             .await
@@ -822,12 +842,18 @@ impl OutputEntity {
                 "only a failed message of '{entity}' can go to its dead-letter subqueue"
             )));
         };
-        if header(headers::SOURCE_TOPIC).as_deref() != Some(entity) || header(headers::REPLAY_OF).is_some() {
+        if header(headers::SOURCE_TOPIC).as_deref() != Some(entity)
+            || header(headers::REPLAY_OF).is_some()
+        {
             return Err(WriteError::Permanent(format!(
                 "only a message received from '{entity}' can go to its dead-letter subqueue"
             )));
         }
-        let key = (connection_id.to_owned(), entity.to_owned(), algorithm.clone());
+        let key = (
+            connection_id.to_owned(),
+            entity.to_owned(),
+            algorithm.clone(),
+        );
         let in_flight = reading
             .lock()
             .ok()
@@ -843,14 +869,20 @@ impl OutputEntity {
                 continue;
             }
             if let Some(value) = h.value {
-                let text = cut(String::from_utf8_lossy(value).into_owned(), MAX_PROPERTY_BYTES);
+                let text = cut(
+                    String::from_utf8_lossy(value).into_owned(),
+                    MAX_PROPERTY_BYTES,
+                );
                 properties.insert(h.key.to_owned(), Value::String(text));
             }
         }
         Ok(in_flight.dead_letter(
             number,
             header(headers::ERROR_KIND).unwrap_or_else(|| "failed".into()),
-            cut(header(headers::ERROR).unwrap_or_default(), MAX_DESCRIPTION_BYTES),
+            cut(
+                header(headers::ERROR).unwrap_or_default(),
+                MAX_DESCRIPTION_BYTES,
+            ),
             properties,
         ))
     }
@@ -975,22 +1007,14 @@ fn peeked_of(
             }
         }
     }
-    let at_ms = (message.enqueued_time().unix_timestamp_nanos() / 1_000_000) as i64;
     super::sqs_flow::Peeked {
-        record: OwnedMessage::new(
-            message.body().ok().map(<[u8]>::to_vec),
-            message
-                .partition_key()
-                .map(|k| k.as_bytes().to_vec()),
-            path.to_owned(),
-            if at_ms > 0 {
-                Timestamp::CreateTime(at_ms)
-            } else {
-                Timestamp::NotAvailable
-            },
-            0,
+        record: as_record(
+            message.body().ok(),
+            message.partition_key(),
+            message.enqueued_time().unix_timestamp_nanos(),
+            path,
             position,
-            Some(own),
+            own,
         ),
         message_id: message.sequence_number().to_string(),
         position: format!(

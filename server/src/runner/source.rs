@@ -1,5 +1,6 @@
 //! A lane's source: the queue of fetched messages of its Kafka partition,
-//! or the messages an SQS flow received, taken a batch at a time.
+//! or the messages an SQS or Service Bus flow received, taken a batch at a
+//! time.
 
 use std::sync::Arc;
 
@@ -7,7 +8,7 @@ use futures::{FutureExt, StreamExt};
 use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
 use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedMessage;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::Stats;
 use super::subscribe::FlowContext;
@@ -18,12 +19,29 @@ pub(super) const BATCH: usize = 256;
 
 pub(super) enum Source {
     Partition(PartitionSource),
-    /// Messages received from an SQS queue (see `sqs_flow`), in the order
-    /// received; none more once the receiver stops.
+    /// Messages received from a queue (see `sqs_flow` and
+    /// `servicebus_flow`), in the order received; none more once the
+    /// receiver stops.
     Received {
         messages: mpsc::Receiver<OwnedMessage>,
         stats: Arc<Stats>,
     },
+}
+
+/// Hands messages a queue's receiver took on to its lane, in order;
+/// `false` once the flow stops or the lane is gone.
+pub(super) async fn hand_on(
+    lane: &mpsc::Sender<OwnedMessage>,
+    received: Vec<OwnedMessage>,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    for message in received {
+        tokio::select! {
+            _ = stop.changed() => return false,
+            sent = lane.send(message) => if sent.is_err() { return false },
+        }
+    }
+    true
 }
 
 impl Source {

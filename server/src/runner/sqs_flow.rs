@@ -282,7 +282,7 @@ pub async fn consume(
     });
     let measurer = tokio::spawn(measure(client.clone(), url.clone(), stats.clone()));
     let mut number: i64 = 0;
-    'receiving: loop {
+    loop {
         // A receive is not cut short by a stop: what it returns is held,
         // and given back below, instead of staying hidden.
         if *stop.borrow() {
@@ -346,11 +346,8 @@ pub async fn consume(
             in_flight.received(number, handle.to_owned());
             number += 1;
         }
-        for received in batch {
-            tokio::select! {
-                _ = stop.changed() => break 'receiving,
-                sent = messages.send(received) => if sent.is_err() { break 'receiving },
-            }
+        if !super::source::hand_on(&messages, batch, &mut stop).await {
+            break;
         }
     }
     // The lane finishes the runs under way and settles them; what it had

@@ -81,14 +81,15 @@ pub fn validate(new: &NewBrokerConnection) -> Result<(String, ConnectionSettings
             format!("A name has at most {MAX_NAME_LEN} characters."),
         ));
     }
-    let kind = BrokerKind::parse(&new.kind)
-        .ok_or_else(|| {
-            AppError::validation("kind", "Choose Kafka, Amazon SQS or Azure Service Bus.")
-        })?;
+    let kind = BrokerKind::parse(&new.kind).ok_or_else(|| {
+        AppError::validation("kind", "Choose Kafka, Amazon SQS or Azure Service Bus.")
+    })?;
     let settings = match kind {
         BrokerKind::Kafka => ConnectionSettings::Kafka(kafka_settings(new)?),
         BrokerKind::Sqs => ConnectionSettings::Sqs(sqs_settings(new)?),
-        BrokerKind::ServiceBus => ConnectionSettings::ServiceBus(ServiceBusSettings::from_form(new)?),
+        BrokerKind::ServiceBus => {
+            ConnectionSettings::ServiceBus(ServiceBusSettings::from_form(new)?)
+        }
     };
     Ok((name, settings))
 }

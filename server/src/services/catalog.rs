@@ -11,9 +11,10 @@ use async_trait::async_trait;
 use std::collections::HashMap;
 
 use app::domain::{
-    AlgorithmDetails, AlgorithmSummary, AppError, Batching, BrokerKind, CurrentUser, DeadLetterPage,
-    DeadLetterQuery, Direction, DryRun, DryRunRequest, FlowOrdering, FlowRequest, FlowState,
-    FlowStats, GrantedTopic, ReplayRequest, Rewind, RewindPlan, Runtime, TopicName, VersionInfo,
+    AlgorithmDetails, AlgorithmSummary, AppError, Batching, BrokerKind, CurrentUser,
+    DeadLetterPage, DeadLetterQuery, Direction, DryRun, DryRunRequest, FlowOrdering, FlowRequest,
+    FlowState, FlowStats, GrantedTopic, ReplayRequest, Rewind, RewindPlan, Runtime, TopicName,
+    VersionInfo,
 };
 
 use super::Services;
@@ -305,7 +306,9 @@ impl Catalog for Services {
         if request.direction == Direction::Publish && topic.subscription().is_some() {
             return Err(AppError::validation(
                 "topic",
-                format!("'{topic}' is a Service Bus topic subscription: outputs are published to its topic, not to a subscription."),
+                format!(
+                    "'{topic}' is a Service Bus topic subscription: outputs are published to its topic, not to a subscription."
+                ),
             ));
         }
         let takes_batches = Runtime::parse(&chosen.runtime).is_ok_and(|r| r.takes_batches());

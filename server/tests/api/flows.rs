@@ -301,6 +301,38 @@ pub async fn pipeline() -> Pipeline {
 }
 
 impl Pipeline {
+    /// Runs `version` on `topic` of the connection `connection` (an SQS or
+    /// Service Bus one), publishing to the Kafka output topic and dead
+    /// letters to `dlq`; the flow's id.
+    pub async fn subscribe_on(
+        &self,
+        connection: &str,
+        topic: &str,
+        version: &str,
+        dlq: Option<&str>,
+    ) -> String {
+        self.save(&self.output, "publish", version, None).await;
+        let request = json!({"request": {"org": "acme", "name": "sentiment",
+            "connection_id": connection, "topic": topic, "direction": "Subscribe",
+            "version": version, "dlq_topic": dlq}});
+        let reply = self.app.call("save_flow", request, Some(&self.ana)).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        let events: Vec<app::domain::GrantedTopic> = self
+            .app
+            .call_as(
+                "list_events",
+                json!({"org": "acme", "name": "sentiment"}),
+                Some(&self.ana),
+            )
+            .await;
+        events
+            .into_iter()
+            .find(|e| e.connection_id == connection && e.topic == topic)
+            .and_then(|e| e.flow)
+            .expect("the flow is enabled")
+            .id
+    }
+
     pub fn flow(&self, topic: &str, direction: &str, version: &str, dlq: Option<&str>) -> Value {
         json!({"request": {
             "org": "acme", "name": "sentiment", "connection_id": self.connection, "topic": topic,

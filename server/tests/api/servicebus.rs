@@ -10,9 +10,7 @@ use axum::http::StatusCode;
 use diesel::prelude::*;
 use serde_json::{Value, json};
 
-use app::domain::{
-    BrokerConnectionDetails, BrokerKind, EntityKind, GrantedTopic, TopicInfo,
-};
+use app::domain::{BrokerConnectionDetails, BrokerKind, EntityKind, GrantedTopic, TopicInfo};
 use server::db::schema::broker_connections;
 
 use crate::brokers::{admin_app, connection_count, create_topic, refuses_each_field};
@@ -28,7 +26,11 @@ fn form(name: &str, connection_string: &str) -> Value {
 
 async fn connect_bus(app: &TestApp, token: &str, peer: &ServiceBusPeer) -> String {
     let reply = app
-        .call("connect_broker", form("bus", &peer.connection_string()), Some(token))
+        .call(
+            "connect_broker",
+            form("bus", &peer.connection_string()),
+            Some(token),
+        )
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     reply.json().as_str().unwrap().to_owned()
@@ -60,7 +62,10 @@ async fn a_service_bus_connection_is_tested_then_saved_with_its_key_sealed() {
     assert_eq!(row["status"], "Reachable", "{row}");
     assert_eq!(row["topic_count"], 1);
     let address = row["bootstrap_servers"].as_str().unwrap();
-    assert!(address.starts_with(&format!("sb://{}", peer.host())), "{address}");
+    assert!(
+        address.starts_with(&format!("sb://{}", peer.host())),
+        "{address}"
+    );
 
     let details = app
         .call("get_broker_connection", json!({"id": id}), Some(&token))
@@ -103,7 +108,10 @@ async fn queues_topics_and_subscriptions_are_listed_with_their_counts() {
 
     let orders = entity(&app, &token, &id, "orders").await;
     let info = orders.entity.expect("a Service Bus entity");
-    assert_eq!((info.kind, info.active, info.dead_letter), (EntityKind::Queue, 3, 0));
+    assert_eq!(
+        (info.kind, info.active, info.dead_letter),
+        (EntityKind::Queue, 3, 0)
+    );
     assert_eq!(orders.message_count, 3);
     let sub = entity(&app, &token, &id, "events/subscriptions/scoring").await;
     assert_eq!(sub.entity.as_ref().unwrap().kind, EntityKind::Subscription);
@@ -122,7 +130,12 @@ async fn queues_topics_and_subscriptions_are_listed_with_their_counts() {
     assert_eq!(shown.status, StatusCode::OK, "{}", shown.text());
 
     let again = create_topic(&app, &token, &id, "orders", 1).await;
-    assert_eq!(again.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", again.text());
+    assert_eq!(
+        again.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        again.text()
+    );
     assert!(again.text().contains("already exists"), "{}", again.text());
     for bad in ["-leading", "with space", "a/b"] {
         let reply = create_topic(&app, &token, &id, bad, 1).await;
@@ -141,8 +154,14 @@ async fn service_bus_forms_are_refused_field_by_field_and_save_nothing() {
         (json!({"namespace": "not a host"}), "namespace"),
         (json!({"key_name": ""}), "key_name"),
         (json!({"key": " "}), "key"),
-        (json!({"connection_string": "Endpoint=sb://acme.servicebus.windows.net/"}), "connection_string"),
-        (json!({"connection_string": "Endpoint=sb://a.b/;SharedAccessKeyName=k;SharedAccessKey=s;EntityPath=q"}), "connection_string"),
+        (
+            json!({"connection_string": "Endpoint=sb://acme.servicebus.windows.net/"}),
+            "connection_string",
+        ),
+        (
+            json!({"connection_string": "Endpoint=sb://a.b/;SharedAccessKeyName=k;SharedAccessKey=s;EntityPath=q"}),
+            "connection_string",
+        ),
     ];
     refuses_each_field(&app, &token, fields, &cases).await;
     assert_eq!(connection_count(&app).await, 0);
@@ -222,32 +241,9 @@ impl BusPipeline {
     /// Runs `version` on the queue, publishing to the Kafka output topic
     /// (and dead letters to `dlq`); the flow's id.
     async fn enable(&self, version: &str, dlq: Option<&str>) -> String {
-        self.p.save(&self.p.output, "publish", version, None).await;
-        let reply = self
-            .p
-            .app
-            .call(
-                "save_flow",
-                self.flow(&self.queue, "Subscribe", version, dlq),
-                Some(&self.p.ana),
-            )
-            .await;
-        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
-        let events: Vec<GrantedTopic> = self
-            .p
-            .app
-            .call_as(
-                "list_events",
-                json!({"org": "acme", "name": "sentiment"}),
-                Some(&self.p.ana),
-            )
-            .await;
-        events
-            .into_iter()
-            .find(|e| e.topic == self.queue)
-            .and_then(|e| e.flow)
-            .expect("the flow on the queue is enabled")
-            .id
+        self.p
+            .subscribe_on(&self.connection, &self.queue, version, dlq)
+            .await
     }
 
     /// Runs a version that returns its input (3.0.0) on the queue; the
@@ -344,7 +340,11 @@ async fn a_model_outage_leaves_the_messages_on_the_queue_until_they_ran() {
     .await;
     let stats = q.p.stats(&flow).await;
     assert_eq!((stats.succeeded, stats.failed), (0, 0), "{stats:?}");
-    assert_eq!(q.peer.active(&q.queue).len(), 5, "nothing is completed before it ran");
+    assert_eq!(
+        q.peer.active(&q.queue).len(),
+        5,
+        "nothing is completed before it ran"
+    );
     wait_until("the monitor shows five messages waiting", || async {
         q.p.stats(&flow).await.lag == Some(5)
     })
@@ -388,15 +388,14 @@ async fn bad_messages_go_to_a_dead_letter_queue_and_outputs_to_a_queue() {
     let dlq = q.publish_queue("letters").await;
     let outbox = q.publish_queue("outbox").await;
     // Outputs go to a Service Bus queue besides the Kafka topic.
-    let reply = q
-        .p
-        .app
-        .call(
-            "save_flow",
-            q.flow(&outbox, "Publish", "1.0.0", None),
-            Some(&q.p.ana),
-        )
-        .await;
+    let reply =
+        q.p.app
+            .call(
+                "save_flow",
+                q.flow(&outbox, "Publish", "1.0.0", None),
+                Some(&q.p.ana),
+            )
+            .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     let flow = q.enable("1.0.0", Some(&dlq)).await;
     q.send(&[
@@ -426,21 +425,24 @@ async fn bad_messages_go_to_a_dead_letter_queue_and_outputs_to_a_queue() {
     let grants = json!([
         {"algorithm": "acme/sentiment", "access": {"subscribe": true, "publish": true}},
     ]);
-    let saved = q
-        .p
-        .save_grants(&q.connection, "events/subscriptions/s", grants)
-        .await;
+    let saved =
+        q.p.save_grants(&q.connection, "events/subscriptions/s", grants)
+            .await;
     assert_eq!(saved.status, StatusCode::OK, "{}", saved.text());
-    let refused = q
-        .p
-        .app
-        .call(
-            "save_flow",
-            q.flow("events/subscriptions/s", "Publish", "1.0.0", None),
-            Some(&q.p.ana),
-        )
-        .await;
-    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.text());
+    let refused =
+        q.p.app
+            .call(
+                "save_flow",
+                q.flow("events/subscriptions/s", "Publish", "1.0.0", None),
+                Some(&q.p.ana),
+            )
+            .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.text()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -452,7 +454,10 @@ async fn a_namespace_that_goes_away_loses_no_message() {
 
     q.peer.set_down(true);
     wait_until("the flow says the broker is away", || async {
-        q.p.stats(&flow).await.state.starts_with("waiting for the broker")
+        q.p.stats(&flow)
+            .await
+            .state
+            .starts_with("waiting for the broker")
     })
     .await;
     let more: Vec<String> = (1..4).map(|i| json!({"i": i}).to_string()).collect();
@@ -479,7 +484,11 @@ async fn a_real_namespace_is_connected_when_one_is_given() {
     };
     let (app, token) = admin_app().await;
     let reply = app
-        .call("connect_broker", form("azure", &connection_string), Some(&token))
+        .call(
+            "connect_broker",
+            form("azure", &connection_string),
+            Some(&token),
+        )
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     let id = reply.json().as_str().unwrap().to_owned();
@@ -493,15 +502,14 @@ async fn a_real_namespace_is_connected_when_one_is_given() {
 async fn a_flow_may_dead_letter_to_its_queues_own_dead_letter_subqueue() {
     let q = bus_pipeline().await;
     let own = format!("{}/$deadletterqueue", q.queue);
-    let events: Vec<GrantedTopic> = q
-        .p
-        .app
-        .call_as(
-            "list_events",
-            json!({"org": "acme", "name": "sentiment"}),
-            Some(&q.p.ana),
-        )
-        .await;
+    let events: Vec<GrantedTopic> =
+        q.p.app
+            .call_as(
+                "list_events",
+                json!({"org": "acme", "name": "sentiment"}),
+                Some(&q.p.ana),
+            )
+            .await;
     let row = events.iter().find(|e| e.topic == q.queue).unwrap();
     assert_eq!(row.dlq_options.first(), Some(&own), "{row:?}");
     let flow = q.enable("1.0.0", Some(&own)).await;
@@ -519,7 +527,10 @@ async fn a_flow_may_dead_letter_to_its_queues_own_dead_letter_subqueue() {
     assert_eq!(letter.reason.as_deref(), Some("bad-input"), "{letter:?}");
     assert!(!letter.description.as_deref().unwrap_or_default().is_empty());
     assert_eq!(
-        letter.application_properties.get("eventflows-algorithm").map(String::as_str),
+        letter
+            .application_properties
+            .get("eventflows-algorithm")
+            .map(String::as_str),
         Some("acme/sentiment"),
         "{letter:?}"
     );
@@ -586,7 +597,10 @@ async fn letters_on_a_service_bus_queue_are_tried_and_replayed_through_another_v
     let letters = page["letters"].as_array().unwrap().clone();
     assert_eq!(letters.len(), 2, "{page}");
     for letter in &letters {
-        assert!(letter["id"].as_str().unwrap().starts_with("queue:"), "{letter}");
+        assert!(
+            letter["id"].as_str().unwrap().starts_with("queue:"),
+            "{letter}"
+        );
         assert!(
             letter["position"]
                 .as_str()
@@ -601,29 +615,34 @@ async fn letters_on_a_service_bus_queue_are_tried_and_replayed_through_another_v
         .iter()
         .find(|l| l["value"].as_str().unwrap().contains("no_text"))
         .unwrap();
-    let tried = q
-        .p
-        .app
-        .call(
-            "try_version",
-            json!({"request": {"flow_id": flow, "version": "2.0.0",
+    let tried =
+        q.p.app
+            .call(
+                "try_version",
+                json!({"request": {"flow_id": flow, "version": "2.0.0",
                 "sample": {"Letters": [json_letter["id"]]}}}),
-            Some(&q.p.ana),
-        )
-        .await;
+                Some(&q.p.ana),
+            )
+            .await;
     assert_eq!(tried.status, StatusCode::OK, "{}", tried.text());
     assert_eq!(tried.json()["different"], 1, "{}", tried.text());
 
     // Replayed through echo: the JSON one succeeds, the other fails again.
     q.p.save(&q.p.output, "publish", "2.0.0", None).await;
     let ids: Vec<Value> = letters.iter().map(|l| l["id"].clone()).collect();
-    let started = q
-        .p
-        .replay(json!({"flow_id": flow, "version": "2.0.0", "letters": ids}), &q.p.ana)
+    let started =
+        q.p.replay(
+            json!({"flow_id": flow, "version": "2.0.0", "letters": ids}),
+            &q.p.ana,
+        )
         .await;
     assert_eq!(started.status, StatusCode::OK, "{}", started.text());
     let done = q.p.replay_done(&flow).await;
-    assert_eq!((done.succeeded, done.failed, done.left), (1, 1, 0), "{done:?}");
+    assert_eq!(
+        (done.succeeded, done.failed, done.left),
+        (1, 1, 0),
+        "{done:?}"
+    );
     let replayed = read(&q.p.output, 1).await;
     assert!(replayed[0].value.contains("no_text"), "{replayed:?}");
     assert!(
@@ -667,18 +686,20 @@ async fn outputs_go_to_a_topic_and_one_too_large_fails_with_the_reason() {
         .add_algorithm_version("acme/sentiment", "5.0.0", &format!("http:{model}"), "")
         .await
         .unwrap();
-    let reply = q
-        .p
-        .app
-        .call(
-            "save_flow",
-            q.flow("scored", "Publish", "5.0.0", None),
-            Some(&q.p.ana),
-        )
-        .await;
+    let reply =
+        q.p.app
+            .call(
+                "save_flow",
+                q.flow("scored", "Publish", "5.0.0", None),
+                Some(&q.p.ana),
+            )
+            .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     let flow = q.enable("5.0.0", None).await;
-    q.send(&[json!({"i": 0}).to_string(), json!({"large": true}).to_string()]);
+    q.send(&[
+        json!({"i": 0}).to_string(),
+        json!({"large": true}).to_string(),
+    ]);
 
     wait_until("the output reaches the topic's subscription", || async {
         q.peer.active("scored/subscriptions/audit").len() == 1
@@ -697,7 +718,9 @@ async fn outputs_go_to_a_topic_and_one_too_large_fails_with_the_reason() {
     .await;
     let stats = q.p.stats(&flow).await;
     assert!(
-        stats.last_errors[0].message.contains("bytes a Service Bus message may have"),
+        stats.last_errors[0]
+            .message
+            .contains("bytes a Service Bus message may have"),
         "{:?}",
         stats.last_errors
     );

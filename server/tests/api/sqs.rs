@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 
 use app::api::BrokerAdmin;
 use app::domain::{
-    Access, AwsRegion, BrokerConnectionDetails, BrokerKind, Direction, GrantedTopic,
-    NewBrokerConnection, ReplayProgress, TopicGrant, TopicInfo, TopicName,
+    Access, AwsRegion, BrokerConnectionDetails, BrokerKind, Direction, NewBrokerConnection,
+    ReplayProgress, TopicGrant, TopicInfo, TopicName,
 };
 use server::db::schema::broker_connections;
 use server::sqs::{SqsClient, SqsSettings};
@@ -318,32 +318,9 @@ impl QueuePipeline {
 
     /// As [`QueuePipeline::enable`], with a Dead Letter Queue.
     async fn enable_with(&self, version: &str, dlq: Option<&str>) -> String {
-        self.p.save(&self.p.output, "publish", version, None).await;
-        let reply = self
-            .p
-            .app
-            .call(
-                "save_flow",
-                self.flow("Subscribe", version, dlq),
-                Some(&self.p.ana),
-            )
-            .await;
-        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
-        let events: Vec<GrantedTopic> = self
-            .p
-            .app
-            .call_as(
-                "list_events",
-                json!({"org": "acme", "name": "sentiment"}),
-                Some(&self.p.ana),
-            )
-            .await;
-        events
-            .into_iter()
-            .find(|e| e.topic == self.queue)
-            .and_then(|e| e.flow)
-            .expect("the flow on the queue is enabled")
-            .id
+        self.p
+            .subscribe_on(&self.connection, &self.queue, version, dlq)
+            .await
     }
 
     async fn send(&self, bodies: &[String], group: Option<&str>) {

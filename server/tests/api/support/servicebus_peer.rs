@@ -78,8 +78,8 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use fe2o3_amqp::acceptor::{
-    ConnectionAcceptor, LinkAcceptor, LinkEndpoint, ListenerSessionHandle,
-    SaslAnonymousMechanism, SessionAcceptor,
+    ConnectionAcceptor, LinkAcceptor, LinkEndpoint, ListenerSessionHandle, SaslAnonymousMechanism,
+    SessionAcceptor,
 };
 use fe2o3_amqp::link::SendError;
 use fe2o3_amqp::link::delivery::DeliveryFut;
@@ -92,7 +92,9 @@ use fe2o3_amqp::types::messaging::{
     MessageAnnotations, Outcome, Properties, TargetArchetype,
 };
 use fe2o3_amqp::types::performatives::Attach;
-use fe2o3_amqp::types::primitives::{Array, Binary, OrderedMap, SimpleValue, Timestamp, Uuid, Value};
+use fe2o3_amqp::types::primitives::{
+    Array, Binary, OrderedMap, SimpleValue, Timestamp, Uuid, Value,
+};
 use fe2o3_amqp::{Delivery, Receiver, Sendable, Sender};
 use futures::FutureExt as _;
 use sha2::{Digest, Sha256};
@@ -116,10 +118,11 @@ const IDLE_POLL: Duration = Duration::from_millis(200);
 /// so an answer inside that window is lost and the client waits for its
 /// outcome forever; a local peer on a loaded machine can be that fast.
 const SETTLE_DELAY: Duration = Duration::from_millis(10);
-pub use server::servicebus::sas_token;
 use server::servicebus::hmac_sha256;
+pub use server::servicebus::sas_token;
 
-const NAMESPACES_CONNECT: &str = "http://schemas.microsoft.com/netservices/2010/10/servicebus/connect";
+const NAMESPACES_CONNECT: &str =
+    "http://schemas.microsoft.com/netservices/2010/10/servicebus/connect";
 const NAMESPACES_COUNTS: &str = "http://schemas.microsoft.com/netservices/2011/06/servicebus";
 const FOREVER: &str = "P10675199DT2H48M5.4775807S";
 
@@ -167,7 +170,10 @@ struct Stored {
 impl Stored {
     fn annotated(&self, lock: Option<Lock>) -> AmqpMessage {
         let mut message = self.message.clone();
-        message.header.get_or_insert_with(Header::default).delivery_count = self.delivery_count;
+        message
+            .header
+            .get_or_insert_with(Header::default)
+            .delivery_count = self.delivery_count;
         let annotations = message
             .message_annotations
             .get_or_insert_with(MessageAnnotations::default);
@@ -191,7 +197,10 @@ impl Stored {
         message
             .delivery_annotations
             .get_or_insert_with(DeliveryAnnotations::default)
-            .insert("x-opt-lock-token".into(), Value::Uuid(Uuid::from(lock.token)));
+            .insert(
+                "x-opt-lock-token".into(),
+                Value::Uuid(Uuid::from(lock.token)),
+            );
         message
     }
 
@@ -231,7 +240,11 @@ impl Entity {
     }
 
     fn subqueue(&mut self, dead_letter: bool) -> &mut BTreeMap<i64, Stored> {
-        if dead_letter { &mut self.dead } else { &mut self.active }
+        if dead_letter {
+            &mut self.dead
+        } else {
+            &mut self.active
+        }
     }
 
     /// Moves an active message to the dead-letter subqueue.
@@ -254,7 +267,10 @@ impl Entity {
             props.insert(key, value);
         }
         if let Some(reason) = &reason {
-            props.insert("DeadLetterReason".into(), SimpleValue::String(reason.clone()));
+            props.insert(
+                "DeadLetterReason".into(),
+                SimpleValue::String(reason.clone()),
+            );
         }
         if let Some(description) = &description {
             props.insert(
@@ -362,7 +378,11 @@ impl Namespace {
     fn entity(&self, node: &Node) -> Option<&Entity> {
         match &node.subscription {
             None => self.queues.get(&node.queue_or_topic),
-            Some(sub) => self.topics.get(&node.queue_or_topic)?.subscriptions.get(sub),
+            Some(sub) => self
+                .topics
+                .get(&node.queue_or_topic)?
+                .subscriptions
+                .get(sub),
         }
     }
 
@@ -562,7 +582,11 @@ impl ServiceBusPeer {
     }
 
     pub fn management_port(&self) -> u16 {
-        self.shared.management_port.get().copied().unwrap_or_default()
+        self.shared
+            .management_port
+            .get()
+            .copied()
+            .unwrap_or_default()
     }
 
     /// `http://<ip>:<port>/`, the management API's base address.
@@ -657,7 +681,9 @@ impl ServiceBusPeer {
     /// Bodies of the messages neither completed nor dead-lettered (locked
     /// ones included), oldest first; `queue` or `topic/subscriptions/sub`.
     pub fn active(&self, entity: &str) -> Vec<Vec<u8>> {
-        self.with_subqueue(entity, |q| q.values().map(|m| body_bytes(&m.message)).collect())
+        self.with_subqueue(entity, |q| {
+            q.values().map(|m| body_bytes(&m.message)).collect()
+        })
     }
 
     /// The entity's dead letters, oldest first.
@@ -726,8 +752,10 @@ fn check_signature(token: &str, key_name: &str, key: &str, now: i64) -> Result<(
     if percent_decode(skn) != key_name {
         return Err(format!("unknown key name '{}'", percent_decode(skn)));
     }
-    let expected = base64::engine::general_purpose::STANDARD
-        .encode(hmac_sha256(key.as_bytes(), format!("{sr}\n{se}").as_bytes()));
+    let expected = base64::engine::general_purpose::STANDARD.encode(hmac_sha256(
+        key.as_bytes(),
+        format!("{sr}\n{se}").as_bytes(),
+    ));
     if percent_decode(sig) != expected {
         return Err("the signature does not match the key".into());
     }
@@ -747,16 +775,14 @@ fn percent_decode(value: &str) -> String {
     while i < bytes.len() {
         let hex = |b: u8| (b as char).to_digit(16);
         match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push((h * 16 + l) as u8);
-                        i += 3;
-                        continue;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             b => out.push(b),
         }
         i += 1;
@@ -852,7 +878,10 @@ fn address_path(address: &str) -> String {
     path.trim_matches('/').to_lowercase()
 }
 
-fn error(condition: impl Into<ErrorCondition>, description: impl Into<String>) -> definitions::Error {
+fn error(
+    condition: impl Into<ErrorCondition>,
+    description: impl Into<String>,
+) -> definitions::Error {
     definitions::Error::new(condition, Some(description.into()), None)
 }
 
@@ -1076,10 +1105,11 @@ impl tokio::io::AsyncWrite for Tap {
         let this = &mut *self;
         let poll = std::pin::Pin::new(&mut this.inner).poll_write(cx, buf);
         if let std::task::Poll::Ready(Ok(n)) = &poll
-            && std::env::var_os("SERVICEBUS_PEER_TRACE").is_some() {
-                this.written.extend_from_slice(&buf[..*n]);
-                Tap::frames(&mut this.written, "->", None);
-            }
+            && std::env::var_os("SERVICEBUS_PEER_TRACE").is_some()
+        {
+            this.written.extend_from_slice(&buf[..*n]);
+            Tap::frames(&mut this.written, "->", None);
+        }
         poll
     }
 
@@ -1261,7 +1291,12 @@ async fn run_link(shared: Arc<Shared>, conn: Arc<Conn>, link: LinkEndpoint, plan
 }
 
 /// Request/response links (`$cbs`, `<entity>/$management`).
-async fn requests(shared: Arc<Shared>, conn: Arc<Conn>, mut receiver: Receiver, node: Option<Node>) {
+async fn requests(
+    shared: Arc<Shared>,
+    conn: Arc<Conn>,
+    mut receiver: Receiver,
+    node: Option<Node>,
+) {
     loop {
         let delivery: Delivery<Body<Value>> = match receiver.recv().await {
             Ok(delivery) => delivery,
@@ -1292,7 +1327,10 @@ async fn reply(conn: &Conn, to: &str, message: AmqpMessage) {
     for _ in 0..200 {
         let route = lock(&conn.routes).get(to).cloned();
         if let Some(route) = route {
-            trace!("reply to {to}: status {:?}", app_property(&message, "status-code"));
+            trace!(
+                "reply to {to}: status {:?}",
+                app_property(&message, "status-code")
+            );
             let _ = route.send(message);
             return;
         }
@@ -1350,7 +1388,10 @@ fn response(
         );
     }
     let props = Properties {
-        correlation_id: request.properties.as_ref().and_then(|p| p.message_id.clone()),
+        correlation_id: request
+            .properties
+            .as_ref()
+            .and_then(|p| p.message_id.clone()),
         ..Default::default()
     };
     Message {
@@ -1367,11 +1408,27 @@ fn response(
 fn cbs(shared: &Shared, conn: &Conn, request: &AmqpMessage) -> AmqpMessage {
     match app_property(request, "operation") {
         Some(SimpleValue::String(op)) if op == "put-token" => {}
-        _ => return response(request, 501, "Only put-token is implemented.", Value::Null, None),
+        _ => {
+            return response(
+                request,
+                501,
+                "Only put-token is implemented.",
+                Value::Null,
+                None,
+            );
+        }
     }
     let token = match &request.body {
         Body::Value(AmqpValue(Value::String(token))) => token.as_str(),
-        _ => return response(request, 400, "The token must be a string.", Value::Null, None),
+        _ => {
+            return response(
+                request,
+                400,
+                "The token must be a string.",
+                Value::Null,
+                None,
+            );
+        }
     };
     match shared.verify(token) {
         Ok(()) => {
@@ -1423,7 +1480,10 @@ fn properties_field(fields: Option<&Value>) -> Vec<(String, SimpleValue)> {
             .iter()
             .filter_map(|(k, v)| match k {
                 Value::String(k) => Some((k.clone(), SimpleValue::try_from(v.clone()).ok()?)),
-                Value::Symbol(k) => Some((k.as_str().to_owned(), SimpleValue::try_from(v.clone()).ok()?)),
+                Value::Symbol(k) => Some((
+                    k.as_str().to_owned(),
+                    SimpleValue::try_from(v.clone()).ok()?,
+                )),
                 _ => None,
             })
             .collect(),
@@ -1448,7 +1508,13 @@ fn management(shared: &Shared, node: &Node, request: &AmqpMessage) -> AmqpMessag
             "com.microsoft:renew-lock" => {
                 let tokens = lock_tokens(request);
                 match ns.entity_mut(node) {
-                    None => response(request, 404, "The entity is gone.", Value::Null, Some("amqp:not-found")),
+                    None => response(
+                        request,
+                        404,
+                        "The entity is gone.",
+                        Value::Null,
+                        Some("amqp:not-found"),
+                    ),
                     Some(entity) => {
                         let subqueue = entity.subqueue(node.dead_letter);
                         let mut expirations = Vec::new();
@@ -1459,8 +1525,13 @@ fn management(shared: &Shared, node: &Node, request: &AmqpMessage) -> AmqpMessag
                             {
                                 Some(m) => {
                                     let until_ms = now + lock_ms;
-                                    m.lock = Some(Lock { token: *token, until_ms });
-                                    expirations.push(Value::Timestamp(Timestamp::from_milliseconds(until_ms)));
+                                    m.lock = Some(Lock {
+                                        token: *token,
+                                        until_ms,
+                                    });
+                                    expirations.push(Value::Timestamp(
+                                        Timestamp::from_milliseconds(until_ms),
+                                    ));
                                 }
                                 None => break,
                             }
@@ -1530,7 +1601,13 @@ fn management(shared: &Shared, node: &Node, request: &AmqpMessage) -> AmqpMessag
                     _ => None,
                 };
                 match how {
-                    None => response(request, 400, "Unknown disposition-status.", Value::Null, None),
+                    None => response(
+                        request,
+                        400,
+                        "Unknown disposition-status.",
+                        Value::Null,
+                        None,
+                    ),
                     Some(how) => {
                         let mut lost = false;
                         for token in lock_tokens(request) {
@@ -1538,7 +1615,9 @@ fn management(shared: &Shared, node: &Node, request: &AmqpMessage) -> AmqpMessag
                                 Settle::Complete => Settle::Complete,
                                 Settle::Release => Settle::Release,
                                 Settle::Abandon(p) => Settle::Abandon(p.clone()),
-                                Settle::DeadLetter(r, d, p) => Settle::DeadLetter(r.clone(), d.clone(), p.clone()),
+                                Settle::DeadLetter(r, d, p) => {
+                                    Settle::DeadLetter(r.clone(), d.clone(), p.clone())
+                                }
                             };
                             lost |= ns.settle(node, token, how).is_err();
                         }
@@ -1554,7 +1633,9 @@ fn management(shared: &Shared, node: &Node, request: &AmqpMessage) -> AmqpMessag
             other => response(
                 request,
                 501,
-                &format!("The operation '{other}' is not implemented by the Service Bus test peer."),
+                &format!(
+                    "The operation '{other}' is not implemented by the Service Bus test peer."
+                ),
                 Value::Null,
                 Some("com.microsoft:not-implemented"),
             ),
@@ -1626,7 +1707,10 @@ fn accept_transfer(
     let message = delivery.message();
     let messages: Vec<AmqpMessage> = if *delivery.message_format() == Some(BATCH_FORMAT) {
         let Body::Data(sections) = &message.body else {
-            return Err((error(AmqpError::DecodeError, "A batch must hold data sections."), false));
+            return Err((
+                error(AmqpError::DecodeError, "A batch must hold data sections."),
+                false,
+            ));
         };
         let mut messages = Vec::new();
         for section in sections.iter() {
@@ -1634,7 +1718,10 @@ fn accept_transfer(
                 Ok(inner) => messages.push(inner.0),
                 Err(e) => {
                     return Err((
-                        error(AmqpError::DecodeError, format!("A batched message does not decode: {e}")),
+                        error(
+                            AmqpError::DecodeError,
+                            format!("A batched message does not decode: {e}"),
+                        ),
                         false,
                     ));
                 }
@@ -1754,9 +1841,9 @@ fn settle_delivery(
     let how = match outcome {
         Outcome::Accepted(_) => Settle::Complete,
         Outcome::Released(_) => Settle::Release,
-        Outcome::Modified(modified) => Settle::Abandon(fields_properties(
-            modified.message_annotations.as_ref(),
-        )),
+        Outcome::Modified(modified) => {
+            Settle::Abandon(fields_properties(modified.message_annotations.as_ref()))
+        }
         Outcome::Rejected(rejected) => {
             let (mut reason, mut description, mut properties) = (None, None, Vec::new());
             if let Some(e) = &rejected.error {
@@ -1792,7 +1879,12 @@ fn fields_properties(fields: Option<&Fields>) -> Vec<(String, SimpleValue)> {
     fields
         .into_iter()
         .flat_map(|f| f.iter())
-        .filter_map(|(k, v)| Some((k.as_str().to_owned(), SimpleValue::try_from(v.clone()).ok()?)))
+        .filter_map(|(k, v)| {
+            Some((
+                k.as_str().to_owned(),
+                SimpleValue::try_from(v.clone()).ok()?,
+            ))
+        })
         .collect()
 }
 
@@ -1898,7 +1990,14 @@ fn entry(base: &str, path: &str, title: &str, created_ms: i64, content: &str) ->
     )
 }
 
-fn feed(base: &str, path: &str, title: &str, entries: Vec<String>, skip: usize, top: usize) -> String {
+fn feed(
+    base: &str,
+    path: &str,
+    title: &str,
+    entries: Vec<String>,
+    skip: usize,
+    top: usize,
+) -> String {
     let entries: String = entries.into_iter().skip(skip).take(top).collect();
     format!(
         r#"<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom"><title type="text">{title}</title><id>{base}{path}?api-version=2021-05</id><updated>{now}</updated><link rel="self" href="{base}{path}?api-version=2021-05"/>{entries}</feed>"#,
@@ -1910,7 +2009,10 @@ fn feed(base: &str, path: &str, title: &str, entries: Vec<String>, skip: usize, 
 fn xml(status: StatusCode, body: String) -> Response {
     (
         status,
-        [(header::CONTENT_TYPE, "application/atom+xml;type=entry;charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/atom+xml;type=entry;charset=utf-8",
+        )],
         body,
     )
         .into_response()
@@ -1947,7 +2049,10 @@ async fn http_request(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if let Err(why) = shared.verify(authorization) {
-        return xml_error(StatusCode::UNAUTHORIZED, &format!("InvalidSignature: {why}."));
+        return xml_error(
+            StatusCode::UNAUTHORIZED,
+            &format!("InvalidSignature: {why}."),
+        );
     }
     let (mut skip, mut top) = (0usize, usize::MAX);
     for pair in uri.query().unwrap_or("").split('&') {
@@ -1977,9 +2082,20 @@ async fn http_request(
             let entries = ns
                 .queues
                 .values()
-                .map(|q| entry(&base, &q.name, &q.name, q.created_ms, &queue_description(q, lock_duration)))
+                .map(|q| {
+                    entry(
+                        &base,
+                        &q.name,
+                        &q.name,
+                        q.created_ms,
+                        &queue_description(q, lock_duration),
+                    )
+                })
                 .collect();
-            xml(StatusCode::OK, feed(&base, &path, "Queues", entries, skip, top))
+            xml(
+                StatusCode::OK,
+                feed(&base, &path, "Queues", entries, skip, top),
+            )
         }
         ("GET", ["$resources", "topics"]) => {
             let entries = ns
@@ -1987,7 +2103,10 @@ async fn http_request(
                 .values()
                 .map(|t| entry(&base, &t.name, &t.name, t.created_ms, &topic_description(t)))
                 .collect();
-            xml(StatusCode::OK, feed(&base, &path, "Topics", entries, skip, top))
+            xml(
+                StatusCode::OK,
+                feed(&base, &path, "Topics", entries, skip, top),
+            )
         }
         ("GET", [topic, "subscriptions"]) => match ns.topics.get(*topic) {
             None => xml_error(StatusCode::NOT_FOUND, "No such topic."),
@@ -1997,10 +2116,19 @@ async fn http_request(
                     .values()
                     .map(|s| {
                         let path = format!("{}/Subscriptions/{}", t.name, s.name);
-                        entry(&base, &path, &s.name, s.created_ms, &subscription_description(s, lock_duration))
+                        entry(
+                            &base,
+                            &path,
+                            &s.name,
+                            s.created_ms,
+                            &subscription_description(s, lock_duration),
+                        )
                     })
                     .collect();
-                xml(StatusCode::OK, feed(&base, &path, "Subscriptions", entries, skip, top))
+                xml(
+                    StatusCode::OK,
+                    feed(&base, &path, "Subscriptions", entries, skip, top),
+                )
             }
         },
         (_, [topic, "subscriptions", sub]) => {
@@ -2009,16 +2137,33 @@ async fn http_request(
                 None => xml_error(StatusCode::NOT_FOUND, "No such topic."),
                 Some(t) => match verb {
                     "GET" => match t.subscriptions.get(*sub) {
-                        Some(s) => xml(StatusCode::OK, entry(&base, &path, &s.name, s.created_ms, &subscription_description(s, lock_duration))),
+                        Some(s) => xml(
+                            StatusCode::OK,
+                            entry(
+                                &base,
+                                &path,
+                                &s.name,
+                                s.created_ms,
+                                &subscription_description(s, lock_duration),
+                            ),
+                        ),
                         None => xml_error(StatusCode::NOT_FOUND, "No such subscription."),
                     },
-                    "PUT" if !valid_name(&sub_name) => xml_error(StatusCode::BAD_REQUEST, "Invalid name."),
+                    "PUT" if !valid_name(&sub_name) => {
+                        xml_error(StatusCode::BAD_REQUEST, "Invalid name.")
+                    }
                     "PUT" if t.subscriptions.contains_key(*sub) => {
                         xml_error(StatusCode::CONFLICT, "The subscription already exists.")
                     }
                     "PUT" => {
                         let s = Entity::new(&sub_name);
-                        let answer = entry(&base, &path, &s.name, s.created_ms, &subscription_description(&s, lock_duration));
+                        let answer = entry(
+                            &base,
+                            &path,
+                            &s.name,
+                            s.created_ms,
+                            &subscription_description(&s, lock_duration),
+                        );
                         t.subscriptions.insert(sub.to_string(), s);
                         xml(StatusCode::CREATED, answer)
                     }
@@ -2035,20 +2180,39 @@ async fn http_request(
             match verb {
                 "GET" => {
                     if let Some(q) = ns.queues.get(&key) {
-                        xml(StatusCode::OK, entry(&base, &q.name, &q.name, q.created_ms, &queue_description(q, lock_duration)))
+                        xml(
+                            StatusCode::OK,
+                            entry(
+                                &base,
+                                &q.name,
+                                &q.name,
+                                q.created_ms,
+                                &queue_description(q, lock_duration),
+                            ),
+                        )
                     } else if let Some(t) = ns.topics.get(&key) {
-                        xml(StatusCode::OK, entry(&base, &t.name, &t.name, t.created_ms, &topic_description(t)))
+                        xml(
+                            StatusCode::OK,
+                            entry(&base, &t.name, &t.name, t.created_ms, &topic_description(t)),
+                        )
                     } else {
                         xml_error(StatusCode::NOT_FOUND, "No such entity.")
                     }
                 }
                 "PUT" if !valid_name(&path) => xml_error(StatusCode::BAD_REQUEST, "Invalid name."),
-                "PUT" if ns.queues.contains_key(&key) || ns.topics.contains_key(&key) => {
-                    xml_error(StatusCode::CONFLICT, &format!("The entity '{path}' already exists."))
-                }
+                "PUT" if ns.queues.contains_key(&key) || ns.topics.contains_key(&key) => xml_error(
+                    StatusCode::CONFLICT,
+                    &format!("The entity '{path}' already exists."),
+                ),
                 "PUT" if body.contains("<QueueDescription") => {
                     let q = Entity::new(&path);
-                    let answer = entry(&base, &q.name, &q.name, q.created_ms, &queue_description(&q, lock_duration));
+                    let answer = entry(
+                        &base,
+                        &q.name,
+                        &q.name,
+                        q.created_ms,
+                        &queue_description(&q, lock_duration),
+                    );
                     ns.queues.insert(key, q);
                     xml(StatusCode::CREATED, answer)
                 }
@@ -2058,11 +2222,20 @@ async fn http_request(
                         created_ms: now_ms(),
                         subscriptions: BTreeMap::new(),
                     };
-                    let answer = entry(&base, &t.name, &t.name, t.created_ms, &topic_description(&t));
+                    let answer = entry(
+                        &base,
+                        &t.name,
+                        &t.name,
+                        t.created_ms,
+                        &topic_description(&t),
+                    );
                     ns.topics.insert(key, t);
                     xml(StatusCode::CREATED, answer)
                 }
-                "PUT" => xml_error(StatusCode::BAD_REQUEST, "The body holds no QueueDescription or TopicDescription."),
+                "PUT" => xml_error(
+                    StatusCode::BAD_REQUEST,
+                    "The body holds no QueueDescription or TopicDescription.",
+                ),
                 "DELETE" => {
                     if ns.queues.remove(&key).is_some() || ns.topics.remove(&key).is_some() {
                         xml(StatusCode::OK, String::new())
@@ -2101,7 +2274,10 @@ async fn connect(connection_string: &str) -> Result<Client, String> {
     connect_with_timeout(connection_string, Duration::from_secs(20)).await
 }
 
-async fn connect_with_timeout(connection_string: &str, try_timeout: Duration) -> Result<Client, String> {
+async fn connect_with_timeout(
+    connection_string: &str,
+    try_timeout: Duration,
+) -> Result<Client, String> {
     let options = ServiceBusClientOptions {
         retry_options: ServiceBusRetryOptions {
             max_retries: 0,
@@ -2161,7 +2337,10 @@ async fn servicebus_peer_signature_matches_azservicebus() {
     let key = "r9rdIglXNiIPN2Lgj/HyhgOuq+aGht0qH3n+/lYQhfo=";
     let key_name = "RootManageSharedAccessKey";
     assert_eq!(check_signature(token, key_name, key, 1_667_344_000), Ok(()));
-    assert!(check_signature(token, key_name, key, 1_667_344_375).is_err(), "expired");
+    assert!(
+        check_signature(token, key_name, key, 1_667_344_375).is_err(),
+        "expired"
+    );
     assert!(check_signature(token, key_name, "other", 1_667_344_000).is_err());
     assert!(check_signature(token, "other", key, 1_667_344_000).is_err());
     let ours = sas_token("http://127.1.2.3:80/", key_name, key, 1_667_344_375);
@@ -2193,7 +2372,10 @@ async fn servicebus_peer_completes_and_abandons_in_peek_lock() {
     let got = receive(&mut receiver, 3).await;
     let bodies: Vec<&[u8]> = got.iter().map(|m| m.body().unwrap()).collect();
     assert_eq!(bodies, vec![&b"one"[..], b"two", b"three"]);
-    assert!(got.windows(2).all(|w| w[0].sequence_number() < w[1].sequence_number()));
+    assert!(
+        got.windows(2)
+            .all(|w| w[0].sequence_number() < w[1].sequence_number())
+    );
     for message in &got {
         assert_eq!(raw_delivery_count(message), Some(0));
         assert_eq!(message.delivery_count(), Some(1));
@@ -2261,7 +2443,10 @@ async fn servicebus_peer_dead_letters_with_reason_and_description() {
     assert_eq!(letter.reason.as_deref(), Some("BadInput"));
     assert_eq!(letter.description.as_deref(), Some("not JSON"));
     assert_eq!(letter.application_properties["kind"], "test");
-    assert_eq!(letter.application_properties["DeadLetterReason"], "BadInput");
+    assert_eq!(
+        letter.application_properties["DeadLetterReason"],
+        "BadInput"
+    );
     assert!(peer.active("jobs").is_empty());
 
     // The dead-letter subqueue, through the client: peeking takes nothing.
@@ -2278,7 +2463,10 @@ async fn servicebus_peer_dead_letters_with_reason_and_description() {
     let peeked = dead.peek_messages(10, None).await.unwrap();
     assert_eq!(peeked.len(), 1);
     assert_eq!(peeked[0].body().unwrap(), b"poison");
-    assert!(dead.peek_messages(10, None).await.unwrap().is_empty(), "peeked past it");
+    assert!(
+        dead.peek_messages(10, None).await.unwrap().is_empty(),
+        "peeked past it"
+    );
     assert_eq!(peer.dead_letters("jobs").len(), 1);
 
     let letters = receive(&mut dead, 1).await;
@@ -2286,7 +2474,10 @@ async fn servicebus_peer_dead_letters_with_reason_and_description() {
     assert_eq!(letters[0].dead_letter_reason(), Some("BadInput"));
     assert_eq!(letters[0].dead_letter_error_description(), Some("not JSON"));
     dead.complete_message(&letters[0]).await.unwrap();
-    wait_until("the dead letter to be taken", || peer.dead_letters("jobs").is_empty()).await;
+    wait_until("the dead letter to be taken", || {
+        peer.dead_letters("jobs").is_empty()
+    })
+    .await;
 
     dead.dispose().await.unwrap();
     receiver.dispose().await.unwrap();
@@ -2391,7 +2582,10 @@ async fn servicebus_peer_refuses_a_wrong_key_and_unknown_entities() {
             .to_string(),
     };
     eprintln!("unknown queue: {error}");
-    assert!(error.contains("not-found") || error.contains("could not be found"), "{error}");
+    assert!(
+        error.contains("not-found") || error.contains("could not be found"),
+        "{error}"
+    );
     assert!(peer.active("q").is_empty());
     let _ = client.dispose().await;
 }
@@ -2419,7 +2613,10 @@ async fn servicebus_peer_goes_down_and_comes_back() {
         .await
         .unwrap();
     sender.send_message("after").await.unwrap();
-    assert_eq!(peer.active("q"), vec![b"before".to_vec(), b"after".to_vec()]);
+    assert_eq!(
+        peer.active("q"),
+        vec![b"before".to_vec(), b"after".to_vec()]
+    );
     let _ = client.dispose().await;
 }
 
@@ -2433,7 +2630,10 @@ async fn servicebus_peer_http_lists_entities_with_counts() {
         peer.send("orders", body.as_bytes());
     }
     peer.send("events", b"e");
-    assert_eq!(peer.active("events/subscriptions/audit"), vec![b"e".to_vec()]);
+    assert_eq!(
+        peer.active("events/subscriptions/audit"),
+        vec![b"e".to_vec()]
+    );
 
     let mut client = connect(&peer.connection_string()).await.unwrap();
     let mut receiver = client
@@ -2463,20 +2663,56 @@ async fn servicebus_peer_http_lists_entities_with_counts() {
     assert_eq!(answer.status(), 200);
     let queues = answer.text().await.unwrap();
     assert!(queues.starts_with("<?xml"), "{queues}");
-    assert!(queues.contains(r#"<feed xmlns="http://www.w3.org/2005/Atom">"#), "{queues}");
-    assert!(queues.contains(r#"<title type="text">orders</title>"#), "{queues}");
-    assert!(queues.contains("<MessageCount>3</MessageCount>"), "{queues}");
-    assert!(queues.contains("<d2p1:ActiveMessageCount>2</d2p1:ActiveMessageCount>"), "{queues}");
-    assert!(queues.contains("<d2p1:DeadLetterMessageCount>1</d2p1:DeadLetterMessageCount>"), "{queues}");
+    assert!(
+        queues.contains(r#"<feed xmlns="http://www.w3.org/2005/Atom">"#),
+        "{queues}"
+    );
+    assert!(
+        queues.contains(r#"<title type="text">orders</title>"#),
+        "{queues}"
+    );
+    assert!(
+        queues.contains("<MessageCount>3</MessageCount>"),
+        "{queues}"
+    );
+    assert!(
+        queues.contains("<d2p1:ActiveMessageCount>2</d2p1:ActiveMessageCount>"),
+        "{queues}"
+    );
+    assert!(
+        queues.contains("<d2p1:DeadLetterMessageCount>1</d2p1:DeadLetterMessageCount>"),
+        "{queues}"
+    );
 
-    let topics = get("$Resources/Topics", Some(&token)).await.unwrap().text().await.unwrap();
-    assert!(topics.contains(r#"<title type="text">events</title>"#), "{topics}");
+    let topics = get("$Resources/Topics", Some(&token))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        topics.contains(r#"<title type="text">events</title>"#),
+        "{topics}"
+    );
     assert!(topics.contains("<TopicDescription"), "{topics}");
-    let subscriptions = get("events/Subscriptions", Some(&token)).await.unwrap().text().await.unwrap();
-    assert!(subscriptions.contains(r#"<title type="text">audit</title>"#), "{subscriptions}");
-    assert!(subscriptions.contains("<d2p1:ActiveMessageCount>1</d2p1:ActiveMessageCount>"), "{subscriptions}");
+    let subscriptions = get("events/Subscriptions", Some(&token))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        subscriptions.contains(r#"<title type="text">audit</title>"#),
+        "{subscriptions}"
+    );
+    assert!(
+        subscriptions.contains("<d2p1:ActiveMessageCount>1</d2p1:ActiveMessageCount>"),
+        "{subscriptions}"
+    );
     let paged = http
-        .get(format!("{base}$Resources/Queues?api-version=2021-05&$skip=1&$top=100"))
+        .get(format!(
+            "{base}$Resources/Queues?api-version=2021-05&$skip=1&$top=100"
+        ))
         .header("Authorization", &token)
         .send()
         .await
@@ -2488,7 +2724,13 @@ async fn servicebus_peer_http_lists_entities_with_counts() {
 
     // A wrong key, or none, is refused.
     let wrong = sas_token(&base, peer.key_name(), "d3Jvbmc=", expiry);
-    assert_eq!(get("$Resources/Queues", Some(&wrong)).await.unwrap().status(), 401);
+    assert_eq!(
+        get("$Resources/Queues", Some(&wrong))
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
     assert_eq!(get("$Resources/Queues", None).await.unwrap().status(), 401);
 
     // Creating a queue, twice; reading one.
@@ -2500,7 +2742,10 @@ async fn servicebus_peer_http_lists_entities_with_counts() {
     let put = || {
         http.put(format!("{base}fresh?api-version=2021-05"))
             .header("Authorization", &token)
-            .header("Content-Type", "application/atom+xml;type=entry;charset=utf-8")
+            .header(
+                "Content-Type",
+                "application/atom+xml;type=entry;charset=utf-8",
+            )
             .body(description)
             .send()
     };
