@@ -1910,25 +1910,13 @@ fn xml_escape(text: &str) -> String {
 
 /// `2024-05-01T12:00:00.1230000Z`
 fn iso_time(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}0000Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms.rem_euclid(1000)
-    )
+    // `2024-05-01 12:00:00 UTC`, as the server shows times.
+    let shown = server::runner::clock(ms);
+    let (date, time) = shown
+        .trim_end_matches(" UTC")
+        .split_once(' ')
+        .unwrap_or(("1970-01-01", "00:00:00"));
+    format!("{date}T{time}.{:03}0000Z", ms.rem_euclid(1000))
 }
 
 fn iso_duration(duration: Duration) -> String {
