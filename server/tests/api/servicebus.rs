@@ -363,7 +363,7 @@ async fn a_model_outage_leaves_the_messages_on_the_queue_until_they_ran() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_longer_than_the_lock_keeps_its_message_locked() {
     let q = bus_pipeline().await;
-    q.peer.set_lock_duration(Duration::from_secs(2));
+    q.peer.set_lock_duration(Duration::from_secs(4));
     let (model, calls) = crate::sqs::counting_slow_model(Duration::from_secs(7)).await;
     q.p.app
         .services
