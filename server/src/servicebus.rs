@@ -244,6 +244,20 @@ pub fn dead_letter_path(path: &str) -> String {
     format!("{path}{DEAD_LETTER_SUFFIX}")
 }
 
+/// An error and the errors that caused it, each once: `a: b: c`.
+pub fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        let more = inner.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        source = inner.source();
+    }
+    text
+}
+
 /// Percent-encodes everything but RFC 3986's unreserved characters.
 pub fn url_encode(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
@@ -336,15 +350,10 @@ impl ServiceBusAdmin {
                 CALL_TIMEOUT.as_secs()
             )
         } else {
-            let mut cause = error.to_string();
-            let mut source = std::error::Error::source(&error);
-            while let Some(inner) = source {
-                cause = format!("{cause}: {inner}");
-                source = inner.source();
-            }
             format!(
-                "Could not reach Service Bus at {}: {cause}",
-                self.settings.address()
+                "Could not reach Service Bus at {}: {}",
+                self.settings.address(),
+                with_causes(&error)
             )
         };
         AppError::Broker { message }
@@ -444,9 +453,24 @@ impl ServiceBusAdmin {
         Ok(all)
     }
 
-    /// The queue, topic or subscription at `path`, `None` if there is none.
+    /// The queue, topic or subscription at `path`, `None` if there is none
+    /// (Service Bus answers a missing entity with an empty feed, or 404).
     pub async fn entity(&self, path: &str) -> Result<Option<TopicInfo>, AppError> {
-        Ok(self.entities().await?.into_iter().find(|e| e.name == path))
+        let (at, topic) = match path.split_once("/subscriptions/") {
+            Some((topic, name)) => (format!("{topic}/Subscriptions/{name}"), Some(topic)),
+            None => (path.to_owned(), None),
+        };
+        let Some(body) = self.get(&at, "").await? else {
+            return Ok(None);
+        };
+        Ok(feed_entries(&body).first().and_then(|entry| {
+            let kind = match topic {
+                Some(_) => EntityKind::Subscription,
+                None if entry.contains("<TopicDescription") => EntityKind::Topic,
+                None => EntityKind::Queue,
+            };
+            entity_info(entry, kind, topic)
+        }))
     }
 
     /// Creates a queue.

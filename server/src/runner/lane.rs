@@ -50,6 +50,34 @@ pub(super) struct Worker {
 
 type KafkaCommit = Commit<ConsumerOffsets, DbKeeper>;
 
+/// Starts the one lane of a flow on a queue (SQS or Service Bus): what its
+/// receiver sends on the returned channel is run in that order, and
+/// settled through `acks`.
+pub(super) fn queue_lane(
+    runner: Runner,
+    spec: ActiveFlow,
+    acks: Acks,
+    config: watch::Receiver<FlowConfig>,
+    stop: watch::Receiver<bool>,
+    stats: Arc<Stats>,
+) -> (mpsc::Sender<OwnedMessage>, tokio::task::JoinHandle<()>) {
+    let (messages, received) = mpsc::channel(BATCH);
+    let worker = Worker {
+        retry: runner.retry_policy(),
+        runner,
+        spec: Arc::new(spec),
+        acks,
+        config,
+        stop,
+        stats: stats.clone(),
+    };
+    let source = Source::Received {
+        messages: received,
+        stats,
+    };
+    (messages, tokio::spawn(lane(worker, source)))
+}
+
 /// Runs one partition in order. See the module's documentation.
 ///
 /// The lane is two tasks: this one takes messages and runs them; the write

@@ -37,8 +37,7 @@ use rdkafka::Timestamp;
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::lane::{self, Acks, Worker};
-use super::source::{BATCH, Source};
+use super::lane::{self, Acks};
 use super::write::WriteError;
 use super::writer::Record;
 use super::{FlowConfig, Runner, Stats, Target, headers};
@@ -68,16 +67,7 @@ pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 
 /// Why a Service Bus call failed, with its cause.
 fn described(error: &azure_core::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(inner) = source {
-        let more = inner.to_string();
-        if !text.contains(&more) {
-            text = format!("{text}: {more}");
-        }
-        source = inner.source();
-    }
-    text
+    crate::servicebus::with_causes(error)
 }
 
 /// Whether `error` says the entity does not exist.
@@ -415,24 +405,15 @@ pub async fn consume(
     if let Ok(mut reading) = runner.inner.servicebus_reading.lock() {
         reading.insert(reading_key.clone(), Arc::downgrade(&in_flight));
     }
-    let (messages, received) = mpsc::channel(BATCH);
     let worker_runner = runner.clone();
-    let worker = Worker {
-        retry: runner.retry_policy(),
+    let (messages, lane) = lane::queue_lane(
         runner,
-        spec: Arc::new(spec),
-        acks: Acks::ServiceBus(in_flight.clone()),
+        spec,
+        Acks::ServiceBus(in_flight.clone()),
         config,
-        stop: stop.clone(),
-        stats: stats.clone(),
-    };
-    let lane = tokio::spawn(lane::lane(
-        worker,
-        Source::Received {
-            messages: received,
-            stats: stats.clone(),
-        },
-    ));
+        stop.clone(),
+        stats.clone(),
+    );
     // Renews until the lane has finished, stop or not: a run under way
     // when the flow stops still holds its message.
     let renewer = tokio::spawn({
@@ -684,7 +665,8 @@ pub struct OutputEntity {
 }
 
 enum Way {
-    /// Messages are sent, in order, by one task.
+    /// Messages are sent, in order, by one task. What waits is bounded by
+    /// what the lanes' writers hold unsettled (`writer::IN_FLIGHT`).
     Send(mpsc::UnboundedSender<Sending>),
     /// The entity's own dead-letter subqueue: a dead letter settles the
     /// message it is of, held by the flow reading `entity`.

@@ -25,8 +25,7 @@ use rdkafka::Timestamp;
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 use tokio::sync::{mpsc, watch};
 
-use super::lane::{self, Acks, Worker};
-use super::source::{BATCH, Source};
+use super::lane::{self, Acks};
 use super::write::WriteError;
 use super::writer::Record;
 use super::{FlowConfig, Runner, Stats};
@@ -247,24 +246,15 @@ pub async fn consume(
         return;
     };
     let in_flight = Arc::new(InFlight::new(client.clone(), url.clone(), flow.clone()));
-    let (messages, received) = mpsc::channel(BATCH);
-    let worker = Worker {
-        retry: runner.retry_policy(),
+    let topic = spec.topic.clone();
+    let (messages, lane) = lane::queue_lane(
         runner,
-        spec: Arc::new(spec),
-        acks: Acks::Sqs(in_flight.clone()),
+        spec,
+        Acks::Sqs(in_flight.clone()),
         config,
-        stop: stop.clone(),
-        stats: stats.clone(),
-    };
-    let topic = worker.spec.topic.clone();
-    let lane = tokio::spawn(lane::lane(
-        worker,
-        Source::Received {
-            messages: received,
-            stats: stats.clone(),
-        },
-    ));
+        stop.clone(),
+        stats.clone(),
+    );
     // Extends until the lane has finished, stop or not: a run under way
     // when the flow stops still holds its message.
     let extender = tokio::spawn({

@@ -201,8 +201,13 @@ impl Services {
     }
 
     /// The management API of a Service Bus connection.
-    pub(super) fn service_bus(&self, row: &ConnectionRow) -> Result<ServiceBusAdmin, AppError> {
-        ServiceBusAdmin::new(&ServiceBusSettings::from_row(row, &self.secrets)?)
+    pub(super) fn service_bus(
+        &self,
+        row: &ConnectionRow,
+    ) -> Result<Arc<ServiceBusAdmin>, AppError> {
+        self.service_bus.get_or_try_insert(&row.id, || {
+            ServiceBusAdmin::new(&ServiceBusSettings::from_row(row, &self.secrets)?)
+        })
     }
 
     /// The topics (Kafka), queues (SQS) or entities (Service Bus) of a
@@ -464,6 +469,7 @@ impl BrokerAdmin for Services {
         self.audit(by, "broker-deleted", &row.name, &address).await;
         self.clients.remove(id);
         self.sqs.remove(id);
+        self.service_bus.remove(id);
         self.runner.reconcile().await?;
         self.runner.drop_producer(id);
         tracing::info!(connection = %id, "broker connection deleted");

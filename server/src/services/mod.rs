@@ -37,6 +37,8 @@ pub struct Services {
     pub clients: Clients,
     /// The SQS clients, one per SQS connection.
     pub sqs: Clients<crate::sqs::SqsClient>,
+    /// The Service Bus management clients, one per Service Bus connection.
+    pub service_bus: Clients<crate::servicebus::ServiceBusAdmin>,
     pub runner: Runner,
     pub secure_cookies: bool,
     pub logins: std::sync::Arc<throttle::LoginGuard>,
@@ -57,6 +59,7 @@ impl Services {
             secrets,
             clients: Clients::default(),
             sqs: Clients::default(),
+            service_bus: Clients::default(),
             secure_cookies,
             logins: Default::default(),
             metrics_token: Default::default(),

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use app::domain::{BrokerConnectionDetails, BrokerKind, EntityKind, GrantedTopic, TopicInfo};
 use server::db::schema::broker_connections;
+use server::servicebus::{ServiceBusAdmin, ServiceBusSettings};
 
 use crate::brokers::{admin_app, connection_count, create_topic, refuses_each_field};
 use crate::faults::flaky_model;
@@ -728,4 +729,60 @@ async fn outputs_go_to_a_topic_and_one_too_large_fails_with_the_reason() {
         q.peer.active(&q.queue).is_empty()
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flow_reads_a_topic_subscription() {
+    let q = bus_pipeline().await;
+    q.peer.create_topic("reviews");
+    q.peer.create_subscription("reviews", "scoring");
+    let path = "reviews/subscriptions/scoring";
+    let grants = json!([
+        {"algorithm": "acme/sentiment", "access": {"subscribe": true, "publish": false}},
+    ]);
+    let saved = q.p.save_grants(&q.connection, path, grants).await;
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.text());
+    for i in 0..3 {
+        let body = json!({"text": format!("great {i}")}).to_string();
+        q.peer.send("reviews", body.as_bytes());
+    }
+    // What the flow measures its lag by: the one entity, asked alone.
+    let admin = ServiceBusAdmin::new(
+        &ServiceBusSettings::parse_connection_string(&q.peer.connection_string()).unwrap(),
+    )
+    .unwrap();
+    let waiting = admin.entity(path).await.unwrap().expect("the subscription");
+    let info = waiting.entity.unwrap();
+    assert_eq!((info.kind, info.active), (EntityKind::Subscription, 3));
+    assert_eq!(
+        admin
+            .entity("reviews")
+            .await
+            .unwrap()
+            .unwrap()
+            .entity
+            .unwrap()
+            .kind,
+        EntityKind::Topic
+    );
+    assert!(
+        admin
+            .entity("reviews/subscriptions/none")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(admin.entity("nothing").await.unwrap().is_none());
+    let flow = q.p.subscribe_on(&q.connection, path, "1.0.0", None).await;
+
+    assert_eq!(read(&q.p.output, 3).await.len(), 3);
+    wait_until("the subscription is empty", || async {
+        q.peer.active(path).is_empty()
+    })
+    .await;
+    wait_until("the monitor shows none waiting", || async {
+        q.p.stats(&flow).await.lag == Some(0)
+    })
+    .await;
+    assert_eq!(q.p.stats(&flow).await.state, "running");
 }
