@@ -634,6 +634,7 @@ fn entity_info(entry: &str, kind: EntityKind, topic: Option<&str>) -> Option<Top
                 .and_then(|d| duration_secs(&d))
                 .unwrap_or(0),
             max_delivery_count: count("MaxDeliveryCount") as u32,
+            requires_session: tag_text(entry, "RequiresSession").as_deref() == Some("true"),
         }),
         name,
     })
@@ -731,7 +732,7 @@ mod tests {
         let feed = r#"<feed xmlns="http://www.w3.org/2005/Atom"><title type="text">Queues</title>
 <entry><id>https://a/orders</id><title type="text">orders</title><content type="application/xml">
 <QueueDescription xmlns="http://schemas.microsoft.com/netservices/2010/10/servicebus/connect"><LockDuration>PT1M</LockDuration>
-<MaxDeliveryCount>10</MaxDeliveryCount><MessageCount>7</MessageCount>
+<MaxDeliveryCount>10</MaxDeliveryCount><MessageCount>7</MessageCount><RequiresSession>true</RequiresSession>
 <CountDetails xmlns:d2p1="http://schemas.microsoft.com/netservices/2011/06/servicebus"><d2p1:ActiveMessageCount>5</d2p1:ActiveMessageCount><d2p1:DeadLetterMessageCount>2</d2p1:DeadLetterMessageCount></CountDetails>
 </QueueDescription></content></entry>
 <entry><title type="text">empty</title><content><QueueDescription><LockDuration>PT30S</LockDuration></QueueDescription></content></entry></feed>"#;
@@ -742,9 +743,13 @@ mod tests {
         let info = orders.entity.unwrap();
         assert_eq!((info.active, info.dead_letter), (5, 2));
         assert_eq!((info.lock_duration_secs, info.max_delivery_count), (60, 10));
+        assert!(info.requires_session);
+        assert_eq!(info.kind_label(), "queue (sessions)");
         let sub = entity_info(&entries[1], EntityKind::Subscription, Some("t")).unwrap();
         assert_eq!(sub.name, "t/subscriptions/empty");
-        assert_eq!(sub.entity.unwrap().lock_duration_secs, 30);
+        let sub = sub.entity.unwrap();
+        assert_eq!(sub.lock_duration_secs, 30);
+        assert!(!sub.requires_session);
         assert_eq!(duration_secs("P1DT1H2M3.5S"), Some(86_400 + 3_723));
         assert_eq!(duration_secs("1M"), None);
     }

@@ -243,3 +243,27 @@ pub async fn model_taking(millis: u64) -> anyhow::Result<String> {
     ))
     .await
 }
+
+/// Sends one message with `body` to the Service Bus queue or topic at
+/// `path` of the namespace in `connection_string`, as another program
+/// would.
+#[cfg(feature = "servicebus")]
+pub async fn servicebus_send(
+    connection_string: &str,
+    path: &str,
+    body: &[u8],
+) -> anyhow::Result<()> {
+    use azservicebus::{ServiceBusMessage, ServiceBusSenderOptions};
+    let settings =
+        crate::servicebus::ServiceBusSettings::parse_connection_string(connection_string)?;
+    let mut client = crate::runner::servicebus_flow::connect(&settings).await?;
+    let mut sender = client
+        .create_sender(path.to_owned(), ServiceBusSenderOptions::default())
+        .await?;
+    sender
+        .send_message(ServiceBusMessage::new(body.to_vec()))
+        .await?;
+    sender.dispose().await?;
+    client.dispose().await?;
+    Ok(())
+}

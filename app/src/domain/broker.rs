@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 use super::AppError;
 
 /// The kind of message broker a connection reaches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BrokerKind {
+    #[default]
     Kafka,
     /// Amazon Simple Queue Service: its "topics" are the account's queues.
     Sqs,
@@ -19,6 +20,12 @@ pub enum BrokerKind {
 }
 
 impl BrokerKind {
+    /// Whether its "topics" are queues, whose messages are taken one by
+    /// one and given back, rather than logs read by offset.
+    pub fn is_queue(self) -> bool {
+        self != BrokerKind::Kafka
+    }
+
     pub const ALL: [BrokerKind; 3] = [BrokerKind::Kafka, BrokerKind::Sqs, BrokerKind::ServiceBus];
 
     /// The name stored and sent in forms.
@@ -436,6 +443,20 @@ pub struct EntityInfo {
     pub lock_duration_secs: u32,
     /// After how many deliveries Service Bus dead-letters a message.
     pub max_delivery_count: u32,
+    /// Its messages are read by session, which flows do not do.
+    #[serde(default)]
+    pub requires_session: bool,
+}
+
+impl EntityInfo {
+    /// Its kind as the Queue manager shows it: "queue", "queue (sessions)".
+    pub fn kind_label(&self) -> String {
+        if self.requires_session {
+            format!("{} (sessions)", self.kind.label())
+        } else {
+            self.kind.label().to_owned()
+        }
+    }
 }
 
 /// An SQS queue's attributes, as read live.

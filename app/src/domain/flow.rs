@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::BrokerKind;
+
 /// One card of the ML service catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AlgorithmSummary {
@@ -242,6 +244,10 @@ pub struct FlowState {
     pub concurrency: u32,
     #[serde(default)]
     pub batching: Batching,
+    /// Of a subscribe flow on a queue: a transient failure gives the
+    /// message back to the queue, rather than retrying it in place.
+    #[serde(default)]
+    pub give_back: bool,
     /// Paused: kept as it is, but not running.
     #[serde(default)]
     pub paused: bool,
@@ -261,6 +267,8 @@ fn one() -> u32 {
 pub struct GrantedTopic {
     pub connection_id: String,
     pub connection_name: String,
+    #[serde(default)]
+    pub connection_kind: BrokerKind,
     pub topic: String,
     pub direction: Direction,
     pub flow: Option<FlowState>,
@@ -303,7 +311,18 @@ pub struct FlowRequest {
     /// algorithm's listeners run, instead of `version`'s only.
     #[serde(default)]
     pub follows_subscribe_flow: bool,
+    /// Of a subscribe flow on a queue (SQS or Service Bus): when the model
+    /// fails transiently, give the message back to the queue after a
+    /// backoff, as AWS Lambda and Azure Functions do, rather than retry it
+    /// in place. Each return counts a delivery, so the queue's own
+    /// dead-letter policy moves a message given back too often.
+    #[serde(default)]
+    pub give_back: bool,
 }
+
+/// What a flow on a queue does when its model fails transiently, as the
+/// Events tab says it.
+pub const GIVE_BACK_HELP: &str = "When the model fails transiently (it restarts, sheds load or times out), the message goes back to the queue after a backoff and is delivered again, as AWS Lambda and Azure Functions do. Each return counts a delivery: the queue's own dead-letter policy moves a message given back too often. Unticked, the flow keeps the message and retries it in place until the model answers.";
 
 /// What SQS says of a message received from a queue, which has no offset
 /// that lasts.
@@ -489,6 +508,9 @@ pub enum RunOutcome {
     DeadLettered,
     /// It failed and the message is kept with the flow's failures.
     Failed,
+    /// The model failed transiently and the message went back to its queue,
+    /// to be delivered again.
+    GivenBack,
 }
 
 impl RunOutcome {
@@ -498,6 +520,7 @@ impl RunOutcome {
             RunOutcome::Succeeded => "succeeded",
             RunOutcome::DeadLettered => "dead-lettered",
             RunOutcome::Failed => "failed",
+            RunOutcome::GivenBack => "given back",
         }
     }
 }

@@ -18,9 +18,10 @@ pub use flow::{
     AlgorithmDetails, AlgorithmSummary, Batching, Comparison, DEAD_LETTERS_PER_PAGE,
     DEFAULT_BATCH_SIZE, DEFAULT_BATCH_WAIT_MS, DeadLetter, DeadLetterPage, DeadLetterQuery,
     Direction, DryRun, DryRunRequest, DrySample, FAILURE_KINDS, FlowError, FlowOrdering,
-    FlowRequest, FlowState, FlowStats, GrantedTopic, MAX_BATCH_SIZE, MAX_BATCH_WAIT_MS,
-    MAX_CONCURRENCY, MAX_DRY_RUN, MAX_REPLAY_LETTERS, QueuedMessage, ReplayProgress, ReplayRequest,
-    Rewind, RewindPartition, RewindPlan, RunOutcome, RunRecord, VersionInfo, diff_lines,
+    FlowRequest, FlowState, FlowStats, GIVE_BACK_HELP, GrantedTopic, MAX_BATCH_SIZE,
+    MAX_BATCH_WAIT_MS, MAX_CONCURRENCY, MAX_DRY_RUN, MAX_REPLAY_LETTERS, QueuedMessage,
+    ReplayProgress, ReplayRequest, Rewind, RewindPartition, RewindPlan, RunOutcome, RunRecord,
+    VersionInfo, diff_lines,
 };
 pub use names::{
     AlgorithmName, AlgorithmPath, BUILTIN_ALGORITHMS, OrgName, Runtime, Username, Version,

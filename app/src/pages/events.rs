@@ -12,8 +12,8 @@ use crate::components::{
 };
 use crate::domain::{
     AlgorithmDetails, AppError, Batching, DEFAULT_BATCH_SIZE, Direction, FlowOrdering, FlowRequest,
-    FlowStats, GrantedTopic, MAX_BATCH_SIZE, MAX_BATCH_WAIT_MS, MAX_CONCURRENCY, QueuedMessage,
-    Runtime,
+    FlowStats, GIVE_BACK_HELP, GrantedTopic, MAX_BATCH_SIZE, MAX_BATCH_WAIT_MS, MAX_CONCURRENCY,
+    QueuedMessage, Runtime,
 };
 
 /// The Version choice of a publish flow that follows the listener.
@@ -171,9 +171,15 @@ fn Row(
                 {flow
                     .as_ref()
                     .filter(|_| enabled && row.direction == Direction::Subscribe)
-                    .map(|f| match f.batching.summary() {
-                        Some(batches) => format!("{}; {batches}", f.ordering.summary(f.concurrency)),
-                        None => f.ordering.summary(f.concurrency),
+                    .map(|f| {
+                        let mut summary = f.ordering.summary(f.concurrency);
+                        if let Some(batches) = f.batching.summary() {
+                            summary = format!("{summary}; {batches}");
+                        }
+                        if f.give_back {
+                            summary.push_str("; gives back on transient failures");
+                        }
+                        summary
                     })
                     .unwrap_or_else(|| "–".into())}
             </td>
@@ -271,6 +277,8 @@ fn EnableDialog(
         }
     };
     let use_dlq = RwSignal::new(current.as_ref().is_some_and(|f| f.dlq_topic.is_some()));
+    let give_back = RwSignal::new(current.as_ref().is_some_and(|f| f.give_back));
+    let reads_a_queue = row.connection_kind.is_queue();
     let dlq = RwSignal::new(
         current
             .as_ref()
@@ -370,6 +378,7 @@ fn EnableDialog(
             },
             follows_subscribe_flow: !subscribe && version.get_untracked() == FOLLOW,
             dlq_topic: (subscribe && use_dlq.get_untracked()).then(|| dlq.get_untracked()),
+            give_back: subscribe && reads_a_queue && give_back.get_untracked(),
             ordering: if subscribe {
                 ordering.get_untracked()
             } else {
@@ -447,6 +456,20 @@ fn EnableDialog(
                     <details class="rounded border border-slate-200 p-3">
                         <summary class="cursor-pointer text-sm font-medium">"Advanced"</summary>
                         <div class="mt-3 space-y-3">
+                            {reads_a_queue.then(|| view! {
+                                <div>
+                                    <label class="inline-flex items-center gap-2 text-sm font-medium">
+                                        <input
+                                            id="flow-give-back"
+                                            type="checkbox"
+                                            aria-describedby="flow-give-back-help"
+                                            bind:checked=give_back
+                                        />
+                                        "Give messages back to the queue on a transient failure"
+                                    </label>
+                                    <p id="flow-give-back-help" class="mt-1 text-xs text-slate-600">{GIVE_BACK_HELP}</p>
+                                </div>
+                            })}
                             <div>
                                 <label for="flow-ordering" class="block text-sm font-medium">"Ordering"</label>
                                 <select

@@ -118,6 +118,8 @@ test('a member enables a listener with a Dead Letter Queue, watches it work, edi
   await dialog.getByText('Advanced').click();
   await expect(dialog.getByLabel('Ordering')).toHaveValue('partition');
   await expect(dialog.getByLabel('Concurrent runs per partition')).toBeDisabled();
+  // A Kafka partition's messages are never given back.
+  await expect(dialog.getByLabel('Give messages back to the queue on a transient failure')).toHaveCount(0);
   await dialog.getByLabel('Ordering').selectOption({ label: 'Per key' });
   await expect(dialog.getByText('Messages with the same key run in order; different keys run at the same time.')).toBeVisible();
   await expect(dialog.getByLabel('Concurrent runs per partition')).toHaveValue('32');
@@ -373,10 +375,16 @@ test('a member enables a listener on an SQS queue and watches it work', async ({
   await dialog.getByLabel('Version').selectOption('1.0.0');
   await dialog.getByLabel('Enable Dead Letter Queue').check();
   await dialog.getByLabel('Dead Letter Queue topic').selectOption(letters);
+  await dialog.getByText('Advanced').click();
+  const giveBack = dialog.getByLabel('Give messages back to the queue on a transient failure');
+  await expect(giveBack).not.toBeChecked();
+  await expect(dialog.getByText(/as AWS Lambda and Azure Functions do/)).toBeVisible();
+  await giveBack.check();
   await dialog.getByRole('button', { name: 'Enable Listener' }).click();
   await expect(page.getByRole('status')).toHaveText(`Listener on ${queue} enabled.`);
   await expect(row).toContainText('Enabled');
   await expect(row).toContainText(letters);
+  await expect(row).toContainText('gives back on transient failures');
 
   const url = `${sqsEndpoint}/123456789012/${queue}`;
   for (const body of ['{"text": "I love it"}', '{"text": "awful"}', '"no object"']) {

@@ -460,6 +460,7 @@ impl Bench {
                         batch_size,
                         batch_wait_ms: None,
                         follows_subscribe_flow: false,
+                        give_back: false,
                     },
                 )
                 .await?;

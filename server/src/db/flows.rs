@@ -7,8 +7,8 @@ use app::domain::{
 };
 
 use super::schema::{
-    algorithm_versions, algorithms, broker_connections, flows, memberships, organizations,
-    paused_flows, publish_follows, topic_grants, users,
+    algorithm_versions, algorithms, broker_connections, flow_give_back, flows, memberships,
+    organizations, paused_flows, publish_follows, topic_grants, users,
 };
 use super::{AnyConnection, new_id, now_ms};
 
@@ -100,6 +100,28 @@ pub fn find_flow(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<FlowR
         .optional()
 }
 
+/// How a flow runs its messages, as saved with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunSettings {
+    pub ordering: FlowOrdering,
+    /// Runs in flight per partition.
+    pub concurrency: u32,
+    pub batching: Batching,
+    /// Of a flow on a queue: a transient failure gives the message back.
+    pub give_back: bool,
+}
+
+impl Default for RunSettings {
+    fn default() -> Self {
+        RunSettings {
+            ordering: FlowOrdering::Partition,
+            concurrency: 1,
+            batching: Batching::default(),
+            give_back: false,
+        }
+    }
+}
+
 /// Creates or updates the flow of (algorithm, connection, topic, direction)
 /// and enables it; returns its id.
 pub fn upsert_flow(
@@ -110,10 +132,13 @@ pub fn upsert_flow(
     direction: Direction,
     version: &str,
     dlq_topic: Option<&str>,
-    ordering: &str,
-    concurrency: i32,
-    batch: Batching,
+    settings: RunSettings,
 ) -> QueryResult<String> {
+    let (ordering, concurrency, batch) = (
+        settings.ordering.as_str(),
+        settings.concurrency.min(i32::MAX as u32) as i32,
+        settings.batching,
+    );
     conn.transaction(|c| {
         let existing: Option<String> = flows::table
             .filter(flows::algorithm_id.eq(algorithm_id))
@@ -138,6 +163,7 @@ pub fn upsert_flow(
                         flows::updated_at.eq(now),
                     ))
                     .execute(c)?;
+                set_give_back(c, &id, settings.give_back)?;
                 Ok(id)
             }
             None => {
@@ -165,10 +191,32 @@ pub fn upsert_flow(
                         )),
                     ))
                     .execute(c)?;
+                set_give_back(c, &id, settings.give_back)?;
                 Ok(id)
             }
         }
     })
+}
+
+/// Makes a flow give messages back on a transient failure, or not.
+fn set_give_back(conn: &mut AnyConnection, id: &str, give_back: bool) -> QueryResult<()> {
+    diesel::delete(flow_give_back::table.find(id)).execute(conn)?;
+    if give_back {
+        diesel::insert_into(flow_give_back::table)
+            .values(flow_give_back::flow_id.eq(id))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// The flows of an algorithm that give messages back on a transient
+/// failure.
+pub fn giving_back(conn: &mut AnyConnection, algorithm_id: &str) -> QueryResult<Vec<String>> {
+    flow_give_back::table
+        .inner_join(flows::table.on(flows::id.eq(flow_give_back::flow_id)))
+        .filter(flows::algorithm_id.eq(algorithm_id))
+        .select(flow_give_back::flow_id)
+        .load(conn)
 }
 
 /// The consumer group of a new flow: built from ids, so that no two
@@ -328,6 +376,9 @@ pub struct ActiveFlow {
     /// Runs in flight per partition.
     pub concurrency: u32,
     pub batching: Batching,
+    /// A subscribe flow on a queue that gives a message back to the queue
+    /// when its model fails transiently.
+    pub give_back: bool,
     /// A publish flow that takes the outputs of whichever version the
     /// algorithm's subscribe flows run.
     pub follows_subscribe_flow: bool,
@@ -418,10 +469,16 @@ pub fn active_flows(conn: &mut AnyConnection) -> QueryResult<Vec<ActiveFlow>> {
         .load::<String>(conn)?
         .into_iter()
         .collect();
+    let giving_back: std::collections::HashSet<String> = flow_give_back::table
+        .select(flow_give_back::flow_id)
+        .load::<String>(conn)?
+        .into_iter()
+        .collect();
     Ok(rows
         .into_iter()
         .map(|(f, org, name, runtime)| ActiveFlow {
             follows_subscribe_flow: follows.contains(&f.id),
+            give_back: giving_back.contains(&f.id),
             consumer_group: f
                 .consumer_group
                 .unwrap_or_else(|| consumer_group(&f.algorithm_id, &f.connection_id, &f.topic)),

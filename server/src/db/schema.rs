@@ -140,6 +140,12 @@ diesel::table! {
 }
 
 diesel::table! {
+    flow_give_back (flow_id) {
+        flow_id -> Text,
+    }
+}
+
+diesel::table! {
     paused_flows (flow_id) {
         flow_id -> Text,
         at_ms -> BigInt,
@@ -225,6 +231,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     replay_letters,
     paused_flows,
     publish_follows,
+    flow_give_back,
     model_hosts,
     api_keys,
     audit_events,

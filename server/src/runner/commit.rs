@@ -26,6 +26,11 @@ use crate::db::now_ms;
 pub(super) trait Offsets {
     /// Stores `offset` as the last one processed on `partition`.
     fn store(&self, partition: i32, offset: i64);
+
+    /// Gives the message at `offset` back to its queue, to be delivered
+    /// again after `after`; a later [`Offsets::store`] leaves it there.
+    /// Only a flow on a queue gives messages back.
+    fn give_back(&self, partition: i32, offset: i64, after: std::time::Duration);
 }
 
 /// Where failed messages are kept.
@@ -78,6 +83,13 @@ impl<O: Offsets, K: Keeper> Next for Commit<O, K> {
             .then(|| super::letters::queued(message))
             .flatten();
         let outcome = match &finished.failure {
+            Some(failure) if failure.given_back.is_some() => {
+                let after = failure.given_back.unwrap_or_default();
+                tracing::debug!(flow = %self.flow, partition, offset, ?after,
+                    "{}; given back to the queue", failure.message);
+                self.offsets.give_back(partition, offset, after);
+                RunOutcome::GivenBack
+            }
             None => {
                 stats.succeeded.inc();
                 RunOutcome::Succeeded
@@ -240,6 +252,10 @@ mod tests {
         fn store(&self, partition: i32, offset: i64) {
             self.push(format!("store {partition}/{offset}"));
         }
+
+        fn give_back(&self, partition: i32, offset: i64, after: Duration) {
+            self.push(format!("give back {partition}/{offset} after {after:?}"));
+        }
     }
 
     /// Fails its first `failing` calls.
@@ -363,6 +379,27 @@ mod tests {
         // Nothing new: nothing stored again.
         commit.flush().await;
         assert_eq!(log.lines().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_message_given_back_is_neither_failed_nor_kept() {
+        let (mut commit, log, _stop) = commit(0);
+        commit.finished(finished(20, None));
+        let mut back = finished(21, None);
+        back.failure = Some(Failure::given_back(
+            "the model server failed (503)".into(),
+            1,
+            Duration::from_secs(2),
+        ));
+        commit.finished(back);
+        commit.finished(finished(22, None));
+        commit.flush().await;
+        // Given back at once; the later store leaves it to its queue.
+        assert_eq!(log.lines(), vec!["give back 2/21 after 2s", "store 2/22"]);
+        let stats = commit.stats.snapshot();
+        assert_eq!((stats.succeeded, stats.failed), (2, 0));
+        assert!(stats.last_errors.is_empty(), "{:?}", stats.last_errors);
+        assert_eq!(stats.recent_runs[1].outcome, RunOutcome::GivenBack);
     }
 
     #[tokio::test(start_paused = true)]

@@ -407,6 +407,8 @@ struct Setup {
     ordering: FlowOrdering,
     concurrency: u32,
     batching: Batching,
+    /// A transient failure gives the message back to its queue.
+    give_back: bool,
     version: Arc<str>,
     dlq: Option<Arc<Target>>,
     outputs: Vec<(Arc<Target>, Result<Producer, WriteError>)>,
@@ -427,6 +429,14 @@ impl RetryObserver for ModelState<'_> {
 }
 
 impl Setup {
+    /// The flow's retry policy, for runs with this setup.
+    fn retry(&self, policy: &RetryPolicy) -> RetryPolicy {
+        RetryPolicy {
+            give_back: self.give_back,
+            ..*policy
+        }
+    }
+
     /// The ordering and the number of runs in flight: built-in algorithms
     /// run inline, one at a time, which is fastest for them.
     fn runs(&self) -> (FlowOrdering, usize) {
@@ -476,6 +486,9 @@ impl Worker {
             ordering: config.ordering,
             concurrency: config.concurrency,
             batching: config.batching,
+            // Only a queue takes a message back: a Kafka partition's
+            // messages are retried in place.
+            give_back: config.give_back && self.acks.reads_a_queue(),
             version: config.version.into(),
             dlq: config.dlq_topic.map(|topic| {
                 Arc::new(Target {
@@ -558,7 +571,8 @@ async fn run_step(
     }
     stats.consumed.inc();
     let started = Instant::now();
-    let ran = run_with_retries(retry, stop, &ModelState(stats), || async {
+    let retry = setup.retry(retry);
+    let ran = run_with_retries(&retry, stop, &ModelState(stats), || async {
         match message.payload() {
             None => Err(RunError::BadInput("the message has no value".into())),
             Some(input) => executor.run(&setup.runtime, input).await,
@@ -566,15 +580,29 @@ async fn run_step(
     })
     .await?;
     Some(Ran {
+        result: ran
+            .result
+            .map_err(|e| failure(&retry, &message, e, ran.attempts)),
         message,
         version: setup.version.clone(),
         dlq: setup.dlq.clone(),
         started,
-        result: ran
-            .result
-            .map_err(|e| Failure::now(e.kind(), e.message().to_owned(), ran.attempts)),
         replay_of: None,
     })
+}
+
+/// Why a run failed: for good, or, in a flow that gives messages back, a
+/// transient failure after which the message goes back to its queue, for
+/// a pause that grows with its deliveries (or that the model asked for).
+fn failure(retry: &RetryPolicy, message: &OwnedMessage, error: RunError, attempts: u32) -> Failure {
+    match error {
+        RunError::Transient(reason, retry_after) if retry.give_back => {
+            let deliveries = super::letters::queued(message).map_or(1, |q| q.receive_count);
+            let after = retry.delay(deliveries.max(1), retry_after);
+            Failure::given_back(reason, attempts, after)
+        }
+        error => Failure::now(error.kind(), error.message().to_owned(), attempts),
+    }
 }
 
 /// Adds to `queue` the partition's messages that arrive until it holds a
@@ -636,12 +664,13 @@ async fn run_batch_step(
     }
     // Parts still to run, the next one last.
     let mut parts = vec![inputs];
+    let retry = setup.retry(retry);
     while let Some(mut part) = parts.pop() {
         if part.is_empty() {
             continue;
         }
         let values: Vec<serde_json::Value> = part.iter().map(|(_, v)| v.clone()).collect();
-        let ran = run_with_retries(retry, stop.clone(), &ModelState(stats), || {
+        let ran = run_with_retries(&retry, stop.clone(), &ModelState(stats), || {
             executor.run_batch(url, &values)
         })
         .await?;
@@ -658,9 +687,10 @@ async fn run_batch_step(
             }
             Err(error) => {
                 for (i, _) in &part {
-                    results[*i] = Some(Err(Failure::now(
-                        error.kind(),
-                        error.message().to_owned(),
+                    results[*i] = Some(Err(failure(
+                        &retry,
+                        &messages[*i],
+                        error.clone(),
                         ran.attempts,
                     )));
                 }
@@ -859,6 +889,20 @@ impl Offsets for ConsumerOffsets {
             Acks::Sqs(in_flight) => in_flight.finished(offset),
             #[cfg(feature = "servicebus")]
             Acks::ServiceBus(in_flight) => in_flight.finished(offset),
+        }
+    }
+
+    fn give_back(&self, partition: i32, offset: i64, after: Duration) {
+        match &self.acks {
+            // Never asked (see `Setup::give_back`): a partition's offset
+            // cannot pass a message by.
+            Acks::Kafka(_) => {
+                tracing::error!(flow = %self.flow, partition, offset,
+                    "a Kafka message cannot be given back");
+            }
+            Acks::Sqs(in_flight) => in_flight.give_back(offset, after),
+            #[cfg(feature = "servicebus")]
+            Acks::ServiceBus(in_flight) => in_flight.give_back(offset, after),
         }
     }
 }

@@ -72,6 +72,9 @@ pub struct FlowConfig {
     pub concurrency: u32,
     /// Inputs per request, for a model that takes batches.
     pub batching: Batching,
+    /// Of a flow on a queue: a transient failure gives the message back to
+    /// the queue after a backoff, rather than retrying it in place.
+    pub give_back: bool,
 }
 
 /// A topic outputs are written to.
@@ -363,6 +366,7 @@ impl Runner {
                     ordering: spec.ordering,
                     concurrency: spec.concurrency,
                     batching: spec.batching,
+                    give_back: spec.give_back,
                 },
                 Err(e) => {
                     self.stats_of(&id).set_state(format!("cannot run: {e}"));

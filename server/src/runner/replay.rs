@@ -922,6 +922,9 @@ struct NoOffsets;
 
 impl Offsets for NoOffsets {
     fn store(&self, _partition: i32, _offset: i64) {}
+
+    // A replay retries in place: it gives nothing back.
+    fn give_back(&self, _partition: i32, _offset: i64, _after: std::time::Duration) {}
 }
 
 /// A replay's retries show nowhere but in its progress.

@@ -31,6 +31,10 @@ pub struct RetryPolicy {
     pub cap: Duration,
     /// Retrying one message longer than this makes it fail.
     pub limit: Duration,
+    /// A transient failure is not retried here: the run ends with it at
+    /// once, and the message goes back to its queue (see
+    /// [`super::writer::Failure::given_back`]).
+    pub give_back: bool,
 }
 
 impl Default for RetryPolicy {
@@ -39,6 +43,7 @@ impl Default for RetryPolicy {
             first: FIRST_BACKOFF,
             cap: MAX_BACKOFF,
             limit: DEFAULT_RETRY_LIMIT,
+            give_back: false,
         }
     }
 }
@@ -99,13 +104,21 @@ where
         let retry_after = match &result {
             Err(RunError::Transient(_, retry_after)) => *retry_after,
             _ => {
-                if attempts > 1 {
+                // A flow that gives messages back sees a model come back
+                // on a message's first attempt.
+                if attempts > 1 || policy.give_back {
                     observer.recovered();
                 }
                 return Some(Ran { result, attempts });
             }
         };
         let delay = policy.delay(attempts, retry_after);
+        if policy.give_back {
+            if let Err(error) = &result {
+                observer.retrying(error, delay);
+            }
+            return Some(Ran { result, attempts });
+        }
         if policy.gives_up(started.elapsed(), delay) {
             observer.recovered();
             let result = result.map_err(|error| {
@@ -196,6 +209,38 @@ mod tests {
         let seen = seen.0.into_inner();
         assert_eq!(seen.len(), 40);
         assert_eq!(seen.last().unwrap(), "recovered");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_policy_that_gives_back_ends_at_the_first_transient_failure() {
+        let (_stop, stop_rx) = watch::channel(false);
+        let policy = RetryPolicy {
+            give_back: true,
+            ..RetryPolicy::default()
+        };
+        let seen = Seen::default();
+        let started = Instant::now();
+        let ran: Ran = run_with_retries(&policy, stop_rx.clone(), &seen, || async {
+            Err(RunError::Transient(
+                "loading".into(),
+                Some(Duration::from_secs(3)),
+            ))
+        })
+        .await
+        .unwrap();
+        assert_eq!(ran.attempts, 1);
+        assert!(matches!(ran.result, Err(RunError::Transient(..))));
+        assert_eq!(started.elapsed(), Duration::ZERO, "no pause here");
+        // The flow shows the outage, and the next message that gets
+        // through ends it.
+        let ok: Ran = run_with_retries(&policy, stop_rx, &seen, || async { Ok(b"{}".to_vec()) })
+            .await
+            .unwrap();
+        assert_eq!(ok.attempts, 1);
+        assert_eq!(
+            seen.0.into_inner(),
+            vec!["retry loading after 3s".to_owned(), "recovered".to_owned()]
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -169,12 +169,18 @@ pub struct InFlight {
     /// The sequence numbers of messages that ran but could not be
     /// completed: delivered again, they are completed without running.
     ran: Mutex<std::collections::HashSet<i64>>,
+    /// Messages given back, by number, with when to abandon them; marked
+    /// in `held` whenever it is next locked.
+    returning: Mutex<BTreeMap<i64, tokio::time::Instant>>,
 }
 
 /// A message the flow holds, and how long its lock lasts.
 struct Held {
     message: ServiceBusReceivedMessage,
     lock: Duration,
+    /// Given back after a transient failure: abandoned at this time, its
+    /// lock renewed until then.
+    abandon_at: Option<tokio::time::Instant>,
 }
 
 impl Held {
@@ -183,6 +189,7 @@ impl Held {
         Held {
             message,
             lock: lock.max(Duration::from_secs(1)),
+            abandon_at: None,
         }
     }
 
@@ -212,6 +219,7 @@ impl InFlight {
             held: tokio::sync::Mutex::default(),
             settling: Mutex::default(),
             ran: Mutex::default(),
+            returning: Mutex::default(),
         })
     }
 
@@ -232,15 +240,44 @@ impl InFlight {
             return false;
         }
         let mut held = self.held.lock().await;
-        if let Some(old) = held
-            .values_mut()
-            .find(|h| h.message.sequence_number() == sequence)
+        self.mark_returning(&mut held);
+        if let Some((&old_number, old)) = held
+            .iter_mut()
+            .find(|(_, h)| h.message.sequence_number() == sequence)
         {
-            *old = Held::new(message);
-            return false;
+            if old.abandon_at.is_none() {
+                *old = Held::new(message);
+                return false;
+            }
+            // Given back, and delivered again before it was abandoned (its
+            // lock was lost): this delivery runs.
+            held.remove(&old_number);
         }
         held.insert(number, Held::new(message));
         true
+    }
+
+    /// The message numbered `number` goes back to its entity after `after`:
+    /// it is abandoned then (counting a delivery, so that Service Bus
+    /// dead-letters a message given back more often than the entity's
+    /// maximum delivery count), as the Azure Functions trigger abandons a
+    /// message its function failed on. Its lock is renewed meanwhile.
+    pub fn give_back(&self, number: i64, after: Duration) {
+        if let Ok(mut returning) = self.returning.lock() {
+            returning.insert(number, tokio::time::Instant::now() + after);
+        }
+    }
+
+    /// Marks the messages given back since the last look, in `held`.
+    fn mark_returning(&self, held: &mut BTreeMap<i64, Held>) {
+        let Ok(mut returning) = self.returning.lock() else {
+            return;
+        };
+        for (number, at) in std::mem::take(&mut *returning) {
+            if let Some(held) = held.get_mut(&number) {
+                held.abandon_at = Some(at);
+            }
+        }
     }
 
     /// Remembers that these messages ran but were not completed.
@@ -256,8 +293,14 @@ impl InFlight {
         let task = tokio::spawn(async move {
             let done: Vec<Held> = {
                 let mut held = this.held.lock().await;
+                this.mark_returning(&mut held);
                 let rest = held.split_off(&(last + 1));
-                std::mem::replace(&mut *held, rest).into_values().collect()
+                let (given_back, done): (BTreeMap<i64, Held>, BTreeMap<i64, Held>) =
+                    std::mem::replace(&mut *held, rest)
+                        .into_iter()
+                        .partition(|(_, h)| h.abandon_at.is_some());
+                held.extend(given_back);
+                done.into_values().collect()
             };
             if done.is_empty() {
                 return;
@@ -296,7 +339,7 @@ impl InFlight {
         let this = self.clone();
         tokio::spawn(async move {
             let mut held = this.held.lock().await;
-            let Some(Held { message, lock }) = held.remove(&number) else {
+            let Some(Held { message, lock, .. }) = held.remove(&number) else {
                 let _ = answer.send(Err(WriteError::Permanent(
                     "the message is no longer held by its flow, so it cannot be dead-lettered"
                         .into(),
@@ -327,16 +370,25 @@ impl InFlight {
             };
             if result.is_err() {
                 // Held again, to be tried again or abandoned.
-                held.insert(number, Held { message, lock });
+                held.insert(
+                    number,
+                    Held {
+                        message,
+                        lock,
+                        abandon_at: None,
+                    },
+                );
             }
             let _ = answer.send(result);
         });
         Sent(sent)
     }
 
-    /// Renews the lock of every message held.
+    /// Abandons the messages given back whose time has come, and renews
+    /// the lock of every other message held once half of it has passed.
     async fn renew(&self) {
         let mut held = self.held.lock().await;
+        self.mark_returning(&mut held);
         if held.is_empty() {
             return;
         }
@@ -344,6 +396,23 @@ impl InFlight {
         let Some(receiver) = receiver.as_mut() else {
             return;
         };
+        let now = tokio::time::Instant::now();
+        let returning: Vec<i64> = held
+            .iter()
+            .filter(|(_, h)| h.abandon_at.is_some_and(|at| at <= now))
+            .map(|(&number, _)| number)
+            .collect();
+        for number in returning {
+            let Some(back) = held.remove(&number) else {
+                continue;
+            };
+            if let Err(error) = receiver.abandon_message(&back.message, None).await {
+                // Its lock ends, and Service Bus delivers it again then.
+                tracing::debug!(flow = %self.flow, error = %described(&error),
+                    sequence = back.message.sequence_number(),
+                    "a Service Bus message given back was not abandoned");
+            }
+        }
         for held in held.values_mut().filter(|h| h.due()) {
             if let Err(error) = receiver.renew_message_lock(&mut held.message).await {
                 tracing::debug!(flow = %self.flow, error = %described(&error),
@@ -382,6 +451,20 @@ impl InFlight {
 /// The flow's state while its entity does not exist.
 fn gone(path: &str) -> String {
     format!("the queue or subscription '{path}' does not exist")
+}
+
+/// Why the namespace says the flow cannot read `path`: it is gone, or it
+/// requires sessions; `None` when it says nothing of the kind.
+async fn unreadable(admin: Option<&ServiceBusAdmin>, path: &str) -> Option<String> {
+    match admin?.entity(path).await {
+        Ok(None) => Some(gone(path)),
+        Ok(Some(info)) if info.entity.as_ref().is_some_and(|e| e.requires_session) => {
+            Some(format!(
+                "the queue or subscription '{path}' requires sessions, which flows do not read"
+            ))
+        }
+        _ => None,
+    }
 }
 
 /// Runs a subscribe flow on the queue or subscription named by its topic
@@ -463,10 +546,13 @@ pub async fn consume(
                 outcome => {
                     match outcome {
                         Ok(Err(AppError::NotFound { .. })) => stats.set_state(gone(&path)),
-                        Ok(Err(error)) => {
-                            stats.broker_away(error);
-                            client = None;
-                        }
+                        Ok(Err(error)) => match unreadable(admin.as_ref(), &path).await {
+                            Some(why) => stats.set_state(why),
+                            None => {
+                                stats.broker_away(error);
+                                client = None;
+                            }
+                        },
                         _ => {
                             stats.broker_away(AppError::Broker {
                                 message: format!(
@@ -498,15 +584,16 @@ pub async fn consume(
         let answer = match answer {
             Ok(Ok(answer)) => answer,
             failed => {
-                let (error, mut is_gone) = match failed {
+                let (error, gone_now) = match failed {
                     Ok(Err(error)) => (described(&error), entity_gone(&error)),
                     _ => ("a receive did not answer in time".to_owned(), false),
                 };
                 // A link to an entity deleted under it may fail with no
                 // more than "illegal state": the namespace is asked.
-                if !is_gone && let Some(admin) = &admin {
-                    is_gone = matches!(admin.entity(&path).await, Ok(None));
-                }
+                let why = match gone_now {
+                    true => Some(gone(&path)),
+                    false => unreadable(admin.as_ref(), &path).await,
+                };
                 tracing::debug!(%flow, %error, "receiving from Service Bus failed");
                 // The receiver (and its connection) are opened anew; what
                 // it held is delivered again, and takes its place.
@@ -514,10 +601,9 @@ pub async fn consume(
                     drop(old);
                 }
                 client = None;
-                if is_gone {
-                    stats.set_state(gone(&path));
-                } else {
-                    stats.broker_away(AppError::Broker { message: error });
+                match why {
+                    Some(why) => stats.set_state(why),
+                    None => stats.broker_away(AppError::Broker { message: error }),
                 }
                 tokio::select! {
                     _ = stop.changed() => break,

@@ -48,6 +48,8 @@ const BACKOFF: Duration = Duration::from_secs(1);
 /// How long a stopping flow waits for its deletes and for giving back
 /// the messages it did not finish.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest visibility timeout SQS takes: twelve hours.
+const MAX_VISIBILITY_SECS: i32 = 12 * 60 * 60;
 /// SQS takes at most this many entries in one batch call.
 const SQS_BATCH: usize = 10;
 
@@ -58,7 +60,7 @@ pub struct InFlight {
     url: String,
     flow: Arc<str>,
     handles: Mutex<BTreeMap<i64, String>>,
-    /// The deletes under way, awaited when the flow stops.
+    /// The deletes and returns under way, awaited when the flow stops.
     deleting: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
@@ -99,6 +101,27 @@ impl InFlight {
                 .chunks(SQS_BATCH)
                 .map(|chunk| delete(&client, &url, &flow, chunk));
             futures::future::join_all(chunks).await;
+        });
+        if let Ok(mut deleting) = self.deleting.lock() {
+            deleting.retain(|d| !d.is_finished());
+            deleting.push(task);
+        }
+    }
+
+    /// The message numbered `number` goes back to the queue: it is made
+    /// visible again after `after` (in whole seconds, as SQS counts), as
+    /// AWS Lambda does with a message its function failed on.
+    pub fn give_back(&self, number: i64, after: Duration) {
+        let Some(handle) = self.handles.lock().ok().and_then(|mut h| h.remove(&number)) else {
+            return;
+        };
+        let seconds = after
+            .as_secs_f64()
+            .ceil()
+            .clamp(0.0, MAX_VISIBILITY_SECS as f64) as i32;
+        let (client, url, flow) = (self.client.clone(), self.url.clone(), self.flow.clone());
+        let task = tokio::spawn(async move {
+            set_visibility(&client, &url, &flow, &[handle], seconds).await;
         });
         if let Ok(mut deleting) = self.deleting.lock() {
             deleting.retain(|d| !d.is_finished());

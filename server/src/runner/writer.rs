@@ -74,6 +74,10 @@ pub(super) struct Failure {
     pub at_ms: i64,
     /// Whether a dead letter was written for it (once acknowledged).
     pub dead_lettered: bool,
+    /// A transient failure of a flow that gives messages back: nothing is
+    /// written for it, and once the messages before it are settled it goes
+    /// back to its queue, to be delivered again after this long.
+    pub given_back: Option<Duration>,
 }
 
 impl Failure {
@@ -84,6 +88,16 @@ impl Failure {
             attempts,
             at_ms: now_ms(),
             dead_lettered: false,
+            given_back: None,
+        }
+    }
+
+    /// A transient failure whose message goes back to its queue, to be
+    /// delivered again after `after`.
+    pub fn given_back(message: String, attempts: u32, after: Duration) -> Self {
+        Failure {
+            given_back: Some(after),
+            ..Failure::now("transient", message, attempts)
         }
     }
 }
@@ -378,6 +392,8 @@ impl<S: Sink> Writer<S> {
                         .await;
                 }
             }
+            // Nothing is written for a message given back.
+            Err(failure) if failure.given_back.is_some() => pending.failure = Some(failure),
             Err(failure) => self.fail(&mut pending, failure).await,
         }
         pending

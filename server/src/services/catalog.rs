@@ -74,6 +74,37 @@ impl Services {
             .collect())
     }
 
+    /// Refuses a Service Bus queue or subscription that requires sessions,
+    /// which a flow does not read. When the namespace does not answer, the
+    /// flow is saved, and its state will say why it cannot read.
+    async fn check_without_sessions(
+        &self,
+        connection_id: &str,
+        path: &str,
+    ) -> Result<(), AppError> {
+        let id = connection_id.to_owned();
+        let connection = self
+            .db
+            .interact(move |c| crate::db::brokers::find_connection(c, &id))
+            .await?
+            .ok_or_else(|| AppError::not_found("The broker connection"))?;
+        match self.service_bus(&connection)?.entity(path).await {
+            Ok(Some(info)) if info.entity.as_ref().is_some_and(|e| e.requires_session) => {
+                Err(AppError::validation(
+                    "topic",
+                    format!(
+                        "'{path}' requires sessions, and flows read only queues and subscriptions without sessions. Choose an entity without sessions."
+                    ),
+                ))
+            }
+            Ok(_) => Ok(()),
+            Err(error) => {
+                tracing::debug!(%path, %error, "whether the entity requires sessions is not known");
+                Ok(())
+            }
+        }
+    }
+
     /// Refuses an SQS queue whose letters could not be read back as the
     /// flow's page reads them (receiving, then making them visible again).
     async fn check_sqs_dead_letter_queue(
@@ -111,7 +142,7 @@ impl Services {
     /// The Events rows of an algorithm (no access check).
     async fn event_rows(&self, algorithm_id: &str) -> Result<Vec<GrantedTopic>, AppError> {
         let id = algorithm_id.to_owned();
-        let (grants, flows, paused, following) = self
+        let (grants, flows, paused, following, giving_back) = self
             .db
             .interact(move |c| {
                 let flows = queries::flows_of(c, &id)?;
@@ -120,7 +151,15 @@ impl Services {
                     queries::paused_among(c, &ids)?.into_iter().collect();
                 let following: std::collections::HashSet<String> =
                     queries::following(c, &id)?.into_iter().collect();
-                Ok((queries::grants_of(c, &id)?, flows, paused, following))
+                let giving_back: std::collections::HashSet<String> =
+                    queries::giving_back(c, &id)?.into_iter().collect();
+                Ok((
+                    queries::grants_of(c, &id)?,
+                    flows,
+                    paused,
+                    following,
+                    giving_back,
+                ))
             })
             .await?;
         let mut rows = Vec::new();
@@ -147,6 +186,7 @@ impl Services {
                         ordering: FlowOrdering::parse(&f.ordering).unwrap_or_default(),
                         concurrency: f.concurrency.max(1) as u32,
                         batching: f.batching(),
+                        give_back: giving_back.contains(&f.id),
                         paused: paused.contains(&f.id),
                         follows_subscribe_flow: following.contains(&f.id),
                     });
@@ -173,6 +213,7 @@ impl Services {
                 rows.push(GrantedTopic {
                     connection_id: grant.connection_id.clone(),
                     connection_name: grant.connection_name.clone(),
+                    connection_kind: BrokerKind::parse(&grant.connection_kind).unwrap_or_default(),
                     topic: grant.topic.clone(),
                     direction,
                     flow,
@@ -353,6 +394,14 @@ impl Catalog for Services {
                 }
             }
         }
+        // Asked when the flow is enabled, not at every save.
+        if request.direction == Direction::Subscribe
+            && row.connection_kind == BrokerKind::ServiceBus
+            && !row.enabled()
+        {
+            self.check_without_sessions(&request.connection_id, topic.as_str())
+                .await?;
+        }
         let ordering = request.ordering;
         let concurrency = request
             .concurrency
@@ -397,6 +446,29 @@ impl Catalog for Services {
             ));
         }
         let follows = request.follows_subscribe_flow;
+        if request.give_back && !(subscribe && row.connection_kind.is_queue()) {
+            return Err(AppError::validation(
+                "give_back",
+                "Only a subscribe flow on a queue (Amazon SQS or Azure Service Bus) can give messages back to it.",
+            ));
+        }
+        if request.give_back
+            && row.connection_kind == BrokerKind::Sqs
+            && topic.as_str().ends_with(".fifo")
+        {
+            return Err(AppError::validation(
+                "give_back",
+                format!(
+                    "'{topic}' is a FIFO queue: a message given back would lose its place in its group, and the messages after it would run first. Leave it to retry in place."
+                ),
+            ));
+        }
+        let settings = queries::RunSettings {
+            ordering,
+            concurrency,
+            batching,
+            give_back: request.give_back,
+        };
         // The grants are checked again where the flow is written: a grant
         // taken away since they were read above leaves nothing written. Two
         // saves of one new flow at once: the one that loses runs again, as
@@ -448,9 +520,7 @@ impl Catalog for Services {
                             direction,
                             &version,
                             dlq.as_deref(),
-                            ordering.as_str(),
-                            concurrency as i32,
-                            batching,
+                            settings,
                         )?;
                         queries::set_follows(c, &id, follows)?;
                         Ok(Some(before))
@@ -497,7 +567,8 @@ impl Catalog for Services {
         }
         tracing::info!(user = %user.username, algorithm = %format!("{}/{}", request.org, request.name),
             topic = %topic, direction = direction.as_str(), version = %request.version,
-            ordering = ordering.as_str(), concurrency, batch_size = batching.size, "flow saved");
+            ordering = ordering.as_str(), concurrency, batch_size = batching.size,
+            give_back = request.give_back, "flow saved");
         self.runner.reconcile().await
     }
 

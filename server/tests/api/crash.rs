@@ -123,9 +123,11 @@ pub async fn enable_in_db(
             direction,
             "1.0.0",
             None,
-            ordering,
-            concurrency,
-            Default::default(),
+            server::db::flows::RunSettings {
+                ordering: app::domain::FlowOrdering::parse(ordering).unwrap(),
+                concurrency: concurrency as u32,
+                ..Default::default()
+            },
         )
     })
     .await

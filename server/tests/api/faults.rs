@@ -387,8 +387,6 @@ async fn flows_enabled_before_consumer_groups_were_stored_keep_their_group() {
                 app::domain::Direction::Subscribe,
                 "1.0.0",
                 None,
-                "partition",
-                1,
                 Default::default(),
             )?;
             Ok((

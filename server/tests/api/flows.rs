@@ -311,10 +311,30 @@ impl Pipeline {
         version: &str,
         dlq: Option<&str>,
     ) -> String {
+        self.subscribe_with(connection, topic, version, dlq, json!({}))
+            .await
+    }
+
+    /// As [`Pipeline::subscribe_on`], with more of the flow's settings
+    /// (`{"give_back": true}`, say).
+    pub async fn subscribe_with(
+        &self,
+        connection: &str,
+        topic: &str,
+        version: &str,
+        dlq: Option<&str>,
+        settings: Value,
+    ) -> String {
         self.save(&self.output, "publish", version, None).await;
-        let request = json!({"request": {"org": "acme", "name": "sentiment",
+        let mut request = json!({"request": {"org": "acme", "name": "sentiment",
             "connection_id": connection, "topic": topic, "direction": "Subscribe",
             "version": version, "dlq_topic": dlq}});
+        if let Value::Object(settings) = settings {
+            request["request"]
+                .as_object_mut()
+                .expect("a request")
+                .extend(settings);
+        }
         let reply = self.app.call("save_flow", request, Some(&self.ana)).await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
         let events: Vec<app::domain::GrantedTopic> = self

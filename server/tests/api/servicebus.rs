@@ -19,7 +19,7 @@ use crate::faults::flaky_model;
 use crate::flows::{Pipeline, numbers_in, pipeline, read, records_on, wait_until};
 use crate::kafka::unique_topic;
 use crate::support::TestApp;
-use crate::support::servicebus_peer::ServiceBusPeer;
+use crate::support::servicebus_peer::{self, ServiceBusPeer};
 
 fn form(name: &str, connection_string: &str) -> Value {
     json!({"connection": {"kind": "servicebus", "name": name, "connection_string": connection_string}})
@@ -362,6 +362,72 @@ async fn a_model_outage_leaves_the_messages_on_the_queue_until_they_ran() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flow_that_gives_back_abandons_until_service_bus_dead_letters() {
+    let q = bus_pipeline().await;
+    let (down, calls) = (
+        Arc::new(AtomicBool::new(true)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    // It asks for a second's pause each time it refuses.
+    let model = flaky_model(down.clone(), calls.clone()).await;
+    q.p.app
+        .services
+        .add_algorithm_version("acme/sentiment", "2.0.0", &format!("http:{model}"), "")
+        .await
+        .unwrap();
+    let flow =
+        q.p.subscribe_with(
+            &q.connection,
+            &q.queue,
+            "2.0.0",
+            None,
+            json!({"give_back": true}),
+        )
+        .await;
+    q.send(&[json!({"i": 1}).to_string()]);
+
+    // Each refusal abandons the message after its pause, which counts a
+    // delivery; past the queue's maximum, Service Bus dead-letters it.
+    wait_until("Service Bus has dead-lettered the message", || async {
+        !q.peer.dead_letters(&q.queue).is_empty()
+    })
+    .await;
+    let letters = q.peer.dead_letters(&q.queue);
+    assert_eq!(letters.len(), 1);
+    assert_eq!(
+        letters[0].reason.as_deref(),
+        Some("MaxDeliveryCountExceeded")
+    );
+    assert_eq!(letters[0].body, json!({"i": 1}).to_string().as_bytes());
+    let refused = calls.load(Ordering::SeqCst);
+    assert_eq!(
+        refused,
+        servicebus_peer::MAX_DELIVERY_COUNT as usize,
+        "one run per delivery"
+    );
+    let stats = q.p.stats(&flow).await;
+    assert_eq!((stats.succeeded, stats.failed), (0, 0), "{stats:?}");
+    let given_back: Vec<u32> = stats
+        .recent_runs
+        .iter()
+        .filter(|r| r.outcome == app::domain::RunOutcome::GivenBack)
+        .filter_map(|r| r.queued.as_ref().map(|m| m.receive_count))
+        .collect();
+    assert!(given_back.len() >= 2, "{:?}", stats.recent_runs);
+
+    // Once the model answers, a message runs once and is completed.
+    down.store(false, Ordering::SeqCst);
+    q.send(&[json!({"i": 2}).to_string()]);
+    assert_eq!(numbers_in(&read(&q.p.output, 1).await, "i"), vec![2]);
+    wait_until("the queue is empty", || async {
+        q.peer.active(&q.queue).is_empty()
+    })
+    .await;
+    assert_eq!(records_on(&q.p.output).await, 1);
+    assert_eq!(q.peer.dead_letters(&q.queue).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_longer_than_the_lock_keeps_its_message_locked() {
     let q = bus_pipeline().await;
     q.peer.set_lock_duration(Duration::from_secs(4));
@@ -476,27 +542,85 @@ async fn a_namespace_that_goes_away_loses_no_message() {
 }
 
 /// Against a real namespace, when `EVENTFLOWS_TEST_SERVICEBUS` holds its
-/// connection string: the connection is tested, listed and saved.
-#[tokio::test]
+/// connection string: the connection is tested, listed and saved, and a
+/// flow runs a message through its queue `eventflows-round-trip` (created
+/// when missing, and left empty).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_namespace_is_connected_when_one_is_given() {
     let Ok(connection_string) = std::env::var("EVENTFLOWS_TEST_SERVICEBUS") else {
         eprintln!("EVENTFLOWS_TEST_SERVICEBUS is not set: the real namespace is not tried");
         return;
     };
-    let (app, token) = admin_app().await;
-    let reply = app
+    round_trip(&connection_string).await;
+}
+
+/// What the test against a real namespace does, here against the test
+/// peer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_namespace_round_trip_runs_on_the_test_peer() {
+    let peer = ServiceBusPeer::start().await;
+    round_trip(&peer.connection_string()).await;
+    assert!(peer.active(ROUND_TRIP).is_empty());
+}
+
+/// The queue a round trip runs through.
+const ROUND_TRIP: &str = "eventflows-round-trip";
+
+/// Connects the namespace of `connection_string`, runs an echo flow on its
+/// queue [`ROUND_TRIP`] into the Kafka output topic, sends a message there
+/// as another program would, and waits for its output and an empty queue.
+async fn round_trip(connection_string: &str) {
+    let p = pipeline().await;
+    let reply = p
+        .app
         .call(
             "connect_broker",
-            form("azure", &connection_string),
-            Some(&token),
+            form("azure", connection_string),
+            Some(&p.admin),
         )
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     let id = reply.json().as_str().unwrap().to_owned();
-    let details: BrokerConnectionDetails = app
-        .call_as("get_broker_connection", json!({"id": id}), Some(&token))
+    let details: BrokerConnectionDetails = p
+        .app
+        .call_as("get_broker_connection", json!({"id": id}), Some(&p.admin))
         .await;
     assert_eq!(details.status, app::domain::ConnectionStatus::Reachable);
+    if !details.topics.iter().any(|t| t.name == ROUND_TRIP) {
+        let created = create_topic(&p.app, &p.admin, &id, ROUND_TRIP, 1).await;
+        assert_eq!(created.status, StatusCode::OK, "{}", created.text());
+    }
+    let grants = json!([
+        {"algorithm": "acme/sentiment", "access": {"subscribe": true, "publish": false}},
+    ]);
+    let saved = p.save_grants(&id, ROUND_TRIP, grants).await;
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.text());
+    p.app
+        .services
+        .add_algorithm_version("acme/sentiment", "3.0.0", "builtin:echo", "")
+        .await
+        .unwrap();
+    let flow = p.subscribe_on(&id, ROUND_TRIP, "3.0.0", None).await;
+    let marker = server::db::new_id();
+    server::testing::servicebus_send(
+        connection_string,
+        ROUND_TRIP,
+        json!({"marker": marker}).to_string().as_bytes(),
+    )
+    .await
+    .unwrap();
+    let out = read(&p.output, 1).await;
+    assert_eq!(out.len(), 1);
+    assert!(out[0].value.contains(&marker), "{:?}", out[0].value);
+    wait_until("the queue is empty", || async {
+        entity(&p.app, &p.admin, &id, ROUND_TRIP)
+            .await
+            .entity
+            .is_some_and(|e| e.active == 0)
+    })
+    .await;
+    let stats = p.stats(&flow).await;
+    assert_eq!((stats.succeeded, stats.failed), (1, 0), "{stats:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -572,6 +696,71 @@ async fn a_queue_deleted_under_its_flow_is_the_flows_state_until_it_is_back() {
     assert_eq!(seen, vec![0, 1]);
     wait_until("the flow runs again", || async {
         q.p.stats(&flow).await.state == "running"
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entity_that_requires_sessions_is_refused_with_the_reason() {
+    let q = bus_pipeline().await;
+    let sessions = unique_topic("sessions");
+    q.peer.create_session_queue(&sessions);
+    let grants = json!([
+        {"algorithm": "acme/sentiment", "access": {"subscribe": true, "publish": false}},
+    ]);
+    let saved = q.p.save_grants(&q.connection, &sessions, grants).await;
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.text());
+    let info = entity(&q.p.app, &q.p.admin, &q.connection, &sessions)
+        .await
+        .entity
+        .unwrap();
+    assert!(info.requires_session, "{info:?}");
+    assert_eq!(info.kind_label(), "queue (sessions)");
+
+    // A listener on it is refused, and nothing is saved.
+    let reply =
+        q.p.app
+            .call(
+                "save_flow",
+                q.flow(&sessions, "Subscribe", "1.0.0", None),
+                Some(&q.p.ana),
+            )
+            .await;
+    assert_ne!(reply.status, StatusCode::OK);
+    assert!(
+        reply.text().contains("requires sessions"),
+        "{}",
+        reply.text()
+    );
+    let rows: Vec<app::domain::GrantedTopic> =
+        q.p.app
+            .call_as(
+                "list_events",
+                json!({"org": "acme", "name": "sentiment"}),
+                Some(&q.p.ana),
+            )
+            .await;
+    let row = rows.iter().find(|r| r.topic == sessions).unwrap();
+    assert!(row.flow.is_none(), "{row:?}");
+
+    // A queue that comes to require sessions under its flow is the flow's
+    // state.
+    let flow = q.enable_echo().await;
+    q.send(&[json!({"i": 0}).to_string()]);
+    assert_eq!(read(&q.p.output, 1).await.len(), 1);
+    q.peer.delete_entity(&q.queue);
+    let gone = format!("the queue or subscription '{}' does not exist", q.queue);
+    wait_until("the flow says its queue is gone", || async {
+        q.p.stats(&flow).await.state == gone
+    })
+    .await;
+    q.peer.create_session_queue(&q.queue);
+    let state = format!(
+        "the queue or subscription '{}' requires sessions, which flows do not read",
+        q.queue
+    );
+    wait_until("the flow says its queue requires sessions", || async {
+        q.p.stats(&flow).await.state == state
     })
     .await;
 }

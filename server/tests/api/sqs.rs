@@ -483,6 +483,95 @@ async fn a_model_outage_leaves_the_messages_on_the_queue_until_they_ran() {
 }
 
 #[tokio::test]
+async fn a_flow_that_gives_back_returns_a_message_to_the_queue_while_the_model_is_down() {
+    let q = queue_pipeline(false).await;
+    let (down, calls) = (
+        Arc::new(AtomicBool::new(true)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    // It asks for a second's pause each time it refuses.
+    let model = flaky_model(down.clone(), calls.clone()).await;
+    q.p.app
+        .services
+        .add_algorithm_version("acme/sentiment", "2.0.0", &format!("http:{model}"), "")
+        .await
+        .unwrap();
+    let flow =
+        q.p.subscribe_with(
+            &q.connection,
+            &q.queue,
+            "2.0.0",
+            None,
+            json!({"give_back": true}),
+        )
+        .await;
+    let rows: Vec<app::domain::GrantedTopic> =
+        q.p.app
+            .call_as(
+                "list_events",
+                json!({"org": "acme", "name": "sentiment"}),
+                Some(&q.p.ana),
+            )
+            .await;
+    let row = rows.iter().find(|r| r.topic == q.queue).unwrap();
+    assert_eq!(row.connection_kind, BrokerKind::Sqs);
+    assert!(row.flow.as_ref().unwrap().give_back, "{row:?}");
+    q.send(&[json!({"i": 7}).to_string()], None).await;
+
+    // Each refusal gives the message back: it is received again, once its
+    // pause has passed, rather than retried while the flow holds it.
+    wait_until("the message was given back twice", || async {
+        let stats = q.p.stats(&flow).await;
+        stats
+            .recent_runs
+            .iter()
+            .filter(|r| r.outcome == app::domain::RunOutcome::GivenBack)
+            .count()
+            >= 2
+    })
+    .await;
+    let stats = q.p.stats(&flow).await;
+    assert_eq!((stats.succeeded, stats.failed), (0, 0), "{stats:?}");
+    assert!(stats.state.contains("model unavailable"), "{}", stats.state);
+    let counts: Vec<u32> = stats
+        .recent_runs
+        .iter()
+        .filter_map(|r| r.queued.as_ref().map(|m| m.receive_count))
+        .collect();
+    assert!(counts.iter().any(|&n| n >= 2), "received again: {counts:?}");
+    assert_eq!(q.left().await, 1, "a message given back stays on the queue");
+
+    down.store(false, Ordering::SeqCst);
+    assert_eq!(numbers_in(&read(&q.p.output, 1).await, "i"), vec![7]);
+    wait_until("the queue is empty", || async { q.left().await == 0 }).await;
+    wait_until("the flow runs again", || async {
+        q.p.stats(&flow).await.state == "running"
+    })
+    .await;
+    let stats = q.p.stats(&flow).await;
+    assert_eq!((stats.succeeded, stats.failed), (1, 0), "{stats:?}");
+    assert_eq!(records_on(&q.p.output).await, 1, "it ran once to the end");
+
+    // Only a flow on a queue gives messages back.
+    let kafka = q
+        .p
+        .app
+        .call(
+            "save_flow",
+            json!({"request": {"org": "acme", "name": "sentiment", "connection_id": q.p.connection,
+            "topic": q.p.input, "direction": "Subscribe", "version": "1.0.0", "give_back": true}}),
+            Some(&q.p.ana),
+        )
+        .await;
+    assert_ne!(kafka.status, StatusCode::OK);
+    assert!(
+        kafka.text().contains("give messages back"),
+        "{}",
+        kafka.text()
+    );
+}
+
+#[tokio::test]
 async fn a_queue_deleted_under_its_flow_is_the_flows_state_until_it_is_back() {
     let q = queue_pipeline(false).await;
     let flow = q.enable("1.0.0").await;
@@ -574,6 +663,12 @@ async fn a_fifo_queue_keeps_each_message_group_in_order() {
         .add_algorithm_version("acme/sentiment", "3.0.0", "builtin:echo", "")
         .await
         .unwrap();
+    // A message given back would lose its place in its group.
+    let mut request = q.flow("Subscribe", "3.0.0", None);
+    request["request"]["give_back"] = json!(true);
+    let refused = q.p.app.call("save_flow", request, Some(&q.p.ana)).await;
+    assert_ne!(refused.status, StatusCode::OK);
+    assert!(refused.text().contains("FIFO queue"), "{}", refused.text());
     q.enable("3.0.0").await;
     for group in ["a", "b"] {
         let inputs: Vec<String> = (0..15)

@@ -181,7 +181,7 @@ fn TopicsSection(
                     </td>
                     {match (t.queue, t.entity) {
                         (None, Some(e)) => view! {
-                            <td class="px-4 py-2">{e.kind.label()}</td>
+                            <td class="px-4 py-2">{e.kind_label()}</td>
                             <td class="px-4 py-2 text-right">{format!("{} s", e.lock_duration_secs)}</td>
                             <td class="px-4 py-2 text-right">{e.max_delivery_count}</td>
                             <td class="px-4 py-2 text-right">{e.active}</td>

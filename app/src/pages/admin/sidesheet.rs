@@ -83,7 +83,7 @@ pub fn TopicSidesheet(connection_id: String, topic: String) -> impl IntoView {
                         {match (d.topic.queue.clone(), d.topic.entity.clone()) {
                             (None, Some(e)) => view! {
                                 <dt class="text-slate-500">"Type"</dt>
-                                <dd>{format!("Service Bus {}", e.kind.label())}</dd>
+                                <dd>{format!("Service Bus {}", e.kind_label())}</dd>
                                 <dt class="text-slate-500">"Active messages"</dt>
                                 <dd>{e.active}</dd>
                                 <dt class="text-slate-500">"Dead-lettered"</dt>

@@ -227,6 +227,9 @@ struct Entity {
     created_ms: i64,
     active: BTreeMap<i64, Stored>,
     dead: BTreeMap<i64, Stored>,
+    /// Receivers must ask for a session, which the peer refuses them all
+    /// (it does not implement sessions).
+    requires_session: bool,
 }
 
 impl Entity {
@@ -236,6 +239,7 @@ impl Entity {
             created_ms: now_ms(),
             active: BTreeMap::new(),
             dead: BTreeMap::new(),
+            requires_session: false,
         }
     }
 
@@ -605,6 +609,18 @@ impl ServiceBusPeer {
             .queues
             .entry(name.to_lowercase())
             .or_insert_with(|| Entity::new(name));
+        self.shared.changed();
+    }
+
+    /// A queue that requires sessions: the management API says so, and
+    /// receivers are refused, as Service Bus refuses receivers that ask
+    /// for no session.
+    pub fn create_session_queue(&self, name: &str) {
+        self.ns()
+            .queues
+            .entry(name.to_lowercase())
+            .or_insert_with(|| Entity::new(name))
+            .requires_session = true;
         self.shared.changed();
     }
 
@@ -1256,6 +1272,14 @@ fn plan_link(shared: &Shared, conn: &Conn, attach: &Attach) -> Plan {
         }
     } else {
         match parse_node(&path).filter(|n| ns.exists(n)) {
+            Some(node) if ns.entity(&node).is_some_and(|e| e.requires_session) => {
+                Plan::Refuse(error(
+                    AmqpError::NotAllowed,
+                    format!(
+                        "It is not possible for an entity that requires sessions ('{path}') to create a non-sessionful message receiver (Service Bus test peer)."
+                    ),
+                ))
+            }
             Some(node) => Plan::Deliver(node),
             None => Plan::Refuse(not_found(&path)),
         }
@@ -1938,8 +1962,9 @@ fn queue_description(entity: &Entity, lock: Duration) -> String {
     let (active, dead) = entity.counts();
     let created = iso_time(entity.created_ms);
     format!(
-        r#"<QueueDescription xmlns="{NAMESPACES_CONNECT}" xmlns:i="http://www.w3.org/2001/XMLSchema-instance"><LockDuration>{lock}</LockDuration><MaxSizeInMegabytes>1024</MaxSizeInMegabytes><RequiresDuplicateDetection>false</RequiresDuplicateDetection><RequiresSession>false</RequiresSession><DefaultMessageTimeToLive>{FOREVER}</DefaultMessageTimeToLive><DeadLetteringOnMessageExpiration>false</DeadLetteringOnMessageExpiration><DuplicateDetectionHistoryTimeWindow>PT10M</DuplicateDetectionHistoryTimeWindow><MaxDeliveryCount>{MAX_DELIVERY_COUNT}</MaxDeliveryCount><EnableBatchedOperations>true</EnableBatchedOperations><SizeInBytes>{size}</SizeInBytes><MessageCount>{total}</MessageCount><IsAnonymousAccessible>false</IsAnonymousAccessible><AuthorizationRules></AuthorizationRules><Status>Active</Status><CreatedAt>{created}</CreatedAt><UpdatedAt>{created}</UpdatedAt><AccessedAt>{now}</AccessedAt><SupportOrdering>true</SupportOrdering>{counts}<AutoDeleteOnIdle>{FOREVER}</AutoDeleteOnIdle><EnablePartitioning>false</EnablePartitioning><EntityAvailabilityStatus>Available</EntityAvailabilityStatus><EnableExpress>false</EnableExpress></QueueDescription>"#,
+        r#"<QueueDescription xmlns="{NAMESPACES_CONNECT}" xmlns:i="http://www.w3.org/2001/XMLSchema-instance"><LockDuration>{lock}</LockDuration><MaxSizeInMegabytes>1024</MaxSizeInMegabytes><RequiresDuplicateDetection>false</RequiresDuplicateDetection><RequiresSession>{sessions}</RequiresSession><DefaultMessageTimeToLive>{FOREVER}</DefaultMessageTimeToLive><DeadLetteringOnMessageExpiration>false</DeadLetteringOnMessageExpiration><DuplicateDetectionHistoryTimeWindow>PT10M</DuplicateDetectionHistoryTimeWindow><MaxDeliveryCount>{MAX_DELIVERY_COUNT}</MaxDeliveryCount><EnableBatchedOperations>true</EnableBatchedOperations><SizeInBytes>{size}</SizeInBytes><MessageCount>{total}</MessageCount><IsAnonymousAccessible>false</IsAnonymousAccessible><AuthorizationRules></AuthorizationRules><Status>Active</Status><CreatedAt>{created}</CreatedAt><UpdatedAt>{created}</UpdatedAt><AccessedAt>{now}</AccessedAt><SupportOrdering>true</SupportOrdering>{counts}<AutoDeleteOnIdle>{FOREVER}</AutoDeleteOnIdle><EnablePartitioning>false</EnablePartitioning><EntityAvailabilityStatus>Available</EntityAvailabilityStatus><EnableExpress>false</EnableExpress></QueueDescription>"#,
         lock = iso_duration(lock),
+        sessions = entity.requires_session,
         size = entity.size(),
         total = active + dead,
         now = iso_time(now_ms()),
