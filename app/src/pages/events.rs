@@ -11,9 +11,9 @@ use crate::components::{
     ConfirmActions, Dialog, ErrorNotice, Listing, Loaded, Submit, SuccessNotice, Table,
 };
 use crate::domain::{
-    AlgorithmDetails, AppError, Batching, DEFAULT_BATCH_SIZE, Direction, FlowOrdering, FlowRequest,
-    FlowStats, GIVE_BACK_HELP, GrantedTopic, MAX_BATCH_SIZE, MAX_BATCH_WAIT_MS, MAX_CONCURRENCY,
-    QueuedMessage, Runtime,
+    AlgorithmDetails, AppError, Batching, BrokerKind, DEFAULT_BATCH_SIZE, Direction, FlowOrdering,
+    FlowRequest, FlowStats, GIVE_BACK_HELP, GrantedTopic, MAX_BATCH_SIZE, MAX_BATCH_WAIT_MS,
+    MAX_CONCURRENCY, QueuedMessage, Runtime,
 };
 
 /// The Version choice of a publish flow that follows the listener.
@@ -279,6 +279,10 @@ fn EnableDialog(
     let use_dlq = RwSignal::new(current.as_ref().is_some_and(|f| f.dlq_topic.is_some()));
     let give_back = RwSignal::new(current.as_ref().is_some_and(|f| f.give_back));
     let reads_a_queue = row.connection_kind.is_queue();
+    // A FIFO queue keeps each group in order, which a message given back
+    // would break.
+    let may_give_back =
+        reads_a_queue && !(row.connection_kind == BrokerKind::Sqs && row.topic.ends_with(".fifo"));
     let dlq = RwSignal::new(
         current
             .as_ref()
@@ -378,7 +382,7 @@ fn EnableDialog(
             },
             follows_subscribe_flow: !subscribe && version.get_untracked() == FOLLOW,
             dlq_topic: (subscribe && use_dlq.get_untracked()).then(|| dlq.get_untracked()),
-            give_back: subscribe && reads_a_queue && give_back.get_untracked(),
+            give_back: subscribe && may_give_back && give_back.get_untracked(),
             ordering: if subscribe {
                 ordering.get_untracked()
             } else {
@@ -456,7 +460,7 @@ fn EnableDialog(
                     <details class="rounded border border-slate-200 p-3">
                         <summary class="cursor-pointer text-sm font-medium">"Advanced"</summary>
                         <div class="mt-3 space-y-3">
-                            {reads_a_queue.then(|| view! {
+                            {may_give_back.then(|| view! {
                                 <div>
                                     <label class="inline-flex items-center gap-2 text-sm font-medium">
                                         <input

@@ -69,7 +69,7 @@ pub fn delete_connection(conn: &mut AnyConnection, id: &str) -> QueryResult<bool
             .load(c)?;
         super::failures::forget(c, &gone)?;
         super::replays::forget(c, &gone)?;
-        super::flows::forget_paused(c, &gone)?;
+        super::flows::forget_marks(c, &gone)?;
         diesel::delete(flows::table.filter(flows::connection_id.eq(id))).execute(c)?;
         diesel::delete(topic_grants::table.filter(topic_grants::connection_id.eq(id)))
             .execute(c)?;

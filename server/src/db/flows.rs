@@ -292,9 +292,16 @@ pub fn disable_flow(
     Ok(n > 0)
 }
 
-/// Forgets which of these (deleted) flows were paused.
-pub fn forget_paused(conn: &mut AnyConnection, flow_ids: &[String]) -> QueryResult<usize> {
-    diesel::delete(paused_flows::table.filter(paused_flows::flow_id.eq_any(flow_ids))).execute(conn)
+/// Forgets what is kept of these (deleted) flows beside their rows:
+/// whether they were paused, followed the listener, or gave messages back.
+pub fn forget_marks(conn: &mut AnyConnection, flow_ids: &[String]) -> QueryResult<()> {
+    diesel::delete(paused_flows::table.filter(paused_flows::flow_id.eq_any(flow_ids)))
+        .execute(conn)?;
+    diesel::delete(publish_follows::table.filter(publish_follows::flow_id.eq_any(flow_ids)))
+        .execute(conn)?;
+    diesel::delete(flow_give_back::table.filter(flow_give_back::flow_id.eq_any(flow_ids)))
+        .execute(conn)?;
+    Ok(())
 }
 
 /// Flows that dead-letter into `topic` while their algorithm may no longer
@@ -351,7 +358,7 @@ pub fn delete_ungranted_flows(
         if !allowed {
             super::failures::forget(conn, std::slice::from_ref(&flow.id))?;
             super::replays::forget(conn, std::slice::from_ref(&flow.id))?;
-            forget_paused(conn, std::slice::from_ref(&flow.id))?;
+            forget_marks(conn, std::slice::from_ref(&flow.id))?;
             removed += diesel::delete(flows::table.find(&flow.id)).execute(conn)?;
         }
     }

@@ -46,6 +46,40 @@ pub(super) struct Worker {
     pub stop: watch::Receiver<bool>,
     pub stats: Arc<Stats>,
     pub retry: RetryPolicy,
+    /// Of a flow that gives messages back: how its runs wait while the
+    /// model keeps failing.
+    pub outage: Arc<Outage>,
+}
+
+/// Messages a flow gave back in a row, and how long its next run waits.
+///
+/// A queue's poller backs off while its function fails (as AWS Lambda
+/// does): each message given back makes the next run of the lane wait as
+/// long as a retry in place would, so that an outage does not spend the
+/// deliveries of every message on the queue, one after another. A run
+/// that gets through, or fails for good, ends the wait.
+#[derive(Default)]
+pub(super) struct Outage(std::sync::Mutex<(u32, Duration)>);
+
+impl Outage {
+    /// How long the next run waits.
+    fn pause(&self) -> Duration {
+        self.0.lock().map_or(Duration::ZERO, |o| o.1)
+    }
+
+    /// Notes how a run ended: given back after a transient failure (with
+    /// the pause the model asked for, if it did), or not.
+    fn ran(&self, retry: &RetryPolicy, given_back: Option<Option<Duration>>) {
+        if let Ok(mut outage) = self.0.lock() {
+            *outage = match given_back {
+                Some(retry_after) => {
+                    let in_a_row = outage.0.saturating_add(1);
+                    (in_a_row, retry.delay(in_a_row, retry_after))
+                }
+                None => (0, Duration::ZERO),
+            };
+        }
+    }
 }
 
 type KafkaCommit = Commit<ConsumerOffsets, DbKeeper>;
@@ -70,6 +104,7 @@ pub(super) fn queue_lane(
         config,
         stop,
         stats: stats.clone(),
+        outage: Arc::default(),
     };
     let source = Source::Received {
         messages: received,
@@ -409,6 +444,7 @@ struct Setup {
     batching: Batching,
     /// A transient failure gives the message back to its queue.
     give_back: bool,
+    outage: Arc<Outage>,
     version: Arc<str>,
     dlq: Option<Arc<Target>>,
     outputs: Vec<(Arc<Target>, Result<Producer, WriteError>)>,
@@ -429,6 +465,36 @@ impl RetryObserver for ModelState<'_> {
 }
 
 impl Setup {
+    /// In a flow that gives messages back, waits before a run while the
+    /// model keeps failing (see [`Outage`]). False if the lane was stopped
+    /// meanwhile: the run does not start.
+    async fn back_off(&self, stop: &watch::Receiver<bool>) -> bool {
+        let pause = if self.give_back {
+            self.outage.pause()
+        } else {
+            Duration::ZERO
+        };
+        if pause.is_zero() {
+            return true;
+        }
+        let mut stop = stop.clone();
+        tokio::select! {
+            _ = stop.wait_for(|stopped| *stopped) => false,
+            () = tokio::time::sleep(pause) => true,
+        }
+    }
+
+    /// Notes, in a flow that gives messages back, how a run ended.
+    fn ran<T>(&self, retry: &RetryPolicy, result: &Result<T, RunError>) {
+        if self.give_back {
+            let given_back = match result {
+                Err(RunError::Transient(_, retry_after)) => Some(*retry_after),
+                _ => None,
+            };
+            self.outage.ran(retry, given_back);
+        }
+    }
+
     /// The flow's retry policy, for runs with this setup.
     fn retry(&self, policy: &RetryPolicy) -> RetryPolicy {
         RetryPolicy {
@@ -489,6 +555,7 @@ impl Worker {
             // Only a queue takes a message back: a Kafka partition's
             // messages are retried in place.
             give_back: config.give_back && self.acks.reads_a_queue(),
+            outage: self.outage.clone(),
             version: config.version.into(),
             dlq: config.dlq_topic.map(|topic| {
                 Arc::new(Target {
@@ -569,9 +636,12 @@ async fn run_step(
     if *stop.borrow() {
         return None;
     }
+    let retry = setup.retry(retry);
+    if !setup.back_off(&stop).await {
+        return None;
+    }
     stats.consumed.inc();
     let started = Instant::now();
-    let retry = setup.retry(retry);
     let ran = run_with_retries(&retry, stop, &ModelState(stats), || async {
         match message.payload() {
             None => Err(RunError::BadInput("the message has no value".into())),
@@ -579,6 +649,7 @@ async fn run_step(
         }
     })
     .await?;
+    setup.ran(&retry, &ran.result);
     Some(Ran {
         result: ran
             .result
@@ -645,6 +716,9 @@ async fn run_batch_step(
     if *stop.borrow() {
         return None;
     }
+    if !setup.back_off(&stop).await {
+        return None;
+    }
     let started = Instant::now();
     let mut results: Vec<Option<Result<Vec<u8>, Failure>>> = Vec::with_capacity(messages.len());
     let mut inputs = Vec::new();
@@ -674,6 +748,7 @@ async fn run_batch_step(
             executor.run_batch(url, &values)
         })
         .await?;
+        setup.ran(&retry, &ran.result);
         match ran.result {
             Ok(outputs) => {
                 for ((i, _), output) in part.iter().zip(outputs) {
@@ -922,5 +997,27 @@ impl Keeper for DbKeeper {
             .interact(move |c| failures::keep(c, &flow, &failures))
             .await
             .map_err(|error| error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outage_makes_each_next_run_wait_longer_until_one_gets_through() {
+        let (retry, outage) = (RetryPolicy::default(), Outage::default());
+        assert_eq!(outage.pause(), Duration::ZERO);
+        outage.ran(&retry, Some(None));
+        assert_eq!(outage.pause(), Duration::from_millis(200));
+        outage.ran(&retry, Some(None));
+        assert_eq!(outage.pause(), Duration::from_millis(400));
+        // The model's Retry-After is honoured.
+        outage.ran(&retry, Some(Some(Duration::from_secs(5))));
+        assert_eq!(outage.pause(), Duration::from_secs(5));
+        outage.ran(&retry, None);
+        assert_eq!(outage.pause(), Duration::ZERO);
+        outage.ran(&retry, Some(None));
+        assert_eq!(outage.pause(), Duration::from_millis(200), "counted anew");
     }
 }

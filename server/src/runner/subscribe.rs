@@ -238,6 +238,7 @@ pub async fn consume(
         config,
         stop: stop.clone(),
         stats: stats.clone(),
+        outage: Arc::default(),
     };
     let context = consumer.context().clone();
     let mut lanes: HashMap<i32, Lane> = HashMap::new();

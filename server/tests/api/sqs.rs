@@ -569,6 +569,33 @@ async fn a_flow_that_gives_back_returns_a_message_to_the_queue_while_the_model_i
         "{}",
         kafka.text()
     );
+
+    // The setting goes with its flow when the connection is deleted.
+    let marks = || async {
+        let id = flow.clone();
+        q.p.app
+            .services
+            .db
+            .interact(move |c| {
+                server::db::schema::flow_give_back::table
+                    .find(&id)
+                    .count()
+                    .get_result::<i64>(c)
+            })
+            .await
+            .unwrap()
+    };
+    assert_eq!(marks().await, 1);
+    let deleted =
+        q.p.app
+            .call(
+                "delete_broker_connection",
+                json!({"id": q.connection}),
+                Some(&q.p.admin),
+            )
+            .await;
+    assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.text());
+    assert_eq!(marks().await, 0);
 }
 
 #[tokio::test]
