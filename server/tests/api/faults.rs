@@ -49,6 +49,25 @@ pub async fn flaky_model(down: Arc<AtomicBool>, calls: Arc<AtomicUsize>) -> Stri
     server::testing::serve_model(app).await.unwrap()
 }
 
+/// A model server that refuses while `down` (at first), as `version` of
+/// acme/sentiment: whether it is down, and the calls it had.
+pub async fn flaky_version(
+    p: &crate::flows::Pipeline,
+    version: &str,
+) -> (Arc<AtomicBool>, Arc<AtomicUsize>) {
+    let (down, calls) = (
+        Arc::new(AtomicBool::new(true)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let model = flaky_model(down.clone(), calls.clone()).await;
+    p.app
+        .services
+        .add_algorithm_version("acme/sentiment", version, &format!("http:{model}"), "")
+        .await
+        .unwrap();
+    (down, calls)
+}
+
 #[tokio::test]
 async fn a_model_outage_is_retried_until_it_ends_and_loses_nothing() {
     let p = pipeline().await;

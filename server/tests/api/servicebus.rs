@@ -2,8 +2,7 @@
 //! (`support::servicebus_peer`), and, when `EVENTFLOWS_TEST_SERVICEBUS`
 //! holds a namespace's connection string, against that namespace.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
@@ -15,7 +14,7 @@ use server::db::schema::broker_connections;
 use server::servicebus::{ServiceBusAdmin, ServiceBusSettings};
 
 use crate::brokers::{admin_app, connection_count, create_topic, refuses_each_field};
-use crate::faults::flaky_model;
+use crate::faults::flaky_version;
 use crate::flows::{Pipeline, numbers_in, pipeline, read, records_on, wait_until};
 use crate::kafka::unique_topic;
 use crate::support::TestApp;
@@ -321,16 +320,7 @@ async fn a_flow_on_a_queue_runs_every_message_once_and_then_completes_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_model_outage_leaves_the_messages_on_the_queue_until_they_ran() {
     let q = bus_pipeline().await;
-    let (down, calls) = (
-        Arc::new(AtomicBool::new(true)),
-        Arc::new(AtomicUsize::new(0)),
-    );
-    let model = flaky_model(down.clone(), calls.clone()).await;
-    q.p.app
-        .services
-        .add_algorithm_version("acme/sentiment", "2.0.0", &format!("http:{model}"), "")
-        .await
-        .unwrap();
+    let (down, calls) = flaky_version(&q.p, "2.0.0").await;
     let flow = q.enable("2.0.0", None).await;
     let inputs: Vec<String> = (0..5).map(|i| json!({"i": i}).to_string()).collect();
     q.send(&inputs);
@@ -364,17 +354,8 @@ async fn a_model_outage_leaves_the_messages_on_the_queue_until_they_ran() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flow_that_gives_back_abandons_until_service_bus_dead_letters() {
     let q = bus_pipeline().await;
-    let (down, calls) = (
-        Arc::new(AtomicBool::new(true)),
-        Arc::new(AtomicUsize::new(0)),
-    );
     // It asks for a second's pause each time it refuses.
-    let model = flaky_model(down.clone(), calls.clone()).await;
-    q.p.app
-        .services
-        .add_algorithm_version("acme/sentiment", "2.0.0", &format!("http:{model}"), "")
-        .await
-        .unwrap();
+    let (down, calls) = flaky_version(&q.p, "2.0.0").await;
     let flow =
         q.p.subscribe_with(
             &q.connection,

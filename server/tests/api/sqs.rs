@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,7 @@ use server::testing::{Moto, model_taking};
 
 use crate::brokers::{admin_app, connection_count, create_topic, refuses_each_field};
 use crate::crash::{enable_in_db, model_services, start_server_in};
-use crate::faults::flaky_model;
+use crate::faults::flaky_version;
 use crate::flows::{Pipeline, Reader, numbers_in, pipeline, read, records_on, wait_until};
 use crate::kafka::{bootstrap, unique_topic};
 use crate::support::{TestApp, TestDb};
@@ -445,16 +445,7 @@ async fn a_flow_on_a_queue_runs_every_message_once_and_then_deletes_it() {
 #[tokio::test]
 async fn a_model_outage_leaves_the_messages_on_the_queue_until_they_ran() {
     let q = queue_pipeline(false).await;
-    let (down, calls) = (
-        Arc::new(AtomicBool::new(true)),
-        Arc::new(AtomicUsize::new(0)),
-    );
-    let model = flaky_model(down.clone(), calls.clone()).await;
-    q.p.app
-        .services
-        .add_algorithm_version("acme/sentiment", "2.0.0", &format!("http:{model}"), "")
-        .await
-        .unwrap();
+    let (down, calls) = flaky_version(&q.p, "2.0.0").await;
     let flow = q.enable("2.0.0").await;
     let inputs: Vec<String> = (0..5).map(|i| json!({"i": i}).to_string()).collect();
     q.send(&inputs, None).await;
@@ -485,17 +476,8 @@ async fn a_model_outage_leaves_the_messages_on_the_queue_until_they_ran() {
 #[tokio::test]
 async fn a_flow_that_gives_back_returns_a_message_to_the_queue_while_the_model_is_down() {
     let q = queue_pipeline(false).await;
-    let (down, calls) = (
-        Arc::new(AtomicBool::new(true)),
-        Arc::new(AtomicUsize::new(0)),
-    );
     // It asks for a second's pause each time it refuses.
-    let model = flaky_model(down.clone(), calls.clone()).await;
-    q.p.app
-        .services
-        .add_algorithm_version("acme/sentiment", "2.0.0", &format!("http:{model}"), "")
-        .await
-        .unwrap();
+    let (down, _) = flaky_version(&q.p, "2.0.0").await;
     let flow =
         q.p.subscribe_with(
             &q.connection,
