@@ -168,7 +168,7 @@ pub struct InFlight {
     settling: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// The sequence numbers of messages that ran but could not be
     /// completed: delivered again, they are completed without running.
-    ran: Mutex<std::collections::HashSet<i64>>,
+    ran: Mutex<std::collections::BTreeSet<i64>>,
     /// Messages given back, by number, with when to abandon them; marked
     /// in `held` whenever it is next locked.
     returning: Mutex<BTreeMap<i64, tokio::time::Instant>>,
@@ -281,9 +281,14 @@ impl InFlight {
     }
 
     /// Remembers that these messages ran but were not completed.
+    /// At most [`RAN_KEPT`] are remembered, the newest: an older one, if
+    /// it comes back, runs again rather than being lost.
     fn not_completed(&self, messages: impl IntoIterator<Item = i64>) {
         if let Ok(mut ran) = self.ran.lock() {
             ran.extend(messages);
+            while ran.len() > RAN_KEPT {
+                ran.pop_first();
+            }
         }
     }
 
@@ -447,6 +452,11 @@ impl InFlight {
         }
     }
 }
+
+/// How many messages that ran but could not be completed a flow remembers
+/// (by sequence number, which grows), so that the set stays bounded when
+/// another reader takes them.
+const RAN_KEPT: usize = 10_000;
 
 /// The flow's state while its entity does not exist.
 fn gone(path: &str) -> String {
@@ -1090,5 +1100,20 @@ fn peeked_of(
             message.sequence_number(),
             message.delivery_count().unwrap_or(1).saturating_sub(1)
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_messages_that_ran_uncompleted_are_remembered_newest_first_within_a_bound() {
+        let in_flight = InFlight::new("flow".into());
+        in_flight.not_completed(0..(RAN_KEPT as i64 + 5));
+        let ran = in_flight.ran.lock().unwrap();
+        assert_eq!(ran.len(), RAN_KEPT);
+        assert_eq!(ran.first(), Some(&5), "the oldest are forgotten");
+        assert!(ran.contains(&(RAN_KEPT as i64 + 4)));
     }
 }

@@ -61,7 +61,7 @@ pub struct InFlight {
     flow: Arc<str>,
     handles: Mutex<BTreeMap<i64, String>>,
     /// The deletes and returns under way, awaited when the flow stops.
-    deleting: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    settling: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl InFlight {
@@ -71,7 +71,7 @@ impl InFlight {
             url,
             flow,
             handles: Mutex::default(),
-            deleting: Mutex::default(),
+            settling: Mutex::default(),
         }
     }
 
@@ -102,10 +102,7 @@ impl InFlight {
                 .map(|chunk| delete(&client, &url, &flow, chunk));
             futures::future::join_all(chunks).await;
         });
-        if let Ok(mut deleting) = self.deleting.lock() {
-            deleting.retain(|d| !d.is_finished());
-            deleting.push(task);
-        }
+        self.track(task);
     }
 
     /// The message numbered `number` goes back to the queue: it is made
@@ -123,16 +120,22 @@ impl InFlight {
         let task = tokio::spawn(async move {
             set_visibility(&client, &url, &flow, &[handle], seconds).await;
         });
-        if let Ok(mut deleting) = self.deleting.lock() {
-            deleting.retain(|d| !d.is_finished());
-            deleting.push(task);
+        self.track(task);
+    }
+
+    /// Keeps `task` (a delete or a return) to be awaited when the flow
+    /// stops.
+    fn track(&self, task: tokio::task::JoinHandle<()>) {
+        if let Ok(mut settling) = self.settling.lock() {
+            settling.retain(|t| !t.is_finished());
+            settling.push(task);
         }
     }
 
-    /// Waits, at most `limit`, for the deletes under way.
-    async fn deleted(&self, limit: Duration) {
+    /// Waits, at most `limit`, for the deletes and returns under way.
+    async fn settled(&self, limit: Duration) {
         let tasks = self
-            .deleting
+            .settling
             .lock()
             .map(|mut d| std::mem::take(&mut *d))
             .unwrap_or_default();
@@ -370,7 +373,7 @@ pub async fn consume(
     extender.abort();
     measurer.abort();
     let settle = async {
-        in_flight.deleted(RELEASE_TIMEOUT / 2).await;
+        in_flight.settled(RELEASE_TIMEOUT / 2).await;
         in_flight.set_visibility(0).await;
     };
     if tokio::time::timeout(RELEASE_TIMEOUT, settle).await.is_err() {

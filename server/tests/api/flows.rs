@@ -337,15 +337,8 @@ impl Pipeline {
         }
         let reply = self.app.call("save_flow", request, Some(&self.ana)).await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
-        let events: Vec<app::domain::GrantedTopic> = self
-            .app
-            .call_as(
-                "list_events",
-                json!({"org": "acme", "name": "sentiment"}),
-                Some(&self.ana),
-            )
-            .await;
-        events
+        self.events()
+            .await
             .into_iter()
             .find(|e| e.connection_id == connection && e.topic == topic)
             .and_then(|e| e.flow)
@@ -410,11 +403,22 @@ impl Pipeline {
 
     /// The Events tab's row of the input topic.
     pub async fn input_row(&self) -> GrantedTopic {
+        self.row(&self.input).await
+    }
+
+    /// The Events tab's (first) row of `topic`.
+    pub async fn row(&self, topic: &str) -> GrantedTopic {
         self.events()
             .await
             .into_iter()
-            .find(|r| r.topic == self.input)
-            .unwrap()
+            .find(|r| r.topic == topic)
+            .unwrap_or_else(|| panic!("no row of {topic}"))
+    }
+
+    /// A dry run of `version` on the flow's `sample`, as the member asks it.
+    pub async fn try_version(&self, flow: &str, version: &str, sample: Value) -> Reply {
+        let request = json!({"request": {"flow_id": flow, "version": version, "sample": sample}});
+        self.app.call("try_version", request, Some(&self.ana)).await
     }
 
     pub async fn subscribe_flow_id(&self) -> String {

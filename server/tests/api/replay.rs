@@ -406,12 +406,7 @@ async fn a_dry_run_compares_a_version_on_recent_messages_and_publishes_nothing()
     .await;
     let outputs = Reader::new(&p.output);
     assert_eq!(outputs.read(45, Duration::from_secs(30)).await.len(), 45);
-    let dry = |version: &str, sample: Value| {
-        let request = json!({"request": {"flow_id": flow, "version": version, "sample": sample}});
-        let app = &p.app;
-        let ana = p.ana.clone();
-        async move { app.call("try_version", request, Some(&ana)).await }
-    };
+    let dry = |version: &'static str, sample: Value| p.try_version(&flow, version, sample);
 
     // The same model: the same outputs, and the five it refuses fail.
     let same = dry("1.1.0", json!({"Recent": 50})).await;

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use diesel::prelude::*;
 use serde_json::{Value, json};
 
-use app::domain::{BrokerConnectionDetails, BrokerKind, EntityKind, GrantedTopic, TopicInfo};
+use app::domain::{BrokerConnectionDetails, BrokerKind, EntityKind, TopicInfo};
 use server::db::schema::broker_connections;
 use server::servicebus::{ServiceBusAdmin, ServiceBusSettings};
 
@@ -256,6 +256,21 @@ impl BusPipeline {
             .await
             .unwrap();
         self.enable("3.0.0", None).await
+    }
+
+    /// Runs echo on the queue until a message came through, then deletes
+    /// the queue and waits until the flow says it is gone; the flow's id.
+    async fn echo_then_delete(&self) -> String {
+        let flow = self.enable_echo().await;
+        self.send(&[json!({"i": 0}).to_string()]);
+        assert_eq!(read(&self.p.output, 1).await.len(), 1);
+        self.peer.delete_entity(&self.queue);
+        let gone = format!("the queue or subscription '{}' does not exist", self.queue);
+        wait_until("the flow says its queue is gone", || async {
+            self.p.stats(&flow).await.state == gone
+        })
+        .await;
+        flow
     }
 
     /// A new queue acme/sentiment may publish to; its name.
@@ -608,15 +623,7 @@ async fn round_trip(connection_string: &str) {
 async fn a_flow_may_dead_letter_to_its_queues_own_dead_letter_subqueue() {
     let q = bus_pipeline().await;
     let own = format!("{}/$deadletterqueue", q.queue);
-    let events: Vec<GrantedTopic> =
-        q.p.app
-            .call_as(
-                "list_events",
-                json!({"org": "acme", "name": "sentiment"}),
-                Some(&q.p.ana),
-            )
-            .await;
-    let row = events.iter().find(|e| e.topic == q.queue).unwrap();
+    let row = q.p.row(&q.queue).await;
     assert_eq!(row.dlq_options.first(), Some(&own), "{row:?}");
     let flow = q.enable("1.0.0", Some(&own)).await;
     q.send(&[
@@ -659,16 +666,7 @@ async fn a_flow_may_dead_letter_to_its_queues_own_dead_letter_subqueue() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queue_deleted_under_its_flow_is_the_flows_state_until_it_is_back() {
     let q = bus_pipeline().await;
-    let flow = q.enable_echo().await;
-    q.send(&[json!({"i": 0}).to_string()]);
-    assert_eq!(read(&q.p.output, 1).await.len(), 1);
-
-    q.peer.delete_entity(&q.queue);
-    let gone = format!("the queue or subscription '{}' does not exist", q.queue);
-    wait_until("the flow says its queue is gone", || async {
-        q.p.stats(&flow).await.state == gone
-    })
-    .await;
+    let flow = q.echo_then_delete().await;
 
     q.peer.create_queue(&q.queue);
     q.send(&[json!({"i": 1}).to_string()]);
@@ -713,28 +711,12 @@ async fn an_entity_that_requires_sessions_is_refused_with_the_reason() {
         "{}",
         reply.text()
     );
-    let rows: Vec<app::domain::GrantedTopic> =
-        q.p.app
-            .call_as(
-                "list_events",
-                json!({"org": "acme", "name": "sentiment"}),
-                Some(&q.p.ana),
-            )
-            .await;
-    let row = rows.iter().find(|r| r.topic == sessions).unwrap();
+    let row = q.p.row(&sessions).await;
     assert!(row.flow.is_none(), "{row:?}");
 
     // A queue that comes to require sessions under its flow is the flow's
     // state.
-    let flow = q.enable_echo().await;
-    q.send(&[json!({"i": 0}).to_string()]);
-    assert_eq!(read(&q.p.output, 1).await.len(), 1);
-    q.peer.delete_entity(&q.queue);
-    let gone = format!("the queue or subscription '{}' does not exist", q.queue);
-    wait_until("the flow says its queue is gone", || async {
-        q.p.stats(&flow).await.state == gone
-    })
-    .await;
+    let flow = q.echo_then_delete().await;
     q.peer.create_session_queue(&q.queue);
     let state = format!(
         "the queue or subscription '{}' requires sessions, which flows do not read",
@@ -787,13 +769,7 @@ async fn letters_on_a_service_bus_queue_are_tried_and_replayed_through_another_v
         .find(|l| l["value"].as_str().unwrap().contains("no_text"))
         .unwrap();
     let tried =
-        q.p.app
-            .call(
-                "try_version",
-                json!({"request": {"flow_id": flow, "version": "2.0.0",
-                "sample": {"Letters": [json_letter["id"]]}}}),
-                Some(&q.p.ana),
-            )
+        q.p.try_version(&flow, "2.0.0", json!({"Letters": [json_letter["id"]]}))
             .await;
     assert_eq!(tried.status, StatusCode::OK, "{}", tried.text());
     assert_eq!(tried.json()["different"], 1, "{}", tried.text());

@@ -487,15 +487,7 @@ async fn a_flow_that_gives_back_returns_a_message_to_the_queue_while_the_model_i
             json!({"give_back": true}),
         )
         .await;
-    let rows: Vec<app::domain::GrantedTopic> =
-        q.p.app
-            .call_as(
-                "list_events",
-                json!({"org": "acme", "name": "sentiment"}),
-                Some(&q.p.ana),
-            )
-            .await;
-    let row = rows.iter().find(|r| r.topic == q.queue).unwrap();
+    let row = q.p.row(&q.queue).await;
     assert_eq!(row.connection_kind, BrokerKind::Sqs);
     assert!(row.flow.as_ref().unwrap().give_back, "{row:?}");
     q.send(&[json!({"i": 7}).to_string()], None).await;
@@ -802,13 +794,7 @@ async fn bad_messages_go_to_the_flows_dead_letter_queue_and_are_replayed_from_it
         .find(|l| l["value"].as_str().unwrap().contains("no_text"))
         .unwrap();
     let tried =
-        q.p.app
-            .call(
-                "try_version",
-                json!({"request": {"flow_id": flow, "version": "2.0.0",
-                "sample": {"Letters": [json_letter["id"]]}}}),
-                Some(&q.p.ana),
-            )
+        q.p.try_version(&flow, "2.0.0", json!({"Letters": [json_letter["id"]]}))
             .await;
     assert_eq!(tried.status, StatusCode::OK, "{}", tried.text());
     assert_eq!(tried.json()["different"], 1, "{}", tried.text());
