@@ -62,6 +62,10 @@ pub struct InFlight {
     handles: Mutex<BTreeMap<i64, String>>,
     /// The deletes and returns under way, awaited when the flow stops.
     settling: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Held across each change of visibility, so that a message given back
+    /// is not made invisible again by an extension whose list of handles
+    /// was taken before it was given back.
+    visibility: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl InFlight {
@@ -72,6 +76,7 @@ impl InFlight {
             flow,
             handles: Mutex::default(),
             settling: Mutex::default(),
+            visibility: Arc::default(),
         }
     }
 
@@ -117,7 +122,10 @@ impl InFlight {
             .ceil()
             .clamp(0.0, MAX_VISIBILITY_SECS as f64) as i32;
         let (client, url, flow) = (self.client.clone(), self.url.clone(), self.flow.clone());
+        let visibility = self.visibility.clone();
         let task = tokio::spawn(async move {
+            // After any extension under way, which may still name it.
+            let _changing = visibility.lock().await;
             set_visibility(&client, &url, &flow, &[handle], seconds).await;
         });
         self.track(task);
@@ -156,6 +164,7 @@ impl InFlight {
 
     /// Sets the visibility timeout of every message held to `seconds`.
     async fn set_visibility(&self, seconds: i32) {
+        let _changing = self.visibility.lock().await;
         set_visibility(&self.client, &self.url, &self.flow, &self.held(), seconds).await;
     }
 }

@@ -76,6 +76,31 @@ fn sources(outputs: &[crate::flows::Read]) -> Vec<(i32, i64)> {
         .collect()
 }
 
+/// How long a restarted server may write no new output before a test
+/// calls its inputs lost.
+const STALLED: Duration = Duration::from_secs(60);
+
+/// Per partition: how many offsets have an output, the first offset past
+/// them, and how many below that have none (lost, not merely not reached).
+fn gaps(unique: &HashSet<(i32, i64)>) -> String {
+    let mut per: std::collections::BTreeMap<i32, (usize, i64)> = Default::default();
+    for &(partition, offset) in unique {
+        let entry = per.entry(partition).or_default();
+        entry.0 += 1;
+        entry.1 = entry.1.max(offset + 1);
+    }
+    per.iter()
+        .map(|(partition, (count, end))| {
+            let missing = *end as usize - count;
+            let first = (0..*end).find(|o| !unique.contains(&(*partition, *o)));
+            format!(
+                "partition {partition}: {count} done up to offset {end}, {missing} missing below it (first {first:?})"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// Services on the test's database with the key file a server process
 /// will use, with local model servers allowed, and `acme/model` 1.0.0 on
 /// `runtime`.
@@ -246,7 +271,7 @@ async fn killing_the_server_during_runs_in_flight_per_key_loses_no_message() {
         crate::kafka::produce_keyed_to_partition_on(&bootstrap, &input, partition, &records).await;
     }
     // Killed well into the stream, once offsets have been committed.
-    let reader = Reader::on(&bootstrap, &output);
+    let reader = Reader::uncommitted_on(&bootstrap, &output);
     let (duplicates, at_kill) = kill_after_and_restart(&db, &reader, 3 * PER_PARTITION, 1500).await;
     // What runs again is what was started, or written but not yet
     // acknowledged or committed (every 100 ms) at the kill. A server that
@@ -294,18 +319,28 @@ async fn kill_after_and_restart(
     let log_path = db.dir.join("restarted.log");
     let log = std::fs::File::create(&log_path).unwrap();
     let _server = start_server_in(db, &db.dir, Stdio::from(log), &[]).0;
-    let deadline = Instant::now() + Duration::from_secs(120);
+    // Waits while outputs keep coming: a loaded machine is slow, but a
+    // lost or stuck message stops the count short of `n` for good.
+    let mut seen = 0;
+    let mut deadline = Instant::now() + STALLED;
     let outputs = loop {
         let outputs = reader.read(n * 2, Duration::from_secs(2)).await;
-        if sources(&outputs).into_iter().collect::<HashSet<_>>().len() >= n {
+        let unique: HashSet<_> = sources(&outputs).into_iter().collect();
+        if unique.len() >= n {
             break outputs;
         }
-        if Instant::now() >= deadline {
-            let unique: HashSet<_> = sources(&outputs).into_iter().collect();
-            let mut per: HashMap<i32, usize> = HashMap::new();
-            for (p, _) in &unique {
-                *per.entry(*p).or_default() += 1;
-            }
+        if unique.len() > seen {
+            seen = unique.len();
+            deadline = Instant::now() + STALLED;
+        } else if Instant::now() >= deadline {
+            // What is missing first: a runner's log is long, and what shows
+            // a failure may keep only its first lines.
+            let missing = format!(
+                "after the restart only {} of {n} inputs have an output, none new for {STALLED:?} \
+                 ({at_kill} at the kill); {}",
+                unique.len(),
+                gaps(&unique)
+            );
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
             let tail: Vec<&str> = log
                 .lines()
@@ -314,13 +349,10 @@ async fn kill_after_and_restart(
                 .take(40)
                 .collect();
             eprintln!(
-                "--- the restarted server, last lines:\n{}",
+                "{missing}\n--- the restarted server, last lines:\n{}",
                 tail.into_iter().rev().collect::<Vec<_>>().join("\n")
             );
-            panic!(
-                "after the restart only {} of {n} inputs have an output (per partition {per:?}; {at_kill} at the kill)",
-                unique.len()
-            );
+            panic!("{missing}");
         }
     };
     let all = sources(&outputs);

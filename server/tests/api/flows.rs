@@ -173,7 +173,12 @@ impl Reader {
     /// [`Reader::new`], reading past the last stable offset (which tansu
     /// can leave far behind what an idempotent producer wrote).
     pub fn uncommitted(topic: &str) -> Self {
-        let consumer = reader_consumer_with(bootstrap(), topic, "read_uncommitted");
+        Self::uncommitted_on(bootstrap(), topic)
+    }
+
+    /// [`Reader::uncommitted`] on another broker.
+    pub fn uncommitted_on(bootstrap: &str, topic: &str) -> Self {
+        let consumer = reader_consumer_with(bootstrap, topic, "read_uncommitted");
         Reader {
             inner: std::sync::Arc::new(std::sync::Mutex::new((consumer, Vec::new()))),
         }
