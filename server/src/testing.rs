@@ -267,3 +267,25 @@ pub async fn servicebus_send(
     client.dispose().await?;
     Ok(())
 }
+
+/// Puts the producer through which `runner` writes to the broker
+/// `connection_id` into a fatal state, as librdkafka does when an
+/// idempotent producer can no longer keep its records in order; every
+/// later write through it fails. False if there is no producer yet.
+pub fn make_producer_fatal(runner: &crate::runner::Runner, connection_id: &str) -> bool {
+    use rdkafka::producer::Producer;
+    let Some(producer) = runner.current_producer(connection_id) else {
+        return false;
+    };
+    let reason = c"made fatal by a test";
+    // SAFETY: the client pointer is valid while `producer` is held, and
+    // `reason` is a NUL-terminated string librdkafka copies.
+    let code = unsafe {
+        rdkafka::bindings::rd_kafka_test_fatal_error(
+            producer.client().native_ptr(),
+            rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+            reason.as_ptr(),
+        )
+    };
+    code == rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR
+}

@@ -921,7 +921,8 @@ impl Sink for KafkaSink {
                 producer: super::publish::producer_id(producer),
                 delivery,
             })),
-            Err((error, _)) => Err(WriteError::from_kafka(&target.topic, &error)),
+            Err((error, _)) => Err(WriteError::from_kafka(&target.topic, &error)
+                .through(super::publish::producer_id(producer))),
         }
     }
 }

@@ -89,6 +89,12 @@ impl Runner {
             .clone())
     }
 
+    /// The connection's shared producer, if one was created.
+    pub(crate) fn current_producer(&self, connection_id: &str) -> Option<FutureProducer> {
+        let map = self.inner.producers.by_connection.lock().ok()?;
+        map.get(connection_id).cloned()
+    }
+
     /// Forgets the connection's producer if it is still the producer
     /// `failed` ([`producer_id`]), so that the next write makes a new one,
     /// and has every lane take it up from its next message. The old one is
@@ -104,7 +110,7 @@ impl Runner {
         if let Some(producer) = removed {
             tracing::info!(
                 connection = connection_id,
-                "a write timed out; writing through a new producer"
+                "a write timed out or the producer failed; writing through a new producer"
             );
             self.inner
                 .publish_generation

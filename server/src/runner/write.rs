@@ -20,12 +20,13 @@ pub enum WriteError {
     Permanent(String),
     /// Worth sending again.
     Retryable(String),
-    /// The broker did not acknowledge it in time: worth sending again,
-    /// through a new producer. After a timeout an idempotent producer has
-    /// to bump its epoch, which not every broker serves (tansu 0.6.0 fails
-    /// every later write of that producer). With the id of the producer
-    /// that gave up (see [`WriteError::through`]).
-    TimedOut(String, u64),
+    /// Worth sending again, through a new producer: the broker did not
+    /// acknowledge it in time (an idempotent producer then has to bump its
+    /// epoch, which not every broker serves: tansu 0.6.0 fails every later
+    /// write of that producer), or the producer is in a fatal state and
+    /// fails every write. With the id of the producer that failed (see
+    /// [`WriteError::through`]).
+    NewProducer(String, u64),
 }
 
 impl WriteError {
@@ -35,8 +36,8 @@ impl WriteError {
         let message = format!("writing to '{topic}' failed: {error}");
         if code.is_some_and(is_permanent) {
             WriteError::Permanent(message)
-        } else if code == Some(RDKafkaErrorCode::MessageTimedOut) {
-            WriteError::TimedOut(message, 0)
+        } else if code.is_some_and(spends_the_producer) {
+            WriteError::NewProducer(message, 0)
         } else {
             WriteError::Retryable(message)
         }
@@ -44,17 +45,38 @@ impl WriteError {
 
     pub fn message(&self) -> &str {
         match self {
-            WriteError::Permanent(m) | WriteError::Retryable(m) | WriteError::TimedOut(m, _) => m,
+            WriteError::Permanent(m) | WriteError::Retryable(m) | WriteError::NewProducer(m, _) => {
+                m
+            }
         }
     }
 
     /// The error of a write through the producer `id`.
     pub fn through(self, id: u64) -> Self {
         match self {
-            WriteError::TimedOut(message, _) => WriteError::TimedOut(message, id),
+            WriteError::NewProducer(message, _) => WriteError::NewProducer(message, id),
             other => other,
         }
     }
+}
+
+/// Errors after which the producer that gave them is not used again: a
+/// timeout, and the errors of an idempotent producer that can no longer
+/// keep its records in order (librdkafka raises a fatal error for them, and
+/// fails every later write of that producer with `Fatal`, and those it held
+/// with `PurgeQueue`).
+fn spends_the_producer(code: RDKafkaErrorCode) -> bool {
+    use RDKafkaErrorCode as E;
+    matches!(
+        code,
+        E::MessageTimedOut
+            | E::Fatal
+            | E::PurgeQueue
+            | E::OutOfOrderSequenceNumber
+            | E::InvalidProducerEpoch
+            | E::UnknownProducerId
+            | E::ProducerFenced
+    )
 }
 
 /// Errors that sending the same record again cannot cure. librdkafka has
@@ -114,11 +136,21 @@ mod tests {
                 WriteError::Permanent(_)
             ));
         }
-        let timed_out = KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut);
-        assert!(matches!(
-            WriteError::from_kafka("t", &timed_out),
-            WriteError::TimedOut(_, 0)
-        ));
+        for code in [
+            RDKafkaErrorCode::MessageTimedOut,
+            RDKafkaErrorCode::Fatal,
+            RDKafkaErrorCode::PurgeQueue,
+            RDKafkaErrorCode::OutOfOrderSequenceNumber,
+        ] {
+            let error = KafkaError::MessageProduction(code);
+            assert!(
+                matches!(
+                    WriteError::from_kafka("t", &error),
+                    WriteError::NewProducer(_, 0)
+                ),
+                "{code:?} is written through a new producer"
+            );
+        }
         for code in [
             RDKafkaErrorCode::QueueFull,
             RDKafkaErrorCode::AllBrokersDown,

@@ -42,8 +42,8 @@ pub(super) trait Sink {
     /// write that can never succeed.
     async fn producer(&self, target: &Target) -> Result<Self::Producer, WriteError>;
     /// Stops using the producer `id` for the target's connection after a
-    /// write through it timed out: the next [`Sink::producer`] makes a new
-    /// one (unless that was done already).
+    /// write through it timed out or it failed: the next
+    /// [`Sink::producer`] makes a new one (unless that was done already).
     fn renew(&self, target: &Target, id: u64);
     /// Hands a record to the producer without waiting for the broker.
     fn send(
@@ -185,7 +185,7 @@ impl Resend {
     fn of<D>(state: &WriteState<D>) -> Self {
         match state {
             WriteState::Acked => Resend::Acked,
-            WriteState::Failed(WriteError::Retryable(_) | WriteError::TimedOut(..))
+            WriteState::Failed(WriteError::Retryable(_) | WriteError::NewProducer(..))
             | WriteState::Sent(_) => Resend::Retryable,
             WriteState::Failed(WriteError::Permanent(_)) => Resend::Permanent,
             WriteState::GaveUp => Resend::Done,
@@ -581,10 +581,11 @@ impl<S: Sink> Writer<S> {
                     .collect()
             })
             .collect();
-        // A write that timed out is sent again through a new producer.
+        // A write that timed out, or whose producer failed, is sent again
+        // through a new producer.
         let mut renew = self.messages.iter().find_map(|p| {
             p.writes.iter().find_map(|w| match &w.state {
-                WriteState::Failed(WriteError::TimedOut(_, id)) if *w.target == **target => {
+                WriteState::Failed(WriteError::NewProducer(_, id)) if *w.target == **target => {
                     Some(*id)
                 }
                 _ => None,
@@ -669,7 +670,7 @@ impl<S: Sink> Writer<S> {
                             return Some(Ok(()));
                         }
                         Err(error) => {
-                            if let WriteError::TimedOut(_, id) = &error {
+                            if let WriteError::NewProducer(_, id) = &error {
                                 *renew = Some(*id);
                             }
                             error
@@ -1016,7 +1017,7 @@ mod tests {
     #[tokio::test]
     async fn a_write_that_timed_out_is_sent_again_through_a_new_producer() {
         let sink = FakeSink::default();
-        let timed_out = Answer::Fail(WriteError::TimedOut("no answer in time".into(), 0));
+        let timed_out = Answer::Fail(WriteError::NewProducer("no answer in time".into(), 0));
         sink.script("out", [Answer::Ack, timed_out]);
         let (mut writer, _stop, mut next) = submitted(&sink, 3).await;
         assert!(writer.join(&mut next).await);

@@ -427,6 +427,54 @@ async fn flows_enabled_before_consumer_groups_were_stored_keep_their_group() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_in_a_fatal_state_is_replaced_and_no_output_is_lost() {
+    // librdkafka puts an idempotent producer in a fatal state when it can
+    // no longer keep its records in order (an epoch it cannot bump, a
+    // sequence the broker refuses); from then on every write through it
+    // fails. The flow must write through a new producer.
+    let p = pipeline().await;
+    p.save(&p.output, "publish", "1.0.0", None).await;
+    p.save(&p.input, "subscribe", "1.0.0", None).await;
+    let flow = p.subscribe_flow_id().await;
+    let text = |i: usize| json!({"text": format!("good {i}")}).to_string();
+    produce_to_partition(&p.input, 0, &(0..10).map(text).collect::<Vec<_>>()).await;
+    assert_eq!(read(&p.output, 10).await.len(), 10, "outputs before");
+
+    assert!(
+        server::testing::make_producer_fatal(&p.app.services.runner, &p.connection),
+        "the connection has a producer"
+    );
+    const N: usize = 60;
+    produce_to_partition(&p.input, 0, &(10..N).map(text).collect::<Vec<_>>()).await;
+    let reader = crate::flows::Reader::new(&p.output);
+    let mut written = std::collections::HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while written.len() < N && Instant::now() < deadline {
+        written = reader
+            .read(2 * N, Duration::from_secs(1))
+            .await
+            .iter()
+            .map(|r| {
+                r.headers["eventflows-source-offset"]
+                    .parse::<i64>()
+                    .unwrap()
+            })
+            .collect();
+    }
+    assert_eq!(
+        written.len(),
+        N,
+        "every input has an output after the producer failed (state: {})",
+        p.stats(&flow).await.state
+    );
+    wait_until("the flow runs on", || async {
+        let s = p.stats(&flow).await;
+        s.state == "running" && s.succeeded == N as u64
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_that_fail_while_their_broker_is_away_are_sent_again_in_input_order() {
     // Outputs go to a broker of their own, which goes away while the input's
     // broker stays: the flow keeps running messages, and their writes fail
