@@ -2,10 +2,12 @@
 //! or the messages an SQS or Service Bus flow received, taken a batch at a
 //! time.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
 
 use futures::{FutureExt, StreamExt};
 use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
+use rdkafka::consumer::{ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::OwnedMessage;
 use tokio::sync::{mpsc, watch};
@@ -85,8 +87,46 @@ impl Source {
     }
 }
 
+/// The queue of each partition a flow's lanes read, shared by the lanes of
+/// one partition: a lane still finishing after its partition was revoked,
+/// and the new lane of the partition assigned again, read through the same
+/// queue.
+///
+/// Every queue split off for a partition is a handle on the partition's
+/// one fetch queue, and dropping a handle switches off the wake-ups of that
+/// fetch queue: a new lane with a queue of its own would never be woken
+/// again once the old lane dropped its queue, and its partition would stop.
+pub(super) struct PartitionQueues<C: ConsumerContext + 'static>(
+    HashMap<i32, Weak<StreamPartitionQueue<C>>>,
+);
+
+impl<C: ConsumerContext + 'static> Default for PartitionQueues<C> {
+    fn default() -> Self {
+        PartitionQueues(HashMap::new())
+    }
+}
+
+impl<C: ConsumerContext + 'static> PartitionQueues<C> {
+    /// The queue of `partition` of `topic`: the one a lane still holds, or
+    /// a new one split off the consumer (`None` if that cannot be done).
+    pub fn get(
+        &mut self,
+        consumer: &Arc<StreamConsumer<C>>,
+        topic: &str,
+        partition: i32,
+    ) -> Option<Arc<StreamPartitionQueue<C>>> {
+        self.0.retain(|_, queue| queue.strong_count() > 0);
+        if let Some(queue) = self.0.get(&partition).and_then(Weak::upgrade) {
+            return Some(queue);
+        }
+        let queue = Arc::new(consumer.split_partition_queue(topic, partition)?);
+        self.0.insert(partition, Arc::downgrade(&queue));
+        Some(queue)
+    }
+}
+
 pub(super) struct PartitionSource {
-    queue: StreamPartitionQueue<FlowContext>,
+    queue: Arc<StreamPartitionQueue<FlowContext>>,
     /// Messages of the partition that reached the consumer's queue instead
     /// (see `subscribe`); they come first.
     strays: mpsc::Receiver<OwnedMessage>,
@@ -96,7 +136,7 @@ pub(super) struct PartitionSource {
 
 impl PartitionSource {
     pub fn new(
-        queue: StreamPartitionQueue<FlowContext>,
+        queue: Arc<StreamPartitionQueue<FlowContext>>,
         strays: mpsc::Receiver<OwnedMessage>,
         stats: Arc<Stats>,
     ) -> Self {
@@ -167,5 +207,67 @@ impl PartitionSource {
     fn failed(&self, error: KafkaError) {
         tracing::debug!(%error, "partition fetch error");
         self.stats.broker_away(error);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rdkafka::consumer::{Consumer, DefaultConsumerContext};
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_new_lane_is_woken_after_the_old_lane_of_its_partition_lets_go() {
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic("in", 1, 1).unwrap();
+        let bootstrap = cluster.bootstrap_servers();
+        let consumer: Arc<StreamConsumer<DefaultConsumerContext>> = Arc::new(
+            ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .set("group.id", "lanes")
+                .set("enable.auto.commit", "false")
+                .create()
+                .unwrap(),
+        );
+        let mut assignment = TopicPartitionList::new();
+        assignment
+            .add_partition_offset("in", 0, Offset::Beginning)
+            .unwrap();
+        consumer.assign(&assignment).unwrap();
+        let mut queues = PartitionQueues::default();
+        // A lane still finishing after a revoke, and the partition's new lane.
+        let old = queues.get(&consumer, "in", 0).unwrap();
+        let new = queues.get(&consumer, "in", 0).unwrap();
+        drop(old);
+
+        // The new lane waits for a message before there is one.
+        let mut next = std::pin::pin!(new.recv());
+        assert!(futures::poll!(&mut next).is_pending());
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .create()
+            .unwrap();
+        producer
+            .send(
+                FutureRecord::<(), _>::to("in").payload("m"),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+        // Only a wake-up counts: when the time is up the queue is not read.
+        let woken = tokio::select! {
+            biased;
+            () = tokio::time::sleep(Duration::from_secs(10)) => None,
+            message = &mut next => Some(message),
+        };
+        assert!(
+            matches!(woken, Some(Ok(_))),
+            "the new lane is woken for the message"
+        );
     }
 }

@@ -30,7 +30,7 @@ use app::domain::AppError;
 
 use super::lane::{self, Acks, Worker};
 use super::revoke::{FinishOnDrop, LaneControl, Lanes, blocking_in_callback};
-use super::source::{PartitionSource, Source};
+use super::source::{PartitionQueues, PartitionSource, Source};
 use super::{FlowConfig, Runner, Stats};
 use crate::db::flows::ActiveFlow;
 use crate::kafka::BrokerSettings;
@@ -242,6 +242,7 @@ pub async fn consume(
     };
     let context = consumer.context().clone();
     let mut lanes: HashMap<i32, Lane> = HashMap::new();
+    let mut queues = PartitionQueues::default();
     let mut stream = consumer.stream();
     let mut liveness = tokio::time::interval(LIVENESS_POLL);
     liveness.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -261,7 +262,7 @@ pub async fn consume(
                     if lanes.contains_key(&partition) {
                         continue;
                     }
-                    match Lane::start(&worker, &consumer, partition, &context.lanes) {
+                    match Lane::start(&worker, &consumer, partition, &context.lanes, &mut queues) {
                         Some(lane) => {
                             lanes.insert(partition, lane);
                         }
@@ -298,7 +299,13 @@ pub async fn consume(
                 let lane = match lanes.entry(partition) {
                     std::collections::hash_map::Entry::Occupied(lane) => lane.into_mut(),
                     std::collections::hash_map::Entry::Vacant(entry) => {
-                        match Lane::start(&worker, &consumer, partition, &context.lanes) {
+                        match Lane::start(
+                            &worker,
+                            &consumer,
+                            partition,
+                            &context.lanes,
+                            &mut queues,
+                        ) {
                             Some(lane) => entry.insert(lane),
                             None => continue,
                         }
@@ -336,8 +343,9 @@ impl Lane {
         consumer: &Arc<StreamConsumer<FlowContext>>,
         partition: i32,
         registry: &Lanes,
+        queues: &mut PartitionQueues<FlowContext>,
     ) -> Option<Self> {
-        let queue = consumer.split_partition_queue(&worker.spec.topic, partition)?;
+        let queue = queues.get(consumer, &worker.spec.topic, partition)?;
         let (strays, stray_receiver) = mpsc::channel(1);
         let (control, stop) = LaneControl::new();
         registry.register(partition, control.clone());
