@@ -690,9 +690,10 @@ async fn fill(
     let mut stop = stop.clone();
     while queue.len() < size {
         tokio::select! {
-            more = source.next() => queue.extend(more),
-            _ = tokio::time::sleep_until(deadline) => break,
+            biased;
             _ = stop.wait_for(|stopped| *stopped) => break,
+            _ = tokio::time::sleep_until(deadline) => break,
+            more = source.next() => queue.extend(more),
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
@@ -21,9 +21,22 @@ pub(super) fn producer_id(producer: &FutureProducer) -> u64 {
 /// otherwise; then it fails and the flow sends it again (in order).
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a producer is kept at least before a failed write replaces
+/// it: an error that every new producer meets at once (the broker refuses
+/// idempotent writes, say) makes a new producer this often at most, and
+/// its writes are sent again meanwhile.
+const KEPT_AT_LEAST: Duration = Duration::from_secs(5);
+
+/// Whether a failed write through the producer `failed` replaces `kept`
+/// (a producer and when it was made).
+fn renewable((producer, made): &(FutureProducer, Instant), failed: u64) -> bool {
+    producer_id(producer) == failed && made.elapsed() >= KEPT_AT_LEAST
+}
+
 #[derive(Default)]
 pub(crate) struct Producers {
-    by_connection: Mutex<HashMap<String, FutureProducer>>,
+    /// Each connection's producer, and when it was made.
+    by_connection: Mutex<HashMap<String, (FutureProducer, Instant)>>,
     /// The producers' `message.timeout.ms`; 0 for [`SEND_TIMEOUT`].
     timeout_ms: AtomicU64,
 }
@@ -54,7 +67,7 @@ impl Runner {
             .by_connection
             .lock()
             .ok()
-            .and_then(|m| m.get(connection_id).cloned())
+            .and_then(|m| m.get(connection_id).map(|(p, _)| p.clone()))
         {
             return Ok(p);
         }
@@ -85,25 +98,31 @@ impl Runner {
             .map_err(|_| AppError::Internal)?;
         Ok(map
             .entry(connection_id.to_owned())
-            .or_insert(producer)
+            .or_insert((producer, Instant::now()))
+            .0
             .clone())
     }
 
     /// The connection's shared producer, if one was created.
     pub(crate) fn current_producer(&self, connection_id: &str) -> Option<FutureProducer> {
         let map = self.inner.producers.by_connection.lock().ok()?;
-        map.get(connection_id).cloned()
+        map.get(connection_id).map(|(producer, _)| producer.clone())
     }
 
     /// Forgets the connection's producer if it is still the producer
-    /// `failed` ([`producer_id`]), so that the next write makes a new one,
-    /// and has every lane take it up from its next message. The old one is
-    /// dropped a minute later, once no lane holds it, on a thread of its
-    /// own (dropping a producer waits for its threads).
+    /// `failed` ([`producer_id`]) and was made at least [`KEPT_AT_LEAST`]
+    /// ago, so that the next write makes a new one, and has every lane take
+    /// it up from its next message. The old one is dropped a minute later
+    /// on a thread of its own (dropping a producer waits for its threads),
+    /// unless a lane still holds it then.
     pub(crate) fn renew_producer(&self, connection_id: &str, failed: u64) {
         let removed = match self.inner.producers.by_connection.lock() {
-            Ok(mut map) if map.get(connection_id).map(producer_id) == Some(failed) => {
-                map.remove(connection_id)
+            Ok(mut map)
+                if map
+                    .get(connection_id)
+                    .is_some_and(|kept| renewable(kept, failed)) =>
+            {
+                map.remove(connection_id).map(|(producer, _)| producer)
             }
             _ => None,
         };
@@ -135,11 +154,14 @@ impl Runner {
             .producer(connection_id)
             .await
             .map_err(|e| e.to_string())?;
-        producer
-            .send(record, self.inner.producers.timeout())
-            .await
-            .map(|_| ())
-            .map_err(|(e, _)| format!("writing to '{topic}' failed: {e}"))
+        let sent = producer.send(record, self.inner.producers.timeout()).await;
+        sent.map(|_| ()).map_err(|(error, _)| {
+            let error = super::write::WriteError::from_kafka(&topic, &error);
+            if matches!(error, super::write::WriteError::NewProducer(..)) {
+                self.renew_producer(connection_id, producer_id(&producer));
+            }
+            error.message().to_owned()
+        })
     }
 
     /// Forgets the producer of a deleted connection.
@@ -147,5 +169,28 @@ impl Runner {
         if let Ok(mut map) = self.inner.producers.by_connection.lock() {
             map.remove(connection_id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::ClientConfig;
+
+    use super::*;
+
+    #[test]
+    fn a_producer_is_replaced_only_for_its_own_failure_and_not_too_soon() {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", "127.0.0.1:9")
+            .create()
+            .unwrap();
+        let id = producer_id(&producer);
+        let old = Instant::now() - KEPT_AT_LEAST;
+        assert!(renewable(&(producer.clone(), old), id));
+        assert!(
+            !renewable(&(producer.clone(), old), id + 1),
+            "another producer failed"
+        );
+        assert!(!renewable(&(producer, Instant::now()), id), "made just now");
     }
 }

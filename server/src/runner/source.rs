@@ -125,34 +125,42 @@ impl<C: ConsumerContext + 'static> PartitionQueues<C> {
     }
 }
 
-pub(super) struct PartitionSource {
-    queue: Arc<StreamPartitionQueue<FlowContext>>,
+pub(super) struct PartitionSource<C: ConsumerContext + 'static = FlowContext> {
+    queue: Arc<StreamPartitionQueue<C>>,
     /// Messages of the partition that reached the consumer's queue instead
     /// (see `subscribe`); they come first.
     strays: mpsc::Receiver<OwnedMessage>,
     strays_open: bool,
     stats: Arc<Stats>,
+    /// The lane's stop signal: a stopped lane takes nothing more from the
+    /// queue, which the partition's next lane may share.
+    stop: watch::Receiver<bool>,
 }
 
-impl PartitionSource {
+impl<C: ConsumerContext + 'static> PartitionSource<C> {
     pub fn new(
-        queue: Arc<StreamPartitionQueue<FlowContext>>,
+        queue: Arc<StreamPartitionQueue<C>>,
         strays: mpsc::Receiver<OwnedMessage>,
         stats: Arc<Stats>,
+        stop: watch::Receiver<bool>,
     ) -> Self {
         PartitionSource {
             queue,
             strays,
             strays_open: true,
             stats,
+            stop,
         }
     }
 
-    /// The next messages, at most [`BATCH`], waiting for the first.
+    /// The next messages, at most [`BATCH`], waiting for the first; none
+    /// once the lane is stopped.
     pub async fn next(&mut self) -> Vec<OwnedMessage> {
+        let mut stop = self.stop.clone();
         loop {
             let first = tokio::select! {
                 biased;
+                _ = stop.wait_for(|stopped| *stopped) => return Vec::new(),
                 stray = self.strays.recv(), if self.strays_open => match stray {
                     Some(message) => Ok(message),
                     None => {
@@ -181,6 +189,9 @@ impl PartitionSource {
     }
 
     fn fill(&mut self, batch: &mut Vec<OwnedMessage>) {
+        if *self.stop.borrow() {
+            return;
+        }
         while batch.len() < BATCH {
             match self.strays.try_recv() {
                 Ok(message) => batch.push(message),
@@ -221,14 +232,12 @@ mod tests {
 
     use super::*;
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_new_lane_is_woken_after_the_old_lane_of_its_partition_lets_go() {
-        let cluster = MockCluster::new(1).unwrap();
-        cluster.create_topic("in", 1, 1).unwrap();
-        let bootstrap = cluster.bootstrap_servers();
+    /// A consumer of the mock cluster's one-partition topic "in",
+    /// assigned it from the beginning.
+    fn assigned_consumer(bootstrap: &str) -> Arc<StreamConsumer<DefaultConsumerContext>> {
         let consumer: Arc<StreamConsumer<DefaultConsumerContext>> = Arc::new(
             ClientConfig::new()
-                .set("bootstrap.servers", &bootstrap)
+                .set("bootstrap.servers", bootstrap)
                 .set("group.id", "lanes")
                 .set("enable.auto.commit", "false")
                 .create()
@@ -239,6 +248,60 @@ mod tests {
             .add_partition_offset("in", 0, Offset::Beginning)
             .unwrap();
         consumer.assign(&assignment).unwrap();
+        consumer
+    }
+
+    async fn produce(bootstrap: &str, value: &str) {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .create()
+            .unwrap();
+        producer
+            .send(
+                FutureRecord::<(), _>::to("in").payload(value),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stopped_lane_leaves_its_partitions_messages_to_the_next_lane() {
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic("in", 1, 1).unwrap();
+        let bootstrap = cluster.bootstrap_servers();
+        let consumer = assigned_consumer(&bootstrap);
+        let mut queues = PartitionQueues::default();
+        let mut source = |stop| {
+            let (_, strays) = mpsc::channel(1);
+            let stats = Arc::new(Stats::default());
+            PartitionSource::new(queues.get(&consumer, "in", 0).unwrap(), strays, stats, stop)
+        };
+        let (stop_old, stopped) = watch::channel(false);
+        let mut old = source(stopped);
+        stop_old.send(true).unwrap();
+        let (_running, running) = watch::channel(false);
+        let mut new = source(running);
+        produce(&bootstrap, "m").await;
+
+        let taken = tokio::time::timeout(Duration::from_secs(10), old.next()).await;
+        assert!(
+            taken.is_ok_and(|batch| batch.is_empty()),
+            "the stopped lane took a message"
+        );
+        assert!(old.ready().is_empty());
+        let batch = tokio::time::timeout(Duration::from_secs(10), new.next())
+            .await
+            .expect("the next lane gets the message");
+        assert_eq!(batch.len(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_new_lane_is_woken_after_the_old_lane_of_its_partition_lets_go() {
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic("in", 1, 1).unwrap();
+        let bootstrap = cluster.bootstrap_servers();
+        let consumer = assigned_consumer(&bootstrap);
         let mut queues = PartitionQueues::default();
         // A lane still finishing after a revoke, and the partition's new lane.
         let old = queues.get(&consumer, "in", 0).unwrap();
@@ -248,17 +311,7 @@ mod tests {
         // The new lane waits for a message before there is one.
         let mut next = std::pin::pin!(new.recv());
         assert!(futures::poll!(&mut next).is_pending());
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .create()
-            .unwrap();
-        producer
-            .send(
-                FutureRecord::<(), _>::to("in").payload("m"),
-                Duration::from_secs(10),
-            )
-            .await
-            .unwrap();
+        produce(&bootstrap, "m").await;
         // Only a wake-up counts: when the time is up the queue is not read.
         let woken = tokio::select! {
             biased;

@@ -356,6 +356,7 @@ impl Lane {
             queue,
             stray_receiver,
             worker.stats.clone(),
+            worker.stop.clone(),
         ));
         Some(Lane {
             control,

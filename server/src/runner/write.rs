@@ -61,10 +61,12 @@ impl WriteError {
 }
 
 /// Errors after which the producer that gave them is not used again: a
-/// timeout, and the errors of an idempotent producer that can no longer
-/// keep its records in order (librdkafka raises a fatal error for them, and
-/// fails every later write of that producer with `Fatal`, and those it held
-/// with `PurgeQueue`).
+/// timeout, a fatal error (once librdkafka raises one, typically when an
+/// idempotent producer can no longer keep its records in order, it fails
+/// every later write of that producer with `Fatal`, and those it held with
+/// `PurgeQueue`), and the sequence and epoch errors that may come before
+/// one. librdkafka recovers from some of those by itself; a new producer
+/// costs little either way.
 fn spends_the_producer(code: RDKafkaErrorCode) -> bool {
     use RDKafkaErrorCode as E;
     matches!(
