@@ -141,6 +141,9 @@ impl ConsumerContext for FlowContext {
     }
 }
 
+/// How long a member may send no heartbeat before its group drops it.
+const SESSION_TIMEOUT_MS: &str = "30000";
+
 pub fn consumer(
     settings: &BrokerSettings,
     spec: &ActiveFlow,
@@ -160,7 +163,13 @@ pub fn consumer(
         .set("auto.commit.interval.ms", "100")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "10000")
+        // Longer than a restart takes to rejoin (about 6 s on tansu), so
+        // that the restarted process's first heartbeat keeps its static
+        // member: tansu 0.6.0 expires a rejoined static member by its old
+        // session, and a member that rejoins then while a revoke is under
+        // way can be left without partitions for good (see the README).
+        // On Kafka it is how long a dead instance's partitions wait.
+        .set("session.timeout.ms", SESSION_TIMEOUT_MS)
         .set("enable.partition.eof", "false")
         // The broker may hold a fetch this long when there is nothing new:
         // the bound on the latency of a quiet flow.
