@@ -227,17 +227,24 @@ mod tests {
 
     use rdkafka::consumer::{Consumer, DefaultConsumerContext};
     use rdkafka::mocking::MockCluster;
-    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use rdkafka::producer::{DefaultProducerContext, FutureProducer, FutureRecord};
     use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
     use super::*;
 
-    /// A consumer of the mock cluster's one-partition topic "in",
-    /// assigned it from the beginning.
-    fn assigned_consumer(bootstrap: &str) -> Arc<StreamConsumer<DefaultConsumerContext>> {
+    /// A mock cluster with the one-partition topic "in", its bootstrap
+    /// servers, and a consumer assigned the partition from the beginning.
+    fn one_partition() -> (
+        MockCluster<'static, DefaultProducerContext>,
+        String,
+        Arc<StreamConsumer<DefaultConsumerContext>>,
+    ) {
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic("in", 1, 1).unwrap();
+        let bootstrap = cluster.bootstrap_servers();
         let consumer: Arc<StreamConsumer<DefaultConsumerContext>> = Arc::new(
             ClientConfig::new()
-                .set("bootstrap.servers", bootstrap)
+                .set("bootstrap.servers", &bootstrap)
                 .set("group.id", "lanes")
                 .set("enable.auto.commit", "false")
                 .create()
@@ -248,7 +255,7 @@ mod tests {
             .add_partition_offset("in", 0, Offset::Beginning)
             .unwrap();
         consumer.assign(&assignment).unwrap();
-        consumer
+        (cluster, bootstrap, consumer)
     }
 
     async fn produce(bootstrap: &str, value: &str) {
@@ -267,10 +274,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_stopped_lane_leaves_its_partitions_messages_to_the_next_lane() {
-        let cluster = MockCluster::new(1).unwrap();
-        cluster.create_topic("in", 1, 1).unwrap();
-        let bootstrap = cluster.bootstrap_servers();
-        let consumer = assigned_consumer(&bootstrap);
+        let (_cluster, bootstrap, consumer) = one_partition();
         let mut queues = PartitionQueues::default();
         let mut source = |stop| {
             let (_, strays) = mpsc::channel(1);
@@ -298,10 +302,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_new_lane_is_woken_after_the_old_lane_of_its_partition_lets_go() {
-        let cluster = MockCluster::new(1).unwrap();
-        cluster.create_topic("in", 1, 1).unwrap();
-        let bootstrap = cluster.bootstrap_servers();
-        let consumer = assigned_consumer(&bootstrap);
+        let (_cluster, bootstrap, consumer) = one_partition();
         let mut queues = PartitionQueues::default();
         // A lane still finishing after a revoke, and the partition's new lane.
         let old = queues.get(&consumer, "in", 0).unwrap();

@@ -127,43 +127,28 @@ mod tests {
             WriteError::from_kafka("out", &too_large),
             WriteError::Permanent(m) if m.contains("'out'")
         ));
-        for code in [
-            RDKafkaErrorCode::UnknownTopic,
-            RDKafkaErrorCode::UnknownTopicOrPartition,
-            RDKafkaErrorCode::TopicAuthorizationFailed,
-        ] {
-            let error = KafkaError::MessageProduction(code);
-            assert!(matches!(
-                WriteError::from_kafka("t", &error),
-                WriteError::Permanent(_)
-            ));
-        }
-        for code in [
-            RDKafkaErrorCode::MessageTimedOut,
-            RDKafkaErrorCode::Fatal,
-            RDKafkaErrorCode::PurgeQueue,
-            RDKafkaErrorCode::OutOfOrderSequenceNumber,
-        ] {
-            let error = KafkaError::MessageProduction(code);
-            assert!(
-                matches!(
-                    WriteError::from_kafka("t", &error),
-                    WriteError::NewProducer(_, 0)
-                ),
-                "{code:?} is written through a new producer"
-            );
-        }
-        for code in [
-            RDKafkaErrorCode::QueueFull,
-            RDKafkaErrorCode::AllBrokersDown,
-            RDKafkaErrorCode::NotEnoughReplicas,
-            RDKafkaErrorCode::LeaderNotAvailable,
-        ] {
-            let error = KafkaError::MessageProduction(code);
-            assert!(matches!(
-                WriteError::from_kafka("t", &error),
-                WriteError::Retryable(_)
-            ));
+        use RDKafkaErrorCode as E;
+        let sorted = [
+            (E::UnknownTopic, "permanent"),
+            (E::UnknownTopicOrPartition, "permanent"),
+            (E::TopicAuthorizationFailed, "permanent"),
+            (E::MessageTimedOut, "new producer"),
+            (E::Fatal, "new producer"),
+            (E::PurgeQueue, "new producer"),
+            (E::OutOfOrderSequenceNumber, "new producer"),
+            (E::QueueFull, "retryable"),
+            (E::AllBrokersDown, "retryable"),
+            (E::NotEnoughReplicas, "retryable"),
+            (E::LeaderNotAvailable, "retryable"),
+        ];
+        for (code, expected) in sorted {
+            let kind = match WriteError::from_kafka("t", &KafkaError::MessageProduction(code)) {
+                WriteError::Permanent(_) => "permanent",
+                WriteError::NewProducer(_, 0) => "new producer",
+                WriteError::NewProducer(..) => "new producer of another id",
+                WriteError::Retryable(_) => "retryable",
+            };
+            assert_eq!(kind, expected, "{code:?}");
         }
     }
 
